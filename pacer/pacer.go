@@ -1,0 +1,444 @@
+package pacer
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Pacer. Rate is required; every other field has a
+// default, given in its doc.
+type Config struct {
+	// Rate is the hard ceiling in jobs per second: no window of dispatches
+	// holds more than Burst + Rate × its length. Required.
+	Rate float64 `toml:"rate"`
+	// Burst is the ceiling's capacity in jobs. The default value is 1.
+	Burst float64 `toml:"burst"`
+	// Base is the smooth base pace in jobs per second, which the
+	// controller's factor multiplies. It must not exceed Rate. The default
+	// value is Rate.
+	Base float64 `toml:"base"`
+	// BaseBurst is the capacity of the base pace's leaky bucket in jobs.
+	// The default value is 1.
+	BaseBurst float64 `toml:"base_burst"`
+	// MinFactor and MaxFactor bound the factor. The factor also never
+	// takes Base × factor above Rate. The default values are 0.1 and 10.
+	MinFactor float64 `toml:"min_factor"`
+	MaxFactor float64 `toml:"max_factor"`
+	// MaxInFlight caps the permits held at once (acquired, not yet Done).
+	// The default value, 0, means no cap.
+	MaxInFlight int `toml:"max_in_flight"`
+	// Probe reads the queue's backlog for the controller. The default
+	// value, nil, means no backlog: the controller then only recovers the
+	// factor after pushback.
+	Probe Probe `toml:"-"`
+	// BacklogHigh is the backlog, in jobs, at which the pressure is
+	// highest. The default value is BacklogTarget × Base.
+	BacklogHigh float64 `toml:"backlog_high"`
+	// BacklogTarget is BacklogHigh given as seconds of work at the base
+	// pace. The default value is 10s.
+	BacklogTarget time.Duration `toml:"backlog_target"`
+	// AdjMap is the rule the controller applies each period to the
+	// pressure ratio r = 1 − min(1, backlog ÷ BacklogHigh), with the row
+	// chosen by BaseBurst: r ≤ LBound (deep backlog) multiplies the factor
+	// by LFactor; r ≥ UBound (shallow) lets a factor above 1 sink back by
+	// UFactor; in between the factor holds (hysteresis). A factor below 1
+	// (after pushback) recovers by 1/UFactor a period unless the backlog
+	// is deep. The default value is DefaultAdjMap().
+	AdjMap []AdjRow `toml:"adjmap"`
+	// Period is the controller's sample period. The default value is 1s.
+	Period time.Duration `toml:"period"`
+	// Cut multiplies the factor when the downstream pushes back. The
+	// default value is 0.5.
+	Cut float64 `toml:"cut"`
+	// DefaultRetryAfter is the pause after a Throttled outcome that gives
+	// no RetryAfter. The default value is 1s.
+	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
+	// Clock is the time source. The default value (nil) is the system
+	// clock.
+	Clock Clock `toml:"-"`
+}
+
+func (c *Config) fill() error {
+	if err := checkRate("rate", c.Rate); err != nil {
+		return err
+	}
+	if c.Burst == 0 {
+		c.Burst = 1
+	}
+	if err := positive("burst", c.Burst); err != nil {
+		return err
+	}
+	if c.Base == 0 {
+		c.Base = c.Rate
+	}
+	if err := checkRate("base", c.Base); err != nil {
+		return err
+	}
+	if c.Base > c.Rate {
+		return invalid("base", c.Base, fmt.Sprintf("≤ rate (%g): the ceiling caps the pace", c.Rate))
+	}
+	if c.BaseBurst == 0 {
+		c.BaseBurst = 1
+	}
+	if err := positive("base_burst", c.BaseBurst); err != nil {
+		return err
+	}
+	if c.MaxInFlight < 0 {
+		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
+	}
+	if c.BacklogTarget < 0 {
+		return invalid("backlog_target", c.BacklogTarget, "> 0")
+	}
+	if c.BacklogTarget == 0 {
+		c.BacklogTarget = 10 * time.Second
+	}
+	if c.BacklogHigh == 0 {
+		c.BacklogHigh = c.Base * c.BacklogTarget.Seconds()
+	}
+	if err := positive("backlog_high", c.BacklogHigh); err != nil {
+		return err
+	}
+	if c.Period == 0 {
+		c.Period = time.Second
+	}
+	if c.Period < 0 {
+		return invalid("period", c.Period, "> 0")
+	}
+	if c.Cut == 0 {
+		c.Cut = 0.5
+	}
+	if math.IsNaN(c.Cut) || c.Cut <= 0 || c.Cut > 1 {
+		return invalid("cut", c.Cut, "in (0, 1]")
+	}
+	if c.DefaultRetryAfter == 0 {
+		c.DefaultRetryAfter = time.Second
+	}
+	if c.DefaultRetryAfter < 0 {
+		return invalid("default_retry_after", c.DefaultRetryAfter, "> 0")
+	}
+	if c.AdjMap == nil {
+		c.AdjMap = DefaultAdjMap()
+	}
+	return nil
+}
+
+// Pacer is what a worker asks before it takes a job: it composes a
+// TokenBucket (the ceiling, Rate and Burst), a manual LeakyBucket (the base
+// pace, Base × factor) and an in-flight cap. Acquire waits for all three;
+// Permit.Done reports the job's outcome. Run drives the controller that
+// moves the factor with the backlog and cuts it on pushback.
+//
+// A Pacer is safe for concurrent use. Make one with New.
+type Pacer struct {
+	cfg     Config // immutable after New, except through mu
+	ceiling *TokenBucket
+	base    *LeakyBucket
+	slots   *slots // nil: no cap
+	row     AdjRow
+
+	inFlight    atomic.Int64
+	dispatched  atomic.Uint64
+	succeeded   atomic.Uint64
+	failed      atomic.Uint64
+	throttled   atomic.Uint64
+	pauses      atomic.Uint64
+	probeErrors atomic.Uint64
+	pauseStart  atomic.Int64 // ceiling ticks at which the last pause began
+
+	mu          sync.Mutex // guards the fields below
+	factor      float64
+	backlog     Backlog
+	pausedUntil int64 // ceiling ticks
+}
+
+// New returns a Pacer configured by c, or an error that names the first
+// bad field of c.
+func New(c Config) (*Pacer, error) {
+	if err := c.fill(); err != nil {
+		return nil, err
+	}
+	ceiling, err := NewTokenBucket(c.Rate, c.Burst, c.Clock)
+	if err != nil {
+		return nil, err
+	}
+	base, err := NewLeakyBucket(LeakyConfig{
+		Capacity: c.BaseBurst, Leak: c.Base,
+		MinFactor: c.MinFactor, MaxFactor: c.MaxFactor,
+		AdjMap: c.AdjMap, Manual: true, Clock: c.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.MinFactor, c.MaxFactor = base.minF, base.maxF
+	p := &Pacer{cfg: c, ceiling: ceiling, base: base, factor: 1, row: rowFor(c.AdjMap, c.BaseBurst)}
+	p.pauseStart.Store(math.MinInt64)
+	if c.MaxInFlight > 0 {
+		p.slots = &slots{max: c.MaxInFlight}
+	}
+	return p, nil
+}
+
+// Permit is the right to run n jobs, given by Acquire. Call Done exactly
+// once when the jobs are finished.
+type Permit struct {
+	p  *Pacer
+	n  int
+	at int64 // ceiling ticks at dispatch
+}
+
+// N returns the number of jobs the permit admits.
+func (pm Permit) N() int { return pm.n }
+
+// Acquire waits until n jobs may start: a free in-flight slot, the base
+// pace and the ceiling, in that order, each first come first served. It
+// returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
+// Close.
+func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
+	if n < 1 {
+		return Permit{}, invalid("n", n, "≥ 1")
+	}
+	if p.slots != nil {
+		if n > p.cfg.MaxInFlight {
+			return Permit{}, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
+		}
+		if err := p.slots.acquire(ctx, n); err != nil {
+			return Permit{}, err
+		}
+	}
+	f := float64(n)
+	if err := p.base.s.wait(ctx, f); err != nil {
+		p.releaseSlots(n)
+		return Permit{}, err
+	}
+	if err := p.ceiling.s.wait(ctx, f); err != nil {
+		p.base.give(f)
+		p.releaseSlots(n)
+		return Permit{}, err
+	}
+	p.inFlight.Add(int64(n))
+	p.dispatched.Add(uint64(n))
+	return Permit{p: p, n: n, at: p.ceiling.s.now()}, nil
+}
+
+func (p *Pacer) releaseSlots(n int) {
+	if p.slots != nil {
+		p.slots.release(n)
+	}
+}
+
+// Done reports the outcome of the permit's jobs: nil for success, an error
+// that is or wraps a *Throttled for pushback, any other error for failure.
+// Pushback cuts the factor by Cut and pauses dispatch for its RetryAfter,
+// once per pause: throttled outcomes of jobs dispatched before the current
+// pause began only make the pause last until their own retry-after.
+func (pm Permit) Done(outcome error) {
+	p := pm.p
+	if p == nil {
+		return
+	}
+	p.inFlight.Add(-int64(pm.n))
+	p.releaseSlots(pm.n)
+	if outcome == nil {
+		p.succeeded.Add(uint64(pm.n))
+		return
+	}
+	retry, ok := IsThrottled(outcome)
+	if !ok {
+		p.failed.Add(uint64(pm.n))
+		return
+	}
+	p.throttled.Add(uint64(pm.n))
+	if retry <= 0 {
+		retry = p.cfg.DefaultRetryAfter
+	}
+	p.pushback(pm.at, retry)
+}
+
+func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
+	now := p.ceiling.s.now()
+	until := now + int64(retry)<<tickShift
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if dispatchedAt >= p.pauseStart.Load() {
+		// A new pushback: this job was sent after the last pause began.
+		p.pauseStart.Store(now)
+		p.pauses.Add(1)
+		p.setFactor(p.factor * p.cfg.Cut)
+	}
+	if until > p.pausedUntil {
+		p.pausedUntil = until
+		// Both buckets share the clock and so the epoch's meaning; convert
+		// through time for the base bucket all the same.
+		p.ceiling.s.hold(until)
+		p.base.s.hold(p.base.s.ticks(p.ceiling.s.epoch.Add(time.Duration(until >> tickShift))))
+	}
+}
+
+// maxFactor is the highest factor allowed: MaxFactor, and Base × factor
+// never above the ceiling. It requires mu held.
+func (p *Pacer) maxFactor() float64 {
+	return min(p.cfg.MaxFactor, p.ceiling.Rate()/p.base.Leak())
+}
+
+// setFactor clamps f and sets it on the base bucket. It requires mu held.
+func (p *Pacer) setFactor(f float64) {
+	f = min(max(f, p.cfg.MinFactor), p.maxFactor())
+	if f != p.factor {
+		p.factor = p.base.setFactor(p.base.s.now(), f)
+	}
+}
+
+// Run runs the controller until ctx ends, then returns nil. Every Period it
+// reads the Probe (if any) and moves the factor: up while the backlog is
+// deep, back toward 1 as it drains and after pushback. A probe error keeps
+// the factor as it is and is counted in Stats.ProbeErrors. Without Run the
+// factor never recovers from a cut.
+func (p *Pacer) Run(ctx context.Context) error {
+	clock := p.ceiling.s.clock
+	for {
+		t := clock.NewTimer(p.cfg.Period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+		p.Step(ctx)
+	}
+}
+
+// Step runs one controller period now: Run calls it every Period. It is
+// exported for simulations that drive a Pacer on their own clock.
+func (p *Pacer) Step(ctx context.Context) {
+	var b Backlog
+	var err error
+	if p.cfg.Probe != nil {
+		pctx, cancel := context.WithTimeout(ctx, p.cfg.Period)
+		b, err = p.cfg.Probe.Backlog(pctx)
+		cancel()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.probeErrors.Add(1)
+		return
+	}
+	p.backlog = b
+	if p.ceiling.s.now() < p.pausedUntil {
+		return // paused: hold the cut factor
+	}
+	r := 1 - min(1, float64(b.Pending)/p.cfg.BacklogHigh)
+	f := p.factor
+	switch {
+	case r <= p.row.LBound:
+		f *= p.row.LFactor
+	case f < 1:
+		f = min(1, f/p.row.UFactor)
+	case f > 1 && r >= p.row.UBound:
+		f = max(1, f*p.row.UFactor)
+	}
+	p.setFactor(f)
+}
+
+// SetRate changes the ceiling, settling its balance first; the factor is
+// cut back if Base × factor would pass the new ceiling. rate must be at
+// least Base.
+func (p *Pacer) SetRate(rate float64) error {
+	if err := checkRate("rate", rate); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if base := p.base.Leak(); rate < base {
+		return invalid("rate", rate, fmt.Sprintf("≥ base (%g)", base))
+	}
+	if err := p.ceiling.SetRate(rate); err != nil {
+		return err
+	}
+	p.setFactor(p.factor)
+	return nil
+}
+
+// SetBase changes the base pace, settling the base bucket first. base must
+// not exceed the ceiling.
+func (p *Pacer) SetBase(base float64) error {
+	if err := checkRate("base", base); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rate := p.ceiling.Rate(); base > rate {
+		return invalid("base", base, fmt.Sprintf("≤ rate (%g)", rate))
+	}
+	if err := p.base.SetLeak(base); err != nil {
+		return err
+	}
+	p.cfg.BacklogHigh = base * p.cfg.BacklogTarget.Seconds()
+	p.setFactor(p.factor)
+	return nil
+}
+
+// Close makes every waiting and future Acquire return ErrClosed. Permits
+// already given stay valid.
+func (p *Pacer) Close() {
+	p.base.Close()
+	p.ceiling.Close()
+}
+
+// EstimateWait returns how long an Acquire of n started now would wait for
+// the pace, counting the callers already waiting and any pause. It is an
+// estimate: the factor may change meanwhile.
+func (p *Pacer) EstimateWait(n int) time.Duration {
+	now := p.ceiling.s.now()
+	ahead := float64(p.base.s.waiters.Load() + p.ceiling.s.waiters.Load())
+	p.mu.Lock()
+	pace := min(p.base.Leak()*p.factor, p.ceiling.Rate())
+	until := p.pausedUntil
+	p.mu.Unlock()
+	d := time.Duration((ahead + float64(n) - min(p.base.s.tokens(now), p.ceiling.s.tokens(now))) / pace * float64(time.Second))
+	if now < until {
+		d += time.Duration((until - now) >> tickShift)
+	}
+	return max(d, 0)
+}
+
+// Stats is a snapshot of a Pacer.
+type Stats struct {
+	Pace        float64   // jobs per second now: min(Base × Factor, Ceiling); 0 while paused
+	Ceiling     float64   // the ceiling's rate, jobs per second
+	Base        float64   // the base pace, jobs per second
+	Factor      float64   // the controller's factor
+	Backlog     Backlog   // the last backlog read
+	InFlight    int64     // permits held now
+	Dispatched  uint64    // jobs admitted
+	Succeeded   uint64    // jobs Done with nil
+	Failed      uint64    // jobs Done with an error other than Throttled
+	Throttled   uint64    // jobs Done with a Throttled outcome
+	Pauses      uint64    // pauses, one per pushback
+	PausedUntil time.Time // end of the current pause; zero if not paused
+	ProbeErrors uint64    // probe reads that failed
+}
+
+// Stats returns a snapshot of the pacer's state and counters.
+func (p *Pacer) Stats() Stats {
+	now := p.ceiling.s.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Stats{
+		Ceiling: p.ceiling.Rate(), Base: p.base.Leak(), Factor: p.factor,
+		Backlog: p.backlog, InFlight: p.inFlight.Load(),
+		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
+		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
+		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
+	}
+	s.Pace = min(s.Base*s.Factor, s.Ceiling)
+	if now < p.pausedUntil {
+		s.Pace = 0
+		s.PausedUntil = p.ceiling.s.epoch.Add(time.Duration(p.pausedUntil >> tickShift))
+	}
+	return s
+}

@@ -1,0 +1,28 @@
+package pacer
+
+import (
+	"context"
+	"time"
+)
+
+// Backlog is what a queue reports about the work waiting in it.
+type Backlog struct {
+	// Pending is the number of jobs ready to run and not yet taken.
+	Pending int64
+	// OldestAge is how long the oldest pending job has waited; zero when
+	// the queue is empty or the source cannot tell.
+	OldestAge time.Duration
+}
+
+// Probe reads a queue's backlog. The Pacer's controller calls it once per
+// sample period from one goroutine; an error keeps the last factor and is
+// counted in Stats.ProbeErrors. Adapters implement it for their queue.
+type Probe interface {
+	Backlog(ctx context.Context) (Backlog, error)
+}
+
+// ProbeFunc adapts a function to the Probe interface.
+type ProbeFunc func(ctx context.Context) (Backlog, error)
+
+// Backlog calls f(ctx).
+func (f ProbeFunc) Backlog(ctx context.Context) (Backlog, error) { return f(ctx) }

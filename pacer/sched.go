@@ -1,0 +1,337 @@
+package pacer
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sched is the scheduling core shared by TokenBucket and LeakyBucket: a
+// token bucket kept as a schedule of due times (GCRA). Instead of a balance
+// it keeps zero, the instant at which the balance was (or will be) zero;
+// the balance at time t is (t - max(zero, t - full)) / cost. A take of n
+// moves zero forward by n × cost. Because zero is a point on the schedule
+// and not a balance capped at capacity, permits fall due at exact times
+// whatever the timers do.
+//
+// Time is kept in ticks of 1/16 ns since epoch, so that the cost of one
+// token is exact to 1/32 ns even at 10^9 tokens per second.
+//
+// The fast path (tryTake) is one atomic load of each of zero, cfg and
+// credit and one CAS on zero. Setters swap zero to a sentinel while they
+// install a new cfg, so a taker never combines a zero with a cfg it does
+// not belong to.
+type sched struct {
+	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
+	waiters atomic.Int64 // blocking takers queued; TryTake fails while any wait
+	cfg     atomic.Pointer[schedCfg]
+	credit  atomic.Pointer[credit]
+
+	clock  Clock
+	sys    bool      // clock is the system clock: read time with time.Since(epoch)
+	epoch  time.Time // tick 0
+	closed chan struct{}
+
+	// tick, when set, is called with mu held before a waiter computes its
+	// due time; it returns the next instant at which it wants to be called
+	// again (LeakyBucket's adaptation period), or math.MaxInt64.
+	tick func(now int64) int64
+
+	mu sync.Mutex // guards q and serialises reconfigure
+	q  []*waiter  // FIFO of blocking takers; q[0] is the head
+}
+
+const (
+	tickShift    = 4
+	ticksPerNano = 1 << tickShift
+	ticksPerSec  = 1e9 * ticksPerNano
+	locked       = math.MinInt64
+)
+
+// MaxRate is the largest rate a bucket accepts, in tokens per second.
+const MaxRate = 1e9
+
+type schedCfg struct {
+	rate     float64 // tokens per second
+	capacity float64 // tokens
+	cost     float64 // ticks per token
+	full     int64   // ticks to fill an empty bucket: capacity × cost
+}
+
+// credit lets the takers that follow a late-woken waiter take the permits
+// that fell due while it slept: until the instant until, the floor of the
+// schedule is floor instead of now - full.
+type credit struct{ floor, until int64 }
+
+type waiter struct {
+	wake chan struct{} // buffered 1: became head, or cfg changed
+}
+
+func newCfg(rate, capacity float64) *schedCfg {
+	cost := ticksPerSec / rate
+	return &schedCfg{rate: rate, capacity: capacity, cost: cost, full: int64(capacity*cost + 0.5)}
+}
+
+// init sets the schedule up full at the clock's current time.
+func (s *sched) init(clock Clock, rate, capacity float64) {
+	s.clock = orSystem(clock)
+	_, s.sys = s.clock.(systemClock)
+	s.epoch = s.clock.Now()
+	s.closed = make(chan struct{})
+	c := newCfg(rate, capacity)
+	s.cfg.Store(c)
+	s.zero.Store(-c.full)
+}
+
+func (s *sched) now() int64 {
+	if s.sys {
+		return int64(time.Since(s.epoch)) << tickShift
+	}
+	return s.ticks(s.clock.Now())
+}
+
+func (s *sched) ticks(t time.Time) int64 { return int64(t.Sub(s.epoch)) << tickShift }
+
+func (c *schedCfg) costOf(n float64) int64 { return int64(n*c.cost + 0.5) }
+
+// floor is the earliest zero may be at now: a full bucket, or the credit
+// left by a late waiter.
+func (s *sched) floor(now int64, c *schedCfg) int64 {
+	f := now - c.full
+	if cr := s.credit.Load(); cr != nil && now <= cr.until && cr.floor < f {
+		f = cr.floor
+	}
+	return f
+}
+
+// load returns zero and the cfg it belongs to, waiting out a reconfigure.
+func (s *sched) load() (int64, *schedCfg) {
+	for {
+		z := s.zero.Load()
+		if z != locked {
+			return z, s.cfg.Load()
+		}
+		s.mu.Lock() // reconfigure holds mu while zero is locked
+		s.mu.Unlock()
+	}
+}
+
+// take takes n tokens at now if they are there; it returns the new zero.
+func (s *sched) take(now int64, n float64) (int64, bool) { return s.takeFrom(now, n, math.MaxInt64) }
+
+// takeFrom is take with the schedule's floor lowered to at most from: a
+// waiter that slept until its due time takes its tokens on the schedule,
+// however late its timer woke it.
+func (s *sched) takeFrom(now int64, n float64, from int64) (int64, bool) {
+	for {
+		z, c := s.load()
+		base := min(s.floor(now, c), from)
+		if z > base {
+			base = z
+		}
+		nz := base + c.costOf(n)
+		if nz > now {
+			return 0, false
+		}
+		if s.zero.CompareAndSwap(z, nz) {
+			return nz, true
+		}
+	}
+}
+
+// tokens is the balance at now.
+func (s *sched) tokens(now int64) float64 {
+	z, c := s.load()
+	base := s.floor(now, c)
+	if z > base {
+		base = z
+	}
+	return float64(now-base) / c.cost
+}
+
+// due is the instant at which n tokens will be there, if nobody else takes.
+func (s *sched) due(now int64, n float64) int64 {
+	z, c := s.load()
+	base := s.floor(now, c)
+	if z > base {
+		base = z
+	}
+	return base + c.costOf(n)
+}
+
+// refund gives back n tokens taken earlier, without overfilling.
+func (s *sched) refund(now int64, n float64) {
+	for {
+		z, c := s.load()
+		f := now - c.full
+		if z <= f {
+			return
+		}
+		nz := max(z-c.costOf(n), f)
+		if s.zero.CompareAndSwap(z, nz) {
+			return
+		}
+	}
+}
+
+// reconfigure settles the balance at now under the old cfg and installs
+// rate and capacity. It requires mu held.
+func (s *sched) reconfigure(now int64, rate, capacity float64) {
+	old := s.cfg.Load()
+	z := s.zero.Swap(locked)
+	base := max(z, s.floor(now, old))
+	bal := min(float64(now-base)/old.cost, capacity)
+	nc := newCfg(rate, capacity)
+	nz := now - int64(bal*nc.cost+0.5)
+	if nz == z {
+		nz-- // zero must change, or a taker holding the old pair could CAS
+	}
+	s.credit.Store(nil)
+	s.cfg.Store(nc)
+	s.zero.Store(nz)
+	if len(s.q) > 0 {
+		kick(s.q[0])
+	}
+}
+
+func kick(w *waiter) {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait takes n tokens, waiting in FIFO order behind earlier waiters. A take
+// of more than the capacity is taken in chunks of at most the capacity, so
+// it waits for the excess and leaves the bucket empty. A waiter that is
+// cancelled gives back what it took and passes the head to the next.
+func (s *sched) wait(ctx context.Context, n float64) error {
+	if s.waiters.Load() == 0 && s.tick == nil && n <= s.cfg.Load().capacity {
+		if _, ok := s.take(s.now(), n); ok {
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &waiter{wake: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.q = append(s.q, w)
+	s.waiters.Add(1)
+	head := len(s.q) == 1
+	s.mu.Unlock()
+	defer s.leave(w)
+	if !head {
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return ErrClosed
+		}
+	}
+	var taken float64
+	from := int64(math.MaxInt64) // set when the timer woke us for our due time
+	for {
+		now := s.now()
+		next := int64(math.MaxInt64)
+		if s.tick != nil {
+			s.mu.Lock()
+			next = s.tick(now)
+			s.mu.Unlock()
+		}
+		c := s.cfg.Load()
+		chunk := min(n-taken, c.capacity)
+		if nz, ok := s.takeFrom(now, chunk, from); ok {
+			if late := now - nz; from != math.MaxInt64 && late > 0 {
+				s.credit.Store(&credit{floor: nz - c.full, until: now + late})
+			}
+			taken += chunk
+			if taken >= n {
+				return nil
+			}
+			from = math.MaxInt64
+			continue
+		}
+		due := s.due(now, chunk)
+		sleep := min(due, next)
+		t := s.clock.NewTimer(time.Duration((sleep - now + ticksPerNano - 1) >> tickShift))
+		select {
+		case <-t.C():
+			from = math.MaxInt64
+			select {
+			case <-w.wake: // reconfigured meanwhile: the due time is stale
+			default:
+				if sleep == due {
+					from = due - c.costOf(chunk)
+				}
+			}
+		case <-w.wake:
+			t.Stop()
+			from = math.MaxInt64
+		case <-ctx.Done():
+			t.Stop()
+			s.refund(s.now(), taken)
+			return ctx.Err()
+		case <-s.closed:
+			t.Stop()
+			return ErrClosed
+		}
+	}
+}
+
+// leave removes w from the queue and, if it was the head, wakes the next.
+func (s *sched) leave(w *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, x := range s.q {
+		if x == w {
+			copy(s.q[i:], s.q[i+1:])
+			s.q[len(s.q)-1] = nil
+			s.q = s.q[:len(s.q)-1]
+			s.waiters.Add(-1)
+			if i == 0 && len(s.q) > 0 {
+				kick(s.q[0])
+			}
+			return
+		}
+	}
+}
+
+// close fails every waiter, present and future, with ErrClosed.
+func (s *sched) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+}
+
+func (s *sched) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// hold keeps anything from being taken before until: the schedule resumes
+// then, from empty.
+func (s *sched) hold(until int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	z := s.zero.Swap(locked)
+	if until > z {
+		s.credit.Store(nil)
+		z = until
+	}
+	s.zero.Store(z)
+	if len(s.q) > 0 {
+		kick(s.q[0])
+	}
+}

@@ -1,0 +1,45 @@
+package pacer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Throttled is the outcome of a job whose downstream pushed back: a 429 or
+// 503 answer, a rate-limit error, an explicit retry-after. Passed to
+// Permit.Done (directly or wrapped), it makes the Pacer cut its factor and
+// pause dispatch for RetryAfter, once for the whole pacer however many jobs
+// report the same pushback.
+type Throttled struct {
+	// RetryAfter is how long the downstream asked us to wait; zero means
+	// it did not say, and the Pacer uses its DefaultRetryAfter.
+	RetryAfter time.Duration
+	// Err is the underlying error, if any.
+	Err error
+}
+
+// Throttle returns a *Throttled error carrying retry-after d and cause err
+// (which may be nil).
+func Throttle(d time.Duration, err error) error { return &Throttled{RetryAfter: d, Err: err} }
+
+// Error implements error.
+func (t *Throttled) Error() string {
+	if t.Err != nil {
+		return fmt.Sprintf("pacer: throttled, retry after %v: %v", t.RetryAfter, t.Err)
+	}
+	return fmt.Sprintf("pacer: throttled, retry after %v", t.RetryAfter)
+}
+
+// Unwrap returns the underlying error.
+func (t *Throttled) Unwrap() error { return t.Err }
+
+// IsThrottled reports whether err is or wraps a *Throttled, and its
+// retry-after.
+func IsThrottled(err error) (retryAfter time.Duration, ok bool) {
+	var t *Throttled
+	if errors.As(err, &t) {
+		return t.RetryAfter, true
+	}
+	return 0, false
+}

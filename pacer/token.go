@@ -1,0 +1,130 @@
+package pacer
+
+import (
+	"context"
+	"time"
+)
+
+// TokenBucket is a token bucket: it refills continuously at Rate tokens per
+// second up to Capacity and starts full. It is the hard ceiling of a Pacer,
+// and can be used alone.
+//
+// It paces by a schedule of due times rather than by a balance, so it is
+// exact at every rate up to MaxRate: a caller that keeps asking gets
+// Rate × t tokens (plus the initial Capacity) even when Go's timers wake it
+// late, because the tokens that fell due while it slept are still there
+// when it wakes. After idle time the catch-up is capped at Capacity, as a
+// token bucket's is; a waiter that woke late lets the takers that follow it
+// straight away catch up for no longer than it overslept.
+//
+// TryTake is the fast path: it never blocks, allocates nothing, and fails
+// while blocking takers are queued so that they are served in order. Take
+// waits. All methods are safe for concurrent use.
+type TokenBucket struct {
+	s sched
+}
+
+// NewTokenBucket returns a full bucket that refills at rate tokens per
+// second up to capacity tokens, reading time from clock (nil means the
+// system clock). rate must be in (0, MaxRate] and capacity > 0, both
+// finite.
+func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
+	if err := checkRate("rate", rate); err != nil {
+		return nil, err
+	}
+	if err := positive("capacity", capacity); err != nil {
+		return nil, err
+	}
+	b := &TokenBucket{}
+	b.s.init(clock, rate, capacity)
+	return b, nil
+}
+
+// TryTake takes n tokens if they are there now and reports whether it did.
+// It fails, taking nothing, while other callers wait in Take, and for any n
+// larger than the capacity or not > 0. It never blocks.
+func (b *TokenBucket) TryTake(n float64) bool {
+	if b.s.waiters.Load() != 0 || !(n > 0) {
+		return false
+	}
+	_, ok := b.s.take(b.s.now(), n)
+	return ok
+}
+
+// TryTakeAt is TryTake at time now, for callers that keep their own time
+// (tests, simulations). now must not go backwards across calls; a time
+// before the last take finds no tokens.
+func (b *TokenBucket) TryTakeAt(now time.Time, n float64) bool {
+	if b.s.waiters.Load() != 0 || !(n > 0) {
+		return false
+	}
+	_, ok := b.s.take(b.s.ticks(now), n)
+	return ok
+}
+
+// Take takes n tokens, waiting until they are there. Waiters are served in
+// the order they called. If ctx ends first, Take returns ctx.Err() and
+// takes nothing, and the waiters behind it move up. n larger than the
+// capacity is allowed: Take waits until the bucket has refilled n tokens in
+// all and leaves it empty (as the seed's consume does). Take returns
+// ErrClosed after Close.
+func (b *TokenBucket) Take(ctx context.Context, n float64) error {
+	if err := checkAmount(n); err != nil {
+		return err
+	}
+	if b.s.isClosed() {
+		return ErrClosed
+	}
+	return b.s.wait(ctx, n)
+}
+
+// Tokens returns the tokens in the bucket now.
+func (b *TokenBucket) Tokens() float64 { return b.s.tokens(b.s.now()) }
+
+// TokensAt returns the tokens in the bucket at time now.
+func (b *TokenBucket) TokensAt(now time.Time) float64 { return b.s.tokens(b.s.ticks(now)) }
+
+// Rate returns the refill rate in tokens per second.
+func (b *TokenBucket) Rate() float64 { return b.s.cfg.Load().rate }
+
+// Capacity returns the capacity (burst) in tokens.
+func (b *TokenBucket) Capacity() float64 { return b.s.cfg.Load().capacity }
+
+// SetRate changes the refill rate. The balance is settled at the old rate
+// first; waiters recompute their due times at once.
+func (b *TokenBucket) SetRate(rate float64) error { return b.SetRateAt(b.s.clock.Now(), rate) }
+
+// SetRateAt is SetRate at time now.
+func (b *TokenBucket) SetRateAt(now time.Time, rate float64) error {
+	if err := checkRate("rate", rate); err != nil {
+		return err
+	}
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	b.s.reconfigure(b.s.ticks(now), rate, b.s.cfg.Load().capacity)
+	return nil
+}
+
+// SetCapacity changes the capacity. The balance is settled first and kept,
+// cut to the new capacity if it is larger.
+func (b *TokenBucket) SetCapacity(capacity float64) error {
+	return b.SetCapacityAt(b.s.clock.Now(), capacity)
+}
+
+// SetCapacityAt is SetCapacity at time now.
+func (b *TokenBucket) SetCapacityAt(now time.Time, capacity float64) error {
+	if err := positive("capacity", capacity); err != nil {
+		return err
+	}
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	b.s.reconfigure(b.s.ticks(now), b.s.cfg.Load().rate, capacity)
+	return nil
+}
+
+// Close makes every waiting and future Take return ErrClosed. TryTake keeps
+// working.
+func (b *TokenBucket) Close() { b.s.close() }
+
+// give returns n tokens taken earlier (a take that was not used).
+func (b *TokenBucket) give(n float64) { b.s.refund(b.s.now(), n) }
