@@ -35,6 +35,9 @@ type Config struct {
 	// value, nil, means no backlog: the controller then only recovers the
 	// factor after pushback.
 	Probe Probe `toml:"-"`
+	// Limiter, if set, is obeyed after the ceiling: a limit shared with
+	// other processes, say. The default value, nil, means none.
+	Limiter Limiter `toml:"-"`
 	// BacklogHigh is the backlog, in jobs, at which the pressure is
 	// highest. The default value is BacklogTarget × Base.
 	BacklogHigh float64 `toml:"backlog_high"`
@@ -218,6 +221,14 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 		p.base.give(f)
 		p.releaseSlots(n)
 		return Permit{}, err
+	}
+	if p.cfg.Limiter != nil {
+		if err := p.cfg.Limiter.Wait(ctx, n); err != nil {
+			p.ceiling.give(f)
+			p.base.give(f)
+			p.releaseSlots(n)
+			return Permit{}, err
+		}
 	}
 	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))

@@ -26,3 +26,12 @@ type ProbeFunc func(ctx context.Context) (Backlog, error)
 
 // Backlog calls f(ctx).
 func (f ProbeFunc) Backlog(ctx context.Context) (Backlog, error) { return f(ctx) }
+
+// Limiter is an extra limit a Pacer obeys after its own ceiling, such as a
+// limit shared by a whole fleet of workers (package
+// adapters/redisbucket). Wait blocks until n jobs may start, or returns
+// ctx.Err() (or another error) without admitting them. It must be safe for
+// concurrent use.
+type Limiter interface {
+	Wait(ctx context.Context, n int) error
+}
