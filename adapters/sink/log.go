@@ -1,0 +1,51 @@
+package sink
+
+import (
+	"context"
+	"log/slog"
+)
+
+// LogConfig configures a Log sink (kind "log" in config.toml).
+type LogConfig struct {
+	// MaxPayload is how many bytes of the payload a line shows. The
+	// default value is 200.
+	MaxPayload int `toml:"max_payload"`
+	// Logger writes the lines. The default value is slog.Default(). Not
+	// settable from config.toml.
+	Logger *slog.Logger `toml:"-"`
+}
+
+// Log is a Sink that logs each job at level info and succeeds: for demos
+// and debugging.
+type Log struct {
+	cfg LogConfig
+}
+
+var _ Sink = (*Log)(nil)
+
+// NewLog returns a Log sink.
+func NewLog(c LogConfig) (*Log, error) {
+	if c.MaxPayload < 0 {
+		return nil, invalid("log", "max_payload", c.MaxPayload, "bytes ≥ 0")
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 200
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Log{cfg: c}, nil
+}
+
+// Handle logs j.
+func (l *Log) Handle(ctx context.Context, j Job) error {
+	p := j.Payload
+	more := ""
+	if len(p) > l.cfg.MaxPayload {
+		p, more = p[:l.cfg.MaxPayload], "…"
+	}
+	l.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job",
+		slog.String("worker", j.Worker), slog.String("id", j.ID), slog.String("type", j.Type),
+		slog.Int("attempt", j.Attempt), slog.String("payload", string(p)+more))
+	return nil
+}

@@ -1,0 +1,40 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Job is one job a source hands a sink.
+type Job struct {
+	ID      string // the source's id: Asynq task id, JetStream sequence, NATS reply or a counter
+	Type    string // the Asynq task type or the NATS subject
+	Attempt int    // 1 on the first delivery
+	Payload []byte
+	Worker  string // the worker's name in config.toml
+}
+
+// Sink handles jobs. Handle runs one job and returns its outcome: nil,
+// an error wrapping *pacer.Throttled for pushback, or another error. It
+// must return when ctx ends, and be safe for concurrent use.
+type Sink interface {
+	Handle(ctx context.Context, j Job) error
+}
+
+// Func adapts a function to the Sink interface.
+type Func func(ctx context.Context, j Job) error
+
+// Handle calls f(ctx, j).
+func (f Func) Handle(ctx context.Context, j Job) error { return f(ctx, j) }
+
+// ErrPermanent is wrapped by outcomes that retrying cannot fix, such as an
+// HTTP 400: sources drop such a job (Asynq: SkipRetry; JetStream: Term)
+// instead of retrying it.
+var ErrPermanent = errors.New("permanent failure")
+
+func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+func invalid(kind, key string, v any, want string) error {
+	return fmt.Errorf("sink: %s: %s = %v, want %s", kind, key, v, want)
+}
