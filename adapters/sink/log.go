@@ -10,7 +10,8 @@ type LogConfig struct {
 	// MaxPayload is how many bytes of the payload a line shows. The
 	// default value is 200.
 	MaxPayload int `toml:"max_payload"`
-	// Logger writes the lines. The default value is slog.Default(). Not
+	// Logger writes the lines. The default value, nil, is slog.Default()
+	// at the time of each line. Not
 	// settable from config.toml.
 	Logger *slog.Logger `toml:"-"`
 }
@@ -31,9 +32,6 @@ func NewLog(c LogConfig) (*Log, error) {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = 200
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return &Log{cfg: c}, nil
 }
 
@@ -44,7 +42,11 @@ func (l *Log) Handle(ctx context.Context, j Job) error {
 	if len(p) > l.cfg.MaxPayload {
 		p, more = p[:l.cfg.MaxPayload], "…"
 	}
-	l.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job",
+	lg := l.cfg.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	lg.LogAttrs(ctx, slog.LevelInfo, "job",
 		slog.String("worker", j.Worker), slog.String("id", j.ID), slog.String("type", j.Type),
 		slog.Int("attempt", j.Attempt), slog.String("payload", string(p)+more))
 	return nil

@@ -1,0 +1,328 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// LoadConfig reads and checks a config file, building every source and
+// sink table with the registered plugins (nothing connects). The error
+// lists every problem, each with file, line and key.
+func LoadConfig(path string) (*config.File, error) {
+	return config.Load(path, buildPlugin)
+}
+
+func buildPlugin(p *config.Plugin) (any, error) {
+	switch p.Section {
+	case "sink":
+		f := sinkFunc(p.Kind())
+		if f == nil {
+			return nil, p.Errorf("kind", "%q: want one of %s", p.Kind(), strings.Join(SinkKinds(), ", "))
+		}
+		return f(p)
+	default:
+		f := sourceFunc(p.Kind())
+		if f == nil {
+			return nil, p.Errorf("kind", "%q: want one of %s", p.Kind(), strings.Join(SourceKinds(), ", "))
+		}
+		return f(p)
+	}
+}
+
+// RunOptions override a config for one run.
+type RunOptions struct {
+	// Demo, if > 0, runs the demo producer at this many jobs per second
+	// per worker, whatever the config's [demo] says.
+	Demo float64
+	// Admin, if not empty, replaces the config's admin address.
+	Admin string
+}
+
+// Runner runs the workers of a config. Make one with NewRunner; Run runs
+// it once.
+type Runner struct {
+	log     *slog.Logger
+	opts    RunOptions
+	brokers *Brokers
+	started time.Time
+
+	mu      sync.Mutex // guards cfg and the workers' cfg
+	cfg     *config.File
+	workers []*runWorker
+
+	draining  atomic.Bool
+	adminAddr atomic.Pointer[string]
+	ready     chan struct{}
+}
+
+type runWorker struct {
+	cfg  config.Worker
+	p    *pacer.Pacer
+	src  Source
+	snk  sink.Sink
+	rate meter
+}
+
+// NewRunner returns a Runner for f, a config from LoadConfig.
+func NewRunner(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Runner{log: log, opts: opts, cfg: f, started: time.Now(), ready: make(chan struct{})}
+	r.brokers = NewBrokers(f.Redis.Addr, f.Redis.Password, f.Redis.DB, f.NATS.URL, f.NATS.StoreDir, log)
+	return r
+}
+
+// Ready is closed once every worker runs and the admin server listens.
+func (r *Runner) Ready() <-chan struct{} { return r.ready }
+
+// AdminAddr returns the address the admin server listens on, or "".
+func (r *Runner) AdminAddr() string {
+	if p := r.adminAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run connects the sources, starts the workers, the admin server and the
+// demo producer, and runs until ctx ends. Then it drains: the sources
+// stop taking jobs and wait for the jobs in flight (at most the config's
+// drain_timeout; jobs not finished go back to their broker), and Run
+// returns nil. It returns an error if a worker cannot start.
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.brokers.Close()
+	cfg := r.cfg
+	for i := range cfg.Workers {
+		wc := cfg.Workers[i]
+		w := &runWorker{cfg: wc, src: wc.Source.Built.(Source), snk: wc.Sink.Built.(sink.Sink)}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		probe, err := w.src.Connect(cctx, r.brokers)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("worker %q: %w", wc.Name, err)
+		}
+		pc := wc.Pacer()
+		pc.Probe = probe
+		if w.p, err = pacer.New(pc); err != nil {
+			return fmt.Errorf("worker %q: %w", wc.Name, err)
+		}
+		r.workers = append(r.workers, w)
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgWG sync.WaitGroup
+	defer func() { stopBG(); bgWG.Wait() }()
+
+	if addr := cmpOr(r.opts.Admin, cfg.Admin); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("worker: admin address %s: %w", addr, err)
+		}
+		bound := ln.Addr().String()
+		r.adminAddr.Store(&bound)
+		srv := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		bgWG.Add(1)
+		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status")
+	}
+
+	var srcWG sync.WaitGroup
+	for _, w := range r.workers {
+		bgWG.Add(2)
+		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
+		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
+		env := Env{
+			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
+			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
+		}
+		srcWG.Add(1)
+		go func() {
+			defer srcWG.Done()
+			if err := w.src.Run(ctx, env); err != nil {
+				r.log.Error("source stopped", "worker", w.cfg.Name, "err", err)
+			}
+		}()
+		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
+			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight)
+	}
+	if demo := cmpOr(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
+		for _, w := range r.workers {
+			if p, ok := w.src.(Producer); ok {
+				srcWG.Add(1)
+				go func() { defer srcWG.Done(); r.demo(ctx, w.cfg.Name, p, demo, cfg.Demo.Payload) }()
+			}
+		}
+	}
+	if every := cfg.StatusEvery.D(); every > 0 {
+		bgWG.Add(1)
+		go func() { defer bgWG.Done(); r.statusLog(bg, every) }()
+	}
+	close(r.ready)
+	<-ctx.Done()
+	r.draining.Store(true)
+	r.log.Info("draining: taking no new jobs, waiting for jobs in flight", "timeout", cfg.DrainTimeout.D())
+	srcWG.Wait()
+	for _, w := range r.workers {
+		w.p.Close()
+	}
+	var done, inflight uint64
+	for _, w := range r.workers {
+		s := w.p.Stats()
+		done += s.Succeeded + s.Failed + s.Throttled
+		inflight += uint64(s.InFlight)
+	}
+	r.log.Info("stopped", "jobs_done", done, "in_flight_left", inflight)
+	return nil
+}
+
+func cmpOr[T comparable](a, b T) T {
+	var zero T
+	if a != zero {
+		return a
+	}
+	return b
+}
+
+// handler returns the Env.Handle of w: the sink, under a context that
+// the drain does not cancel, with the outcome logged.
+func (r *Runner) handler(w *runWorker) func(sink.Job) error {
+	return func(j sink.Job) error {
+		out := w.snk.Handle(context.Background(), j)
+		if out != nil {
+			if d, ok := pacer.IsThrottled(out); ok {
+				r.log.Debug("job throttled", "worker", w.cfg.Name, "id", j.ID, "retry_after", d, "err", out)
+			} else {
+				r.log.Warn("job failed", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt, "err", out)
+			}
+		}
+		return out
+	}
+}
+
+func (r *Runner) demo(ctx context.Context, worker string, p Producer, rate float64, payload string) {
+	tb, err := pacer.NewTokenBucket(rate, 1, nil)
+	if err != nil {
+		r.log.Error("demo producer", "err", err)
+		return
+	}
+	r.log.Info("demo producer started", "worker", worker, "rate", rate)
+	for n := 1; ; n++ {
+		if err := tb.Take(ctx, 1); err != nil {
+			return
+		}
+		body := payload
+		if body == "" {
+			body = fmt.Sprintf(`{"demo":%d,"at":%q}`, n, time.Now().Format(time.RFC3339Nano))
+		}
+		if err := p.Produce(ctx, []byte(body)); err != nil && ctx.Err() == nil {
+			r.log.Warn("demo producer", "worker", worker, "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, ws := range r.Status().Workers {
+			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "done_per_s", round(ws.Measured),
+				"factor", round(ws.Factor), "backlog", ws.Backlog, "in_flight", ws.InFlight,
+				"done", ws.Succeeded, "failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped)
+		}
+	}
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// Reload applies the pace settings of f, a new load of the same config:
+// rate and base change in place, without dropping work. Any other
+// difference is refused, with an error that names it, and nothing
+// changes.
+func (r *Runner) Reload(f *config.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if diffs := structural(r.cfg, f); len(diffs) > 0 {
+		return fmt.Errorf("reload refused (restart to apply): %s", strings.Join(diffs, "; "))
+	}
+	for i, w := range r.workers {
+		nw := f.Workers[i]
+		if nw.Rate == w.cfg.Rate && nw.Base == w.cfg.Base {
+			continue
+		}
+		// Keep base ≤ rate at every step.
+		var err error
+		if nw.Rate >= w.cfg.Rate {
+			err = errors.Join(w.p.SetRate(nw.Rate), w.p.SetBase(nw.Base))
+		} else {
+			err = errors.Join(w.p.SetBase(nw.Base), w.p.SetRate(nw.Rate))
+		}
+		if err != nil {
+			return fmt.Errorf("worker %q: %w", w.cfg.Name, err)
+		}
+		r.log.Info("reloaded", "worker", w.cfg.Name, "rate", fmt.Sprintf("%g → %g", w.cfg.Rate, nw.Rate),
+			"base", fmt.Sprintf("%g → %g", w.cfg.Base, nw.Base))
+		w.cfg.Rate, w.cfg.Base = nw.Rate, nw.Base
+	}
+	r.cfg = f
+	return nil
+}
+
+// structural lists the differences between a and b that a reload cannot
+// apply in place.
+func structural(a, b *config.File) []string {
+	var d []string
+	if a.Admin != b.Admin || a.Redis != b.Redis || a.NATS != b.NATS || a.Demo != b.Demo ||
+		a.LogFormat != b.LogFormat || a.LogLevel != b.LogLevel || a.DrainTimeout != b.DrainTimeout || a.StatusEvery != b.StatusEvery {
+		d = append(d, "a top-level setting ([redis], [nats], [demo], admin, log_*, drain_timeout, status_every) changed")
+	}
+	names := func(f *config.File) []string {
+		var n []string
+		for _, w := range f.Workers {
+			n = append(n, w.Name)
+		}
+		return n
+	}
+	if !slices.Equal(names(a), names(b)) {
+		return append(d, fmt.Sprintf("the workers changed: %v → %v", names(a), names(b)))
+	}
+	for i := range a.Workers {
+		x, y := a.Workers[i], b.Workers[i]
+		if x.Source.Kind() != y.Source.Kind() || !x.Source.Equal(y.Source) {
+			d = append(d, fmt.Sprintf("worker %q: its [worker.source] changed", x.Name))
+		}
+		if x.Sink.Kind() != y.Sink.Kind() || !x.Sink.Equal(y.Sink) {
+			d = append(d, fmt.Sprintf("worker %q: its [worker.sink] changed", x.Name))
+		}
+		px, py := x.Pacer(), y.Pacer()
+		px.Rate, px.Base, py.Rate, py.Base = 0, 0, 0, 0
+		if !reflect.DeepEqual(px, py) {
+			d = append(d, fmt.Sprintf("worker %q: a pace setting other than rate and base changed", x.Name))
+		}
+	}
+	return d
+}

@@ -1,0 +1,328 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// JetStreamConfig is the [worker.source] table of kind "jetstream".
+type JetStreamConfig struct {
+	// Stream is the stream to consume. Required. If it does not exist it
+	// is created with Subjects.
+	Stream string `toml:"stream"`
+	// Subjects are the subjects of a stream pacer creates. The default
+	// value is ["<stream in lower case>.>"].
+	Subjects []string `toml:"subjects"`
+	// Durable names the durable pull consumer. The default value is
+	// "pacer-<worker>".
+	Durable string `toml:"durable"`
+	// FilterSubject narrows the consumer to a subject. The default value,
+	// "", takes the whole stream.
+	FilterSubject string `toml:"filter_subject"`
+	// AckWait is the consumer's ack deadline; pacer sends progress for a
+	// job that waits for the pace longer than half of it. The default
+	// value is 30s.
+	AckWait time.Duration `toml:"ack_wait"`
+	// MaxDeliver bounds deliveries of a job. The default value, 0, means
+	// no bound.
+	MaxDeliver int `toml:"max_deliver"`
+}
+
+// NATSConfig is the [worker.source] table of kind "nats" (core NATS,
+// at-most-once: jobs that arrive while the buffer is full are dropped and
+// counted).
+type NATSConfig struct {
+	// Subject to subscribe to, wildcards allowed. Required.
+	Subject string `toml:"subject"`
+	// Queue is the queue group, so that several workers share the
+	// subject. The default value is "pacer".
+	Queue string `toml:"queue"`
+	// Buffer is how many jobs wait for the pace before new ones are
+	// dropped. The default value is 1000.
+	Buffer int `toml:"buffer"`
+}
+
+func init() {
+	RegisterSource("jetstream", func(o Options) (Source, error) {
+		var c JetStreamConfig
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		switch {
+		case c.Stream == "":
+			return nil, o.Errorf("stream", "missing: want the stream's name, such as \"JOBS\"")
+		case strings.ContainsAny(c.Stream, ".*> "):
+			return nil, o.Errorf("stream", "%q: want a name without '.', '*', '>' or spaces", c.Stream)
+		case c.AckWait < 0 || c.AckWait > 0 && c.AckWait < time.Second:
+			return nil, o.Errorf("ack_wait", "%v: want a duration ≥ 1s with a unit, such as \"30s\"", c.AckWait)
+		case c.MaxDeliver < 0:
+			return nil, o.Errorf("max_deliver", "%d: want ≥ 0 (0: no bound)", c.MaxDeliver)
+		}
+		if len(c.Subjects) == 0 {
+			c.Subjects = []string{strings.ToLower(c.Stream) + ".>"}
+		}
+		if c.AckWait == 0 {
+			c.AckWait = 30 * time.Second
+		}
+		return &jetStreamSource{cfg: c}, nil
+	})
+	RegisterSource("nats", func(o Options) (Source, error) {
+		var c NATSConfig
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		if c.Subject == "" {
+			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
+		}
+		if c.Buffer < 0 {
+			return nil, o.Errorf("buffer", "%d: want jobs ≥ 0 (0: 1000)", c.Buffer)
+		}
+		if c.Buffer == 0 {
+			c.Buffer = 1000
+		}
+		if c.Queue == "" {
+			c.Queue = "pacer"
+		}
+		return &natsSource{cfg: c}, nil
+	})
+}
+
+// concrete returns a subject that matches pattern: wildcards become "demo".
+func concrete(pattern string) string {
+	parts := strings.Split(pattern, ".")
+	for i, p := range parts {
+		if p == "*" || p == ">" {
+			parts[i] = "demo"
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+type jetStreamSource struct {
+	cfg  JetStreamConfig
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+}
+
+func (s *jetStreamSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
+	nc, err := b.NATS()
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: %w", err)
+	}
+	s.js = js
+	if _, err := js.Stream(ctx, s.cfg.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: s.cfg.Stream, Subjects: s.cfg.Subjects})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("worker: jetstream source: create stream %s: %w", s.cfg.Stream, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
+	}
+	return pacer.ProbeFunc(func(ctx context.Context) (pacer.Backlog, error) {
+		if s.cons == nil {
+			return pacer.Backlog{}, nil
+		}
+		info, err := s.cons.Info(ctx)
+		if err != nil {
+			return pacer.Backlog{}, err
+		}
+		return pacer.Backlog{Pending: int64(info.NumPending)}, nil
+	}), nil
+}
+
+func (s *jetStreamSource) subject() string {
+	if s.cfg.FilterSubject != "" {
+		return concrete(s.cfg.FilterSubject)
+	}
+	return concrete(s.cfg.Subjects[0])
+}
+
+func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
+	_, err := s.js.Publish(ctx, s.subject(), payload)
+	return err
+}
+
+func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
+	durable := s.cfg.Durable
+	if durable == "" {
+		durable = "pacer-" + env.Worker
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(context.Background(), s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
+		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
+	})
+	if err != nil {
+		return fmt.Errorf("worker: jetstream source: consumer %s: %w", durable, err)
+	}
+	s.cons = cons
+	var fl inflight
+	for ctx.Err() == nil {
+		// Take one job only once the previous one is admitted, so a job
+		// never waits long for the pace after it is delivered.
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() == nil {
+				env.Log.Warn("jetstream fetch", "worker", env.Worker, "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for msg := range batch.Messages() {
+			pm, err := s.admit(ctx, env, msg)
+			if err != nil {
+				_ = msg.Nak() // stopping: back to the stream at once
+				continue
+			}
+			md, _ := msg.Metadata()
+			j := sink.Job{Type: msg.Subject(), Payload: msg.Data(), Worker: env.Worker, Attempt: 1}
+			if md != nil {
+				j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+				j.Attempt = int(md.NumDelivered)
+			}
+			fl.start(env, pm, j, func(out error) {
+				switch retry, throttled := pacer.IsThrottled(out); {
+				case out == nil:
+					_ = msg.DoubleAck(context.Background())
+				case throttled:
+					_ = msg.NakWithDelay(max(retry, time.Second))
+				case errors.Is(out, sink.ErrPermanent):
+					_ = msg.Term()
+				default:
+					_ = msg.NakWithDelay(time.Second)
+				}
+			})
+		}
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
+	defer cancel()
+	if !fl.wait(dctx) {
+		env.Log.Warn("drain timeout: jobs still running go back to the stream after ack_wait", "worker", env.Worker)
+	}
+	return nil
+}
+
+// admit waits for the pace for msg, telling the server the job is in
+// progress while the wait nears the ack deadline.
+func (s *jetStreamSource) admit(ctx context.Context, env Env, msg jetstream.Msg) (pacer.Permit, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(s.cfg.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return env.Pacer.Acquire(ctx, 1)
+}
+
+type natsSource struct {
+	cfg     NATSConfig
+	nc      *nats.Conn
+	ch      chan *nats.Msg
+	dropped atomic.Uint64
+	seq     atomic.Uint64
+}
+
+func (s *natsSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
+	nc, err := b.NATS()
+	if err != nil {
+		return nil, err
+	}
+	s.nc = nc
+	s.ch = make(chan *nats.Msg, s.cfg.Buffer)
+	return pacer.ProbeFunc(func(context.Context) (pacer.Backlog, error) {
+		return pacer.Backlog{Pending: int64(len(s.ch))}, nil
+	}), nil
+}
+
+func (s *natsSource) Dropped() uint64 { return s.dropped.Load() }
+
+func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
+	return s.nc.Publish(concrete(s.cfg.Subject), payload)
+}
+
+func (s *natsSource) Run(ctx context.Context, env Env) error {
+	sub, err := s.nc.QueueSubscribe(s.cfg.Subject, s.cfg.Queue, func(m *nats.Msg) {
+		select {
+		case s.ch <- m:
+		default:
+			if n := s.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
+				env.Log.Warn("nats buffer full: job dropped", "worker", env.Worker, "dropped", n)
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("worker: nats source: subscribe %s: %w", s.cfg.Subject, err)
+	}
+	var fl inflight
+	take := func(ctx context.Context, m *nats.Msg) bool {
+		pm, err := env.Pacer.Acquire(ctx, 1)
+		if err != nil {
+			s.dropped.Add(1)
+			return false
+		}
+		j := sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker}
+		fl.start(env, pm, j, func(error) {})
+		return true
+	}
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case m := <-s.ch:
+			if !take(ctx, m) {
+				break loop
+			}
+		}
+	}
+	// Core NATS cannot take a job back: stop the subscription, then run
+	// what is buffered at the pace until the drain timeout; the rest is
+	// dropped and counted.
+	_ = sub.Unsubscribe()
+	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
+	defer cancel()
+	for dctx.Err() == nil && len(s.ch) > 0 {
+		if !take(dctx, <-s.ch) {
+			break
+		}
+	}
+	if n := len(s.ch); n > 0 {
+		s.dropped.Add(uint64(n))
+		env.Log.Warn("drain timeout: buffered core NATS jobs dropped", "worker", env.Worker, "dropped", n)
+	}
+	if !fl.wait(dctx) {
+		env.Log.Warn("drain timeout: jobs still running", "worker", env.Worker)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
