@@ -1,0 +1,13 @@
+// Command pacer runs paced workers from a config.toml: jobs flow from
+// Asynq queues and NATS subjects or streams to a command, an HTTP
+// endpoint or the log at a safe, adaptive pace. See README.md, and
+// `pacer help`.
+package main
+
+import (
+	"os"
+
+	"github.com/jobpacer/pacer/worker"
+)
+
+func main() { os.Exit(worker.Main(os.Args)) }
