@@ -1,0 +1,32 @@
+// Package asynqpacer plugs the pacer core into Asynq (github.com/hibiken/asynq)
+// workers.
+//
+// Asynq's dequeue loop is not pluggable, so the pace is kept where Asynq
+// lets code in: Middleware wraps the handler, asks the Pacer for a permit
+// before the handler runs and reports the handler's outcome after it. While
+// a handler waits, Asynq's heartbeat keeps extending the task's lease (every
+// 5 s, by 30 s), so a waiting task stays leased to its worker; a wait that
+// cannot end before the task's deadline returns a *RateLimitError instead of
+// running into it.
+//
+// A handler whose downstream pushes back returns pacer.Throttle(retryAfter,
+// err) (or an error wrapping a *pacer.Throttled): the Pacer pauses once for
+// the whole queue and cuts its factor, and Asynq retries the task after
+// retryAfter. Set IsFailure and RetryDelay in asynq.Config so that such
+// tasks are neither counted as failed nor retried early:
+//
+//	srv := asynq.NewServer(redisOpt, asynq.Config{
+//		Concurrency:    20,
+//		IsFailure:      asynqpacer.IsFailure,
+//		RetryDelayFunc: asynqpacer.RetryDelay,
+//	})
+//	mux := asynq.NewServeMux()
+//	mux.Use(asynqpacer.Middleware(p))
+//	mux.HandleFunc("email:send", sendEmail)
+//	go p.Run(ctx) // the controller
+//	err := srv.Run(mux)
+//
+// QueueBacklog makes a pacer.Probe that reads the pending count and the age
+// of the oldest pending task of one or more queues straight from Asynq's
+// Redis keys, a much lighter read than Inspector.GetQueueInfo.
+package asynqpacer

@@ -1,0 +1,305 @@
+package asynqpacer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/testutil"
+)
+
+// Rate: 3 s of a full queue paced at 200/s with concurrency 20 dispatches
+// 600 ± 2 %.
+func TestRateHoldsOnAFullQueue(t *testing.T) {
+	addr := testutil.Redis(t)
+	q := uniqueQueue(t, addr)
+	const rate, window = 200, 3 * time.Second
+	enqueue(t, addr, q, "rate", 1000)
+
+	p := newPacer(t, pacer.Config{Rate: rate})
+	var st starts
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		st.add(time.Now())
+		return nil
+	}))
+	stop := startServer(t, addr, serverConfig(q, 20), h)
+	if !waitFor(10*time.Second, func() bool {
+		ts := st.sorted()
+		return len(ts) > 0 && time.Since(ts[0]) > window+200*time.Millisecond
+	}) {
+		t.Fatalf("the server handled %d tasks in 10s", st.len())
+	}
+	stop()
+
+	ts := st.sorted()
+	n := 0
+	for _, at := range ts {
+		if at.Sub(ts[0]) < window {
+			n++
+		}
+	}
+	want := rate * window.Seconds()
+	t.Logf("handled %d tasks in the first %v (want %.0f ± 2 %%); pacer dispatched %d in all", n, window, want, p.Stats().Dispatched)
+	if lo, hi := want*0.98, want*1.02; float64(n) < lo || float64(n) > hi {
+		t.Fatalf("handled %d tasks in %v at %d/s, want %.0f ± 2 %% [%.0f, %.0f]", n, window, rate, want, lo, hi)
+	}
+}
+
+// Backlog: with base 50/s and ceiling 400/s, a burst of 2,000 tasks raises
+// the factor, drains faster than the base, never exceeds the ceiling, and
+// the factor returns to 1 once the queue is empty.
+func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
+	addr := testutil.Redis(t)
+	q := uniqueQueue(t, addr)
+	const base, ceiling, burst = 50, 400, 2000
+	enqueue(t, addr, q, "burst", burst)
+
+	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	p := newPacer(t, pacer.Config{Rate: ceiling, Base: base, Probe: probe, Period: 200 * time.Millisecond})
+	runPacer(t, p)
+
+	var maxFactor, maxPace atomic.Value
+	maxFactor.Store(1.0)
+	maxPace.Store(0.0)
+	sampleCtx, stopSampling := context.WithCancel(context.Background())
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for sampleCtx.Err() == nil {
+			s := p.Stats()
+			maxFactor.Store(max(maxFactor.Load().(float64), s.Factor))
+			maxPace.Store(max(maxPace.Load().(float64), s.Pace))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	defer func() { stopSampling(); sampler.Wait() }()
+
+	var st starts
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		st.add(time.Now())
+		return nil
+	}))
+	startServer(t, addr, serverConfig(q, 20), h)
+	if !waitFor(40*time.Second, func() bool { return st.len() >= burst }) {
+		t.Fatalf("handled %d of %d tasks in 40s", st.len(), burst)
+	}
+	ts := st.sorted()
+	drain := ts[len(ts)-1].Sub(ts[0])
+	drainRate := float64(burst-1) / drain.Seconds()
+	peak := maxInWindow(ts, time.Second)
+	t.Logf("drained %d tasks in %v (%.0f/s; base %d/s, ceiling %d/s); peak factor %.2f, peak pace %.0f/s; most starts in 1 s: %d",
+		burst, drain.Round(time.Millisecond), drainRate, base, ceiling, maxFactor.Load(), maxPace.Load(), peak)
+
+	if f := maxFactor.Load().(float64); f < 4 {
+		t.Errorf("peak factor = %.2f, want it raised by the backlog (≥ 4)", f)
+	}
+	if f := maxFactor.Load().(float64); f > ceiling/base {
+		t.Errorf("peak factor = %.2f, want ≤ ceiling/base = %d", f, ceiling/base)
+	}
+	if drainRate < 3*base {
+		t.Errorf("drained at %.0f/s, want well above the base %d/s (≥ %d/s)", drainRate, base, 3*base)
+	}
+	// The pacer admits at most burst 1 + 400 in any second; 2 more allow for
+	// the goroutine scheduling between admission and the handler's clock.
+	if peak > ceiling+1+2 {
+		t.Errorf("%d handlers started within one second, want ≤ ceiling %d + burst 1 (+2 for scheduling)", peak, ceiling)
+	}
+	if !waitFor(5*time.Second, func() bool { return p.Stats().Factor == 1 }) {
+		t.Errorf("factor = %.2f 5s after the queue emptied, want 1", p.Stats().Factor)
+	}
+}
+
+// Pushback: 10 tasks in a row answered "throttled, retry after 500 ms" make
+// one pause; none is counted failed; every task completes exactly once.
+func TestPushbackPausesOnceAndLosesNothing(t *testing.T) {
+	addr := testutil.Redis(t)
+	q := uniqueQueue(t, addr)
+	const n, throttledN, retryAfter = 30, 10, 500 * time.Millisecond
+	ids := enqueue(t, addr, q, "push", n)
+
+	p := newPacer(t, pacer.Config{Rate: 200})
+	runPacer(t, p)
+	var (
+		mu         sync.Mutex
+		throttled  = map[string]bool{}
+		succeeded  = map[string]int{}
+		released   time.Time
+		afterPause []time.Time
+	)
+	barrier := make(chan struct{})
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		now := time.Now()
+		mu.Lock()
+		if len(throttled) < throttledN && !throttled[id] && succeeded[id] == 0 {
+			throttled[id] = true
+			if len(throttled) == throttledN {
+				released = now
+				close(barrier)
+			}
+			mu.Unlock()
+			select { // answer all ten at once: the downstream said 429 to each
+			case <-barrier:
+			case <-time.After(10 * time.Second):
+			}
+			return pacer.Throttle(retryAfter, errors.New("429 Too Many Requests"))
+		}
+		succeeded[id]++
+		if !released.IsZero() {
+			afterPause = append(afterPause, now)
+		}
+		mu.Unlock()
+		return nil
+	}))
+	startServer(t, addr, serverConfig(q, throttledN), h)
+
+	if !waitFor(20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(succeeded) == n
+	}) {
+		t.Fatalf("%d of %d tasks succeeded in 20s", len(succeeded), n)
+	}
+	time.Sleep(300 * time.Millisecond) // let a duplicate show, if there were one
+
+	mu.Lock()
+	defer mu.Unlock()
+	s := p.Stats()
+	t.Logf("pacer: dispatched %d, succeeded %d, throttled %d, pauses %d, failed %d", s.Dispatched, s.Succeeded, s.Throttled, s.Pauses, s.Failed)
+	if s.Pauses != 1 || s.Throttled != throttledN {
+		t.Errorf("Stats: Pauses = %d, Throttled = %d; want 1 pause for %d throttled tasks", s.Pauses, s.Throttled, throttledN)
+	}
+	for _, id := range ids {
+		if succeeded[id] != 1 {
+			t.Errorf("task %s succeeded %d times, want exactly 1", id, succeeded[id])
+		}
+	}
+	for _, at := range afterPause {
+		if d := at.Sub(released); d < retryAfter-10*time.Millisecond {
+			t.Errorf("a task started %v after the pushback, inside the %v pause", d, retryAfter)
+			break
+		}
+	}
+	info := queueInfo(t, addr, q)
+	if info.Failed != 0 || info.FailedTotal != 0 || info.Archived != 0 || info.Retry != 0 || info.Pending != 0 || info.Active != 0 {
+		t.Errorf("Inspector: failed %d (total %d), archived %d, retry %d, pending %d, active %d; want all 0",
+			info.Failed, info.FailedTotal, info.Archived, info.Retry, info.Pending, info.Active)
+	}
+}
+
+// A task whose wait for a permit cannot end before its deadline goes back
+// to Asynq as rate-limited, is not counted failed, and runs later.
+func TestTasksThatCannotMakeTheirDeadlineAreRetriedNotFailed(t *testing.T) {
+	addr := testutil.Redis(t)
+	q := uniqueQueue(t, addr)
+	const n = 8
+	ids := enqueue(t, addr, q, "deadline", n, asynq.Timeout(time.Second))
+
+	p := newPacer(t, pacer.Config{Rate: 4}) // 8 tasks need 1.75 s; each may wait < 1 s
+	var mu sync.Mutex
+	handled := map[string]int{}
+	var rateLimited atomic.Int64
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		mu.Lock()
+		handled[id]++
+		mu.Unlock()
+		return nil
+	}))
+	cfg := serverConfig(q, n)
+	cfg.ErrorHandler = asynq.ErrorHandlerFunc(func(_ context.Context, _ *asynq.Task, err error) {
+		if errors.Is(err, asynqpacer.ErrRateLimited) {
+			rateLimited.Add(1)
+		}
+	})
+	startServer(t, addr, cfg, h)
+	if !waitFor(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == n }) {
+		t.Fatalf("handled %d of %d tasks in 20s", len(handled), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("rate-limited returns: %d", rateLimited.Load())
+	if rateLimited.Load() == 0 {
+		t.Errorf("no task was given back as rate-limited, want some (8 tasks at 4/s, 1 s deadline)")
+	}
+	for _, id := range ids {
+		if handled[id] != 1 {
+			t.Errorf("task %s handled %d times, want 1", id, handled[id])
+		}
+	}
+	if info := queueInfo(t, addr, q); info.FailedTotal != 0 || info.Archived != 0 {
+		t.Errorf("Inspector: failed total %d, archived %d; want 0, 0", info.FailedTotal, info.Archived)
+	}
+}
+
+// Graceful stop: Shutdown while handlers wait on the pacer puts the waiting
+// tasks back to pending; none is lost or failed, and a new server finishes
+// them.
+func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
+	addr := testutil.Redis(t)
+	q := uniqueQueue(t, addr)
+	const n = 40
+	ids := enqueue(t, addr, q, "stop", n)
+
+	var mu sync.Mutex
+	handled := map[string]int{}
+	handler := asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		mu.Lock()
+		handled[id]++
+		mu.Unlock()
+		return nil
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
+
+	slow := newPacer(t, pacer.Config{Rate: 5})
+	cfg := serverConfig(q, 10) // ShutdownTimeout 500ms
+	stop := startServer(t, addr, cfg, asynqpacer.Middleware(slow)(handler))
+	if !waitFor(5*time.Second, func() bool { return count() >= 3 }) {
+		t.Fatalf("handled %d tasks in 5s, want 3", count())
+	}
+	stop() // 10 workers, most of them waiting on the pacer
+	first := count()
+	info := queueInfo(t, addr, q)
+	t.Logf("after Shutdown: handled %d, pending %d, active %d, retry %d, archived %d, failed %d; pacer in flight %d",
+		first, info.Pending, info.Active, info.Retry, info.Archived, info.FailedTotal, slow.Stats().InFlight)
+	if info.Active != 0 || info.Retry != 0 || info.Archived != 0 || info.FailedTotal != 0 {
+		t.Errorf("after Shutdown: active %d, retry %d, archived %d, failed %d; want all 0", info.Active, info.Retry, info.Archived, info.FailedTotal)
+	}
+	if info.Pending+first != n {
+		t.Errorf("after Shutdown: pending %d + handled %d = %d, want %d (nothing lost)", info.Pending, first, info.Pending+first, n)
+	}
+
+	fast := newPacer(t, pacer.Config{Rate: 1000})
+	startServer(t, addr, serverConfig(q, 10), asynqpacer.Middleware(fast)(handler))
+	if !waitFor(10*time.Second, func() bool { return count() == n }) {
+		t.Fatalf("the second server brought the total to %d of %d in 10s", count(), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	dups := 0
+	for _, id := range ids {
+		if handled[id] == 0 {
+			t.Errorf("task %s was never handled", id)
+		}
+		dups += max(0, handled[id]-1)
+	}
+	// Asynq is at-least-once: a handler that got its permit just as the
+	// shutdown timeout put its task back runs it a second time.
+	t.Logf("handled twice: %d", dups)
+	if info := queueInfo(t, addr, q); info.FailedTotal != 0 {
+		t.Errorf("failed total %d, want 0", info.FailedTotal)
+	}
+}

@@ -1,0 +1,190 @@
+package asynqpacer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// minRetryAfter is the least retry-after of a *RateLimitError, so a task
+// whose deadline leaves no room at all is not retried in a tight loop.
+const minRetryAfter = 100 * time.Millisecond
+
+// returnMargin is how long before the task's deadline (less HandlerTime)
+// a wait gives up, so that its *RateLimitError reaches Asynq before the
+// deadline does (Asynq counts a task whose context ends as failed).
+const returnMargin = 20 * time.Millisecond
+
+// Option configures Middleware and NewMiddleware.
+type Option func(*config) error
+
+type route struct {
+	pattern string
+	p       *pacer.Pacer
+}
+
+type config struct {
+	p           *pacer.Pacer
+	routes      []route // longest pattern first
+	handlerTime time.Duration
+}
+
+func invalid(field string, v any, allowed string) error {
+	return fmt.Errorf("asynqpacer: %w: %s = %v, want %s", pacer.ErrInvalid, field, v, allowed)
+}
+
+// Route paces the tasks whose type matches pattern with p instead of the
+// default pacer. Patterns match as asynq.ServeMux's do: a pattern equal to
+// the type wins, else the longest pattern that is a prefix of the type
+// ("email:" matches "email:welcome"). Each pacer needs its own Run.
+func Route(pattern string, p *pacer.Pacer) Option {
+	return func(c *config) error {
+		if strings.TrimSpace(pattern) == "" {
+			return invalid("Route pattern", fmt.Sprintf("%q", pattern), "a non-empty task type or type prefix")
+		}
+		if p == nil {
+			return invalid(fmt.Sprintf("Route(%q) pacer", pattern), "nil", "a *pacer.Pacer made by pacer.New")
+		}
+		for _, r := range c.routes {
+			if r.pattern == pattern {
+				return invalid("Route pattern", fmt.Sprintf("%q", pattern), "a pattern not already routed")
+			}
+		}
+		c.routes = append(c.routes, route{pattern, p})
+		return nil
+	}
+}
+
+// HandlerTime leaves d for the handler before the task's deadline: a task
+// whose wait for a permit would end later than its deadline less d is
+// given back to Asynq with a *RateLimitError instead of waiting. The
+// default value is 0: the wait only has to end before the deadline.
+func HandlerTime(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return invalid("HandlerTime", d, "≥ 0")
+		}
+		c.handlerTime = d
+		return nil
+	}
+}
+
+// NewMiddleware is Middleware that reports bad arguments: a nil p, or a bad
+// Option (Route with an empty pattern, a nil pacer or a pattern given
+// twice; a negative HandlerTime). Every error wraps pacer.ErrInvalid.
+func NewMiddleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error) {
+	if p == nil {
+		return nil, invalid("pacer", "nil", "a *pacer.Pacer made by pacer.New")
+	}
+	c := &config{p: p}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(c.routes, func(i, j int) bool { return len(c.routes[i].pattern) > len(c.routes[j].pattern) })
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			return c.process(ctx, next, t)
+		})
+	}, nil
+}
+
+// Middleware returns an asynq.MiddlewareFunc that paces the handler it
+// wraps with p (or, for task types matched by a Route option, with that
+// route's pacer). For each task it waits in Acquire, then runs the handler
+// and reports the handler's error to the permit's Done: nil is a success,
+// an error that is or wraps a *pacer.Throttled is pushback (the pacer
+// pauses and cuts its factor), anything else is a failure. It returns the
+// handler's error unchanged.
+//
+// The wait ends early, without running the handler, when
+//   - it cannot end before the task's deadline (less the HandlerTime
+//     option): the handler returns a *RateLimitError carrying the pacer's
+//     estimated wait as retry-after, which IsFailure and RetryDelay let
+//     Asynq retry without counting a failure;
+//   - the pacer is closed: a *RateLimitError wrapping pacer.ErrClosed;
+//   - the task's context ends (Asynq cancels it, or shuts down and puts the
+//     task back to pending): ctx.Err().
+//
+// Middleware is safe for concurrent use, as Asynq's handlers run. It does
+// not panic on bad arguments: with a nil p or a bad option every task fails
+// (and is retried by Asynq) with the error that names the bad argument.
+// Call NewMiddleware to get that error at start-up instead.
+func Middleware(p *pacer.Pacer, opts ...Option) asynq.MiddlewareFunc {
+	mw, err := NewMiddleware(p, opts...)
+	if err != nil {
+		return func(asynq.Handler) asynq.Handler {
+			return asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return err })
+		}
+	}
+	return mw
+}
+
+// pacerFor returns the pacer for task type typ.
+func (c *config) pacerFor(typ string) *pacer.Pacer {
+	for _, r := range c.routes {
+		if r.pattern == typ {
+			return r.p
+		}
+	}
+	for _, r := range c.routes {
+		if strings.HasPrefix(typ, r.pattern) {
+			return r.p
+		}
+	}
+	return c.p
+}
+
+func (c *config) process(ctx context.Context, next asynq.Handler, t *asynq.Task) error {
+	p := c.pacerFor(t.Type())
+	wctx := ctx
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		latest := deadline.Add(-c.handlerTime - returnMargin)
+		if est := p.EstimateWait(1); time.Now().Add(est).After(latest) {
+			return &RateLimitError{Type: t.Type(), RetryAfter: max(est, minRetryAfter)}
+		}
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(ctx, latest)
+		defer cancel()
+	}
+	pm, err := p.Acquire(wctx, 1)
+	if err != nil {
+		switch {
+		case errors.Is(err, pacer.ErrClosed):
+			return &RateLimitError{Type: t.Type(), RetryAfter: DefaultRetryAfter, Err: err}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case hasDeadline && wctx.Err() != nil:
+			return &RateLimitError{Type: t.Type(), RetryAfter: max(p.EstimateWait(1), minRetryAfter), Err: wctx.Err()}
+		}
+		return fmt.Errorf("asynqpacer: waiting for a permit for task %q: %w", t.Type(), err)
+	}
+	if err := ctx.Err(); err != nil {
+		// Asynq gave up on the task while the permit was granted (it
+		// put the task back to pending on shutdown): do not run it.
+		pm.Done(err)
+		return err
+	}
+	finished := false
+	defer func() {
+		if !finished { // the handler panicked; Asynq recovers it
+			pm.Done(fmt.Errorf("asynqpacer: handler for task %q panicked", t.Type()))
+		}
+	}()
+	err = next.ProcessTask(ctx, t)
+	finished = true
+	pm.Done(err)
+	return err
+}
