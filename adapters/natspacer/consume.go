@@ -1,0 +1,596 @@
+package natspacer
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// Handler handles one JetStream message for Consume. Its outcome decides
+// what happens to the message: nil acks it; an error that is or wraps a
+// *pacer.Throttled naks it with the retry-after delay and pauses the whole
+// pacer once; any other error naks it with the Backoff delay. A handler
+// must not ack, nak or term the message itself.
+type Handler interface {
+	Handle(ctx context.Context, msg jetstream.Msg) error
+}
+
+// HandlerFunc adapts a function to the Handler interface.
+type HandlerFunc func(ctx context.Context, msg jetstream.Msg) error
+
+// Handle calls f(ctx, msg).
+func (f HandlerFunc) Handle(ctx context.Context, msg jetstream.Msg) error { return f(ctx, msg) }
+
+// ErrPermitUnused is the outcome Consume reports to the pacer for a permit
+// it acquired but never used, because the consumption stopped before a
+// message came for it (at most the permits of the fetches still waiting
+// on an idle stream, usually one). The pacer has no way to take a permit
+// back, so it counts these as failed; Stats.PermitsUnused counts them
+// exactly.
+var ErrPermitUnused = errors.New("natspacer: permit not used: the consumption stopped before a message came for it")
+
+// ErrPanic is wrapped by the outcome of a handler that panicked; the
+// message is nakked with the Backoff delay.
+var ErrPanic = errors.New("natspacer: handler panicked")
+
+// Consumption is a paced JetStream consumption started by Consume. Its
+// methods are safe for concurrent use.
+type Consumption struct {
+	cons     jetstream.Consumer
+	p        *pacer.Pacer
+	h        Handler
+	cfg      config
+	log      *slog.Logger
+	ctx      context.Context // Consume's: handlers get it
+	gctx     context.Context // ends when stopping: cancels the gatherer's Acquire
+	gcancel  context.CancelFunc
+	capacity int // the in-flight cap: min(MaxInFlight, MaxAckPending)
+	ackWait  time.Duration
+
+	mu         sync.Mutex // guards the fields below
+	pool       []pacer.Permit
+	out        int   // permits in fetches in flight, not yet matched to a message
+	busy       int   // messages received, not yet finished
+	gathering  int   // permits being acquired now (0 or 1)
+	pendingEst int64 // the consumer's NumPending, as last seen
+	tracked    list.List
+	retryAt    time.Time // no Fetch before this, after a fetch error
+	backoff    time.Duration
+	stopping   bool
+	err        error
+
+	kickGather, kickFetch chan struct{} // buffered 1
+	work                  chan *job
+	stopCh, done          chan struct{}
+	stopOnce              sync.Once
+	loops, readers        sync.WaitGroup
+	workers               sync.WaitGroup
+
+	fetches, fetchErrors, received, acked, nakked, throttled atomic.Uint64
+	progress, ackErrors, unused, canceled                    atomic.Uint64
+}
+
+type job struct {
+	msg     jetstream.Msg
+	md      *jetstream.MsgMetadata // nil if the reply subject did not parse
+	pm      pacer.Permit
+	touched time.Time     // received, or last InProgress; guarded by mu
+	el      *list.Element // in tracked while not finished; guarded by mu
+}
+
+// Consume starts consuming cons at the pace p gives: it acquires one
+// permit per message first and then fetches as many messages as it holds
+// permits, so no message waits for the pace after it was fetched and none
+// outlives its AckWait in a prefetch buffer. Permits are gathered while
+// the consumer has messages pending (NumPending, read free from each
+// message's metadata), up to MaxBatch per Fetch and the in-flight cap
+// (MaxInFlight and the consumer's MaxAckPending); several fetches overlap,
+// so at high rates throughput is not capped by round trips. When the
+// stream is idle a single permit waits in a long-polling Fetch.
+//
+// Handlers run on Concurrency goroutines with ctx; outcomes are reported
+// to p and to the server as Handler describes. A message held longer than
+// ProgressEvery gets InProgress. A permit whose Fetch came back short is
+// kept for the next Fetch, never reported as an outcome.
+//
+// Consume returns once the consumption has started. It stops when ctx
+// ends (handlers see ctx end; messages not yet handled are nakked for
+// immediate redelivery), when Stop is called (no new fetches; messages
+// received are handled to the end), or on a terminal error (the pacer
+// closed, the consumer deleted, the connection closed). Transient errors,
+// such as a server restart, are logged and retried: the nats.Conn
+// reconnects by itself when so configured.
+//
+// cons must be a pull consumer with AckPolicy explicit. Options: Concurrency,
+// MaxInFlight, MaxBatch, PollWait, ProgressEvery, RetryAfter, Backoff,
+// WithProbe, Logger.
+func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Handler, opts ...Option) (*Consumption, error) {
+	if cons == nil {
+		return nil, invalid("consumer", "nil", "a jetstream.Consumer (js.Consumer or js.CreateOrUpdateConsumer)")
+	}
+	if p == nil {
+		return nil, invalid("pacer", "nil", "a *pacer.Pacer from pacer.New")
+	}
+	if h == nil {
+		return nil, invalid("handler", "nil", "a Handler")
+	}
+	if ctx == nil {
+		return nil, invalid("ctx", "nil", "a context.Context")
+	}
+	cfg := config{concurrency: 16, maxBatch: 256, pollWait: time.Second, retryAfter: time.Second,
+		backoff: DefaultBackoff, logger: slog.Default()}
+	if err := cfg.apply(opts); err != nil {
+		return nil, err
+	}
+	if len(cfg.subscribeOnly) > 0 {
+		return nil, fmt.Errorf("natspacer: %w: option %s applies to Subscribe, not Consume", ErrInvalid, cfg.subscribeOnly[0])
+	}
+	info := cons.CachedInfo()
+	if info == nil {
+		var err error
+		if info, err = cons.Info(ctx); err != nil {
+			return nil, fmt.Errorf("natspacer: reading consumer info: %w", err)
+		}
+	}
+	if pol := info.Config.AckPolicy; pol != jetstream.AckExplicitPolicy {
+		return nil, fmt.Errorf("natspacer: %w: consumer %q on stream %q has AckPolicy = %v, want explicit: "+
+			"a paced consumer acknowledges each message when its handler is done", ErrInvalid, info.Name, info.Stream, pol)
+	}
+	ackWait := info.Config.AckWait
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second // the server's default
+	}
+	if cfg.progressEvery == 0 {
+		cfg.progressEvery = ackWait / 2
+	}
+	if cfg.progressEvery >= ackWait {
+		return nil, invalid("ProgressEvery", cfg.progressEvery, fmt.Sprintf("< the consumer's AckWait (%v)", ackWait))
+	}
+	if cfg.maxInFlight == 0 {
+		cfg.maxInFlight = cfg.concurrency
+	}
+	capacity := cfg.maxInFlight
+	switch map_ := info.Config.MaxAckPending; {
+	case map_ > 0:
+		capacity = min(capacity, map_)
+	case map_ == 0:
+		capacity = min(capacity, 1000) // the server's default
+	}
+	cfg.maxBatch = min(cfg.maxBatch, capacity)
+
+	c := &Consumption{
+		cons: cons, p: p, h: h, cfg: cfg, ctx: ctx, capacity: capacity, ackWait: ackWait,
+		log:        cfg.logger.With("stream", info.Stream, "consumer", info.Name),
+		pendingEst: int64(info.NumPending),
+		kickGather: make(chan struct{}, 1), kickFetch: make(chan struct{}, 1),
+		work:   make(chan *job, capacity),
+		stopCh: make(chan struct{}), done: make(chan struct{}),
+	}
+	c.gctx, c.gcancel = context.WithCancel(ctx)
+	c.loops.Add(2)
+	go c.gather()
+	go c.fetchLoop()
+	workers := min(cfg.concurrency, capacity)
+	c.workers.Add(workers)
+	for range workers {
+		go c.worker()
+	}
+	go c.supervise()
+	return c, nil
+}
+
+// Stop stops the consumption gracefully: it stops acquiring and fetching,
+// lets the fetches in flight finish (at most PollWait), and handles every
+// message received to the end. It does not wait; use Wait or Closed. Stop
+// is idempotent.
+func (c *Consumption) Stop() { c.stop(nil) }
+
+// Closed returns a channel that is closed once the consumption has stopped
+// and every handler has returned.
+func (c *Consumption) Closed() <-chan struct{} { return c.done }
+
+// Wait blocks until the consumption has stopped and every handler has
+// returned, and returns the terminal error that stopped it, or nil if ctx
+// or Stop did.
+func (c *Consumption) Wait() error {
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Consumption) stop(err error) {
+	c.stopOnce.Do(func() {
+		c.mu.Lock()
+		c.stopping = true
+		c.err = err
+		c.mu.Unlock()
+		close(c.stopCh)
+		c.gcancel()
+	})
+}
+
+// supervise stops the consumption when ctx ends and shuts it down in
+// order once it is stopping.
+func (c *Consumption) supervise() {
+	tick := time.NewTicker(max(c.cfg.progressEvery/4, 5*time.Millisecond))
+	defer tick.Stop()
+	ctxDone := c.ctx.Done()
+	for stopped := false; !stopped; {
+		select {
+		case <-ctxDone:
+			c.stop(nil)
+			ctxDone = nil
+		case <-c.stopCh:
+			stopped = true
+		case now := <-tick.C:
+			c.touch(now)
+		}
+	}
+	// Gatherer and fetcher end at once; the fetches in flight end within
+	// PollWait and hand their messages to the workers.
+	loopsDone := make(chan struct{})
+	go func() { c.loops.Wait(); c.readers.Wait(); close(loopsDone) }()
+	for waiting := true; waiting; {
+		select {
+		case <-loopsDone:
+			waiting = false
+		case now := <-tick.C:
+			c.touch(now)
+		}
+	}
+	c.mu.Lock()
+	pool := c.pool
+	c.pool = nil
+	c.mu.Unlock()
+	for _, pm := range pool {
+		pm.Done(ErrPermitUnused)
+	}
+	c.unused.Add(uint64(len(pool)))
+	close(c.work)
+	workersDone := make(chan struct{})
+	go func() { c.workers.Wait(); close(workersDone) }()
+	for waiting := true; waiting; {
+		select {
+		case <-workersDone:
+			waiting = false
+		case now := <-tick.C:
+			c.touch(now)
+		}
+	}
+	if n := c.unused.Load(); n > 0 {
+		c.log.Debug("natspacer: consumption stopped with unused permits", "unused", n)
+	}
+	close(c.done)
+}
+
+// touch sends InProgress for every message held ProgressEvery or longer
+// since it was received or last touched.
+func (c *Consumption) touch(now time.Time) {
+	var due []*job
+	c.mu.Lock()
+	for e := c.tracked.Front(); e != nil; {
+		j := e.Value.(*job)
+		next := e.Next()
+		if now.Sub(j.touched) < c.cfg.progressEvery {
+			break // ordered by touched
+		}
+		j.touched = now
+		c.tracked.MoveToBack(e)
+		due = append(due, j)
+		e = next
+	}
+	c.mu.Unlock()
+	for _, j := range due {
+		if err := j.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			c.ackErrors.Add(1)
+			c.log.Warn("natspacer: InProgress failed; the message may be redelivered after AckWait", "err", err)
+			continue
+		}
+		c.progress.Add(1)
+	}
+}
+
+// mayGather reports whether one more permit is wanted, with extra permits
+// already gathered but not yet in the pool. It requires mu held.
+func (c *Consumption) mayGather(extra int) bool {
+	if c.stopping {
+		return false
+	}
+	held := len(c.pool) + extra + c.out + c.gathering
+	return held+c.busy < c.capacity && int64(held) < max(1, c.pendingEst)
+}
+
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// gather acquires permits one at a time while they are wanted, and hands
+// them to the pool in bunches: as many as fall due at once.
+func (c *Consumption) gather() {
+	defer c.loops.Done()
+	var bunch []pacer.Permit
+	flush := func() { // requires mu held
+		if len(bunch) > 0 {
+			c.pool = append(c.pool, bunch...)
+			bunch = bunch[:0]
+			kick(c.kickFetch)
+		}
+	}
+	for {
+		c.mu.Lock()
+		for !c.stopping && !c.mayGather(len(bunch)) {
+			flush()
+			c.mu.Unlock()
+			select {
+			case <-c.kickGather:
+			case <-c.stopCh:
+			}
+			c.mu.Lock()
+		}
+		if c.stopping {
+			flush()
+			c.mu.Unlock()
+			return
+		}
+		c.gathering++
+		c.mu.Unlock()
+
+		pm, err := c.p.Acquire(c.gctx, 1)
+		dueNow := err == nil && len(bunch)+1 < c.cfg.maxBatch && c.p.EstimateWait(1) <= 0
+
+		c.mu.Lock()
+		c.gathering--
+		if err != nil {
+			flush()
+			stopping := c.stopping
+			c.mu.Unlock()
+			if !stopping {
+				c.stop(fmt.Errorf("natspacer: acquiring a permit: %w", err))
+			}
+			return
+		}
+		bunch = append(bunch, pm)
+		if !dueNow || !c.mayGather(len(bunch)) {
+			flush()
+		}
+		c.mu.Unlock()
+	}
+}
+
+// fetchLoop fetches as many messages as the pool holds permits, up to
+// MaxBatch at a time, and hands each batch to a reader.
+func (c *Consumption) fetchLoop() {
+	defer c.loops.Done()
+	for {
+		c.mu.Lock()
+		for !c.stopping && len(c.pool) == 0 {
+			c.mu.Unlock()
+			select {
+			case <-c.kickFetch:
+			case <-c.stopCh:
+			}
+			c.mu.Lock()
+		}
+		if c.stopping {
+			c.mu.Unlock()
+			return
+		}
+		if wait := time.Until(c.retryAt); wait > 0 {
+			c.mu.Unlock()
+			select {
+			case <-time.After(wait):
+			case <-c.stopCh:
+			}
+			continue
+		}
+		k := min(len(c.pool), c.cfg.maxBatch)
+		pms := append([]pacer.Permit(nil), c.pool[:k]...)
+		c.pool = append(c.pool[:0], c.pool[k:]...)
+		c.out += k
+		c.mu.Unlock()
+
+		batch, err := c.cons.Fetch(k, jetstream.FetchMaxWait(c.cfg.pollWait))
+		if err != nil {
+			c.giveBack(pms, false)
+			if c.fetchFailed(err) {
+				return
+			}
+			continue
+		}
+		c.fetches.Add(1)
+		c.readers.Add(1)
+		go c.read(batch, pms)
+	}
+}
+
+// giveBack returns permits a Fetch did not use to the front of the pool.
+func (c *Consumption) giveBack(pms []pacer.Permit, dry bool) {
+	c.mu.Lock()
+	c.out -= len(pms)
+	c.pool = append(pms, c.pool...)
+	if dry {
+		c.pendingEst = 0
+	}
+	c.mu.Unlock()
+	kick(c.kickFetch)
+	kick(c.kickGather)
+}
+
+// fetchFailed logs a fetch error, stops the consumption and reports true
+// if it is terminal, or else backs off the next Fetch.
+func (c *Consumption) fetchFailed(err error) (terminal bool) {
+	c.fetchErrors.Add(1)
+	if terminalErr(err) {
+		c.log.Error("natspacer: fetch failed; stopping", "err", err)
+		c.stop(fmt.Errorf("natspacer: fetching: %w", err))
+		return true
+	}
+	c.mu.Lock()
+	c.backoff = min(max(2*c.backoff, 50*time.Millisecond), 2*time.Second)
+	c.retryAt = time.Now().Add(c.backoff)
+	d := c.backoff
+	c.mu.Unlock()
+	c.log.Warn("natspacer: fetch failed; retrying", "err", err, "retry_in", d)
+	return false
+}
+
+func terminalErr(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// read hands each message of batch, with its permit, to the workers, and
+// gives the permits the batch did not use back to the pool.
+func (c *Consumption) read(batch jetstream.MessageBatch, pms []pacer.Permit) {
+	defer c.readers.Done()
+	i := 0
+	for msg := range batch.Messages() {
+		if i == len(pms) { // more than asked for: cannot happen, but never hold it
+			_ = msg.Nak()
+			c.log.Error("natspacer: a Fetch returned more messages than asked for; nakked the extra", "asked", len(pms))
+			continue
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			c.log.Warn("natspacer: message metadata does not parse", "err", err)
+		}
+		j := &job{msg: msg, md: md, pm: pms[i], touched: time.Now()}
+		i++
+		c.mu.Lock()
+		c.out--
+		c.busy++
+		if md != nil {
+			c.pendingEst = int64(md.NumPending)
+		}
+		j.el = c.tracked.PushBack(j)
+		c.mu.Unlock()
+		if c.cfg.probe != nil && md != nil {
+			c.cfg.probe.Observe(md)
+		}
+		c.received.Add(1)
+		c.work <- j // never blocks: busy ≤ capacity = cap(work)
+	}
+	err := batch.Error()
+	if i < len(pms) {
+		c.giveBack(pms[i:], err == nil)
+	} else if i > 0 {
+		kick(c.kickGather)
+	}
+	if err != nil {
+		c.fetchFailed(err)
+		return
+	}
+	c.mu.Lock()
+	c.backoff = 0
+	c.mu.Unlock()
+}
+
+func (c *Consumption) worker() {
+	defer c.workers.Done()
+	for j := range c.work {
+		c.handle(j)
+	}
+}
+
+func (c *Consumption) handle(j *job) {
+	var err error
+	if cerr := c.ctx.Err(); cerr != nil {
+		err = cerr // consumption cancelled: do not start it
+	} else {
+		err = c.call(j.msg)
+	}
+	c.mu.Lock()
+	c.tracked.Remove(j.el) // no InProgress after this
+	c.mu.Unlock()
+
+	var aerr error
+	switch retry, throttled := pacer.IsThrottled(err); {
+	case err == nil:
+		aerr = j.msg.Ack()
+		c.acked.Add(1)
+	case throttled:
+		if retry <= 0 {
+			retry = c.cfg.retryAfter
+		}
+		aerr = j.msg.NakWithDelay(retry)
+		c.throttled.Add(1)
+	case c.ctx.Err() != nil && errors.Is(err, c.ctx.Err()):
+		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
+		c.canceled.Add(1)
+	default:
+		delivered := uint64(1)
+		if j.md != nil {
+			delivered = j.md.NumDelivered
+		}
+		aerr = j.msg.NakWithDelay(c.cfg.backoff(delivered))
+		c.nakked.Add(1)
+	}
+	if aerr != nil && !errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
+		c.ackErrors.Add(1)
+		c.log.Warn("natspacer: acknowledging a message failed; the server redelivers it after AckWait", "err", aerr)
+	}
+	j.pm.Done(err)
+
+	c.mu.Lock()
+	c.busy--
+	c.mu.Unlock()
+	kick(c.kickGather)
+}
+
+// call runs the handler, turning a panic into an error.
+func (c *Consumption) call(msg jetstream.Msg) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("natspacer: handler panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrPanic, r)
+		}
+	}()
+	return c.h.Handle(c.ctx, msg)
+}
+
+// ConsumeStats counts what a Consumption did.
+type ConsumeStats struct {
+	Fetches       uint64 // Fetch requests sent
+	FetchErrors   uint64 // Fetch requests that failed (logged, retried unless terminal)
+	Received      uint64 // messages received
+	Acked         uint64 // messages acked after their handler succeeded
+	Nakked        uint64 // messages nakked with the Backoff delay after a handler error
+	Throttled     uint64 // messages nakked with the retry-after delay after a throttled outcome
+	Canceled      uint64 // messages nakked for immediate redelivery because ctx ended
+	Progress      uint64 // InProgress signals sent
+	AckErrors     uint64 // acks, naks and InProgress that failed to send (logged)
+	PermitsUnused uint64 // permits reported as ErrPermitUnused at stop
+	InFlight      int    // messages received and not finished
+	Permits       int    // permits held and not yet matched to a message
+}
+
+// Stats returns a snapshot of the consumption's counters.
+func (c *Consumption) Stats() ConsumeStats {
+	c.mu.Lock()
+	inFlight, permits := c.busy, len(c.pool)+c.out
+	c.mu.Unlock()
+	return ConsumeStats{
+		Fetches: c.fetches.Load(), FetchErrors: c.fetchErrors.Load(),
+		Received: c.received.Load(), Acked: c.acked.Load(), Nakked: c.nakked.Load(),
+		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
+		AckErrors: c.ackErrors.Load(), PermitsUnused: c.unused.Load(),
+		InFlight: inFlight, Permits: permits,
+	}
+}
