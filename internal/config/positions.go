@@ -41,13 +41,13 @@ func scanPositions(data string) *positions {
 		switch {
 		case strings.HasPrefix(s, "[["):
 			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "[["), "]]"))
-			p := resolve(arrays, name)
+			p := resolve(arrays, name, true)
 			arrays[p]++
 			prefix = p + "[" + strconv.Itoa(arrays[p]-1) + "]"
 			ps.add(prefix, line)
 		case strings.HasPrefix(s, "["):
 			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
-			prefix = resolve(arrays, name)
+			prefix = resolve(arrays, name, false)
 			ps.add(prefix, line)
 		default:
 			eq := strings.Index(s, "=")
@@ -78,15 +78,17 @@ func scanPositions(data string) *positions {
 }
 
 // resolve turns a dotted header name into an indexed path: each prefix
-// that names an [[array]] gets the index of its last element.
-func resolve(arrays map[string]int, name string) string {
+// that names an [[array]] gets the index of its last element; the last
+// part too unless header is the name of an [[array]] header itself.
+func resolve(arrays map[string]int, name string, header bool) string {
 	var b strings.Builder
-	for i, part := range strings.Split(name, ".") {
+	parts := strings.Split(name, ".")
+	for i, part := range parts {
 		if i > 0 {
 			b.WriteByte('.')
 		}
 		b.WriteString(strings.Trim(strings.TrimSpace(part), `"'`))
-		if n, ok := arrays[b.String()]; ok {
+		if n, ok := arrays[b.String()]; ok && !(header && i == len(parts)-1) {
 			b.WriteString("[" + strconv.Itoa(n-1) + "]")
 		}
 	}

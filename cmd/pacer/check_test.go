@@ -1,0 +1,83 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const goodWorker = `
+[[worker]]
+name = "a"
+rate = 10
+
+[worker.source]
+kind = "nats"
+subject = "x.>"
+
+[worker.sink]
+kind = "log"
+`
+
+func TestCheckBrokenConfigs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		config string
+		line   int
+		want   []string // substrings of the one message
+	}{
+		{"unknown key", goodWorker + "\n[[worker]]\nname = \"b\"\nrate = 5\nmax_inflight = 3\n[worker.source]\nkind = \"nats\"\nsubject = \"y\"\n[worker.sink]\nkind = \"log\"\n",
+			16, []string{"worker.max_inflight", "unknown key"}},
+		{"negative rate", strings.Replace(goodWorker, "rate = 10", "rate = -5", 1),
+			4, []string{`worker "a" rate`, "-5", "jobs per second"}},
+		{"min > max factor", strings.Replace(goodWorker, "rate = 10", "rate = 10\nmin_factor = 2\nmax_factor = 1.5", 1),
+			5, []string{`worker "a" min_factor`, "2: want ≤ max_factor (1.5)"}},
+		{"adjmap not descending", strings.Replace(goodWorker, "rate = 10", `rate = 10
+adjmap = [
+  { min_cap = 0,   lbound = 0.3, lfactor = 1.4, ubound = 0.7, ufactor = 0.73 },
+  { min_cap = 128, lbound = 0.23, lfactor = 1.2, ubound = 0.77, ufactor = 0.81 },
+]`, 1), 7, []string{`adjmap row 2 min_cap`, "128: want < 0", "descend"}},
+		{"sink missing", strings.Replace(goodWorker, "[worker.sink]\nkind = \"log\"\n", "", 1),
+			2, []string{`worker "a" sink`, "missing"}},
+		{"duplicate worker name", goodWorker + strings.Replace(goodWorker, "x.>", "z", 1),
+			14, []string{`worker "a" name`, "duplicate", "line 3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(path, []byte(tt.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, code := pacer(t, "check", "--config", path)
+			t.Logf("pacer check: %s", strings.TrimSpace(out))
+			if code == 0 {
+				t.Fatalf("pacer check exit code 0, want non-zero; output %q", out)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("pacer check printed %d lines, want one message:\n%s", len(lines), out)
+			}
+			if prefix := "config.toml:" + strconv.Itoa(tt.line) + ": "; !strings.HasPrefix(lines[0], prefix) {
+				t.Errorf("message %q does not start with %q", lines[0], prefix)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(lines[0], w) {
+					t.Errorf("message %q does not say %q", lines[0], w)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckDefaultConfig(t *testing.T) {
+	t.Parallel()
+	out, code := pacer(t, "check", "--config", "../../config.toml")
+	if code != 0 || !strings.Contains(out, "ok: 2 worker(s)") {
+		t.Fatalf("pacer check config.toml: exit %d, %q", code, out)
+	}
+}
+

@@ -1,0 +1,302 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/worker"
+)
+
+// bin is the pacer binary, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pacer-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "pacer")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running `pacer run`.
+type proc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	admin string
+	cfg   string
+	log   *syncBuf
+	done  chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startRun writes config (with {admin} replaced) into a temporary
+// directory and starts `pacer run` there; it returns once /status answers.
+func startRun(t *testing.T, dir, config string, args ...string) *proc {
+	t.Helper()
+	admin := freeAddr(t)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, admin: admin, cfg: path, log: &syncBuf{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 40))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, _, err := worker.FetchStatus(admin); err == nil {
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pacer run: /status did not answer in 20s\n%s", p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (p *proc) status() worker.Status {
+	p.t.Helper()
+	st, _, err := worker.FetchStatus(p.admin)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return st
+}
+
+func (p *proc) signal(s os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(s); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// stop sends SIGTERM and waits for the exit; it fails the test unless the
+// exit code is 0 within limit.
+func (p *proc) stop(limit time.Duration) {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		p.t.Fatalf("pacer run did not stop %v after SIGTERM", limit)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("pacer run exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// pacer runs the binary to completion and returns its output and exit
+// code.
+func pacer(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// stamps records the times at which jobs arrive, by job id.
+type stamps struct {
+	mu    sync.Mutex
+	times []time.Time
+	ids   map[string]int
+}
+
+func (s *stamps) add(id string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]int{}
+	}
+	s.times = append(s.times, at)
+	s.ids[id]++
+}
+
+func (s *stamps) snapshot() ([]time.Time, map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make(map[string]int, len(s.ids))
+	for k, v := range s.ids {
+		ids[k] = v
+	}
+	return append([]time.Time(nil), s.times...), ids
+}
+
+// in counts the times in [from, from+d).
+func in(times []time.Time, from time.Time, d time.Duration) int {
+	n := 0
+	for _, t := range times {
+		if !t.Before(from) && t.Before(from.Add(d)) {
+			n++
+		}
+	}
+	return n
+}
+
+// readStamps reads "ID UNIXSECONDS" lines that an exec sink appended.
+func readStamps(t *testing.T, path string) *stamps {
+	t.Helper()
+	s := &stamps{}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return s
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		id, ts, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		sec, err := strconv.ParseFloat(ts, 64)
+		if err != nil {
+			continue
+		}
+		s.add(id, time.Unix(0, int64(sec*1e9)))
+	}
+	return s
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", limit, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func within(t *testing.T, what string, got int, want float64, tol float64) {
+	t.Helper()
+	if float64(got) < want*(1-tol) || float64(got) > want*(1+tol) {
+		t.Errorf("%s: %d, want %.0f ± %.0f %%", what, got, want, tol*100)
+	} else {
+		t.Logf("%s: %d (want %.0f ± %.0f %%)", what, got, want, tol*100)
+	}
+}
+
+// httpSink is an httptest server that records each job's arrival; answer
+// decides the status of the n-th request (from 1) and its Retry-After.
+func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server, *stamps) {
+	t.Helper()
+	s := &stamps{}
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		k := n
+		mu.Unlock()
+		code, retry := http.StatusOK, ""
+		if answer != nil {
+			code, retry = answer(k)
+		}
+		if code == http.StatusOK {
+			s.add(r.Header.Get("X-Pacer-Job-Id"), time.Now())
+		}
+		if retry != "" {
+			w.Header().Set("Retry-After", retry)
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, s
+}
+
+func uniq(t *testing.T) string {
+	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
+}
+
+var _ = testutil.Redis
