@@ -111,10 +111,14 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 	if drainRate < 3*base {
 		t.Errorf("drained at %.0f/s, want well above the base %d/s (≥ %d/s)", drainRate, base, 3*base)
 	}
-	// The pacer admits at most burst 1 + 400 in any second; 2 more allow for
-	// the goroutine scheduling between admission and the handler's clock.
-	if peak > ceiling+1+2 {
-		t.Errorf("%d handlers started within one second, want ≤ ceiling %d + burst 1 (+2 for scheduling)", peak, ceiling)
+	if p := maxPace.Load().(float64); p > ceiling {
+		t.Errorf("peak pace = %.0f/s, want ≤ ceiling %d/s", p, ceiling)
+	}
+	// The pacer admits at most burst 1 + 400 in any second; 1 % more allows
+	// for the scheduling between admission and the handler reading the
+	// clock, which can squeeze a window's worth of starts into less.
+	if limit := ceiling*1.01 + 1; float64(peak) > limit {
+		t.Errorf("%d handlers started within one second, want ≤ ceiling %d + burst 1 (+1 %% for scheduling) = %.0f", peak, ceiling, limit)
 	}
 	if !waitFor(5*time.Second, func() bool { return p.Stats().Factor == 1 }) {
 		t.Errorf("factor = %.2f 5s after the queue emptied, want 1", p.Stats().Factor)
