@@ -1,0 +1,374 @@
+// Command asynq measures what pacing costs an Asynq worker and how exactly
+// it holds a rate, on one Redis in one run:
+//
+//   - throughput: raw Asynq and Asynq with asynqpacer.Middleware at an
+//     unlimited rate (1e9/s, with its QueueBacklog probe and controller
+//     running) drain the same number of pre-enqueued no-op tasks, in
+//     alternating rounds; it prints tasks/s for both and paced/raw (target
+//     ≥ 0.95);
+//   - precision: at 100, 1,000 and 5,000 tasks/s (burst 1) on a full queue,
+//     the tasks started in a window, achieved/target (target 1 ± 1 %);
+//   - backlog read: Inspector.GetQueueInfo against QueueProbe.Backlog on a
+//     full queue.
+//
+// Usage:
+//
+//	go run ./bench/asynq [-redis 127.0.0.1:6379] [-n 20000] [-rounds 2] [-window 3s]
+//
+// It uses queues named asynqpacer-bench-* and deletes them when done. It
+// exits with status 1 if a target is missed.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+func main() {
+	def := os.Getenv("REDIS_ADDR")
+	if def == "" {
+		def = "127.0.0.1:6379"
+	}
+	addr := flag.String("redis", def, "Redis address (default $REDIS_ADDR or 127.0.0.1:6379)")
+	n := flag.Int("n", 20000, "tasks per throughput run")
+	rounds := flag.Int("rounds", 2, "throughput rounds; each runs raw and paced, alternating which goes first")
+	concurrency := flag.Int("concurrency", 20, "Asynq worker concurrency")
+	window := flag.Duration("window", 3*time.Second, "precision window per rate")
+	ratesFlag := flag.String("rates", "100,1000,5000", "precision rates in tasks/s, comma-separated")
+	reads := flag.Int("reads", 200, "backlog reads timed per method")
+	flag.Parse()
+	log.SetFlags(0)
+
+	rates, err := parseRates(*ratesFlag)
+	if err != nil {
+		log.Fatalf("asynq bench: -rates: %v", err)
+	}
+	b := &bench{addr: *addr, concurrency: *concurrency}
+	if err := b.ping(); err != nil {
+		log.Fatalf("asynq bench: Redis at %s: %v (set -redis or REDIS_ADDR)", *addr, err)
+	}
+	defer b.cleanup()
+	ok := true
+	start := time.Now()
+	fmt.Printf("asynq bench: Redis %s, concurrency %d, asynq v0.26.0\n\n", *addr, *concurrency)
+
+	fmt.Printf("throughput: %d no-op tasks per run, queue filled before the worker starts\n", *n)
+	var raw, paced result
+	for r := range *rounds {
+		order := []bool{false, true}
+		if r%2 == 1 {
+			order = []bool{true, false}
+		}
+		line := fmt.Sprintf("  round %d:", r+1)
+		for _, withPacer := range order {
+			res, err := b.throughput(*n, withPacer, r == 0 && withPacer, *reads)
+			if err != nil {
+				log.Fatalf("asynq bench: %v", err)
+			}
+			if withPacer {
+				paced.add(res)
+				line += fmt.Sprintf("  paced %8.0f tasks/s", res.rate())
+			} else {
+				raw.add(res)
+				line += fmt.Sprintf("  raw %8.0f tasks/s", res.rate())
+			}
+		}
+		fmt.Println(line)
+	}
+	ratio := paced.rate() / raw.rate()
+	fmt.Printf("  all rounds: raw %.0f tasks/s, paced (rate 1e9) %.0f tasks/s, paced/raw %.3f (target ≥ 0.95) %s\n\n",
+		raw.rate(), paced.rate(), ratio, verdict(ratio >= 0.95, &ok))
+
+	fmt.Printf("precision: rate r, burst 1, full queue; tasks started in the first %v\n", *window)
+	for _, r := range rates {
+		got, err := b.precision(r, *window)
+		if err != nil {
+			log.Fatalf("asynq bench: %v", err)
+		}
+		want := r * window.Seconds()
+		q := float64(got) / want
+		fmt.Printf("  %6.0f/s: %6d of %6.0f  achieved/target %.4f (target 1 ± 0.01) %s\n", r, got, want, q, verdict(q >= 0.99 && q <= 1.01, &ok))
+	}
+	fmt.Printf("\nbacklog read on a queue of %d pending tasks, %d reads each:\n", *n, *reads)
+	fmt.Printf("  Inspector.GetQueueInfo  %8.3f ms/read\n", b.inspectorRead.Seconds()*1e3)
+	fmt.Printf("  QueueProbe.Backlog      %8.3f ms/read  (%.0fx lighter)\n", b.probeRead.Seconds()*1e3, b.inspectorRead.Seconds()/b.probeRead.Seconds())
+	fmt.Printf("\ntotal %v\n", time.Since(start).Round(100*time.Millisecond))
+	if !ok {
+		b.cleanup()
+		os.Exit(1)
+	}
+}
+
+func verdict(pass bool, ok *bool) string {
+	if pass {
+		return "ok"
+	}
+	*ok = false
+	return "MISSED"
+}
+
+func parseRates(s string) ([]float64, error) {
+	var rates []float64
+	for f := range strings.SplitSeq(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("%q is not a rate > 0", f)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+// result is tasks handled over the time from the first to the last start.
+type result struct {
+	tasks   int
+	elapsed time.Duration
+}
+
+func (r *result) add(o result) { r.tasks += o.tasks; r.elapsed += o.elapsed }
+func (r result) rate() float64 { return float64(r.tasks) / r.elapsed.Seconds() }
+
+type bench struct {
+	addr        string
+	concurrency int
+
+	mu     sync.Mutex
+	queues []string
+
+	inspectorRead, probeRead time.Duration
+}
+
+func (b *bench) opt() asynq.RedisClientOpt { return asynq.RedisClientOpt{Addr: b.addr, PoolSize: 32} }
+
+func (b *bench) ping() error {
+	in := asynq.NewInspector(b.opt())
+	defer in.Close()
+	_, err := in.Queues()
+	return err
+}
+
+func (b *bench) newQueue(kind string) string {
+	buf := make([]byte, 4)
+	_, _ = rand.Read(buf)
+	q := "asynqpacer-bench-" + kind + "-" + hex.EncodeToString(buf)
+	b.mu.Lock()
+	b.queues = append(b.queues, q)
+	b.mu.Unlock()
+	return q
+}
+
+func (b *bench) cleanup() {
+	in := asynq.NewInspector(b.opt())
+	defer in.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, q := range b.queues {
+		_ = in.DeleteQueue(q, true)
+	}
+	b.queues = nil
+}
+
+// fill enqueues n no-op tasks into q from 16 goroutines.
+func (b *bench) fill(q string, n int) error {
+	c := asynq.NewClient(b.opt())
+	defer c.Close()
+	var next atomic.Int64
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := c.Enqueue(asynq.NewTask("noop", nil), asynq.Queue(q), asynq.MaxRetry(1)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return fmt.Errorf("enqueue to %s: %w", q, err)
+	}
+	return nil
+}
+
+// server runs an Asynq server on q with handler h until stop is called.
+func (b *bench) server(q string, h asynq.Handler) (stop func(), err error) {
+	srv := asynq.NewServer(b.opt(), asynq.Config{
+		Concurrency:       b.concurrency,
+		Queues:            map[string]int{q: 1},
+		IsFailure:         asynqpacer.IsFailure,
+		RetryDelayFunc:    asynqpacer.RetryDelay,
+		TaskCheckInterval: 20 * time.Millisecond,
+		ShutdownTimeout:   200 * time.Millisecond,
+		LogLevel:          asynq.ErrorLevel,
+	})
+	if err := srv.Start(h); err != nil {
+		return nil, err
+	}
+	return srv.Shutdown, nil
+}
+
+// recorder is a no-op handler that records when each task starts.
+type recorder struct {
+	mu     sync.Mutex
+	starts []time.Time
+	full   chan struct{} // closed when want tasks have started
+	want   int
+}
+
+func newRecorder(want int) *recorder {
+	return &recorder{starts: make([]time.Time, 0, want), full: make(chan struct{}), want: want}
+}
+
+func (r *recorder) ProcessTask(context.Context, *asynq.Task) error {
+	now := time.Now()
+	r.mu.Lock()
+	r.starts = append(r.starts, now)
+	if len(r.starts) == r.want {
+		close(r.full)
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) sorted() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts := append([]time.Time(nil), r.starts...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	return ts
+}
+
+// throughput drains n pre-enqueued tasks, raw or paced at an unlimited
+// rate, and times it from the first start to the last. timeReads also
+// times backlog reads on the full queue before the worker starts.
+func (b *bench) throughput(n int, withPacer, timeReads bool, reads int) (result, error) {
+	q := b.newQueue("throughput")
+	if err := b.fill(q, n); err != nil {
+		return result{}, err
+	}
+	if timeReads {
+		if err := b.timeReads(q, reads); err != nil {
+			return result{}, err
+		}
+	}
+	rec := newRecorder(n)
+	var h asynq.Handler = rec
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if withPacer {
+		probe, err := asynqpacer.QueueBacklog(b.opt(), q)
+		if err != nil {
+			return result{}, err
+		}
+		defer probe.Close()
+		p, err := pacer.New(pacer.Config{Rate: 1e9, Probe: probe})
+		if err != nil {
+			return result{}, err
+		}
+		defer p.Close()
+		go func() { _ = p.Run(ctx) }()
+		h = asynqpacer.Middleware(p)(rec)
+	}
+	stop, err := b.server(q, h)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	select {
+	case <-rec.full:
+	case <-time.After(2 * time.Minute):
+		return result{}, fmt.Errorf("throughput run on %s: %d of %d tasks in 2 minutes", q, len(rec.sorted()), n)
+	}
+	ts := rec.sorted()
+	return result{tasks: len(ts) - 1, elapsed: ts[len(ts)-1].Sub(ts[0])}, nil
+}
+
+// precision runs a pacer at rate r on a full queue and counts the tasks
+// started in the first window.
+func (b *bench) precision(r float64, window time.Duration) (int, error) {
+	q := b.newQueue("precision")
+	if err := b.fill(q, int(r*window.Seconds()*1.1)+100); err != nil {
+		return 0, err
+	}
+	p, err := pacer.New(pacer.Config{Rate: r})
+	if err != nil {
+		return 0, err
+	}
+	rec := newRecorder(-1)
+	stop, err := b.server(q, asynqpacer.Middleware(p)(rec))
+	if err != nil {
+		return 0, err
+	}
+	for {
+		ts := rec.sorted()
+		if len(ts) > 0 && time.Since(ts[0]) > window+100*time.Millisecond {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Close() // let waiting handlers go, so the shutdown is quick
+	stop()
+	ts := rec.sorted()
+	got := 0
+	for _, at := range ts {
+		if at.Sub(ts[0]) < window {
+			got++
+		}
+	}
+	return got, nil
+}
+
+// timeReads times Inspector.GetQueueInfo and QueueProbe.Backlog on q.
+func (b *bench) timeReads(q string, reads int) error {
+	in := asynq.NewInspector(b.opt())
+	defer in.Close()
+	probe, err := asynqpacer.QueueBacklog(b.opt(), q)
+	if err != nil {
+		return err
+	}
+	defer probe.Close()
+	ctx := context.Background()
+	// Warm both up (connections, script cache).
+	if _, err := in.GetQueueInfo(q); err != nil {
+		return err
+	}
+	if _, err := probe.Backlog(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	for range reads {
+		if _, err := in.GetQueueInfo(q); err != nil {
+			return err
+		}
+	}
+	b.inspectorRead = time.Since(start) / time.Duration(reads)
+	start = time.Now()
+	for range reads {
+		if _, err := probe.Backlog(ctx); err != nil {
+			return err
+		}
+	}
+	b.probeRead = time.Since(start) / time.Duration(reads)
+	return nil
+}
