@@ -1,0 +1,546 @@
+package redisbucket
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jobpacer/pacer/pacer"
+	"github.com/redis/go-redis/v9"
+)
+
+// Mode says where a Bucket's tokens come from.
+type Mode int
+
+const (
+	// ModeRedis: tokens are slots of the shared schedule in Redis.
+	ModeRedis Mode = iota
+	// ModeFallback: Redis is unreachable (or refuses the script); tokens
+	// come from a local bucket at the worker's share of the rate.
+	ModeFallback
+	// ModeRejoining: Redis is back; for two RetryIntervals every token
+	// needs both a slot in Redis and a token of the local share, so that
+	// a worker that rejoined early cannot take the whole rate while the
+	// others still run on their shares.
+	ModeRejoining
+)
+
+// String returns "redis", "fallback" or "rejoining".
+func (m Mode) String() string {
+	switch m {
+	case ModeRedis:
+		return "redis"
+	case ModeFallback:
+		return "fallback"
+	case ModeRejoining:
+		return "rejoining"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Stats is a snapshot of a Bucket.
+type Stats struct {
+	Mode          Mode      // where tokens come from now
+	Rate          float64   // the fleet-wide rate, jobs per second
+	Workers       int       // workers seen sharing the key at the last Redis call (≥ 1)
+	Share         float64   // the local rate during an outage: Rate ÷ max(ExpectedWorkers, Workers, 1)
+	Calls         uint64    // script calls to Redis, failed ones included
+	Errors        uint64    // calls that failed
+	Leases        uint64    // calls that granted tokens
+	Granted       uint64    // tokens granted by Redis
+	Dispatched    uint64    // tokens handed out by Wait
+	Expired       uint64    // leased tokens dropped unused: too late, or left behind by a fallback
+	Returned      uint64    // leased tokens given back to Redis unused
+	Fallbacks     uint64    // times the bucket fell back to its local share
+	Rejoins       uint64    // times it rejoined the shared bucket
+	FallbackSince time.Time // when the current fallback began; zero if not in fallback
+	LastError     string    // the last Redis error, "" if none yet
+}
+
+// Bucket is a token bucket shared by every worker whose Config has the same
+// Key, held in Redis and kept on Redis's clock. It implements pacer.Limiter,
+// so a Pacer obeys it after its own ceiling:
+//
+//	b, err := redisbucket.New(rdb, redisbucket.Config{Key: "sms", Rate: 400})
+//	p, err := pacer.New(pacer.Config{Rate: 400, Limiter: b})
+//
+// A Bucket leases slots of the shared schedule in batches and hands them
+// out locally at their due times; a background goroutine does the Redis
+// calls, so Close it when done. It is safe for concurrent use.
+type Bucket struct {
+	rdb    redis.Scripter
+	cfg    Config
+	keys   []string
+	worker string
+	clock  pacer.Clock
+	epoch  time.Time
+	log    *slog.Logger
+	// Times in µs: slack (how late a slot may be used), lead (refill this
+	// long before the leased slots run out), ahead (how far into the
+	// future a lease may reach), window (a worker unseen this long no
+	// longer counts), lease (LeaseTime).
+	slack, lead, ahead, window, lease float64
+
+	refill    chan struct{} // wakes the refiller; buffered 1
+	closed    chan struct{} // closed by Close
+	done      chan struct{} // closed when the refiller has returned
+	closeOnce sync.Once
+
+	mu          sync.Mutex // guards the fields below; never held across a Redis call or a wait
+	rate        float64
+	mode        Mode
+	segs        []segment // leased slots not yet handed out, in order of due time
+	q           []*waiter // Wait callers, FIFO; q[0] takes tokens
+	workers     int
+	gate        gate    // the local share: the fallback, and a second gate while rejoining
+	rejoinUntil float64 // end of ModeRejoining
+	nextTry     float64 // no Redis call before this (after a failure or an empty grant)
+	busyUntil   float64 // a waiter waited for a slot not yet due: the worker is held by the schedule
+	lastDemand  float64 // last Wait call
+	demand      float64 // tokens asked for since estAt
+	est         float64 // recent demand, tokens per second (EWMA over LeaseTime)
+	estAt       float64
+	lastGrant   int // tokens of the last lease
+	expiredOK   bool
+	offsets     offsetFilter
+	since       time.Time
+	lastErr     error
+	st          Stats
+}
+
+// segment is a run of leased slots: n slots, the next due at first, cost
+// apart (local µs).
+type segment struct {
+	first float64
+	cost  float64 // 0: all due at first
+	n     int
+	end   string // Redis's zero right after the take, while these are its tail; "" when not returnable
+}
+
+func (s *segment) last() float64 { return s.first + float64(s.n-1)*s.cost }
+
+type waiter struct {
+	n     int
+	slots int     // slots taken so far
+	gate  int     // local-share tokens taken so far
+	held  float64 // due time of the first slot taken
+	wake  chan struct{}
+}
+
+// New returns a Bucket for the fleet limit c on the Redis that rdb reaches
+// (a *redis.Client, *redis.ClusterClient or *redis.Ring). It calls Redis
+// once to check that the script runs: if Redis answers with an error (no
+// scripting, a command the script needs denied, not a Redis), New returns
+// an error wrapping ErrRefused; if Redis cannot be reached, the Bucket
+// starts in ModeFallback, logs it and keeps trying. Bad settings are
+// errors wrapping pacer.ErrInvalid that name the field.
+func New(rdb redis.Scripter, c Config) (*Bucket, error) {
+	if rdb == nil {
+		return nil, invalid("client", "nil", "a Redis client (*redis.Client, *redis.ClusterClient, …)")
+	}
+	if err := c.fill(); err != nil {
+		return nil, err
+	}
+	base := c.Prefix + "{" + c.Key + "}"
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	b := &Bucket{
+		rdb:    rdb,
+		cfg:    c,
+		keys:   []string{base, base + ":workers"},
+		worker: workerID(),
+		clock:  c.Clock,
+		epoch:  c.Clock.Now(),
+		log:    c.Logger,
+		lease:  us(c.LeaseTime),
+		slack:  us(c.LeaseTime),
+		lead:   us(c.LeaseTime) / 2,
+		ahead:  2 * us(c.LeaseTime),
+		window: us(max(2*time.Second, 10*c.LeaseTime)),
+		refill: make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+		rate:   c.Rate,
+		mode:   ModeRedis,
+	}
+	b.workers = 1
+	b.expiredOK = true
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	t0 := b.now()
+	r, err := b.call(ctx, b.rate, "take", 0, b.ahead)
+	t1 := b.now()
+	cancel()
+	b.mu.Lock()
+	b.st.Calls++
+	if err != nil {
+		if refused(err) {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("%w (key %q, EVALSHA/EVAL of a script using TIME, HMGET, HSET, ZADD, ZCARD, PEXPIRE): %v", ErrRefused, c.Key, err)
+		}
+		b.fail(t1, err)
+	} else {
+		b.observe(r, t0, t1)
+	}
+	b.mu.Unlock()
+	go b.run()
+	return b, nil
+}
+
+func workerID() string {
+	host, _ := os.Hostname()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:])
+}
+
+// now is the local time in µs since epoch.
+func (b *Bucket) now() float64 { return float64(b.clock.Now().Sub(b.epoch)) / 1e3 }
+
+func fmtf(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+// call runs the script with op and its arguments after the common ones.
+func (b *Bucket) call(ctx context.Context, rate float64, op string, args ...any) (reply, error) {
+	argv := append([]any{op, fmtf(rate), fmtf(b.cfg.Burst), b.worker, fmtf(math.Ceil(b.window))}, args...)
+	for i, a := range argv {
+		if f, ok := a.(float64); ok {
+			argv[i] = fmtf(f)
+		}
+	}
+	return run(ctx, b.rdb, b.keys, argv...)
+}
+
+// Wait blocks until n tokens of the fleet's limit are this worker's to
+// use, and takes them. Callers are served in the order they called. If
+// ctx ends first it returns ctx.Err() and takes nothing (the slots it had
+// set aside go back to the next caller); after Close it returns ErrClosed.
+// Wait never returns a Redis error: when Redis fails the Bucket falls back
+// to its local share (see Stats).
+func (b *Bucket) Wait(ctx context.Context, n int) error {
+	if n < 1 {
+		return invalid("n", n, "≥ 1")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &waiter{n: n, wake: make(chan struct{}, 1)}
+	b.mu.Lock()
+	select {
+	case <-b.closed:
+		b.mu.Unlock()
+		return ErrClosed
+	default:
+	}
+	now := b.now()
+	b.demand += float64(n)
+	b.lastDemand = now
+	b.q = append(b.q, w)
+	for {
+		// b.mu is held here.
+		var tc <-chan time.Time
+		var timer pacer.Timer
+		if b.q[0] == w {
+			now := b.now()
+			if b.progress(now, w) {
+				b.dequeue(w)
+				b.st.Dispatched += uint64(n)
+				b.mu.Unlock()
+				return nil
+			}
+			if at := b.wakeAt(now, w); !math.IsInf(at, 1) {
+				timer = b.clock.NewTimer(dur(at - now))
+				tc = timer.C()
+			}
+		}
+		b.mu.Unlock()
+		var err error
+		select {
+		case <-w.wake:
+		case <-tc:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-b.closed:
+			err = ErrClosed
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		b.mu.Lock()
+		if err != nil {
+			b.abandon(w)
+			b.mu.Unlock()
+			return err
+		}
+	}
+}
+
+func dur(us float64) time.Duration {
+	if us <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(us * 1e3))
+}
+
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// progress takes for the head waiter w what has fallen due, and reports
+// whether it now has all it needs. It requires mu held.
+func (b *Bucket) progress(now float64, w *waiter) bool {
+	b.settleMode(now)
+	needSlots, needGate := b.mode != ModeFallback, b.mode != ModeRedis
+	if needSlots && w.slots < w.n {
+		b.expire(now)
+		for w.slots < w.n && len(b.segs) > 0 {
+			s := &b.segs[0]
+			if s.first > now {
+				break
+			}
+			k := s.n
+			if s.cost > 0 {
+				k = min(k, int((now-s.first)/s.cost)+1)
+			}
+			k = min(k, w.n-w.slots)
+			if w.slots == 0 {
+				w.held = s.first
+			}
+			w.slots += k
+			s.n -= k
+			s.first += float64(k) * s.cost
+			if s.n == 0 {
+				b.segs = b.segs[1:]
+			}
+		}
+	}
+	if needGate && w.gate < w.n {
+		w.gate += b.gate.take(now, w.n-w.gate)
+	}
+	return (!needSlots || w.slots >= w.n) && (!needGate || w.gate >= w.n)
+}
+
+// wakeAt is when the head waiter w should look again, +Inf when it must
+// wait for the refiller; it kicks the refiller when the leased slots do
+// not cover w. It requires mu held.
+func (b *Bucket) wakeAt(now float64, w *waiter) float64 {
+	at := math.Inf(-1)
+	if b.mode != ModeFallback && w.slots < w.n {
+		if b.reserved() < w.n-w.slots {
+			kick(b.refill)
+		}
+		if len(b.segs) == 0 {
+			return math.Inf(1)
+		}
+		at = b.segs[0].first
+		if b.mode == ModeRedis {
+			b.busyUntil = now + b.lease
+		}
+	}
+	if b.mode != ModeRedis && w.gate < w.n {
+		at = max(at, b.gate.next(now))
+	}
+	if b.mode == ModeRejoining {
+		at = min(at, b.rejoinUntil)
+	}
+	return max(at, now)
+}
+
+// dequeue removes the head waiter w and wakes the next. It requires mu held.
+func (b *Bucket) dequeue(w *waiter) {
+	for i, x := range b.q {
+		if x == w {
+			copy(b.q[i:], b.q[i+1:])
+			b.q[len(b.q)-1] = nil
+			b.q = b.q[:len(b.q)-1]
+			if i == 0 {
+				b.wakeHead()
+			}
+			return
+		}
+	}
+}
+
+// abandon removes a cancelled waiter, giving back what it had taken. It
+// requires mu held.
+func (b *Bucket) abandon(w *waiter) {
+	b.dequeue(w)
+	if w.slots > 0 {
+		// The slots it held were due at w.held or later and are the
+		// earliest leased: put them back in front, all due at w.held.
+		b.segs = append([]segment{{first: w.held, n: w.slots}}, b.segs...)
+	}
+	if w.gate > 0 {
+		b.gate.refund(b.now(), w.gate)
+	}
+	b.demand = max(0, b.demand-float64(w.n))
+}
+
+func (b *Bucket) wakeHead() {
+	if len(b.q) > 0 {
+		kick(b.q[0].wake)
+	}
+}
+
+// expire drops the leased slots that fell due more than slack ago. It
+// requires mu held.
+func (b *Bucket) expire(now float64) {
+	lim := now - b.slack
+	for len(b.segs) > 0 {
+		s := &b.segs[0]
+		if s.first >= lim {
+			return
+		}
+		k := s.n
+		if s.cost > 0 {
+			k = min(k, int(math.Ceil((lim-s.first)/s.cost)))
+		}
+		s.n -= k
+		s.first += float64(k) * s.cost
+		b.st.Expired += uint64(k)
+		b.expiredOK = false
+		if s.n == 0 {
+			b.segs = b.segs[1:]
+		}
+	}
+}
+
+// reserved is the number of leased slots not handed out. It requires mu held.
+func (b *Bucket) reserved() int {
+	n := 0
+	for _, s := range b.segs {
+		n += s.n
+	}
+	return n
+}
+
+// settleMode ends ModeRejoining when its time is up. It requires mu held.
+func (b *Bucket) settleMode(now float64) {
+	if b.mode == ModeRejoining && now >= b.rejoinUntil {
+		b.mode = ModeRedis
+	}
+}
+
+// share is the local rate during an outage. It requires mu held.
+func (b *Bucket) share() float64 {
+	return b.rate / float64(max(b.cfg.ExpectedWorkers, b.workers, 1))
+}
+
+// SetRate changes the fleet-wide rate. The shared bucket is settled under
+// the old rate at this worker's next Redis call; set the same rate on
+// every worker of the fleet.
+func (b *Bucket) SetRate(rate float64) error {
+	if err := checkRate("rate", rate); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rate = rate
+	if b.mode != ModeRedis {
+		b.gate.setRate(b.now(), b.share(), b.gateBurst())
+	}
+	return nil
+}
+
+func (b *Bucket) gateBurst() float64 {
+	return max(1, b.cfg.Burst/float64(max(b.cfg.ExpectedWorkers, b.workers, 1)))
+}
+
+// Stats returns a snapshot of the bucket's state and counters.
+func (b *Bucket) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.settleMode(b.now())
+	s := b.st
+	s.Mode, s.Rate, s.Workers, s.Share = b.mode, b.rate, b.workers, b.share()
+	if b.mode == ModeFallback {
+		s.FallbackSince = b.since
+	}
+	if b.lastErr != nil {
+		s.LastError = b.lastErr.Error()
+	}
+	return s
+}
+
+// Close stops the background goroutine, gives the leased slots not yet
+// used back to Redis when it can (one call, bounded by Timeout), and makes
+// waiting and future Waits return ErrClosed. It returns once the goroutine
+// has stopped. Calling it again does nothing.
+func (b *Bucket) Close() {
+	b.closeOnce.Do(func() { close(b.closed) })
+	<-b.done
+}
+
+var _ pacer.Limiter = (*Bucket)(nil)
+
+// gate is a local token bucket kept as a schedule, in local µs. It is the
+// fallback at the worker's share. Guarded by Bucket.mu.
+type gate struct{ zero, cost, full float64 }
+
+// reset starts the gate full at rate and burst.
+func (g *gate) reset(now, rate, burst float64) {
+	g.cost = 1e6 / rate
+	g.full = burst * g.cost
+	g.zero = now - g.full
+}
+
+// setRate changes the rate, keeping the balance.
+func (g *gate) setRate(now, rate, burst float64) {
+	if g.cost == 0 {
+		g.reset(now, rate, burst)
+		return
+	}
+	bal := min((now-max(g.zero, now-g.full))/g.cost, burst)
+	g.cost = 1e6 / rate
+	g.full = burst * g.cost
+	g.zero = now - bal*g.cost
+}
+
+// take takes up to want tokens that are there at now and returns how many.
+func (g *gate) take(now float64, want int) int {
+	base := max(g.zero, now-g.full)
+	k := min(want, int((now-base)/g.cost+1e-9))
+	if k <= 0 {
+		return 0
+	}
+	g.zero = base + float64(k)*g.cost
+	return k
+}
+
+// next is when the next token falls due.
+func (g *gate) next(now float64) float64 { return max(g.zero, now-g.full) + g.cost }
+
+// refund gives back k tokens, without overfilling.
+func (g *gate) refund(now float64, k int) {
+	g.zero = max(g.zero-float64(k)*g.cost, now-g.full)
+}
+
+// offsetFilter estimates Redis time minus local time from the last few
+// calls, trusting the one with the shortest round trip (as NTP does).
+type offsetFilter struct {
+	off, rtt [8]float64
+	n, i     int
+}
+
+func (f *offsetFilter) add(off, rtt float64) {
+	f.off[f.i], f.rtt[f.i] = off, rtt
+	f.i = (f.i + 1) % len(f.off)
+	f.n = min(f.n+1, len(f.off))
+}
+
+func (f *offsetFilter) best() float64 {
+	j := 0
+	for i := 1; i < f.n; i++ {
+		if f.rtt[i] < f.rtt[j] {
+			j = i
+		}
+	}
+	return f.off[j]
+}

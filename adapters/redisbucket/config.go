@@ -1,0 +1,138 @@
+package redisbucket
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// Config configures a Bucket. Key and Rate are required; every other field
+// has a default, given in its doc. The toml tags are the names the CLI reads
+// under a worker's fleet settings.
+type Config struct {
+	// Key names the shared limit: every worker whose Config has the same
+	// Key (and Prefix) on the same Redis shares one bucket. Required.
+	Key string `toml:"key"`
+	// Rate is the fleet-wide limit in jobs per second, in (0, 1e9]. All
+	// workers sharing a Key should use the same Rate and Burst; when they
+	// differ, each call settles the bucket under the caller's values, so
+	// the last caller wins. Required.
+	Rate float64 `toml:"rate"`
+	// Burst is the fleet-wide bucket's capacity in jobs: how many may go
+	// at once after the fleet was idle. The default value is 1.
+	Burst float64 `toml:"burst"`
+	// ExpectedWorkers is how many workers normally share the Key. During
+	// a Redis outage each worker paces itself at Rate ÷ max(ExpectedWorkers,
+	// workers last seen in Redis, 1). The default value, 0, means "use the
+	// count last seen in Redis"; a worker that has never reached Redis
+	// then runs at the whole Rate, so set it when a fleet may start during
+	// an outage.
+	ExpectedWorkers int `toml:"expected_workers"`
+	// LeaseTime sizes leases and bounds how late a leased token may be
+	// used: a worker leases about LeaseTime's worth of its share at a
+	// time, and a leased token not used within LeaseTime of its due time
+	// expires. Longer means fewer Redis calls and a looser short-window
+	// bound (see the package doc). The default value is 100ms; it must be
+	// in [1ms, 10s].
+	LeaseTime time.Duration `toml:"lease_time"`
+	// RetryInterval is how often a worker that fell back to its local
+	// share tries Redis again. The default value is 500ms.
+	RetryInterval time.Duration `toml:"retry_interval"`
+	// Timeout bounds each Redis call (through its context; a go-redis
+	// client honours it when its Options.ContextTimeoutEnabled is set,
+	// else its ReadTimeout applies). A call that fails or times out
+	// starts the fallback. The default value is 500ms.
+	Timeout time.Duration `toml:"timeout"`
+	// Prefix is put before Key to make the Redis key names:
+	// Prefix+"{"+Key+"}" holds the bucket and Prefix+"{"+Key+"}:workers"
+	// the workers seen lately (one hash slot, so Redis Cluster works). The
+	// default value is "pacer:fleet:".
+	Prefix string `toml:"prefix"`
+	// Logger receives fallback and rejoin events. The default value, nil,
+	// means slog.Default().
+	Logger *slog.Logger `toml:"-"`
+	// Clock is the worker's local clock, used to pace leased tokens and
+	// the fallback. Redis's own clock (TIME) keeps the shared bucket, so
+	// the local clock may be skewed. The default value, nil, means the
+	// system clock.
+	Clock pacer.Clock `toml:"-"`
+}
+
+// Default values of Config's optional fields.
+const (
+	DefaultLeaseTime     = 100 * time.Millisecond
+	DefaultRetryInterval = 500 * time.Millisecond
+	DefaultTimeout       = 500 * time.Millisecond
+	DefaultPrefix        = "pacer:fleet:"
+)
+
+// ErrClosed is returned by Wait after Close.
+var ErrClosed = errors.New("redisbucket: closed")
+
+// ErrRefused is wrapped by the error New returns when Redis answers but
+// will not run the bucket's script: scripting disabled or renamed, a
+// command the script needs (TIME, HSET, ZADD…) denied by ACL, or a server
+// that is not Redis enough.
+var ErrRefused = errors.New("redisbucket: Redis refuses the bucket script")
+
+func invalid(field string, v any, allowed string) error {
+	return fmt.Errorf("redisbucket: %w: %s = %v, want %s", pacer.ErrInvalid, field, v, allowed)
+}
+
+func checkRate(field string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v > pacer.MaxRate {
+		return invalid(field, v, fmt.Sprintf("a number in (0, %g] (jobs per second)", float64(pacer.MaxRate)))
+	}
+	return nil
+}
+
+// fill checks c and applies the defaults.
+func (c *Config) fill() error {
+	if c.Key == "" {
+		return invalid("key", `""`, "a non-empty name shared by the workers of one fleet")
+	}
+	if err := checkRate("rate", c.Rate); err != nil {
+		return err
+	}
+	if c.Burst == 0 {
+		c.Burst = 1
+	}
+	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < 0 {
+		return invalid("burst", c.Burst, "a finite number > 0 (jobs)")
+	}
+	if c.ExpectedWorkers < 0 {
+		return invalid("expected_workers", c.ExpectedWorkers, "≥ 0 (0: the count last seen in Redis)")
+	}
+	if c.LeaseTime == 0 {
+		c.LeaseTime = DefaultLeaseTime
+	}
+	if c.LeaseTime < time.Millisecond || c.LeaseTime > 10*time.Second {
+		return invalid("lease_time", c.LeaseTime, "in [1ms, 10s]")
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.RetryInterval < 0 {
+		return invalid("retry_interval", c.RetryInterval, "> 0")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 0 {
+		return invalid("timeout", c.Timeout, "> 0")
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = pacer.SystemClock()
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+package redisbucket
+
+import (
+	"context"
+	"math"
+	"time"
+)
+
+// The refiller: one goroutine per Bucket that makes every Redis call, so
+// that Wait never blocks on the network.
+
+type action int
+
+const (
+	actSleep  action = iota
+	actFetch         // lease want tokens (want 0: a probe that only says hello)
+	actReturn        // give the tail of the last lease back
+)
+
+func (b *Bucket) run() {
+	defer close(b.done)
+	for {
+		b.mu.Lock()
+		now := b.now()
+		act, want, until := b.plan(now)
+		rate := b.rate
+		b.mu.Unlock()
+		switch act {
+		case actFetch:
+			b.fetch(rate, want)
+		case actReturn:
+			b.giveBack(rate, false)
+		case actSleep:
+			var tc <-chan time.Time
+			var t interface{ Stop() bool }
+			if !math.IsInf(until, 1) {
+				timer := b.clock.NewTimer(dur(until - now))
+				t, tc = timer, timer.C()
+			}
+			select {
+			case <-b.refill:
+			case <-tc:
+			case <-b.closed:
+			}
+			if t != nil {
+				t.Stop()
+			}
+		}
+		select {
+		case <-b.closed:
+			b.giveBack(rate, true)
+			return
+		default:
+		}
+	}
+}
+
+// plan decides the refiller's next step. It requires mu held.
+func (b *Bucket) plan(now float64) (act action, want int, until float64) {
+	b.settleMode(now)
+	b.updateEst(now)
+	if b.mode == ModeFallback {
+		if now >= b.nextTry {
+			return actFetch, b.size(now), 0
+		}
+		return actSleep, 0, b.nextTry
+	}
+	b.expire(now)
+	need := 0
+	for _, w := range b.q {
+		need += w.n - w.slots
+	}
+	if short := need - b.reserved(); short > 0 {
+		if now < b.nextTry {
+			return actSleep, 0, b.nextTry
+		}
+		return actFetch, max(short, b.size(now)), 0
+	}
+	until = math.Inf(1)
+	last := math.Inf(-1)
+	if len(b.segs) > 0 {
+		last = b.segs[len(b.segs)-1].last()
+	}
+	if b.mode == ModeRedis && now < b.busyUntil {
+		// Held by the schedule: lease the next stretch before this one
+		// runs out, so the slots keep coming on time.
+		if last-now < b.lead {
+			if now < b.nextTry {
+				return actSleep, 0, b.nextTry
+			}
+			return actFetch, b.size(now), 0
+		}
+		until = min(until, last-b.lead)
+	}
+	if len(b.q) == 0 && len(b.segs) > 0 && b.segs[len(b.segs)-1].end != "" && last > now {
+		// Idle with slots still to come: give them back once the
+		// demand has been gone for a while.
+		if now-b.lastDemand >= b.lead {
+			return actReturn, 0, 0
+		}
+		until = min(until, b.lastDemand+b.lead)
+	}
+	if b.mode == ModeRejoining {
+		until = min(until, b.rejoinUntil)
+	}
+	return actSleep, 0, until
+}
+
+// updateEst folds the demand since the last estimate into est. It requires
+// mu held.
+func (b *Bucket) updateEst(now float64) {
+	dt := now - b.estAt
+	if dt <= 0 {
+		return
+	}
+	a := 1 - math.Exp(-dt/b.lease)
+	b.est += (b.demand*1e6/dt - b.est) * a
+	b.demand, b.estAt = 0, now
+}
+
+// size is how many tokens to lease: about LeaseTime's worth of the recent
+// demand (twice that, and growing, while the worker is held by the
+// schedule), never more than LeaseTime's worth of an equal share of the
+// rate. It requires mu held.
+func (b *Bucket) size(now float64) int {
+	sec := b.lease / 1e6
+	share := b.rate / float64(max(b.workers, 1))
+	limit := share * sec
+	var want float64
+	switch {
+	case b.mode == ModeRejoining:
+		// Slots come at the fleet's spacing but go at the local share:
+		// lease no more than the share uses in half the slack.
+		limit = b.share() * sec / 2
+		want = limit
+	case now < b.busyUntil:
+		want = 2 * b.est * sec
+		if b.expiredOK {
+			want = max(want, 2*float64(b.lastGrant))
+		}
+	default:
+		want = b.est * sec / 2
+	}
+	return int(max(1, math.Ceil(min(want, limit))))
+}
+
+// fetch leases want tokens from Redis (or, want 0, only checks in).
+func (b *Bucket) fetch(rate float64, want int) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	t0 := b.now()
+	r, err := b.call(ctx, rate, "take", want, b.ahead)
+	t1 := b.now()
+	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Calls++
+	if err != nil {
+		b.fail(t1, err)
+		return
+	}
+	b.observe(r, t0, t1)
+	if b.mode == ModeFallback {
+		b.mode = ModeRejoining
+		b.rejoinUntil = t1 + 2*float64(b.cfg.RetryInterval)/1e3
+		b.st.Rejoins++
+		b.log.Info("redisbucket: Redis is back; rejoining the fleet's shared limit",
+			"key", b.cfg.Key, "after", b.clock.Now().Sub(b.since).Round(time.Millisecond), "workers", b.workers)
+		b.wakeHead()
+	}
+	if r.k > 0 {
+		cost := 1e6 / rate
+		if n := len(b.segs); n > 0 {
+			b.segs[n-1].end = "" // no longer the tail of the schedule
+		}
+		b.segs = append(b.segs, segment{first: r.z0 + cost - b.offsets.best(), cost: cost, n: r.k, end: r.zero})
+		b.st.Leases++
+		b.st.Granted += uint64(r.k)
+		b.lastGrant, b.expiredOK = r.k, true
+		b.wakeHead()
+	} else if want > 0 {
+		b.nextTry = t1 + max(r.retry, 50)
+	}
+}
+
+// observe takes what every reply tells: Redis's time and the fleet's size.
+// It requires mu held.
+func (b *Bucket) observe(r reply, t0, t1 float64) {
+	b.offsets.add(r.now-(t0+t1)/2, t1-t0)
+	if r.workers > 0 {
+		b.workers = r.workers
+	}
+	b.lastErr = nil
+}
+
+// fail records a failed call and, the first time, falls back to the local
+// share. It requires mu held.
+func (b *Bucket) fail(now float64, err error) {
+	b.st.Errors++
+	b.lastErr = err
+	b.nextTry = now + float64(b.cfg.RetryInterval)/1e3
+	if b.mode == ModeFallback {
+		return
+	}
+	b.mode = ModeFallback
+	b.st.Fallbacks++
+	b.since = b.clock.Now()
+	b.gate.reset(now, b.share(), b.gateBurst())
+	// Leased slots are dropped: the worker now paces on its share alone.
+	if n := b.reserved(); n > 0 {
+		b.st.Expired += uint64(n)
+		b.segs = nil
+	}
+	level, what := "unreachable", "redisbucket: Redis unreachable; falling back to this worker's share of the limit"
+	if refused(err) {
+		level, what = "refused", "redisbucket: Redis refuses the bucket script; falling back to this worker's share of the limit"
+	}
+	args := []any{"key", b.cfg.Key, "share", b.share(), "workers", max(b.cfg.ExpectedWorkers, b.workers, 1), "retry", b.cfg.RetryInterval, "err", err}
+	if level == "refused" {
+		b.log.Error(what, args...)
+	} else {
+		b.log.Warn(what, args...)
+	}
+	b.wakeHead()
+}
+
+// giveBack returns the unused slots of the last lease to Redis while they
+// are still the tail of the schedule; leaving also takes this worker out
+// of the count of workers.
+func (b *Bucket) giveBack(rate float64, leaving bool) {
+	b.mu.Lock()
+	if b.mode == ModeFallback {
+		b.mu.Unlock()
+		return
+	}
+	var seg segment
+	if n := len(b.segs); n > 0 && b.segs[n-1].end != "" && (leaving || len(b.q) == 0) {
+		seg = b.segs[n-1]
+		b.segs = b.segs[:n-1]
+	}
+	b.mu.Unlock()
+	if seg.n == 0 && !leaving {
+		return
+	}
+	leave := "0"
+	if leaving {
+		leave = "1"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	t0 := b.now()
+	r, err := b.call(ctx, rate, "return", seg.end, seg.n, leave)
+	t1 := b.now()
+	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.st.Calls++
+	switch {
+	case err != nil:
+		b.st.Errors++
+		b.lastErr = err
+	default:
+		b.observe(r, t0, t1)
+	}
+	if err == nil && r.k == 1 {
+		b.st.Returned += uint64(seg.n)
+		return
+	}
+	if seg.n > 0 && !leaving {
+		// Not the tail any more (someone leased after it): the slots
+		// are still ours; keep them.
+		seg.end = ""
+		b.segs = append(b.segs, seg)
+		b.wakeHead()
+	}
+}
