@@ -19,7 +19,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/testutil"
 	"github.com/jobpacer/pacer/worker"
 )
 
@@ -299,4 +298,3 @@ func uniq(t *testing.T) string {
 	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }
 
-var _ = testutil.Redis
