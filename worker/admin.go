@@ -29,21 +29,21 @@ type WorkerStatus struct {
 	Name        string     `json:"name"`
 	Source      string     `json:"source"`
 	Sink        string     `json:"sink"`
-	Pace        float64    `json:"pace"`          // jobs/s the pacer admits now (0 while paused)
-	Measured    float64    `json:"measured"`      // jobs/s admitted over the last 5 s
-	Ceiling     float64    `json:"ceiling"`       // rate, jobs/s
-	Base        float64    `json:"base"`          // base pace, jobs/s
-	Factor      float64    `json:"factor"`        //
-	Backlog     int64      `json:"backlog"`       // jobs pending in the source
-	OldestAge   float64    `json:"oldest_age_s"`  // seconds
-	InFlight    int64      `json:"in_flight"`     // jobs admitted and not done
-	Dispatched  uint64     `json:"dispatched"`    // jobs admitted
-	Succeeded   uint64     `json:"succeeded"`     //
-	Failed      uint64     `json:"failed"`        //
-	Throttled   uint64     `json:"throttled"`     //
-	Dropped     uint64     `json:"dropped"`       // core NATS jobs lost to a full buffer
-	Pauses      uint64     `json:"pauses"`        // pushback pauses
-	ProbeErrors uint64     `json:"probe_errors"`  //
+	Pace        float64    `json:"pace"`         // jobs/s the pacer admits now (0 while paused)
+	Measured    float64    `json:"measured"`     // jobs/s admitted over the last 5 s
+	Ceiling     float64    `json:"ceiling"`      // rate, jobs/s
+	Base        float64    `json:"base"`         // base pace, jobs/s
+	Factor      float64    `json:"factor"`       //
+	Backlog     int64      `json:"backlog"`      // jobs pending in the source
+	OldestAge   float64    `json:"oldest_age_s"` // seconds
+	InFlight    int64      `json:"in_flight"`    // jobs admitted and not done
+	Dispatched  uint64     `json:"dispatched"`   // jobs admitted
+	Succeeded   uint64     `json:"succeeded"`    //
+	Failed      uint64     `json:"failed"`       //
+	Throttled   uint64     `json:"throttled"`    //
+	Dropped     uint64     `json:"dropped"`      // core NATS jobs lost to a full buffer
+	Pauses      uint64     `json:"pauses"`       // pushback pauses
+	ProbeErrors uint64     `json:"probe_errors"` //
 	PausedUntil *time.Time `json:"paused_until,omitempty"`
 }
 

@@ -81,3 +81,23 @@ func TestCheckDefaultConfig(t *testing.T) {
 	}
 }
 
+func TestSimulateWritesSVG(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	svg := filepath.Join(dir, "pace.svg")
+	out, code := pacer(t, "simulate", "--config", "../../config.toml", "--scenario", "throttle-storm", "--out", svg)
+	if code != 0 {
+		t.Fatalf("pacer simulate: exit %d: %s", code, out)
+	}
+	t.Log(strings.TrimSpace(out))
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "<svg ") || !strings.Contains(string(b), "</svg>") || !strings.Contains(string(b), "time (s)") {
+		t.Errorf("pace.svg is not an SVG with a time axis: %.200s", b)
+	}
+	if c, err := os.ReadFile(filepath.Join(dir, "pace.csv")); err != nil || !strings.HasPrefix(string(c), "t_s,arrival_per_s,pace_per_s") {
+		t.Errorf("pace.csv: %v %.100s", err, c)
+	}
+}

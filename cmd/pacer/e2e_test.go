@@ -297,4 +297,3 @@ func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server,
 func uniq(t *testing.T) string {
 	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }
-
