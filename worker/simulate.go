@@ -97,7 +97,9 @@ func ScenarioByName(name string) (Scenario, error) {
 }
 
 func (s *Scenario) fill(d time.Duration) {
-	in := func(t time.Duration, a, b float64) bool { return t >= time.Duration(a*float64(d)) && t < time.Duration(b*float64(d)) }
+	in := func(t time.Duration, a, b float64) bool {
+		return t >= time.Duration(a*float64(d)) && t < time.Duration(b*float64(d))
+	}
 	switch s.Name {
 	case "burst":
 		s.Arrival = func(t time.Duration, c pacer.Config) float64 {
@@ -288,4 +290,3 @@ func writeCSV(path string, samples []Sample) error {
 	}
 	return f.Close()
 }
-

@@ -143,4 +143,3 @@ func bodySuffix(b []byte) string {
 	}
 	return ": " + string(b)
 }
-
