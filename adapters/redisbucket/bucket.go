@@ -121,10 +121,26 @@ type segment struct {
 	first float64
 	cost  float64 // 0: all due at first
 	n     int
-	end   string // Redis's zero right after the take, while these are its tail; "" when not returnable
+	start string // Redis's zero before the take ("" for slots given back by a cancelled Wait)
+	end   string // Redis's zero right after the take; "" when these slots may not be returned
 }
 
 func (s *segment) last() float64 { return s.first + float64(s.n-1)*s.cost }
+
+// tail is the index from which b.segs is one unbroken run of the schedule
+// ending at the last lease's end: what a return may give back, if no other
+// worker has leased since. It requires mu held.
+func (b *Bucket) tail() int {
+	n := len(b.segs)
+	if n == 0 || b.segs[n-1].end == "" {
+		return n
+	}
+	i := n - 1
+	for i > 0 && b.segs[i-1].end != "" && b.segs[i-1].end == b.segs[i].start {
+		i--
+	}
+	return i
+}
 
 type waiter struct {
 	n     int

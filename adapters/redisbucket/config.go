@@ -45,7 +45,11 @@ type Config struct {
 	// Timeout bounds each Redis call (through its context; a go-redis
 	// client honours it when its Options.ContextTimeoutEnabled is set,
 	// else its ReadTimeout applies). A call that fails or times out
-	// starts the fallback. The default value is 500ms.
+	// starts the fallback. Until the first failed call returns, a worker
+	// whose leases run out waits, so this is also the longest stall an
+	// outage causes (a go-redis client retries a refused dial 5 times,
+	// 100ms apart, by default: such a call lasts the whole Timeout). The
+	// default value is 250ms.
 	Timeout time.Duration `toml:"timeout"`
 	// Prefix is put before Key to make the Redis key names:
 	// Prefix+"{"+Key+"}" holds the bucket and Prefix+"{"+Key+"}:workers"
@@ -66,7 +70,7 @@ type Config struct {
 const (
 	DefaultLeaseTime     = 100 * time.Millisecond
 	DefaultRetryInterval = 500 * time.Millisecond
-	DefaultTimeout       = 500 * time.Millisecond
+	DefaultTimeout       = 250 * time.Millisecond
 	DefaultPrefix        = "pacer:fleet:"
 )
 

@@ -81,7 +81,8 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 	if len(b.segs) > 0 {
 		last = b.segs[len(b.segs)-1].last()
 	}
-	if b.mode == ModeRedis && now < b.busyUntil {
+	active := len(b.q) > 0 || now-b.lastDemand < b.lead
+	if b.mode == ModeRedis && active && now < b.busyUntil {
 		// Held by the schedule: lease the next stretch before this one
 		// runs out, so the slots keep coming on time.
 		if last-now < b.lead {
@@ -95,7 +96,7 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 	if len(b.q) == 0 && len(b.segs) > 0 && b.segs[len(b.segs)-1].end != "" && last > now {
 		// Idle with slots still to come: give them back once the
 		// demand has been gone for a while.
-		if now-b.lastDemand >= b.lead {
+		if !active {
 			return actReturn, 0, 0
 		}
 		until = min(until, b.lastDemand+b.lead)
@@ -169,10 +170,7 @@ func (b *Bucket) fetch(rate float64, want int) {
 	}
 	if r.k > 0 {
 		cost := 1e6 / rate
-		if n := len(b.segs); n > 0 {
-			b.segs[n-1].end = "" // no longer the tail of the schedule
-		}
-		b.segs = append(b.segs, segment{first: r.z0 + cost - b.offsets.best(), cost: cost, n: r.k, end: r.zero})
+		b.segs = append(b.segs, segment{first: r.z0 + cost - b.offsets.best(), cost: cost, n: r.k, start: r.start, end: r.zero})
 		b.st.Leases++
 		b.st.Granted += uint64(r.k)
 		b.lastGrant, b.expiredOK = r.k, true
@@ -223,22 +221,31 @@ func (b *Bucket) fail(now float64, err error) {
 	b.wakeHead()
 }
 
-// giveBack returns the unused slots of the last lease to Redis while they
-// are still the tail of the schedule; leaving also takes this worker out
-// of the count of workers.
+// giveBack returns the unused slots at the end of this worker's leases to
+// Redis while they are still the tail of the schedule; leaving also takes
+// this worker out of the count of workers.
 func (b *Bucket) giveBack(rate float64, leaving bool) {
 	b.mu.Lock()
 	if b.mode == ModeFallback {
 		b.mu.Unlock()
 		return
 	}
-	var seg segment
-	if n := len(b.segs); n > 0 && b.segs[n-1].end != "" && (leaving || len(b.q) == 0) {
-		seg = b.segs[n-1]
-		b.segs = b.segs[:n-1]
+	var back []segment
+	m := 0
+	if leaving || len(b.q) == 0 {
+		i := b.tail()
+		back = append(back, b.segs[i:]...)
+		b.segs = b.segs[:i]
+		for _, s := range back {
+			m += s.n
+		}
+	}
+	end := ""
+	if len(back) > 0 {
+		end = back[len(back)-1].end
 	}
 	b.mu.Unlock()
-	if seg.n == 0 && !leaving {
+	if m == 0 && !leaving {
 		return
 	}
 	leave := "0"
@@ -247,7 +254,7 @@ func (b *Bucket) giveBack(rate float64, leaving bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	t0 := b.now()
-	r, err := b.call(ctx, rate, "return", seg.end, seg.n, leave)
+	r, err := b.call(ctx, rate, "return", end, m, leave)
 	t1 := b.now()
 	cancel()
 	b.mu.Lock()
@@ -261,14 +268,14 @@ func (b *Bucket) giveBack(rate float64, leaving bool) {
 		b.observe(r, t0, t1)
 	}
 	if err == nil && r.k == 1 {
-		b.st.Returned += uint64(seg.n)
+		b.st.Returned += uint64(m)
 		return
 	}
-	if seg.n > 0 && !leaving {
-		// Not the tail any more (someone leased after it): the slots
-		// are still ours; keep them.
-		seg.end = ""
-		b.segs = append(b.segs, seg)
+	if len(back) > 0 && !leaving {
+		// Not the tail any more (someone leased after them): the slots
+		// are still ours; keep them, and do not try again.
+		back[len(back)-1].end = ""
+		b.segs = append(b.segs, back...)
 		b.wakeHead()
 	}
 }

@@ -85,6 +85,7 @@ var script = redis.NewScript(bucketScript)
 type reply struct {
 	k       int     // tokens granted (take) or 1 if the return was applied
 	z0      float64 // the granted slots are due at z0 + i×cost, i = 1..k
+	start   string  // z0 exactly as the script formatted it
 	zero    string  // zero after the call, exactly as stored
 	now     float64 // Redis's TIME
 	workers int     // workers seen within the active window
@@ -118,6 +119,7 @@ func parseReply(v any) (reply, error) {
 	}
 	r.k = int(num(a[0]))
 	r.z0 = num(a[1])
+	r.start, _ = a[1].(string)
 	r.zero, _ = a[2].(string)
 	r.now = num(a[3])
 	r.workers = int(num(a[4]))

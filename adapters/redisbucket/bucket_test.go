@@ -1,0 +1,319 @@
+package redisbucket_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/testutil"
+	"github.com/redis/go-redis/v9"
+)
+
+func client(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func newBucket(t *testing.T, rdb redis.Scripter, c redisbucket.Config) *redisbucket.Bucket {
+	t.Helper()
+	b, err := redisbucket.New(rdb, c)
+	if err != nil {
+		t.Fatalf("New(%+v) = %v", c, err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// closedAddr is an address on which nothing listens.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// drain keeps b backlogged from n goroutines until ctx ends and returns
+// how many tokens they got.
+func drain(ctx context.Context, b *redisbucket.Bucket, n int) int64 {
+	var mu sync.Mutex
+	var got int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b.Wait(ctx, 1) == nil {
+				mu.Lock()
+				got++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return got
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)}) // never dialled: validation comes first
+	defer rdb.Close()
+	ok := redisbucket.Config{Key: "k", Rate: 10}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*redisbucket.Config)
+		field string
+	}{
+		{"a zero rate", func(c *redisbucket.Config) { c.Rate = 0 }, "rate = 0"},
+		{"a negative rate", func(c *redisbucket.Config) { c.Rate = -5 }, "rate = -5"},
+		{"a NaN rate", func(c *redisbucket.Config) { c.Rate = math.NaN() }, "rate = NaN"},
+		{"a rate above 1e9", func(c *redisbucket.Config) { c.Rate = 2e9 }, "rate = 2e+09"},
+		{"an empty key", func(c *redisbucket.Config) { c.Key = "" }, `key = ""`},
+		{"a negative burst", func(c *redisbucket.Config) { c.Burst = -1 }, "burst = -1"},
+		{"negative expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = -2 }, "expected_workers = -2"},
+		{"a lease time under 1ms", func(c *redisbucket.Config) { c.LeaseTime = time.Microsecond }, "lease_time = 1µs"},
+		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time = 1m0s"},
+		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval = -1s"},
+		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout = -1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			b, err := redisbucket.New(rdb, c)
+			if err == nil {
+				b.Close()
+				t.Fatalf("New(%+v) = nil error, want one naming %q", c, tc.field)
+			}
+			if !errors.Is(err, pacer.ErrInvalid) || !strings.HasPrefix(err.Error(), "redisbucket: ") || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), "want ") {
+				t.Errorf("New(%+v) = %q, want a redisbucket: error wrapping pacer.ErrInvalid that names %q and what is allowed", c, err, tc.field)
+			}
+		})
+	}
+	t.Run("a nil client", func(t *testing.T) {
+		if _, err := redisbucket.New(nil, ok); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "client") {
+			t.Errorf("New(nil, …) = %v, want an error naming the client", err)
+		}
+	})
+}
+
+func TestNewFailsWhenRedisRefusesTheScript(t *testing.T) {
+	srv := testutil.RedisProcess(t) // its own server: the test changes its ACL
+	rdb := client(t, srv.Addr())
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		acl  []any // ACL rules for the default user
+		want string
+	}{
+		{"with scripting denied", []any{"-eval", "-evalsha"}, "NOPERM"},
+		{"with TIME denied inside the script", []any{"-time"}, "can't run this command"},
+		{"with the bucket's key pattern denied", []any{"resetkeys", "~other:*"}, "NOPERM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rules := append([]any{"ACL", "SETUSER", "default"}, tc.acl...)
+			if err := rdb.Do(ctx, rules...).Err(); err != nil {
+				t.Fatalf("ACL SETUSER: %v", err)
+			}
+			t.Cleanup(func() { rdb.Do(ctx, "ACL", "SETUSER", "default", "+@all", "allkeys") })
+			b, err := redisbucket.New(rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 10})
+			if err == nil {
+				b.Close()
+				t.Fatal("New = nil error, want ErrRefused")
+			}
+			if !errors.Is(err, redisbucket.ErrRefused) || !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.want)) {
+				t.Errorf("New = %q, want an error wrapping ErrRefused that quotes Redis (%s)", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWaitArgumentsCancelAndClose(t *testing.T) {
+	rdb := client(t, testutil.Redis(t))
+	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 1}) // one token a second
+	ctx := context.Background()
+	t.Run("n below 1 is an error", func(t *testing.T) {
+		if err := b.Wait(ctx, 0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "n = 0") {
+			t.Errorf("Wait(ctx, 0) = %v, want an error naming n = 0", err)
+		}
+	})
+	t.Run("the burst is there at once", func(t *testing.T) {
+		if err := b.Wait(ctx, 1); err != nil {
+			t.Fatalf("Wait(ctx, 1) = %v", err)
+		}
+	})
+	t.Run("a cancelled wait takes nothing", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if err := b.Wait(cctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait with a 50ms deadline at 1/s = %v, want context.DeadlineExceeded", err)
+		}
+		if got := b.Stats().Dispatched; got != 1 {
+			t.Errorf("Stats().Dispatched = %d, want 1", got)
+		}
+	})
+	t.Run("Close ends waiting and later waits", func(t *testing.T) {
+		errc := make(chan error, 1)
+		go func() { errc <- b.Wait(ctx, 5) }()
+		for b.Stats().Calls < 2 { // the waiter has asked for slots
+			time.Sleep(time.Millisecond)
+		}
+		b.Close()
+		if err := <-errc; !errors.Is(err, redisbucket.ErrClosed) {
+			t.Errorf("a Wait pending at Close returned %v, want ErrClosed", err)
+		}
+		if err := b.Wait(ctx, 1); !errors.Is(err, redisbucket.ErrClosed) {
+			t.Errorf("Wait after Close = %v, want ErrClosed", err)
+		}
+		b.Close() // again: nothing happens
+	})
+}
+
+func TestLeasesBatchRedisCalls(t *testing.T) {
+	rdb := client(t, testutil.Redis(t))
+	const rate = 2000.0
+	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: rate})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	got := drain(ctx, b, 2)
+	s := b.Stats()
+	perJob := float64(s.Calls) / float64(got)
+	t.Logf("%d tokens in 1s at %g/s; %+v; %.4f calls per job", got, rate, s, perJob)
+	if float64(got) < rate*0.97 || float64(got) > rate*1.03+1 {
+		t.Errorf("got %d tokens in 1s at %g/s, want %g ± 3%%", got, rate, rate)
+	}
+	if perJob > 0.05 {
+		t.Errorf("%d Redis calls for %d tokens = %.3f per job, want ≤ 0.05", s.Calls, got, perJob)
+	}
+}
+
+// redisTime returns Redis's clock in µs.
+func redisTime(t *testing.T, rdb *redis.Client) float64 {
+	t.Helper()
+	now, err := rdb.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(now.UnixNano()) / 1e3
+}
+
+func TestUnusedLeasesGoBack(t *testing.T) {
+	rdb := client(t, testutil.Redis(t))
+	const rate = 1000.0
+	for _, tc := range []struct {
+		name string
+		stop func(b *redisbucket.Bucket)
+	}{
+		{"on Close", func(b *redisbucket.Bucket) { b.Close() }},
+		{"when the worker goes idle", func(b *redisbucket.Bucket) {
+			for deadline := time.Now().Add(time.Second); b.Stats().Returned == 0 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := uniqueKey(t)
+			b := newBucket(t, rdb, redisbucket.Config{Key: key, Rate: rate})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			drain(ctx, b, 1) // busy: leases reach ahead of now
+			cancel()
+			tc.stop(b)
+			s := b.Stats()
+			zero, err := rdb.HGet(context.Background(), "pacer:fleet:{"+key+"}", "zero").Float64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ahead := zero - redisTime(t, rdb)
+			t.Logf("%+v; the bucket's schedule ends %.0fµs from now", s, ahead)
+			if s.Returned == 0 {
+				t.Errorf("Stats().Returned = 0 after %s, want the unused slots back", tc.name)
+			}
+			if unused := s.Granted - s.Dispatched - s.Expired; s.Returned != unused {
+				t.Errorf("Returned %d, want all %d granted and neither used nor expired", s.Returned, unused)
+			}
+			if ahead > 1e6/rate {
+				t.Errorf("the shared schedule still ends %.0fµs in the future, want ≤ one slot (%.0fµs)", ahead, 1e6/rate)
+			}
+		})
+	}
+}
+
+func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
+	var logs syncBuffer
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true, DialerRetries: 1})
+	defer rdb.Close()
+	const rate, workers = 200.0, 4
+	b := newBucket(t, rdb, redisbucket.Config{
+		Key: uniqueKey(t), Rate: rate, ExpectedWorkers: workers, RetryInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	s := b.Stats()
+	if s.Mode != redisbucket.ModeFallback || s.Fallbacks != 1 || s.Share != rate/workers || s.FallbackSince.IsZero() || s.LastError == "" {
+		t.Fatalf("Stats() = %+v, want mode fallback, 1 fallback, share %g, its start and the error", s, rate/workers)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "falling back") {
+		t.Errorf("log = %q, want a warning about the fallback", logs.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	got := drain(ctx, b, 2)
+	share := rate / workers
+	if float64(got) < share*0.95 || float64(got) > share*1.05+1 {
+		t.Errorf("dispatched %d in 1s in fallback, want the share %g ± 5%% (+1 burst)", got, share)
+	}
+	if s := b.Stats(); s.Calls < 5 || s.Errors != s.Calls {
+		t.Errorf("Stats() = %+v, want it to keep trying Redis every 100ms", s)
+	}
+}
+
+func TestSetRate(t *testing.T) {
+	rdb := client(t, testutil.Redis(t))
+	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 100})
+	if err := b.SetRate(0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate = 0") {
+		t.Errorf("SetRate(0) = %v, want an error naming rate = 0", err)
+	}
+	if err := b.SetRate(1000); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if got := drain(ctx, b, 1); got < 475 || got > 526 {
+		t.Errorf("got %d in 0.5s after SetRate(1000), want 500 ± 5%%", got)
+	}
+	if r := b.Stats().Rate; r != 1000 {
+		t.Errorf("Stats().Rate = %g, want 1000", r)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ = strconv.Itoa
