@@ -235,6 +235,37 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 	return Permit{p: p, n: n, at: p.ceiling.s.now()}, nil
 }
 
+// TryAcquire is Acquire without waiting: it returns a permit for n jobs
+// and true if they may start now, or false and takes nothing. It fails
+// while callers wait in Acquire, and always with a Config.Limiter, which
+// can only wait.
+func (p *Pacer) TryAcquire(n int) (Permit, bool) {
+	if n < 1 || p.cfg.Limiter != nil {
+		return Permit{}, false
+	}
+	if p.slots != nil && !p.slots.tryAcquire(n) {
+		return Permit{}, false
+	}
+	f := float64(n)
+	if p.base.s.waiters.Load() != 0 || p.ceiling.s.waiters.Load() != 0 {
+		p.releaseSlots(n)
+		return Permit{}, false
+	}
+	if _, ok := p.base.s.take(p.base.s.now(), f); !ok {
+		p.releaseSlots(n)
+		return Permit{}, false
+	}
+	now := p.ceiling.s.now()
+	if _, ok := p.ceiling.s.take(now, f); !ok {
+		p.base.give(f)
+		p.releaseSlots(n)
+		return Permit{}, false
+	}
+	p.inFlight.Add(int64(n))
+	p.dispatched.Add(uint64(n))
+	return Permit{p: p, n: n, at: now}, true
+}
+
 func (p *Pacer) releaseSlots(n int) {
 	if p.slots != nil {
 		p.slots.release(n)

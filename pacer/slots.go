@@ -50,6 +50,16 @@ func (s *slots) acquire(ctx context.Context, n int) error {
 	return ctx.Err()
 }
 
+func (s *slots) tryAcquire(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 && s.cur+n <= s.max {
+		s.cur += n
+		return true
+	}
+	return false
+}
+
 func (s *slots) release(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
