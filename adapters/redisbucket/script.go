@@ -21,9 +21,11 @@ import (
 //
 // KEYS[1] bucket hash (zero, rate, burst); KEYS[2] workers zset (id → last
 // seen). ARGV: op, rate, burst, worker id, active window µs, then
-//   take:   want, ahead µs          → {k, z0, zero, now, workers, retry µs}
-//   return: end (zero after the take, as returned), m, leave (0|1)
-//                                   → {1|0, "", zero, now, workers, "0"}
+//
+//	take:   want, ahead µs          → {k, z0, zero, now, workers, retry µs}
+//	return: end (zero after the take, as returned), m, leave (0|1)
+//	                                → {1|0, "", zero, now, workers, "0"}
+//
 // Numbers cross as strings formatted %.17g, which round-trip exactly.
 const bucketScript = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
