@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/jobpacer/pacer/adapters/asynqpacer"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/pacer"
 )
@@ -60,7 +60,7 @@ func init() {
 type asynqSource struct {
 	cfg    AsynqConfig
 	opt    asynq.RedisClientOpt
-	rdb    *redis.Client
+	probe  *asynqpacer.QueueProbe
 	client *asynq.Client
 }
 
@@ -70,34 +70,19 @@ func (s *asynqSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, err
 		return nil, err
 	}
 	s.opt = opt
-	s.rdb = redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		s.rdb.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
+	err = rdb.Ping(ctx).Err()
+	rdb.Close()
+	if err != nil {
 		return nil, fmt.Errorf("worker: asynq source: redis %s: %w", opt.Addr, err)
 	}
+	// The probe reads the pending list and the oldest task's age: a light
+	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
+	if s.probe, err = asynqpacer.QueueBacklog(opt, s.cfg.Queue); err != nil {
+		return nil, fmt.Errorf("worker: asynq source: %w", err)
+	}
 	s.client = asynq.NewClient(opt)
-	return pacer.ProbeFunc(s.backlog), nil
-}
-
-// backlog reads the queue's pending list and the age of its oldest task:
-// two cheap reads, where Inspector.GetQueueInfo also runs MEMORY USAGE.
-func (s *asynqSource) backlog(ctx context.Context) (pacer.Backlog, error) {
-	prefix := "asynq:{" + s.cfg.Queue + "}:"
-	n, err := s.rdb.LLen(ctx, prefix+"pending").Result()
-	if err != nil {
-		return pacer.Backlog{}, err
-	}
-	b := pacer.Backlog{Pending: n}
-	if n > 0 {
-		ids, err := s.rdb.LRange(ctx, prefix+"pending", -1, -1).Result()
-		if err == nil && len(ids) == 1 {
-			since, err := s.rdb.HGet(ctx, prefix+"t:"+ids[0], "pending_since").Result()
-			if ns, perr := strconv.ParseInt(since, 10, 64); err == nil && perr == nil && ns > 0 {
-				b.OldestAge = max(time.Since(time.Unix(0, ns)), 0)
-			}
-		}
-	}
-	return b, nil
+	return s.probe, nil
 }
 
 func (s *asynqSource) Produce(ctx context.Context, payload []byte) error {
@@ -106,15 +91,12 @@ func (s *asynqSource) Produce(ctx context.Context, payload []byte) error {
 	return err
 }
 
-// notAdmitted is returned by the handler when the pacer did not admit
-// the task (stopping): the task goes back, not counted as a failure.
-type notAdmitted struct{ err error }
-
-func (e *notAdmitted) Error() string { return "worker: not admitted: " + e.err.Error() }
-func (e *notAdmitted) Unwrap() error { return e.err }
-
+// Run serves the queue with an Asynq server whose handler is gated by
+// asynqpacer.Middleware. On stop, Asynq stops dequeuing; the tasks it
+// holds run at the pace for up to the drain timeout, and the rest go back
+// to the queue.
 func (s *asynqSource) Run(ctx context.Context, env Env) error {
-	defer s.rdb.Close()
+	defer s.probe.Close()
 	defer s.client.Close()
 	conc := s.cfg.Concurrency
 	if conc == 0 {
@@ -123,58 +105,25 @@ func (s *asynqSource) Run(ctx context.Context, env Env) error {
 	if conc == 0 {
 		conc = 10
 	}
-	// stop ends waits for the pace when the drain begins: those tasks go
-	// back to the queue at once; running ones finish.
-	stopCtx, stop := context.WithCancel(context.Background())
-	defer stop()
 	srv := asynq.NewServer(s.opt, asynq.Config{
 		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},
 		ShutdownTimeout: env.DrainTimeout, DelayedTaskCheckInterval: time.Second,
-		IsFailure: func(err error) bool {
-			var na *notAdmitted
-			_, throttled := pacer.IsThrottled(err)
-			return !throttled && !errors.As(err, &na)
-		},
-		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
-			var na *notAdmitted
-			if errors.As(err, &na) {
-				return 0
-			}
-			if d, ok := pacer.IsThrottled(err); ok {
-				return max(d, time.Second)
-			}
-			return asynq.DefaultRetryDelayFunc(n, err, t)
-		},
+		IsFailure: asynqpacer.IsFailure, RetryDelayFunc: asynqpacer.RetryDelay,
 		Logger: asynqLogger{env.Log}, LogLevel: asynq.WarnLevel,
 	})
-	h := asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
-		actx, cancel := context.WithCancel(tctx)
-		defer cancel()
-		go func() {
-			select {
-			case <-stopCtx.Done():
-				cancel()
-			case <-actx.Done():
-			}
-		}()
-		pm, err := env.Pacer.Acquire(actx, 1)
-		if err != nil {
-			return &notAdmitted{err}
-		}
+	h := asynqpacer.Middleware(env.Pacer)(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(tctx)
 		n, _ := asynq.GetRetryCount(tctx)
 		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
-		pm.Done(out)
 		if errors.Is(out, sink.ErrPermanent) {
 			return fmt.Errorf("%w: %w", out, asynq.SkipRetry)
 		}
 		return out
-	})
+	}))
 	if err := srv.Start(h); err != nil {
 		return fmt.Errorf("worker: asynq source: %w", err)
 	}
 	<-ctx.Done()
-	stop()
 	srv.Shutdown() // waits up to DrainTimeout; unfinished tasks go back to the queue
 	return nil
 }
