@@ -177,9 +177,6 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 	if c.MinFactor > 1 || c.MaxFactor < 1 {
 		return nil, invalid("min_factor, max_factor", fmt.Sprintf("%g, %g", c.MinFactor, c.MaxFactor), "min_factor ≤ 1 ≤ max_factor: the factor starts at 1")
 	}
-	if err := checkRate("leak × max_factor", c.Leak*c.MaxFactor); err != nil {
-		return nil, err
-	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
 	}
@@ -351,9 +348,6 @@ func (b *LeakyBucket) SetLeak(leak float64) error {
 	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
-	if err := checkRate("leak × max_factor", leak*b.maxF); err != nil {
-		return err
-	}
 	now := b.s.now()
 	b.adapt(now)
 	b.leak = leak

@@ -24,10 +24,14 @@ import (
 // install a new cfg, so a taker never combines a zero with a cfg it does
 // not belong to.
 type sched struct {
-	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
+	// Read on every take, written rarely: kept off zero's cache line so
+	// that concurrent takers do not miss on them each time zero moves.
 	waiters atomic.Int64 // blocking takers queued; TryTake fails while any wait
 	cfg     atomic.Pointer[schedCfg]
 	credit  atomic.Pointer[credit]
+	_       [64]byte
+	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
+	_       [56]byte
 
 	clock  Clock
 	sys    bool      // clock is the system clock: read time with time.Since(epoch)
@@ -69,7 +73,10 @@ type waiter struct {
 	wake chan struct{} // buffered 1: became head, or cfg changed
 }
 
+// newCfg makes the cfg for rate (at most MaxRate: a leaky bucket's
+// leak × factor may ask for more) and capacity.
 func newCfg(rate, capacity float64) *schedCfg {
+	rate = min(rate, MaxRate)
 	cost := ticksPerSec / rate
 	return &schedCfg{rate: rate, capacity: capacity, cost: cost, full: int64(capacity*cost + 0.5)}
 }

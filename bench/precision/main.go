@@ -1,0 +1,66 @@
+// Command precision drives one backlogged caller through pacer's
+// TokenBucket, x/time/rate (burst 1) and go.uber.org/ratelimit at several
+// rates, in one run, and prints achieved/target for each: how close a
+// caller that always wants more gets to the rate it was promised.
+//
+//	go run ./bench/precision [-d 2s] [-rates 100,1000,10000,100000,1000000]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/ratelimit"
+	"golang.org/x/time/rate"
+
+	"github.com/jobpacer/pacer/pacer"
+)
+
+func main() {
+	d := flag.Duration("d", 2*time.Second, "how long to drive each limiter at each rate")
+	rates := flag.String("rates", "100,1000,10000,100000,1000000", "comma-separated rates, per second")
+	flag.Parse()
+	var rs []float64
+	for _, s := range strings.Split(*rates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || r <= 0 {
+			fmt.Fprintf(os.Stderr, "precision: -rates: %q is not a rate > 0\n", s)
+			os.Exit(2)
+		}
+		rs = append(rs, r)
+	}
+	ctx := context.Background()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "rate/s\tpacer\tx/time/rate\tuber ratelimit\tpacer ÷ rate\t\n")
+	for _, r := range rs {
+		tb, err := pacer.NewTokenBucket(r, 1, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		p := drive(*d, r, func() { _ = tb.Take(ctx, 1) })
+		xl := rate.NewLimiter(rate.Limit(r), 1)
+		x := drive(*d, r, func() { _ = xl.Wait(ctx) })
+		ul := ratelimit.New(int(r))
+		u := drive(*d, r, func() { ul.Take() })
+		fmt.Fprintf(w, "%.0f\t%.4f\t%.4f\t%.4f\t%.1f×\t\n", r, p, x, u, p/x)
+		w.Flush()
+	}
+}
+
+// drive calls take in a loop for d and returns calls ÷ (r × elapsed).
+func drive(d time.Duration, r float64, take func()) float64 {
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		take()
+		n++
+	}
+	return float64(n) / (r * time.Since(start).Seconds())
+}
