@@ -82,35 +82,44 @@ func QueueBacklog(r asynq.RedisConnOpt, queues ...string) (*QueueProbe, error) {
 	if err := checkQueues(queues); err != nil {
 		return nil, err
 	}
+	c, err := makeClient(r)
+	if err != nil {
+		return nil, err
+	}
+	return newProbe(c, true, queues), nil
+}
+
+// makeClient makes the probe's client from r. For an asynq.RedisClientOpt
+// it makes the client Asynq would, except that each read is tried once: the
+// controller reads again next period, and go-redis's default retries (3 per
+// command, 5 dials per connection) would outlast the period and hide the
+// cause ("connection refused") behind the period's timeout.
+func makeClient(r asynq.RedisConnOpt) (redis.UniversalClient, error) {
+	var o *asynq.RedisClientOpt
+	switch opt := r.(type) {
+	case asynq.RedisClientOpt:
+		o = &opt
+	case *asynq.RedisClientOpt:
+		o = opt
+	}
+	if o != nil {
+		return redis.NewClient(&redis.Options{
+			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+			PoolSize: o.PoolSize, TLSConfig: o.TLSConfig,
+			MaxRetries: -1, DialerRetries: 1,
+		}), nil
+	}
 	c, ok := r.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, invalid("QueueBacklog redis option", fmt.Sprintf("%T", r), "an asynq.RedisConnOpt whose MakeRedisClient returns a go-redis v9 UniversalClient")
 	}
-	return newProbe(failFast(c), true, queues), nil
-}
-
-// failFast returns a client like c that tries each read once: the
-// controller reads again next period, and go-redis's default retries (3
-// per command, 5 dials per connection) would outlast the period and hide
-// the cause ("connection refused") behind the period's timeout.
-func failFast(c redis.UniversalClient) redis.UniversalClient {
-	switch cc := c.(type) {
-	case *redis.Client:
-		o := cc.Options()
-		_ = cc.Close()
-		o.MaxRetries, o.DialerRetries = -1, 1
-		return redis.NewClient(o)
-	case *redis.ClusterClient:
-		o := cc.Options()
-		_ = cc.Close()
-		o.MaxRetries, o.DialerRetries = -1, 1
-		return redis.NewClusterClient(o)
-	}
-	return c
+	return c, nil
 }
 
 // QueueBacklogFromRedisClient returns a QueueProbe reading the given queues
 // through c, which the caller keeps and closes. c's own retry settings
+// apply to each read (QueueBacklog's client tries each read once). c's own retry settings
 // apply to each read (QueueBacklog's client tries once).
 func QueueBacklogFromRedisClient(c redis.UniversalClient, queues ...string) (*QueueProbe, error) {
 	if c == nil {
