@@ -18,6 +18,8 @@ import (
 type Options interface {
 	// Kind returns the table's kind key.
 	Kind() string
+	// WorkerName returns the name of the worker the table belongs to.
+	WorkerName() string
 	// Decode decodes the table into v, a pointer to a struct with toml
 	// tags (omit kind). Keys that v has no field for are reported as
 	// unknown keys by pacer check and pacer run; errors name the line.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/pacer"
 )
@@ -75,6 +76,9 @@ func init() {
 		if c.AckWait == 0 {
 			c.AckWait = 30 * time.Second
 		}
+		if c.Durable == "" {
+			c.Durable = "pacer-" + o.WorkerName()
+		}
 		return &jetStreamSource{cfg: c}, nil
 	})
 	RegisterSource("nats", func(o Options) (Source, error) {
@@ -110,9 +114,10 @@ func concrete(pattern string) string {
 }
 
 type jetStreamSource struct {
-	cfg  JetStreamConfig
-	js   jetstream.JetStream
-	cons jetstream.Consumer
+	cfg   JetStreamConfig
+	js    jetstream.JetStream
+	cons  jetstream.Consumer
+	probe *natspacer.Probe
 }
 
 func (s *jetStreamSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
@@ -133,16 +138,15 @@ func (s *jetStreamSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe,
 	} else if err != nil {
 		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
 	}
-	return pacer.ProbeFunc(func(ctx context.Context) (pacer.Backlog, error) {
-		if s.cons == nil {
-			return pacer.Backlog{}, nil
-		}
-		info, err := s.cons.Info(ctx)
-		if err != nil {
-			return pacer.Backlog{}, err
-		}
-		return pacer.Backlog{Pending: int64(info.NumPending)}, nil
-	}), nil
+	s.cons, err = js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable: s.cfg.Durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
+		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: consumer %s: %w", s.cfg.Durable, err)
+	}
+	s.probe = natspacer.NewProbe(s.cons)
+	return s.probe, nil
 }
 
 func (s *jetStreamSource) subject() string {
@@ -157,83 +161,43 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 	return err
 }
 
+// Run consumes with natspacer.Consume, which fetches only as many
+// messages as the pacer has admitted. On stop it fetches no more and
+// handles what it holds, for up to the drain timeout; then what is left
+// is nakked for redelivery.
 func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
-	durable := s.cfg.Durable
-	if durable == "" {
-		durable = "pacer-" + env.Worker
+	conc := env.MaxInFlight
+	if conc == 0 {
+		conc = 16
 	}
-	cons, err := s.js.CreateOrUpdateConsumer(context.Background(), s.cfg.Stream, jetstream.ConsumerConfig{
-		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
-		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
-	})
-	if err != nil {
-		return fmt.Errorf("worker: jetstream source: consumer %s: %w", durable, err)
-	}
-	s.cons = cons
-	var fl inflight
-	for ctx.Err() == nil {
-		// Take one job only once the previous one is admitted, so a job
-		// never waits long for the pace after it is delivered.
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() == nil {
-				env.Log.Warn("jetstream fetch", "worker", env.Worker, "err", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			pm, err := s.admit(ctx, env, msg)
-			if err != nil {
-				_ = msg.Nak() // stopping: back to the stream at once
-				continue
-			}
-			md, _ := msg.Metadata()
-			j := sink.Job{Type: msg.Subject(), Payload: msg.Data(), Worker: env.Worker, Attempt: 1}
-			if md != nil {
-				j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
-				j.Attempt = int(md.NumDelivered)
-			}
-			fl.start(env, pm, j, func(out error) {
-				switch retry, throttled := pacer.IsThrottled(out); {
-				case out == nil:
-					_ = msg.DoubleAck(context.Background())
-				case throttled:
-					_ = msg.NakWithDelay(max(retry, time.Second))
-				case errors.Is(out, sink.ErrPermanent):
-					_ = msg.Term()
-				default:
-					_ = msg.NakWithDelay(time.Second)
-				}
-			})
-		}
-	}
-	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
+	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if !fl.wait(dctx) {
-		env.Log.Warn("drain timeout: jobs still running go back to the stream after ack_wait", "worker", env.Worker)
-	}
-	return nil
-}
-
-// admit waits for the pace for msg, telling the server the job is in
-// progress while the wait nears the ack deadline.
-func (s *jetStreamSource) admit(ctx context.Context, env Env, msg jetstream.Msg) (pacer.Permit, error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(s.cfg.AckWait / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	c, err := natspacer.Consume(hard, s.cons, env.Pacer, natspacer.HandlerFunc(func(_ context.Context, msg jetstream.Msg) error {
+		j := sink.Job{Type: msg.Subject(), Payload: msg.Data(), Worker: env.Worker, Attempt: 1}
+		if md, err := msg.Metadata(); err == nil {
+			j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+			j.Attempt = int(md.NumDelivered)
 		}
-	}()
-	return env.Pacer.Acquire(ctx, 1)
+		return env.Handle(j)
+	}), natspacer.WithProbe(s.probe), natspacer.Concurrency(conc), natspacer.Logger(env.Log))
+	if err != nil {
+		return fmt.Errorf("worker: jetstream source: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-c.Closed():
+		return c.Wait()
+	}
+	c.Stop()
+	t := time.NewTimer(env.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-c.Closed():
+	case <-t.C:
+		env.Log.Warn("drain timeout: jobs not finished go back to the stream", "worker", env.Worker)
+		cancel()
+	}
+	return c.Wait()
 }
 
 type natsSource struct {

@@ -169,6 +169,9 @@ type Plugin struct {
 // Kind returns the table's kind key.
 func (p *Plugin) Kind() string { return p.kind }
 
+// WorkerName returns the name of the worker the table belongs to.
+func (p *Plugin) WorkerName() string { return p.Worker }
+
 // Decode decodes the table's settings into v (a pointer to a struct with
 // toml tags). Keys v has no field for are reported as unknown by Load.
 func (p *Plugin) Decode(v any) error {
