@@ -114,7 +114,7 @@ type job struct {
 //
 // cons must be a pull consumer with AckPolicy explicit. Options: Concurrency,
 // MaxInFlight, MaxBatch, PollWait, ProgressEvery, RetryAfter, Backoff,
-// WithProbe, Logger.
+// BatchLinger, WithProbe, Logger.
 func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Handler, opts ...Option) (*Consumption, error) {
 	if cons == nil {
 		return nil, invalid("consumer", "nil", "a jetstream.Consumer (js.Consumer or js.CreateOrUpdateConsumer)")
@@ -128,7 +128,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 	if ctx == nil {
 		return nil, invalid("ctx", "nil", "a context.Context")
 	}
-	cfg := config{concurrency: 16, maxBatch: 256, pollWait: time.Second, retryAfter: time.Second,
+	cfg := config{concurrency: 16, maxBatch: 256, linger: 2 * time.Millisecond, pollWait: time.Second, retryAfter: time.Second,
 		backoff: DefaultBackoff, logger: slog.Default()}
 	if err := cfg.apply(opts); err != nil {
 		return nil, err
@@ -320,10 +320,22 @@ func kick(ch chan struct{}) {
 }
 
 // gather acquires permits one at a time while they are wanted, and hands
-// them to the pool in bunches: as many as fall due at once.
+// them to the pool in bunches: after a permit it keeps gathering while the
+// next one falls due within BatchLinger of the bunch's first, so a busy
+// consumer fetches a few messages per round trip instead of one, and a
+// slow one fetches each message as soon as its permit is given.
+//
+// The gatherer waits in Acquire whenever a permit is wanted, so that the
+// pacer's schedule is kept exactly: a waiter takes its permits on
+// schedule however late its timer wakes, while a caller that comes late
+// loses the time it was late by (at Burst 1).
 func (c *Consumption) gather() {
 	defer c.loops.Done()
-	var bunch []pacer.Permit
+	var (
+		bunch    []pacer.Permit
+		deadline time.Time // the bunch goes to the pool by then
+		guard    time.Duration
+	)
 	flush := func() { // requires mu held
 		if len(bunch) > 0 {
 			c.pool = append(c.pool, bunch...)
@@ -350,8 +362,22 @@ func (c *Consumption) gather() {
 		c.gathering++
 		c.mu.Unlock()
 
-		pm, err := c.p.Acquire(c.gctx, 1)
-		dueNow := err == nil && len(bunch)+1 < c.cfg.maxBatch && c.p.EstimateWait(1) <= 0
+		pm, err := c.acquire(guard)
+		more := false
+		if err == nil {
+			if len(bunch) == 0 {
+				deadline = time.Now().Add(c.cfg.linger)
+			}
+			wait := c.p.EstimateWait(1)
+			more = len(bunch)+1 < c.cfg.maxBatch && wait <= time.Until(deadline)
+			guard = 0
+			if more && wait > 0 {
+				// Expected to be due within the linger; cut the wait
+				// off well after that, should a pause begin meanwhile,
+				// so the bunch is not held through it.
+				guard = wait + c.cfg.linger + time.Millisecond
+			}
+		}
 
 		c.mu.Lock()
 		c.gathering--
@@ -359,17 +385,32 @@ func (c *Consumption) gather() {
 			flush()
 			stopping := c.stopping
 			c.mu.Unlock()
+			if errors.Is(err, context.DeadlineExceeded) && c.gctx.Err() == nil {
+				guard = 0
+				continue // the guard ended: the bunch went to the pool
+			}
 			if !stopping {
 				c.stop(fmt.Errorf("natspacer: acquiring a permit: %w", err))
 			}
 			return
 		}
 		bunch = append(bunch, pm)
-		if !dueNow || !c.mayGather(len(bunch)) {
+		if !more || !c.mayGather(len(bunch)) {
 			flush()
+			guard = 0
 		}
 		c.mu.Unlock()
 	}
+}
+
+// acquire acquires one permit, waiting at most guard if guard > 0.
+func (c *Consumption) acquire(guard time.Duration) (pacer.Permit, error) {
+	if guard <= 0 {
+		return c.p.Acquire(c.gctx, 1)
+	}
+	ctx, cancel := context.WithTimeout(c.gctx, guard)
+	defer cancel()
+	return c.p.Acquire(ctx, 1)
 }
 
 // fetchLoop fetches as many messages as the pool holds permits, up to

@@ -23,6 +23,7 @@ type config struct {
 	concurrency   int
 	maxInFlight   int
 	maxBatch      int
+	linger        time.Duration
 	pollWait      time.Duration
 	progressEvery time.Duration
 	retryAfter    time.Duration
@@ -83,6 +84,23 @@ func MaxBatch(n int) Option {
 		}
 		c.maxBatch = n
 		c.consumeOnly = append(c.consumeOnly, "MaxBatch")
+		return nil
+	}
+}
+
+// BatchLinger is how long Consume may hold the first permit of a Fetch
+// while the next ones fall due, so that at high rates one round trip
+// fetches several messages. It holds permits, never messages, and only
+// while more are due within it: at low rates every permit is fetched at
+// once. Zero fetches each bunch of permits as soon as one is not due at
+// once. The default value is 2ms. Consume only.
+func BatchLinger(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 || d > time.Second {
+			return invalid("BatchLinger", d, "in [0, 1s]")
+		}
+		c.linger = d
+		c.consumeOnly = append(c.consumeOnly, "BatchLinger")
 		return nil
 	}
 }

@@ -37,11 +37,11 @@ type Probe struct {
 	cons jetstream.Consumer
 	now  func() time.Time
 
-	mu       sync.Mutex // guards the fields below
-	seen     bool       // a message was observed since the last sample
-	pending  uint64     // NumPending of the newest observed message
-	stamp    time.Time  // stream timestamp of the newest observed message
-	lastSeq  uint64     // its consumer sequence, to keep the newest
+	mu      sync.Mutex // guards the fields below
+	seen    bool       // a message was observed since the last sample
+	pending uint64     // NumPending of the newest observed message
+	stamp   time.Time  // stream timestamp of the newest observed message
+	lastSeq uint64     // its consumer sequence, to keep the newest
 
 	samples, infoCalls, observed atomic.Uint64
 	ackPending                   atomic.Int64
