@@ -78,7 +78,7 @@ type waiter struct {
 func newCfg(rate, capacity float64) *schedCfg {
 	rate = min(rate, MaxRate)
 	cost := ticksPerSec / rate
-	return &schedCfg{rate: rate, capacity: capacity, cost: cost, full: int64(capacity*cost + 0.5)}
+	return &schedCfg{rate: rate, capacity: capacity, cost: cost, full: int64(capacity * cost)}
 }
 
 // init sets the schedule up full at the clock's current time.
@@ -101,7 +101,10 @@ func (s *sched) now() int64 {
 
 func (s *sched) ticks(t time.Time) int64 { return int64(t.Sub(s.epoch)) << tickShift }
 
-func (c *schedCfg) costOf(n float64) int64 { return int64(n*c.cost + 0.5) }
+// costOf is the ticks n tokens take, truncated as full is, so that a take
+// of exactly the capacity fits a full bucket; a take is at most one tick
+// (1/16 ns) cheap.
+func (c *schedCfg) costOf(n float64) int64 { return int64(n * c.cost) }
 
 // floor is the earliest zero may be at now: a full bucket, or the credit
 // left by a late waiter.
@@ -191,7 +194,7 @@ func (s *sched) reconfigure(now int64, rate, capacity float64) {
 	base := max(z, s.floor(now, old))
 	bal := min(float64(now-base)/old.cost, capacity)
 	nc := newCfg(rate, capacity)
-	nz := now - int64(bal*nc.cost+0.5)
+	nz := now - int64(bal*nc.cost)
 	if nz == z {
 		nz-- // zero must change, or a taker holding the old pair could CAS
 	}
