@@ -74,8 +74,8 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 	// when the admissions it counts happened.
 	type sample struct {
 		before, after time.Time
-		dispatched   uint64
-		factor, pace float64
+		dispatched    uint64
+		factor, pace  float64
 	}
 	var samples []sample
 	var late time.Duration // the most a 20ms sleep of the sampler overslept
