@@ -299,8 +299,7 @@ func (b *bench) throughput(n int, withPacer, timeReads bool, reads int) (result,
 			return result{}, err
 		}
 		defer probe.Close()
-		// MaxFactor 1: pacer.New rejects Base 1e9 × the default MaxFactor 10.
-		p, err := pacer.New(pacer.Config{Rate: 1e9, MaxFactor: 1, Probe: probe})
+		p, err := pacer.New(pacer.Config{Rate: 1e9, Probe: probe})
 		if err != nil {
 			return result{}, err
 		}
