@@ -52,6 +52,7 @@ const (
 	ticksPerNano = 1 << tickShift
 	ticksPerSec  = 1e9 * ticksPerNano
 	locked       = math.MinInt64
+	creditGrace  = int64(5*time.Millisecond) << tickShift
 )
 
 // MaxRate is the largest rate a bucket accepts, in tokens per second.
@@ -256,7 +257,11 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		chunk := min(n-taken, c.capacity)
 		if nz, ok := s.takeFrom(now, chunk, from); ok {
 			if late := now - nz; from != math.MaxInt64 && late > 0 {
-				s.credit.Store(&credit{floor: nz - c.full, until: now + late})
+				// The permits that fell due while we overslept stay
+				// there for the takers straight after us: for twice the
+				// lateness plus creditGrace, so a caller that the OS
+				// preempts as it catches up does not lose them.
+				s.credit.Store(&credit{floor: nz - c.full, until: now + 2*late + creditGrace})
 			}
 			taken += chunk
 			if taken >= n {

@@ -14,8 +14,12 @@ import (
 // Rate × t tokens (plus the initial Capacity) even when Go's timers wake it
 // late, because the tokens that fell due while it slept are still there
 // when it wakes. After idle time the catch-up is capped at Capacity, as a
-// token bucket's is; a waiter that woke late lets the takers that follow it
-// straight away catch up for no longer than it overslept.
+// token bucket's is. The one exception is the catch-up a late timer leaves:
+// a waiter that woke d late lets the takers right after it (within 2d +
+// 5ms) take the d × Rate tokens that fell due while it overslept. So over
+// any window W no more than Capacity + Rate × (W + d) pass, d being the
+// timer's lateness (about 1ms here); with explicit times (TryTakeAt) no
+// more than Capacity + Rate × W.
 //
 // TryTake is the fast path: it never blocks, allocates nothing, and fails
 // while blocking takers are queued so that they are served in order. Take

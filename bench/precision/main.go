@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"go.uber.org/ratelimit"
@@ -36,8 +35,7 @@ func main() {
 		rs = append(rs, r)
 	}
 	ctx := context.Background()
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "rate/s\tpacer\tx/time/rate\tuber ratelimit\tpacer ÷ rate\t\n")
+	fmt.Printf("%10s  %8s  %12s  %15s  %12s\n", "rate/s", "pacer", "x/time/rate", "uber ratelimit", "pacer÷x/rate")
 	for _, r := range rs {
 		tb, err := pacer.NewTokenBucket(r, 1, nil)
 		if err != nil {
@@ -49,8 +47,7 @@ func main() {
 		x := drive(*d, r, func() { _ = xl.Wait(ctx) })
 		ul := ratelimit.New(int(r))
 		u := drive(*d, r, func() { ul.Take() })
-		fmt.Fprintf(w, "%.0f\t%.4f\t%.4f\t%.4f\t%.1f×\t\n", r, p, x, u, p/x)
-		w.Flush()
+		fmt.Printf("%10.0f  %8.4f  %12.4f  %15.4f  %11.1f×\n", r, p, x, u, p/x)
 	}
 }
 
