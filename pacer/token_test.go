@@ -50,8 +50,8 @@ func TestTokenBucketRefillAndBurst(t *testing.T) {
 		{ms(99), 1, false},
 		{ms(100), 1, true},
 		{ms(100), 1, false},
-		{ms(250), 1, true},  // 1.5 tokens had refilled
-		{ms(300), 1, true},  // the half left plus half refilled
+		{ms(250), 1, true}, // 1.5 tokens had refilled
+		{ms(300), 1, true}, // the half left plus half refilled
 		{ms(300), 0.5, false},
 		{ms(10_000), 4, false}, // more than the capacity never fits at once
 		{ms(10_000), 3, true},  // idle catch-up is capped at the capacity

@@ -32,7 +32,7 @@ func consume(t testing.TB, ctx context.Context, cons jetstream.Consumer, p *pace
 
 func TestConsumeRate(t *testing.T) {
 	const msgs, pace, window = 10_000, 500, 3 * time.Second
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	// Burst 5 is 10ms of work at 500/s. With Burst 1 the pacer core itself
 	// gives 2-5% less than the rate to a caller that acquires one permit
@@ -73,7 +73,7 @@ func TestConsumeRate(t *testing.T) {
 // AckWait (nats.go issue 1929).
 func TestNoRedeliveryFromPacing(t *testing.T) {
 	const msgs, pace, ackWait = 60, 5, 2 * time.Second
-	url := server(t).URL()
+	url := natsServer(t).URL()
 
 	t.Run("paced Consume delivers every message once", func(t *testing.T) {
 		t.Parallel()
@@ -137,7 +137,7 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 // is empty the factor returns toward 1.
 func TestBacklog(t *testing.T) {
 	const msgs, base, ceiling, burst = 20_000, 100, 2_000, 20
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	probe := natspacer.NewProbe(f.cons)
 	// MaxFactor 40 lets base × factor reach past the ceiling, so the
@@ -218,7 +218,7 @@ func TestBacklog(t *testing.T) {
 // come back; in the end every message is acked exactly once.
 func TestPushback(t *testing.T) {
 	const msgs, retry = 50, 500 * time.Millisecond
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	p := newPacer(t, pacer.Config{Rate: 100})
 	var first atomic.Int64 // unix nanos of the first call
@@ -270,7 +270,7 @@ func TestPushback(t *testing.T) {
 func TestInProgress(t *testing.T) {
 	t.Parallel()
 	const msgs, ackWait, work = 3, time.Second, 2500 * time.Millisecond
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, msgs)
 	p := newPacer(t, pacer.Config{Rate: 100})
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
@@ -296,7 +296,7 @@ func TestInProgress(t *testing.T) {
 // TestBatching: at an unlimited pace, fetches carry many messages each.
 func TestBatching(t *testing.T) {
 	const msgs = 5000
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	p := newPacer(t, pacer.Config{Rate: 1e9, MaxFactor: 1}) // MaxFactor 1: see the report on Rate 1e9
 	rec := newRecorder(nil)
@@ -312,7 +312,7 @@ func TestBatching(t *testing.T) {
 // TestStopIdle: stopping on an idle stream gives back the one permit that
 // waited in a long poll as ErrPermitUnused, and leaves nothing in flight.
 func TestStopIdle(t *testing.T) {
-	f := newFixture(t, server(t).URL(), jetstream.ConsumerConfig{})
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	p := newPacer(t, pacer.Config{Rate: 10, MaxInFlight: 4})
 	c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
 	if err != nil {

@@ -258,8 +258,8 @@ func newPacer(t testing.TB, c pacer.Config) *pacer.Pacer {
 	return p
 }
 
-// server returns the test's NATS server.
-func server(t testing.TB) *testutil.NATSServer {
+// natsServer returns the test's NATS server.
+func natsServer(t testing.TB) *testutil.NATSServer {
 	t.Helper()
 	return testutil.NATS(t)
 }
