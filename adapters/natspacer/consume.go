@@ -60,10 +60,11 @@ type Consumption struct {
 
 	mu         sync.Mutex // guards the fields below
 	pool       []pacer.Permit
-	out        int   // permits in fetches in flight, not yet matched to a message
-	busy       int   // messages received, not yet finished
-	gathering  int   // permits being acquired now (0 or 1)
-	pendingEst int64 // the consumer's NumPending, as last seen
+	out        int       // permits in fetches in flight, not yet matched to a message
+	busy       int       // messages received, not yet finished
+	gathering  int       // permits being acquired now (up to gatherers)
+	poolSince  time.Time // when the oldest permit in pool came
+	pendingEst int64     // the consumer's NumPending, as last seen
 	tracked    list.List
 	retryAt    time.Time // no Fetch before this, after a fetch error
 	backoff    time.Duration
@@ -178,8 +179,10 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
 	c.gctx, c.gcancel = context.WithCancel(ctx)
-	c.loops.Add(2)
-	go c.gather()
+	c.loops.Add(gatherers + 1)
+	for range gatherers {
+		go c.gather()
+	}
 	go c.fetchLoop()
 	workers := min(cfg.concurrency, capacity)
 	c.workers.Add(workers)
@@ -302,13 +305,13 @@ func (c *Consumption) touch(now time.Time) {
 	}
 }
 
-// mayGather reports whether one more permit is wanted, with extra permits
-// already gathered but not yet in the pool. It requires mu held.
-func (c *Consumption) mayGather(extra int) bool {
-	if c.stopping {
+// mayGather reports whether one more permit is wanted. It requires mu
+// held.
+func (c *Consumption) mayGather() bool {
+	if c.stopping || c.gathering >= gatherers {
 		return false
 	}
-	held := len(c.pool) + extra + c.out + c.gathering
+	held := len(c.pool) + c.out + c.gathering
 	return held+c.busy < c.capacity && int64(held) < max(1, c.pendingEst)
 }
 
@@ -319,34 +322,21 @@ func kick(ch chan struct{}) {
 	}
 }
 
-// gather acquires permits one at a time while they are wanted, and hands
-// them to the pool in bunches: after a permit it keeps gathering while the
-// next one falls due within BatchLinger of the bunch's first, so a busy
-// consumer fetches a few messages per round trip instead of one, and a
-// slow one fetches each message as soon as its permit is given.
-//
-// The gatherer waits in Acquire whenever a permit is wanted, so that the
-// pacer's schedule is kept exactly: a waiter takes its permits on
-// schedule however late its timer wakes, while a caller that comes late
-// loses the time it was late by (at Burst 1).
+// gatherers is how many goroutines wait in Acquire at once when more than
+// one permit is wanted. The pacer keeps its schedule exactly for a waiter
+// (one whose timer wakes late takes its permits on schedule) but a caller
+// that comes back late, after the next permit fell due, loses the time it
+// was late by beyond the Burst. With two gatherers one of them is always
+// waiting while the other hands its permit over, however busy the machine.
+const gatherers = 2
+
+// gather acquires permits one at a time while they are wanted and puts
+// them in the pool.
 func (c *Consumption) gather() {
 	defer c.loops.Done()
-	var (
-		bunch    []pacer.Permit
-		deadline time.Time // the bunch goes to the pool by then
-		guard    time.Duration
-	)
-	flush := func() { // requires mu held
-		if len(bunch) > 0 {
-			c.pool = append(c.pool, bunch...)
-			bunch = bunch[:0]
-			kick(c.kickFetch)
-		}
-	}
 	for {
 		c.mu.Lock()
-		for !c.stopping && !c.mayGather(len(bunch)) {
-			flush()
+		for !c.stopping && !c.mayGather() {
 			c.mu.Unlock()
 			select {
 			case <-c.kickGather:
@@ -355,68 +345,49 @@ func (c *Consumption) gather() {
 			c.mu.Lock()
 		}
 		if c.stopping {
-			flush()
 			c.mu.Unlock()
+			kick(c.kickGather) // pass the stop on to the other gatherer
 			return
 		}
 		c.gathering++
 		c.mu.Unlock()
 
-		pm, err := c.acquire(guard)
-		more := false
-		if err == nil {
-			if len(bunch) == 0 {
-				deadline = time.Now().Add(c.cfg.linger)
-			}
-			wait := c.p.EstimateWait(1)
-			more = len(bunch)+1 < c.cfg.maxBatch && wait <= time.Until(deadline)
-			guard = 0
-			if more && wait > 0 {
-				// Expected to be due within the linger; cut the wait
-				// off well after that, should a pause begin meanwhile,
-				// so the bunch is not held through it.
-				guard = wait + c.cfg.linger + time.Millisecond
-			}
-		}
+		pm, err := c.p.Acquire(c.gctx, 1)
 
 		c.mu.Lock()
 		c.gathering--
 		if err != nil {
-			flush()
 			stopping := c.stopping
 			c.mu.Unlock()
-			if errors.Is(err, context.DeadlineExceeded) && c.gctx.Err() == nil {
-				guard = 0
-				continue // the guard ended: the bunch went to the pool
-			}
-			if !stopping {
+			if c.ctx.Err() != nil {
+				c.stop(nil) // ctx ended: a stop, not a failure
+			} else if !stopping {
 				c.stop(fmt.Errorf("natspacer: acquiring a permit: %w", err))
 			}
 			return
 		}
-		bunch = append(bunch, pm)
-		if !more || !c.mayGather(len(bunch)) {
-			flush()
-			guard = 0
+		if len(c.pool) == 0 {
+			c.poolSince = time.Now()
+		}
+		c.pool = append(c.pool, pm)
+		if n := len(c.pool); n == 1 || n >= c.cfg.maxBatch || c.stopping {
+			kick(c.kickFetch)
 		}
 		c.mu.Unlock()
+		kick(c.kickGather) // the other gatherer may be wanted too
 	}
-}
-
-// acquire acquires one permit, waiting at most guard if guard > 0.
-func (c *Consumption) acquire(guard time.Duration) (pacer.Permit, error) {
-	if guard <= 0 {
-		return c.p.Acquire(c.gctx, 1)
-	}
-	ctx, cancel := context.WithTimeout(c.gctx, guard)
-	defer cancel()
-	return c.p.Acquire(ctx, 1)
 }
 
 // fetchLoop fetches as many messages as the pool holds permits, up to
-// MaxBatch at a time, and hands each batch to a reader.
+// MaxBatch at a time, and hands each batch to a reader. While the next
+// permit falls due within BatchLinger of the pool's oldest, it waits for
+// it, so that at high rates one round trip fetches several messages; at
+// low rates each permit is fetched as soon as it is given.
 func (c *Consumption) fetchLoop() {
 	defer c.loops.Done()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
 	for {
 		c.mu.Lock()
 		for !c.stopping && len(c.pool) == 0 {
@@ -439,9 +410,30 @@ func (c *Consumption) fetchLoop() {
 			}
 			continue
 		}
+		// More permits come soon while a gatherer waits in Acquire, or
+		// while handlers run (each frees a slot of the in-flight cap).
+		if len(c.pool) < c.cfg.maxBatch && (c.gathering > 0 || c.busy > 0) {
+			if wait := time.Until(c.poolSince.Add(c.cfg.linger)); wait > 0 {
+				c.mu.Unlock()
+				if c.p.EstimateWait(1) < wait {
+					linger.Reset(wait)
+					select {
+					case <-linger.C:
+					case <-c.kickFetch: // the pool is full, or stopping
+						linger.Stop()
+					case <-c.stopCh:
+					}
+					continue
+				}
+				c.mu.Lock()
+			}
+		}
 		k := min(len(c.pool), c.cfg.maxBatch)
 		pms := append([]pacer.Permit(nil), c.pool[:k]...)
 		c.pool = append(c.pool[:0], c.pool[k:]...)
+		if len(c.pool) > 0 {
+			c.poolSince = time.Now()
+		}
 		c.out += k
 		c.mu.Unlock()
 
