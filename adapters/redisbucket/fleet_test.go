@@ -299,6 +299,9 @@ func TestFleetSurvivesRedisRestart(t *testing.T) {
 		}
 	}
 	total := float64(sum(fleet))
+	t.Logf("fleet: %.0f in %v (target %.0f); %d during the outage after detection (share total %.0f); %d in the last %v (target %.0f)",
+		total, dur, rate*dur.Seconds(), window(fleet, detected, startAt), rate*(startAt-detected).Seconds(),
+		window(fleet, startAt+time.Second, dur), dur-startAt-time.Second, rate*(dur-startAt-time.Second).Seconds())
 	if want := rate * dur.Seconds(); total > want*1.02+1 || total < want*0.9 {
 		t.Errorf("fleet dispatched %.0f in %v with Redis down for %v, want ≤ %.0f (+2%%) and ≥ 90%% of it", total, dur, startAt-stopAt, want)
 	}
