@@ -240,7 +240,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 // while callers wait in Acquire, and always with a Config.Limiter, which
 // can only wait.
 func (p *Pacer) TryAcquire(n int) (Permit, bool) {
-	if n < 1 || p.cfg.Limiter != nil {
+	if n < 1 || p.cfg.Limiter != nil || p.ceiling.s.isClosed() {
 		return Permit{}, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
@@ -298,6 +298,33 @@ func (pm Permit) Done(outcome error) {
 		retry = p.cfg.DefaultRetryAfter
 	}
 	p.pushback(pm.at, retry)
+}
+
+// Cancel gives back a permit whose jobs never ran (the job was abandoned,
+// or a fetch brought fewer jobs than the permit admits): its tokens go back
+// to both buckets and it counts as neither dispatched nor done. Call it
+// instead of Done, at most once.
+func (pm Permit) Cancel() { pm.CancelN(pm.n) }
+
+// CancelN gives back k of the permit's n jobs and keeps the rest, so that
+// Done then reports the other n−k: Done on the returned Permit. A k outside
+// [1, n] gives back nothing and returns pm.
+func (pm Permit) CancelN(k int) Permit {
+	p := pm.p
+	if p == nil || k < 1 || k > pm.n {
+		return pm
+	}
+	f := float64(k)
+	p.ceiling.give(f)
+	p.base.give(f)
+	p.inFlight.Add(-int64(k))
+	p.dispatched.Add(^uint64(k - 1))
+	p.releaseSlots(k)
+	pm.n -= k
+	if pm.n == 0 {
+		pm.p = nil
+	}
+	return pm
 }
 
 func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {

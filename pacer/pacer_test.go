@@ -320,3 +320,44 @@ func TestPacerValidation(t *testing.T) {
 		t.Fatalf("Acquire(0) = %v, want ErrInvalid", err)
 	}
 }
+
+func TestPermitCancelGivesBack(t *testing.T) {
+	t.Parallel()
+	p, _ := newPacer(t, pacer.Config{Rate: 10, Burst: 5, BaseBurst: 5, MaxInFlight: 5})
+	pm, ok := p.TryAcquire(5)
+	if !ok {
+		t.Fatal("TryAcquire(5) on a full pacer failed")
+	}
+	if _, ok := p.TryAcquire(1); ok {
+		t.Fatal("a sixth permit was given with burst 5")
+	}
+	rest := pm.CancelN(3) // a fetch brought only 2 jobs
+	if rest.N() != 2 {
+		t.Fatalf("CancelN(3) of 5 left %d, want 2", rest.N())
+	}
+	st := p.Stats()
+	if st.Dispatched != 2 || st.InFlight != 2 {
+		t.Fatalf("after CancelN(3): dispatched %d, in flight %d; want 2, 2", st.Dispatched, st.InFlight)
+	}
+	again, ok := p.TryAcquire(3)
+	if !ok {
+		t.Fatal("the 3 given back could not be taken again")
+	}
+	again.Cancel()
+	rest.Done(nil)
+	if st := p.Stats(); st.Dispatched != 2 || st.Succeeded != 2 || st.InFlight != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v; want dispatched 2, succeeded 2, none in flight or failed", st)
+	}
+}
+
+func TestAcquireAfterClose(t *testing.T) {
+	t.Parallel()
+	p, _ := newPacer(t, pacer.Config{Rate: 10, Burst: 5, BaseBurst: 5})
+	p.Close()
+	if _, err := p.Acquire(context.Background(), 1); !errors.Is(err, pacer.ErrClosed) {
+		t.Fatalf("Acquire after Close with tokens free = %v, want ErrClosed", err)
+	}
+	if _, ok := p.TryAcquire(1); ok {
+		t.Fatal("TryAcquire after Close succeeded")
+	}
+}

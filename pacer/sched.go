@@ -219,6 +219,9 @@ func kick(w *waiter) {
 // it waits for the excess and leaves the bucket empty. A waiter that is
 // cancelled gives back what it took and passes the head to the next.
 func (s *sched) wait(ctx context.Context, n float64) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
 	if s.waiters.Load() == 0 && s.tick == nil && n <= s.cfg.Load().capacity {
 		if _, ok := s.take(s.now(), n); ok {
 			return nil

@@ -56,8 +56,9 @@ func (b *TokenBucket) TryTake(n float64) bool {
 }
 
 // TryTakeAt is TryTake at time now, for callers that keep their own time
-// (tests, simulations). now must not go backwards across calls; a time
-// before the last take finds no tokens.
+// (tests, simulations). Times count from the bucket's clock at creation,
+// when it was full. now must not go backwards across calls; a time before
+// the last take finds no tokens.
 func (b *TokenBucket) TryTakeAt(now time.Time, n float64) bool {
 	if b.s.waiters.Load() != 0 || !(n > 0) {
 		return false

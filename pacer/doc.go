@@ -1,0 +1,26 @@
+// Package pacer paces how fast a worker takes jobs from a queue.
+//
+// A Pacer composes three limits that a worker asks before each job:
+//
+//   - a TokenBucket, the hard ceiling (Config.Rate, Config.Burst);
+//   - a LeakyBucket, the smooth base pace (Config.Base) times a factor that
+//     the controller (Pacer.Run) raises while the queue's backlog is deep,
+//     lets sink back as it drains, and cuts, once for the whole pacer, when
+//     the downstream pushes back with a Throttled outcome;
+//   - an in-flight cap (Config.MaxInFlight).
+//
+// Both buckets pace by a schedule of due times, not by a balance, so a
+// caller that keeps asking gets exactly the rate it was promised, even at a
+// million per second and even when Go's timers wake it late. The fast path
+// (TokenBucket.TryTake) is one atomic compare-and-swap and one monotonic
+// clock read, and allocates nothing.
+//
+// The buckets port asyncutils.buckets (Python); the README maps each of its
+// names to the Go one and lists the seed's bugs fixed here.
+//
+// Time comes from a Clock; nil means the system clock, and package testutil
+// has a fake one for tests. Every method of every type here is safe for
+// concurrent use. The package imports the standard library only; adapters
+// for Asynq and NATS, and a Redis-held limit shared by a fleet, live in
+// their own packages under adapters/.
+package pacer
