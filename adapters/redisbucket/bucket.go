@@ -123,6 +123,8 @@ type segment struct {
 	n     int
 	start string // Redis's zero before the take ("" for slots given back by a cancelled Wait)
 	end   string // Redis's zero right after the take; "" when these slots may not be returned
+	// (A take split in two, its burst and the rest, chains the parts
+	// with a made-up end and start.)
 }
 
 func (s *segment) last() float64 { return s.first + float64(s.n-1)*s.cost }

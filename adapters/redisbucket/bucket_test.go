@@ -317,3 +317,15 @@ func (s *syncBuffer) String() string {
 }
 
 var _ = strconv.Itoa
+
+func TestBurstIsThereAtOnce(t *testing.T) {
+	rdb := client(t, testutil.Redis(t))
+	// Burst 10 at 10/s: ten slots a second old, far beyond LeaseTime.
+	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 10, Burst: 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// The burst, plus the slots due at 0.1s and 0.2s (0.3s is on the edge).
+	if got := drain(ctx, b, 2); got < 12 || got > 13 {
+		t.Errorf("got %d in 0.3s from a full bucket of 10 at 10/s, want 12 or 13 (burst + rate × t); %+v", got, b.Stats())
+	}
+}

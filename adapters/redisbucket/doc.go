@@ -39,21 +39,24 @@
 // calls per thousand jobs.
 //
 // Unused slots never become extra tokens. A leased slot not used within
-// LeaseTime of its due time expires. When a worker goes idle, and when it
+// LeaseTime of its due time (or of its grant, for the burst's slots, which
+// were due before it) expires. When a worker goes idle, and when it
 // is closed, it gives back the slots it still holds at the end of the
 // schedule (if no other worker has leased after them), so the next taker
 // gets them; slots it cannot give back expire. Expired slots are capacity
 // lost, never capacity added.
 //
 // The guarantee, precisely: in any window of length w the fleet dispatches
-// at most Burst + Rate × (w + LeaseTime + 2ε) tokens through Waits of one
-// token, where ε is the error of a worker's clock offset (at most half the
-// round trip of its fastest recent call; a Wait of n hands its n tokens out
-// together, when the last falls due). The LeaseTime term arises only when a
-// worker uses slots late (a slow consumer or a stalled process): a fleet
-// that keeps asking uses each slot at its due time, gets Rate × t over a
-// time t, and over windows of a second and more stays within 1-2 % of
-// Rate × w (see the tests).
+// at most 2 × Burst + Rate × (w + LeaseTime + 2ε) tokens through Waits of
+// one token, where ε is the error of a worker's clock offset (at most half
+// the round trip of its fastest recent call; a Wait of n hands its n
+// tokens out together, when the last falls due). Each slot is used no
+// earlier than its due time and no later than LeaseTime after its due time
+// or its grant, and a grant reaches back at most Burst slots: hence the
+// second Burst and the LeaseTime term, which arise only when slots are used
+// late (a slow consumer, a stalled process). A fleet that keeps asking uses
+// each slot at its due time, gets Rate × t over a time t, and over windows
+// of a second and more stays within 1-2 % of Rate × w (see the tests).
 //
 // # Outage
 //

@@ -170,7 +170,23 @@ func (b *Bucket) fetch(rate float64, want int) {
 	}
 	if r.k > 0 {
 		cost := 1e6 / rate
-		b.segs = append(b.segs, segment{first: r.z0 + cost - b.offsets.best(), cost: cost, n: r.k, start: r.start, end: r.zero})
+		off := b.offsets.best()
+		seg := segment{first: r.z0 + cost - off, cost: cost, n: r.k, start: r.start, end: r.zero}
+		if granted := r.now - off; seg.first < granted {
+			// The bucket's burst: slots that were due before the take.
+			// They are usable from the take on, and late only from then.
+			p := min(seg.n, int((granted-seg.first)/cost)+1)
+			b.segs = append(b.segs, segment{first: granted, n: p, start: seg.start, end: seg.end})
+			seg.n -= p
+			seg.first += float64(p) * cost
+			b.segs[len(b.segs)-1].end = seg.end + "#burst"
+			seg.start = seg.end + "#burst"
+		}
+		if seg.n > 0 {
+			b.segs = append(b.segs, seg)
+		} else {
+			b.segs[len(b.segs)-1].end = seg.end
+		}
 		b.st.Leases++
 		b.st.Granted += uint64(r.k)
 		b.lastGrant, b.expiredOK = r.k, true
