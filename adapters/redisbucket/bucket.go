@@ -220,7 +220,8 @@ func workerID() string {
 // now is the local time in µs since epoch.
 func (b *Bucket) now() float64 { return float64(b.clock.Now().Sub(b.epoch)) / 1e3 }
 
-func fmtf(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+// fmtf formats x for the script: plain decimals, which every Lua reads.
+func fmtf(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 // call runs the script with op and its arguments after the common ones.
 func (b *Bucket) call(ctx context.Context, rate float64, op string, args ...any) (reply, error) {

@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/pacer"
 	"github.com/jobpacer/pacer/testutil"
@@ -316,8 +316,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var _ = strconv.Itoa
-
 func TestBurstIsThereAtOnce(t *testing.T) {
 	rdb := client(t, testutil.Redis(t))
 	// Burst 10 at 10/s: ten slots a second old, far beyond LeaseTime.
@@ -327,5 +325,19 @@ func TestBurstIsThereAtOnce(t *testing.T) {
 	// The burst, plus the slots due at 0.1s and 0.2s (0.3s is on the edge).
 	if got := drain(ctx, b, 2); got < 12 || got > 13 {
 		t.Errorf("got %d in 0.3s from a full bucket of 10 at 10/s, want 12 or 13 (burst + rate × t); %+v", got, b.Stats())
+	}
+}
+
+// The CLI's "embedded" Redis is miniredis (gopher-lua): the script must
+// run there too. This checks compatibility; the limit itself is tested on
+// real Redis above.
+func TestRunsOnMiniredis(t *testing.T) {
+	m := miniredis.RunT(t)
+	b := newBucket(t, client(t, m.Addr()), redisbucket.Config{Key: uniqueKey(t), Rate: 200})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	got := drain(ctx, b, 1)
+	if s := b.Stats(); s.Mode != redisbucket.ModeRedis || s.Errors != 0 || got < 95 || got > 106 {
+		t.Errorf("got %d in 0.5s at 200/s on miniredis, want 100 ± 5%% with no errors; %+v", got, s)
 	}
 }
