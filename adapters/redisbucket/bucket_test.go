@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/pacer"
@@ -108,6 +109,25 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			t.Errorf("New(nil, …) = %v, want an error naming the client", err)
 		}
 	})
+}
+
+func TestConfigFromTOML(t *testing.T) {
+	var c redisbucket.Config
+	_, err := toml.Decode(`
+key = "sms-provider"
+rate = 400
+burst = 10
+expected_workers = 4
+lease_time = "50ms"
+retry_interval = "1s"
+timeout = "200ms"
+prefix = "myapp:fleet:"
+`, &c)
+	want := redisbucket.Config{Key: "sms-provider", Rate: 400, Burst: 10, ExpectedWorkers: 4,
+		LeaseTime: 50 * time.Millisecond, RetryInterval: time.Second, Timeout: 200 * time.Millisecond, Prefix: "myapp:fleet:"}
+	if err != nil || c != want {
+		t.Errorf("toml.Decode = %+v, %v; want %+v", c, err, want)
+	}
 }
 
 func TestNewFailsWhenRedisRefusesTheScript(t *testing.T) {
