@@ -25,9 +25,9 @@ const (
 	// ModeFallback: Redis is unreachable (or refuses the script); tokens
 	// come from a local bucket at the worker's share of the rate.
 	ModeFallback
-	// ModeRejoining: Redis is back; for two RetryIntervals every token
-	// needs both a slot in Redis and a token of the local share, so that
-	// a worker that rejoined early cannot take the whole rate while the
+	// ModeRejoining: Redis is back; for two RetryIntervals the worker
+	// leases slots from Redis no faster than its local share, so that a
+	// worker that rejoined early cannot take the whole rate while the
 	// others still run on their shares.
 	ModeRejoining
 )
@@ -99,7 +99,7 @@ type Bucket struct {
 	segs        []segment // leased slots not yet handed out, in order of due time
 	q           []*waiter // Wait callers, FIFO; q[0] takes tokens
 	workers     int
-	gate        gate    // the local share: the fallback, and a second gate while rejoining
+	gate        gate    // the local share: the fallback's bucket, and while rejoining a limit on leasing
 	rejoinUntil float64 // end of ModeRejoining
 	nextTry     float64 // no Redis call before this (after a failure or an empty grant)
 	busyUntil   float64 // a waiter waited for a slot not yet due: the worker is held by the schedule
@@ -148,6 +148,7 @@ type waiter struct {
 	n     int
 	slots int     // slots taken so far
 	gate  int     // local-share tokens taken so far
+	from  float64 // the gate's base when w went to sleep for its next token (-Inf: none)
 	held  float64 // due time of the first slot taken
 	wake  chan struct{}
 }
@@ -247,7 +248,7 @@ func (b *Bucket) Wait(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	w := &waiter{n: n, wake: make(chan struct{}, 1)}
+	w := &waiter{n: n, wake: make(chan struct{}, 1), from: math.Inf(-1)}
 	b.mu.Lock()
 	select {
 	case <-b.closed:
@@ -316,7 +317,7 @@ func kick(c chan struct{}) {
 // whether it now has all it needs. It requires mu held.
 func (b *Bucket) progress(now float64, w *waiter) bool {
 	b.settleMode(now)
-	needSlots, needGate := b.mode != ModeFallback, b.mode != ModeRedis
+	needSlots, needGate := b.mode != ModeFallback, b.mode == ModeFallback
 	if needSlots && w.slots < w.n {
 		b.expire(now)
 		for w.slots < w.n && len(b.segs) > 0 {
@@ -341,7 +342,8 @@ func (b *Bucket) progress(now float64, w *waiter) bool {
 		}
 	}
 	if needGate && w.gate < w.n {
-		w.gate += b.gate.take(now, w.n-w.gate)
+		w.gate += b.gate.takeFrom(now, w.n-w.gate, w.from)
+		w.from = math.Inf(-1)
 	}
 	return (!needSlots || w.slots >= w.n) && (!needGate || w.gate >= w.n)
 }
@@ -363,8 +365,12 @@ func (b *Bucket) wakeAt(now float64, w *waiter) float64 {
 			b.busyUntil = now + b.lease
 		}
 	}
-	if b.mode != ModeRedis && w.gate < w.n {
-		at = max(at, b.gate.next(now))
+	if b.mode == ModeFallback && w.gate < w.n {
+		next := b.gate.next(now)
+		if next >= at {
+			w.from = next - b.gate.cost
+		}
+		at = max(at, next)
 	}
 	if b.mode == ModeRejoining {
 		at = min(at, b.rejoinUntil)
@@ -410,8 +416,10 @@ func (b *Bucket) wakeHead() {
 
 // expire drops the leased slots that fell due more than slack ago. It
 // requires mu held.
-func (b *Bucket) expire(now float64) {
-	lim := now - b.slack
+func (b *Bucket) expire(now float64) { b.dropBefore(now - b.slack) }
+
+// dropBefore drops the leased slots due before lim. It requires mu held.
+func (b *Bucket) dropBefore(lim float64) {
 	for len(b.segs) > 0 {
 		s := &b.segs[0]
 		if s.first >= lim {
@@ -468,7 +476,12 @@ func (b *Bucket) SetRate(rate float64) error {
 	return nil
 }
 
+// gateBurst is the local share's capacity: the fleet's Burst shared out in
+// fallback; while rejoining, the largest lease. It requires mu held.
 func (b *Bucket) gateBurst() float64 {
+	if b.mode == ModeRejoining {
+		return max(1, math.Floor(b.share()*b.lease/1e6/2))
+	}
 	return max(1, b.cfg.Burst/float64(max(b.cfg.ExpectedWorkers, b.workers, 1)))
 }
 
@@ -522,9 +535,17 @@ func (g *gate) setRate(now, rate, burst float64) {
 	g.zero = now - bal*g.cost
 }
 
+// avail is the whole tokens there at now.
+func (g *gate) avail(now float64) int { return int((now-max(g.zero, now-g.full))/g.cost + 1e-9) }
+
 // take takes up to want tokens that are there at now and returns how many.
-func (g *gate) take(now float64, want int) int {
-	base := max(g.zero, now-g.full)
+func (g *gate) take(now float64, want int) int { return g.takeFrom(now, want, math.Inf(-1)) }
+
+// takeFrom is take for a waiter that slept until the token after from fell
+// due: the tokens that fell due while its timer was late are still there,
+// even beyond the capacity (as the core's buckets do).
+func (g *gate) takeFrom(now float64, want int, from float64) int {
+	base := max(g.zero, min(now-g.full, from))
 	k := min(want, int((now-base)/g.cost+1e-9))
 	if k <= 0 {
 		return 0

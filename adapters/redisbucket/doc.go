@@ -66,10 +66,10 @@
 // logs a warning with log/slog, and reports ModeFallback, FallbackSince and
 // LastError in Stats; Wait never returns a Redis error. Every
 // RetryInterval it tries Redis again. When Redis answers, the worker
-// rejoins (logged at Info, Stats.Rejoins): for two RetryIntervals each
-// token needs both a slot of the shared schedule and a token of the local
-// share, so a worker that rejoined early cannot take the whole rate while
-// the others still run on their shares. If the whole fleet loses Redis and
+// rejoins (logged at Info, Stats.Rejoins): for two RetryIntervals
+// (ModeRejoining) it leases slots of the shared schedule no faster than
+// its local share, and uses them on time, so a worker that rejoined early
+// cannot take the whole rate while the others still run on their shares. If the whole fleet loses Redis and
 // no more workers run than the divisor above, the fleet stays within Rate
 // throughout. A worker cut off from Redis alone adds its share on top of
 // what the others share in Redis.

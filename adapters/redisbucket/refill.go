@@ -61,7 +61,9 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 	b.updateEst(now)
 	if b.mode == ModeFallback {
 		if now >= b.nextTry {
-			return actFetch, b.size(now), 0
+			// A probe that leases nothing: once Redis answers,
+			// leases go through the rejoining limit.
+			return actFetch, 0, 0
 		}
 		return actSleep, 0, b.nextTry
 	}
@@ -74,7 +76,15 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 		if now < b.nextTry {
 			return actSleep, 0, b.nextTry
 		}
-		return actFetch, max(short, b.size(now)), 0
+		want = max(short, b.size(now))
+		if b.mode == ModeRejoining {
+			// Lease no faster than the local share: take its tokens
+			// now (fetch gives back what Redis does not grant).
+			if want = b.gate.take(now, want); want == 0 {
+				return actSleep, 0, b.gate.next(now)
+			}
+		}
+		return actFetch, want, 0
 	}
 	until = math.Inf(1)
 	last := math.Inf(-1)
@@ -130,8 +140,8 @@ func (b *Bucket) size(now float64) int {
 	var want float64
 	switch {
 	case b.mode == ModeRejoining:
-		// Slots come at the fleet's spacing but go at the local share:
-		// lease no more than the share uses in half the slack.
+		// Leases are held to the local share (see plan): half
+		// LeaseTime's worth of it at most.
 		limit = b.share() * sec / 2
 		want = limit
 	case now < b.busyUntil:
@@ -160,9 +170,13 @@ func (b *Bucket) fetch(rate float64, want int) {
 		return
 	}
 	b.observe(r, t0, t1)
+	if b.mode == ModeRejoining && r.k < want {
+		b.gate.refund(t1, want-r.k)
+	}
 	if b.mode == ModeFallback {
 		b.mode = ModeRejoining
 		b.rejoinUntil = t1 + 2*float64(b.cfg.RetryInterval)/1e3
+		b.gate.setRate(t1, b.share(), b.gateBurst())
 		b.st.Rejoins++
 		b.log.Info("redisbucket: Redis is back; rejoining the fleet's shared limit",
 			"key", b.cfg.Key, "after", b.clock.Now().Sub(b.since).Round(time.Millisecond), "workers", b.workers)
