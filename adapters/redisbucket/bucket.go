@@ -362,6 +362,9 @@ func (b *Bucket) wakeAt(now float64, w *waiter) float64 {
 		}
 		at = b.segs[0].first
 		if b.mode == ModeRedis {
+			if b.busyUntil <= now {
+				kick(b.refill) // newly held by the schedule: time to prefetch
+			}
 			b.busyUntil = now + b.lease
 		}
 	}
