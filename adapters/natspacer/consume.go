@@ -1,7 +1,6 @@
 package natspacer
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -47,25 +46,29 @@ var ErrPanic = errors.New("natspacer: handler panicked")
 // Consumption is a paced JetStream consumption started by Consume. Its
 // methods are safe for concurrent use.
 type Consumption struct {
-	cons     jetstream.Consumer
-	p        *pacer.Pacer
-	h        Handler
-	cfg      config
-	log      *slog.Logger
-	ctx      context.Context // Consume's: handlers get it
-	gctx     context.Context // ends when stopping: cancels the gatherer's Acquire
-	gcancel  context.CancelFunc
-	capacity int // the in-flight cap: min(MaxInFlight, MaxAckPending)
-	ackWait  time.Duration
+	cons       jetstream.Consumer
+	p          *pacer.Pacer
+	h          Handler
+	cfg        config
+	log        *slog.Logger
+	ctx        context.Context // Consume's: handlers get it
+	gctx       context.Context // ends when stopping: cancels the gatherers' Acquire
+	gcancel    context.CancelFunc
+	capacity   int // the in-flight cap: min(MaxInFlight, MaxAckPending)
+	maxFetches int // fetches in flight at most: min(maxFetches, MaxWaiting)
+	kickEvery  int // a gatherer is woken each time this many messages finish
+	ackWait    time.Duration
+
+	busy atomic.Int64 // messages received, not yet finished
 
 	mu         sync.Mutex // guards the fields below
 	pool       []pacer.Permit
 	out        int       // permits in fetches in flight, not yet matched to a message
-	busy       int       // messages received, not yet finished
-	gathering  int       // permits being acquired now (up to gatherers)
+	gathering  int       // permits the gatherers are acquiring now
 	poolSince  time.Time // when the oldest permit in pool came
 	pendingEst int64     // the consumer's NumPending, as last seen
-	tracked    list.List
+	batches    batchList // fetched batches with messages not yet finished, for InProgress
+	fetching   int       // fetches in flight
 	retryAt    time.Time // no Fetch before this, after a fetch error
 	backoff    time.Duration
 	stopping   bool
@@ -82,12 +85,64 @@ type Consumption struct {
 	progress, ackErrors, unused, canceled                    atomic.Uint64
 }
 
+// job is one message received, with its permit.
 type job struct {
-	msg     jetstream.Msg
-	md      *jetstream.MsgMetadata // nil if the reply subject did not parse
-	pm      pacer.Permit
-	touched time.Time     // received, or last InProgress; guarded by mu
-	el      *list.Element // in tracked while not finished; guarded by mu
+	msg  jetstream.Msg
+	pm   pacer.Permit
+	b    *batch
+	done atomic.Bool // finished: no InProgress for it any more
+}
+
+// batch is the messages one Fetch delivered, tracked together for
+// InProgress: their AckWait runs from about the same time.
+type batch struct {
+	remaining atomic.Int32 // jobs not finished, plus 1 while the batch is read
+
+	jobs []job // one per permit of the Fetch; jobs[:n] received
+
+	// guarded by Consumption.mu:
+	n          int
+	touched    time.Time // received, or last InProgress
+	prev, next *batch    // in Consumption.batches, oldest touched first
+}
+
+// batchList is an intrusive doubly linked list of batches.
+type batchList struct{ head, tail *batch }
+
+func (l *batchList) pushBack(b *batch) {
+	b.prev, b.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = b
+	} else {
+		l.head = b
+	}
+	l.tail = b
+}
+
+func (l *batchList) remove(b *batch) {
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else if l.head == b {
+		l.head = b.next
+	} else {
+		return // not in the list
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		l.tail = b.prev
+	}
+	b.prev, b.next = nil, nil
+}
+
+// release marks one reference to b finished, and drops b from the
+// InProgress list after the last.
+func (c *Consumption) release(b *batch) {
+	if b.remaining.Add(-1) == 0 {
+		c.mu.Lock()
+		c.batches.remove(b)
+		c.mu.Unlock()
+	}
 }
 
 // Consume starts consuming cons at the pace p gives: it acquires one
@@ -169,9 +224,14 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 		capacity = min(capacity, 1000) // the server's default
 	}
 	cfg.maxBatch = min(cfg.maxBatch, capacity)
+	fetches := maxFetches
+	if mw := info.Config.MaxWaiting; mw > 0 {
+		fetches = min(fetches, mw)
+	}
 
 	c := &Consumption{
-		cons: cons, p: p, h: h, cfg: cfg, ctx: ctx, capacity: capacity, ackWait: ackWait,
+		cons: cons, p: p, h: h, cfg: cfg, ctx: ctx, capacity: capacity, maxFetches: fetches, ackWait: ackWait,
+		kickEvery:  max(1, min(cfg.maxBatch, capacity)/8),
 		log:        cfg.logger.With("stream", info.Stream, "consumer", info.Name),
 		pendingEst: int64(info.NumPending),
 		kickGather: make(chan struct{}, 1), kickFetch: make(chan struct{}, 1),
@@ -278,24 +338,26 @@ func (c *Consumption) supervise() {
 	close(c.done)
 }
 
-// touch sends InProgress for every message held ProgressEvery or longer
-// since it was received or last touched.
+// touch sends InProgress for every unfinished message of each batch held
+// ProgressEvery or longer since it was received or last touched.
 func (c *Consumption) touch(now time.Time) {
 	var due []*job
 	c.mu.Lock()
-	for e := c.tracked.Front(); e != nil; {
-		j := e.Value.(*job)
-		next := e.Next()
-		if now.Sub(j.touched) < c.cfg.progressEvery {
-			break // ordered by touched
+	for b := c.batches.head; b != nil && now.Sub(b.touched) >= c.cfg.progressEvery; b = c.batches.head {
+		b.touched = now
+		c.batches.remove(b)
+		c.batches.pushBack(b)
+		for i := range b.jobs[:b.n] {
+			if j := &b.jobs[i]; !j.done.Load() {
+				due = append(due, j)
+			}
 		}
-		j.touched = now
-		c.tracked.MoveToBack(e)
-		due = append(due, j)
-		e = next
 	}
 	c.mu.Unlock()
 	for _, j := range due {
+		if j.done.Load() {
+			continue
+		}
 		if err := j.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			c.ackErrors.Add(1)
 			c.log.Warn("natspacer: InProgress failed; the message may be redelivered after AckWait", "err", err)
@@ -305,14 +367,17 @@ func (c *Consumption) touch(now time.Time) {
 	}
 }
 
-// mayGather reports whether one more permit is wanted. It requires mu
+// wanted returns how many more permits are wanted now: the in-flight cap
+// less what is held, and no more than the consumer has pending (at least
+// one, for the long poll that waits for new messages). It requires mu
 // held.
-func (c *Consumption) mayGather() bool {
-	if c.stopping || c.gathering >= gatherers {
-		return false
+func (c *Consumption) wanted() int {
+	if c.stopping {
+		return 0
 	}
 	held := len(c.pool) + c.out + c.gathering
-	return held+c.busy < c.capacity && int64(held) < max(1, c.pendingEst)
+	free := c.capacity - held - int(c.busy.Load())
+	return max(0, min(free, int(max(1, c.pendingEst))-held))
 }
 
 func kick(ch chan struct{}) {
@@ -321,6 +386,13 @@ func kick(ch chan struct{}) {
 	default:
 	}
 }
+
+// maxFetches is how many Fetch requests one consumption keeps waiting on
+// the server at most. The server refuses pull requests past the
+// consumer's MaxWaiting (512 by default) for all its workers together;
+// and while the fetches are all out, permits gather in the pool, so the
+// next Fetch carries more of them.
+const maxFetches = 4
 
 // gatherers is how many goroutines wait in Acquire at once when more than
 // one permit is wanted. The pacer keeps its schedule exactly for a waiter
@@ -331,12 +403,15 @@ func kick(ch chan struct{}) {
 const gatherers = 2
 
 // gather acquires permits one at a time while they are wanted and puts
-// them in the pool.
+// them in the pool. When permits are there at once (a high or unlimited
+// pace) it reserves and acquires a run of them and hands them over
+// together; otherwise one at a time, each as soon as it is given.
 func (c *Consumption) gather() {
 	defer c.loops.Done()
+	var got []pacer.Permit
 	for {
 		c.mu.Lock()
-		for !c.stopping && !c.mayGather() {
+		for !c.stopping && (c.wanted() == 0 || c.gathering >= c.capacity) {
 			c.mu.Unlock()
 			select {
 			case <-c.kickGather:
@@ -349,32 +424,59 @@ func (c *Consumption) gather() {
 			kick(c.kickGather) // pass the stop on to the other gatherer
 			return
 		}
-		c.gathering++
+		n := 1
+		if w := c.wanted(); w > 1 && c.p.EstimateWait(1) <= 0 {
+			n = min(w, c.cfg.maxBatch)
+		}
+		c.gathering += n
+		others := c.wanted() > 0
 		c.mu.Unlock()
+		if others {
+			kick(c.kickGather) // the other gatherer may wait in Acquire too
+		}
 
-		pm, err := c.p.Acquire(c.gctx, 1)
-
-		c.mu.Lock()
-		c.gathering--
+		var err error
+		reserved := n
+		got = got[:0]
+		for i := 0; i < n; i++ {
+			var pm pacer.Permit
+			if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
+				break
+			}
+			got = append(got, pm)
+			if i+1 < n && c.p.EstimateWait(1) > 0 {
+				c.hand(got, len(got)) // the rest will take a while: hand these over now
+				reserved -= len(got)
+				got = got[:0]
+			}
+		}
+		c.hand(got, reserved)
 		if err != nil {
-			stopping := c.stopping
-			c.mu.Unlock()
 			if c.ctx.Err() != nil {
 				c.stop(nil) // ctx ended: a stop, not a failure
-			} else if !stopping {
-				c.stop(fmt.Errorf("natspacer: acquiring a permit: %w", err))
+			} else {
+				c.stop(fmt.Errorf("natspacer: acquiring a permit: %w", err)) // no-op if already stopping
 			}
 			return
 		}
+	}
+}
+
+// hand puts permits into the pool and ends the reservation of reserved
+// permits (len(pms) of which were got).
+func (c *Consumption) hand(pms []pacer.Permit, reserved int) {
+	c.mu.Lock()
+	c.gathering -= reserved
+	if len(pms) > 0 {
 		if len(c.pool) == 0 {
 			c.poolSince = time.Now()
 		}
-		c.pool = append(c.pool, pm)
-		if n := len(c.pool); n == 1 || n >= c.cfg.maxBatch || c.stopping {
-			kick(c.kickFetch)
-		}
-		c.mu.Unlock()
-		kick(c.kickGather) // the other gatherer may be wanted too
+		c.pool = append(c.pool, pms...)
+	}
+	n := len(c.pool)
+	c.mu.Unlock()
+	if len(pms) > 0 && (n == len(pms) || n >= c.cfg.maxBatch) {
+		kick(c.kickFetch)
 	}
 }
 
@@ -390,7 +492,7 @@ func (c *Consumption) fetchLoop() {
 	defer linger.Stop()
 	for {
 		c.mu.Lock()
-		for !c.stopping && len(c.pool) == 0 {
+		for !c.stopping && (len(c.pool) == 0 || c.fetching >= c.maxFetches) {
 			c.mu.Unlock()
 			select {
 			case <-c.kickFetch:
@@ -412,7 +514,7 @@ func (c *Consumption) fetchLoop() {
 		}
 		// More permits come soon while a gatherer waits in Acquire, or
 		// while handlers run (each frees a slot of the in-flight cap).
-		if len(c.pool) < c.cfg.maxBatch && (c.gathering > 0 || c.busy > 0) {
+		if len(c.pool) < c.cfg.maxBatch && (c.gathering > 0 || c.busy.Load() > 0) {
 			if wait := time.Until(c.poolSince.Add(c.cfg.linger)); wait > 0 {
 				c.mu.Unlock()
 				if c.p.EstimateWait(1) < wait {
@@ -435,10 +537,14 @@ func (c *Consumption) fetchLoop() {
 			c.poolSince = time.Now()
 		}
 		c.out += k
+		c.fetching++
 		c.mu.Unlock()
 
 		batch, err := c.cons.Fetch(k, jetstream.FetchMaxWait(c.cfg.pollWait))
 		if err != nil {
+			c.mu.Lock()
+			c.fetching--
+			c.mu.Unlock()
 			c.giveBack(pms, false)
 			if c.fetchFailed(err) {
 				return
@@ -489,50 +595,88 @@ func terminalErr(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// read hands each message of batch, with its permit, to the workers, and
-// gives the permits the batch did not use back to the pool.
-func (c *Consumption) read(batch jetstream.MessageBatch, pms []pacer.Permit) {
+// read hands each message of a Fetch, with its permit, to the workers,
+// and gives the permits the Fetch did not use back to the pool. It takes
+// the messages that arrived together as a group, under one lock. It parses
+// the metadata of the last message only: its NumPending is the newest,
+// and parsing every reply subject would cost more than a raw consumer
+// spends on the whole message.
+func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
 	defer c.readers.Done()
+	b := &batch{jobs: make([]job, len(pms))} // one allocation for the Fetch's jobs
+	b.remaining.Store(1)                     // the reader's own reference
+	msgs := mb.Messages()
 	i := 0
-	for msg := range batch.Messages() {
-		if i == len(pms) { // more than asked for: cannot happen, but never hold it
-			_ = msg.Nak()
-			c.log.Error("natspacer: a Fetch returned more messages than asked for; nakked the extra", "asked", len(pms))
+	var last jetstream.Msg
+	for msg := range msgs {
+		from := i
+		for msg != nil {
+			if i == len(pms) { // more than asked for: cannot happen, but never hold it
+				_ = msg.Nak()
+				c.log.Error("natspacer: a Fetch returned more messages than asked for; nakked the extra", "asked", len(pms))
+			} else {
+				b.jobs[i] = job{msg: msg, pm: pms[i], b: b}
+				i++
+				last = msg
+			}
+			if i-from == 64 {
+				break
+			}
+			select { // take what else has arrived, without waiting
+			case msg = <-msgs:
+			default:
+				msg = nil
+			}
+		}
+		g := i - from
+		if g == 0 {
 			continue
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			c.log.Warn("natspacer: message metadata does not parse", "err", err)
-		}
-		j := &job{msg: msg, md: md, pm: pms[i], touched: time.Now()}
-		i++
+		now := time.Now()
+		b.remaining.Add(int32(g))
+		c.busy.Add(int64(g))
 		c.mu.Lock()
-		c.out--
-		c.busy++
-		if md != nil {
-			c.pendingEst = int64(md.NumPending)
+		c.out -= g
+		if b.n == 0 {
+			b.touched = now
+			c.batches.pushBack(b)
 		}
-		j.el = c.tracked.PushBack(j)
+		b.n = i
 		c.mu.Unlock()
-		if c.cfg.probe != nil && md != nil {
+		c.received.Add(uint64(g))
+		for k := from; k < i; k++ {
+			c.work <- &b.jobs[k] // never blocks: busy ≤ capacity = cap(work)
+		}
+	}
+	c.release(b)
+	err := mb.Error()
+	var md *jetstream.MsgMetadata
+	if last != nil {
+		var merr error
+		if md, merr = last.Metadata(); merr != nil {
+			c.log.Warn("natspacer: message metadata does not parse", "err", merr)
+		} else if c.cfg.probe != nil {
 			c.cfg.probe.Observe(md)
 		}
-		c.received.Add(1)
-		c.work <- j // never blocks: busy ≤ capacity = cap(work)
 	}
-	err := batch.Error()
+	c.mu.Lock()
+	c.fetching--
+	if md != nil {
+		c.pendingEst = int64(md.NumPending)
+	}
+	if err == nil {
+		c.backoff = 0
+	}
+	c.mu.Unlock()
 	if i < len(pms) {
 		c.giveBack(pms[i:], err == nil)
-	} else if i > 0 {
+	} else {
+		kick(c.kickFetch)
 		kick(c.kickGather)
 	}
 	if err != nil {
 		c.fetchFailed(err)
-		return
 	}
-	c.mu.Lock()
-	c.backoff = 0
-	c.mu.Unlock()
 }
 
 func (c *Consumption) worker() {
@@ -549,28 +693,24 @@ func (c *Consumption) handle(j *job) {
 	} else {
 		err = c.call(j.msg)
 	}
-	c.mu.Lock()
-	c.tracked.Remove(j.el) // no InProgress after this
-	c.mu.Unlock()
 
 	var aerr error
-	switch retry, throttled := pacer.IsThrottled(err); {
-	case err == nil:
+	if err == nil { // the common case first: IsThrottled allocates
 		aerr = j.msg.Ack()
 		c.acked.Add(1)
-	case throttled:
+	} else if retry, throttled := pacer.IsThrottled(err); throttled {
 		if retry <= 0 {
 			retry = c.cfg.retryAfter
 		}
 		aerr = j.msg.NakWithDelay(retry)
 		c.throttled.Add(1)
-	case c.ctx.Err() != nil && errors.Is(err, c.ctx.Err()):
+	} else if c.ctx.Err() != nil && errors.Is(err, c.ctx.Err()) {
 		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
 		c.canceled.Add(1)
-	default:
+	} else {
 		delivered := uint64(1)
-		if j.md != nil {
-			delivered = j.md.NumDelivered
+		if md, merr := j.msg.Metadata(); merr == nil {
+			delivered = md.NumDelivered
 		}
 		aerr = j.msg.NakWithDelay(c.cfg.backoff(delivered))
 		c.nakked.Add(1)
@@ -581,10 +721,14 @@ func (c *Consumption) handle(j *job) {
 	}
 	j.pm.Done(err)
 
-	c.mu.Lock()
-	c.busy--
-	c.mu.Unlock()
-	kick(c.kickGather)
+	j.done.Store(true)
+	c.release(j.b)
+	// Wake a gatherer each kickEvery finished messages, not for every
+	// one: at high rates a wake-up per message costs more than the
+	// message. (A gatherer that waits for the pace needs no wake-up.)
+	if c.busy.Add(-1)%int64(c.kickEvery) == 0 {
+		kick(c.kickGather)
+	}
 }
 
 // call runs the handler, turning a panic into an error.
@@ -617,7 +761,7 @@ type ConsumeStats struct {
 // Stats returns a snapshot of the consumption's counters.
 func (c *Consumption) Stats() ConsumeStats {
 	c.mu.Lock()
-	inFlight, permits := c.busy, len(c.pool)+c.out
+	inFlight, permits := int(c.busy.Load()), len(c.pool)+c.out
 	c.mu.Unlock()
 	return ConsumeStats{
 		Fetches: c.fetches.Load(), FetchErrors: c.fetchErrors.Load(),

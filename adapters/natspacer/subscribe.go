@@ -171,10 +171,12 @@ func (s *Subscription) worker() {
 		}
 		err = s.call(msg)
 		s.handled.Add(1)
-		if _, ok := pacer.IsThrottled(err); ok {
-			s.throttled.Add(1)
-		} else if err != nil {
-			s.failed.Add(1)
+		if err != nil { // IsThrottled allocates: not for the common case
+			if _, ok := pacer.IsThrottled(err); ok {
+				s.throttled.Add(1)
+			} else {
+				s.failed.Add(1)
+			}
 		}
 		pm.Done(err)
 	}
