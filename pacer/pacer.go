@@ -15,14 +15,15 @@ type Config struct {
 	// Rate is the hard ceiling in jobs per second: no window of dispatches
 	// holds more than Burst + Rate × its length. Required.
 	Rate float64 `toml:"rate"`
-	// Burst is the ceiling's capacity in jobs. The default value is 1.
+	// Burst is the ceiling's burst in jobs: the most dispatched at once
+	// after idle time. The default value is 1.
 	Burst float64 `toml:"burst"`
 	// Base is the smooth base pace in jobs per second, which the
 	// controller's factor multiplies. It must not exceed Rate. The default
 	// value is Rate.
 	Base float64 `toml:"base"`
-	// BaseBurst is the capacity of the base pace's leaky bucket in jobs.
-	// The default value is 1.
+	// BaseBurst is the capacity of the base pace's leaky bucket in jobs;
+	// at most Burst. The default value is Burst.
 	BaseBurst float64 `toml:"base_burst"`
 	// MinFactor and MaxFactor bound the factor. The factor also never
 	// takes Base × factor above Rate. The default values are 0.1 and 10.
@@ -35,7 +36,7 @@ type Config struct {
 	// value, nil, means no backlog: the controller then only recovers the
 	// factor after pushback.
 	Probe Probe `toml:"-"`
-	// Limiter, if set, is obeyed after the ceiling: a limit shared with
+	// Limiter, if set, is obeyed after the pace: a limit shared with
 	// other processes, say. The default value, nil, means none.
 	Limiter Limiter `toml:"-"`
 	// BacklogHigh is the backlog, in jobs, at which the pressure is
@@ -85,10 +86,13 @@ func (c *Config) fill() error {
 		return invalid("base", c.Base, fmt.Sprintf("≤ rate (%g): the ceiling caps the pace", c.Rate))
 	}
 	if c.BaseBurst == 0 {
-		c.BaseBurst = 1
+		c.BaseBurst = c.Burst
 	}
 	if err := positive("base_burst", c.BaseBurst); err != nil {
 		return err
+	}
+	if c.BaseBurst > c.Burst {
+		return invalid("base_burst", c.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts", c.Burst))
 	}
 	if c.MaxInFlight < 0 {
 		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
@@ -129,19 +133,26 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// Pacer is what a worker asks before it takes a job: it composes a
-// TokenBucket (the ceiling, Rate and Burst), a manual LeakyBucket (the base
-// pace, Base × factor) and an in-flight cap. Acquire waits for all three;
-// Permit.Done reports the job's outcome. Run drives the controller that
-// moves the factor with the backlog and cuts it on pushback.
+// Pacer is what a worker asks before it takes a job: it composes a manual
+// LeakyBucket (the base pace, Base × factor, whose factor the controller
+// sets), the ceiling (Rate, Burst) and an in-flight cap. Acquire waits for
+// a slot and the pace; Permit.Done reports the job's outcome. Run drives
+// the controller that moves the factor with the backlog and cuts it on
+// pushback.
+//
+// The ceiling is enforced by construction rather than by a second bucket
+// in series: the factor is clamped so that Base × factor ≤ Rate, and
+// BaseBurst ≤ Burst, so the base bucket's schedule never admits more than
+// Burst + Rate × t in any window t (beyond the catch-up of a late timer;
+// see TokenBucket). A second bucket at the same rate would only lose
+// permits to goroutine jitter: callers reach it out of order and late.
 //
 // A Pacer is safe for concurrent use. Make one with New.
 type Pacer struct {
-	cfg     Config // immutable after New, except through mu
-	ceiling *TokenBucket
-	base    *LeakyBucket
-	slots   *slots // nil: no cap
-	row     AdjRow
+	cfg   Config // immutable after New
+	base  *LeakyBucket
+	slots *slots // nil: no cap
+	row   AdjRow
 
 	inFlight    atomic.Int64
 	dispatched  atomic.Uint64
@@ -150,22 +161,19 @@ type Pacer struct {
 	throttled   atomic.Uint64
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
-	pauseStart  atomic.Int64 // ceiling ticks at which the last pause began
+	pauseStart  atomic.Int64 // base ticks at which the last pause began
 
 	mu          sync.Mutex // guards the fields below
+	rate        float64    // the ceiling
 	factor      float64
 	backlog     Backlog
-	pausedUntil int64 // ceiling ticks
+	pausedUntil int64 // base ticks
 }
 
 // New returns a Pacer configured by c, or an error that names the first
 // bad field of c.
 func New(c Config) (*Pacer, error) {
 	if err := c.fill(); err != nil {
-		return nil, err
-	}
-	ceiling, err := NewTokenBucket(c.Rate, c.Burst, c.Clock)
-	if err != nil {
 		return nil, err
 	}
 	base, err := NewLeakyBucket(LeakyConfig{
@@ -177,7 +185,7 @@ func New(c Config) (*Pacer, error) {
 		return nil, err
 	}
 	c.MinFactor, c.MaxFactor = base.minF, base.maxF
-	p := &Pacer{cfg: c, ceiling: ceiling, base: base, factor: 1, row: rowFor(c.AdjMap, c.BaseBurst)}
+	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, row: rowFor(c.AdjMap, c.BaseBurst)}
 	p.pauseStart.Store(math.MinInt64)
 	if c.MaxInFlight > 0 {
 		p.slots = &slots{max: c.MaxInFlight}
@@ -190,14 +198,14 @@ func New(c Config) (*Pacer, error) {
 type Permit struct {
 	p  *Pacer
 	n  int
-	at int64 // ceiling ticks at dispatch
+	at int64 // base ticks at dispatch
 }
 
 // N returns the number of jobs the permit admits.
 func (pm Permit) N() int { return pm.n }
 
-// Acquire waits until n jobs may start: a free in-flight slot, the base
-// pace and the ceiling, in that order, each first come first served. It
+// Acquire waits until n jobs may start: a free in-flight slot, then the
+// pace (and the Limiter, if any), each first come first served. It
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
 // Close.
 func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
@@ -217,14 +225,8 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 		p.releaseSlots(n)
 		return Permit{}, err
 	}
-	if err := p.ceiling.s.wait(ctx, f); err != nil {
-		p.base.give(f)
-		p.releaseSlots(n)
-		return Permit{}, err
-	}
 	if p.cfg.Limiter != nil {
 		if err := p.cfg.Limiter.Wait(ctx, n); err != nil {
-			p.ceiling.give(f)
 			p.base.give(f)
 			p.releaseSlots(n)
 			return Permit{}, err
@@ -232,7 +234,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 	}
 	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))
-	return Permit{p: p, n: n, at: p.ceiling.s.now()}, nil
+	return Permit{p: p, n: n, at: p.base.s.now()}, nil
 }
 
 // TryAcquire is Acquire without waiting: it returns a permit for n jobs
@@ -240,24 +242,18 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 // while callers wait in Acquire, and always with a Config.Limiter, which
 // can only wait.
 func (p *Pacer) TryAcquire(n int) (Permit, bool) {
-	if n < 1 || p.cfg.Limiter != nil || p.ceiling.s.isClosed() {
+	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
 		return Permit{}, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
 		return Permit{}, false
 	}
-	f := float64(n)
-	if p.base.s.waiters.Load() != 0 || p.ceiling.s.waiters.Load() != 0 {
+	now := p.base.s.now()
+	if p.base.s.waiters.Load() != 0 {
 		p.releaseSlots(n)
 		return Permit{}, false
 	}
-	if _, ok := p.base.s.take(p.base.s.now(), f); !ok {
-		p.releaseSlots(n)
-		return Permit{}, false
-	}
-	now := p.ceiling.s.now()
-	if _, ok := p.ceiling.s.take(now, f); !ok {
-		p.base.give(f)
+	if _, ok := p.base.s.take(now, float64(n)); !ok {
 		p.releaseSlots(n)
 		return Permit{}, false
 	}
@@ -314,9 +310,7 @@ func (pm Permit) CancelN(k int) Permit {
 	if p == nil || k < 1 || k > pm.n {
 		return pm
 	}
-	f := float64(k)
-	p.ceiling.give(f)
-	p.base.give(f)
+	p.base.give(float64(k))
 	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)
@@ -328,7 +322,7 @@ func (pm Permit) CancelN(k int) Permit {
 }
 
 func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
-	now := p.ceiling.s.now()
+	now := p.base.s.now()
 	until := now + int64(retry)<<tickShift
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -340,17 +334,14 @@ func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
 	}
 	if until > p.pausedUntil {
 		p.pausedUntil = until
-		// Both buckets share the clock and so the epoch's meaning; convert
-		// through time for the base bucket all the same.
-		p.ceiling.s.hold(until)
-		p.base.s.hold(p.base.s.ticks(p.ceiling.s.epoch.Add(time.Duration(until >> tickShift))))
+		p.base.s.hold(until)
 	}
 }
 
 // maxFactor is the highest factor allowed: MaxFactor, and Base × factor
 // never above the ceiling. It requires mu held.
 func (p *Pacer) maxFactor() float64 {
-	return min(p.cfg.MaxFactor, p.ceiling.Rate()/p.base.Leak())
+	return min(p.cfg.MaxFactor, p.rate/p.base.Leak())
 }
 
 // setFactor clamps f and sets it on the base bucket. It requires mu held.
@@ -367,7 +358,7 @@ func (p *Pacer) setFactor(f float64) {
 // the factor as it is and is counted in Stats.ProbeErrors. Without Run the
 // factor never recovers from a cut.
 func (p *Pacer) Run(ctx context.Context) error {
-	clock := p.ceiling.s.clock
+	clock := p.base.s.clock
 	for {
 		t := clock.NewTimer(p.cfg.Period)
 		select {
@@ -397,7 +388,7 @@ func (p *Pacer) Step(ctx context.Context) {
 		return
 	}
 	p.backlog = b
-	if p.ceiling.s.now() < p.pausedUntil {
+	if p.base.s.now() < p.pausedUntil {
 		return // paused: hold the cut factor
 	}
 	r := 1 - min(1, float64(b.Pending)/p.cfg.BacklogHigh)
@@ -413,9 +404,8 @@ func (p *Pacer) Step(ctx context.Context) {
 	p.setFactor(f)
 }
 
-// SetRate changes the ceiling, settling its balance first; the factor is
-// cut back if Base × factor would pass the new ceiling. rate must be at
-// least Base.
+// SetRate changes the ceiling; the factor is cut back at once if
+// Base × factor would pass it. rate must be at least Base.
 func (p *Pacer) SetRate(rate float64) error {
 	if err := checkRate("rate", rate); err != nil {
 		return err
@@ -425,9 +415,7 @@ func (p *Pacer) SetRate(rate float64) error {
 	if base := p.base.Leak(); rate < base {
 		return invalid("rate", rate, fmt.Sprintf("≥ base (%g)", base))
 	}
-	if err := p.ceiling.SetRate(rate); err != nil {
-		return err
-	}
+	p.rate = rate
 	p.setFactor(p.factor)
 	return nil
 }
@@ -440,7 +428,7 @@ func (p *Pacer) SetBase(base float64) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if rate := p.ceiling.Rate(); base > rate {
+	if rate := p.rate; base > rate {
 		return invalid("base", base, fmt.Sprintf("≤ rate (%g)", rate))
 	}
 	if err := p.base.SetLeak(base); err != nil {
@@ -455,20 +443,19 @@ func (p *Pacer) SetBase(base float64) error {
 // already given stay valid.
 func (p *Pacer) Close() {
 	p.base.Close()
-	p.ceiling.Close()
 }
 
 // EstimateWait returns how long an Acquire of n started now would wait for
 // the pace, counting the callers already waiting and any pause. It is an
 // estimate: the factor may change meanwhile.
 func (p *Pacer) EstimateWait(n int) time.Duration {
-	now := p.ceiling.s.now()
-	ahead := float64(p.base.s.waiters.Load() + p.ceiling.s.waiters.Load())
+	now := p.base.s.now()
+	ahead := float64(p.base.s.waiters.Load())
 	p.mu.Lock()
-	pace := min(p.base.Leak()*p.factor, p.ceiling.Rate())
+	pace := p.base.Leak() * p.factor
 	until := p.pausedUntil
 	p.mu.Unlock()
-	d := time.Duration((ahead + float64(n) - min(p.base.s.tokens(now), p.ceiling.s.tokens(now))) / pace * float64(time.Second))
+	d := time.Duration((ahead + float64(n) - max(0, p.base.s.tokens(now))) / pace * float64(time.Second))
 	if now < until {
 		d += time.Duration((until - now) >> tickShift)
 	}
@@ -494,11 +481,11 @@ type Stats struct {
 
 // Stats returns a snapshot of the pacer's state and counters.
 func (p *Pacer) Stats() Stats {
-	now := p.ceiling.s.now()
+	now := p.base.s.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := Stats{
-		Ceiling: p.ceiling.Rate(), Base: p.base.Leak(), Factor: p.factor,
+		Ceiling: p.rate, Base: p.base.Leak(), Factor: p.factor,
 		Backlog: p.backlog, InFlight: p.inFlight.Load(),
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
@@ -507,7 +494,7 @@ func (p *Pacer) Stats() Stats {
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {
 		s.Pace = 0
-		s.PausedUntil = p.ceiling.s.epoch.Add(time.Duration(p.pausedUntil >> tickShift))
+		s.PausedUntil = p.base.s.epoch.Add(time.Duration(p.pausedUntil >> tickShift))
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,6 +307,7 @@ func TestPacerValidation(t *testing.T) {
 		{"negative in flight", pacer.Config{Rate: 10, MaxInFlight: -1}, "max_in_flight"},
 		{"cut above 1", pacer.Config{Rate: 10, Cut: 2}, "cut"},
 		{"bad adjmap", pacer.Config{Rate: 10, AdjMap: pacer.DefaultAdjMap()[:1]}, "adjmap[0].min_cap"},
+		{"base burst above burst", pacer.Config{Rate: 10, Burst: 2, BaseBurst: 3}, "base_burst"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -359,5 +361,58 @@ func TestAcquireAfterClose(t *testing.T) {
 	}
 	if _, ok := p.TryAcquire(1); ok {
 		t.Fatal("TryAcquire after Close succeeded")
+	}
+}
+
+// Many goroutines asking at once, timers that wake late: the pacer still
+// admits exactly rate × t (plus the burst). While callers queue, the
+// schedule runs on uncapped, so a head woken late, by its timer or by the
+// scheduler, takes on the schedule.
+func TestPacerConcurrentLateWakesKeepTheSchedule(t *testing.T) {
+	t.Parallel()
+	p, clk := newPacer(t, pacer.Config{Rate: 1000}) // base = ceiling = 1000/s, bursts 1
+	ctx, cancel := context.WithCancel(context.Background())
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				pm, err := p.Acquire(ctx, 1)
+				if err != nil {
+					return
+				}
+				got.Add(1)
+				pm.Done(nil)
+			}
+		}()
+	}
+	// settle waits until the callers stop taking: every permit due by now
+	// taken and the heads asleep on their timers. Advancing the fake clock
+	// while a caller is still running would be a preemption longer than
+	// any real one.
+	settle := func() {
+		for prev, still := int64(-1), 0; still < 3; {
+			clk.WaitTimers(1)
+			time.Sleep(time.Millisecond)
+			if n := got.Load(); n == prev {
+				still++
+			} else {
+				prev, still = n, 0
+			}
+		}
+	}
+	for clk.Now().Sub(t0) < 250*time.Millisecond {
+		settle()
+		clk.Advance(2500 * time.Microsecond) // every timer wakes up to 1.5ms late
+	}
+	settle()
+	cancel()
+	wg.Wait()
+	n := got.Load()
+	want := int64(clk.Now().Sub(t0)/time.Millisecond) + 1
+	if n != want {
+		t.Fatalf("4 callers got %d permits in %v at 1000/s with late timers, want %d", n, clk.Now().Sub(t0), want)
 	}
 }

@@ -29,6 +29,7 @@ type sched struct {
 	waiters atomic.Int64 // blocking takers queued; TryTake fails while any wait
 	cfg     atomic.Pointer[schedCfg]
 	credit  atomic.Pointer[credit]
+	busy    atomic.Int64 // ticks at which the queue last became non-empty
 	_       [64]byte
 	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
 	_       [56]byte
@@ -162,10 +163,11 @@ func (s *sched) tokens(now int64) float64 {
 	return float64(now-base) / c.cost
 }
 
-// due is the instant at which n tokens will be there, if nobody else takes.
-func (s *sched) due(now int64, n float64) int64 {
+// dueFrom is the instant at which n tokens will be there, if nobody else
+// takes, with the floor lowered to at most from as in takeFrom.
+func (s *sched) dueFrom(now int64, n float64, from int64) int64 {
 	z, c := s.load()
-	base := s.floor(now, c)
+	base := min(s.floor(now, c), from)
 	if z > base {
 		base = z
 	}
@@ -222,16 +224,20 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if s.waiters.Load() == 0 && s.tick == nil && n <= s.cfg.Load().capacity {
 		if _, ok := s.take(s.now(), n); ok {
 			return nil
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	w := &waiter{wake: make(chan struct{}, 1)}
+	now := s.now()
 	s.mu.Lock()
+	if len(s.q) == 0 {
+		s.busy.Store(now)
+	}
 	s.q = append(s.q, w)
 	s.waiters.Add(1)
 	head := len(s.q) == 1
@@ -247,7 +253,6 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		}
 	}
 	var taken float64
-	from := int64(math.MaxInt64) // set when the timer woke us for our due time
 	for {
 		now := s.now()
 		next := int64(math.MaxInt64)
@@ -258,9 +263,13 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		}
 		c := s.cfg.Load()
 		chunk := min(n-taken, c.capacity)
+		// While callers wait the bucket is not idle: its schedule runs on
+		// from the start of the busy period, uncapped, so a head woken
+		// late, by its timer or by the scheduler, takes on the schedule.
+		from := s.busy.Load() - c.full
 		if nz, ok := s.takeFrom(now, chunk, from); ok {
-			if late := now - nz; from != math.MaxInt64 && late > 0 {
-				// The permits that fell due while we overslept stay
+			if late := now - nz; late > 0 {
+				// The permits that fell due while we were late stay
 				// there for the takers straight after us: for twice the
 				// lateness plus creditGrace, so a caller that the OS
 				// preempts as it catches up does not lose them.
@@ -270,25 +279,14 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 			if taken >= n {
 				return nil
 			}
-			from = math.MaxInt64
 			continue
 		}
-		due := s.due(now, chunk)
-		sleep := min(due, next)
+		sleep := min(s.dueFrom(now, chunk, from), next)
 		t := s.clock.NewTimer(time.Duration((sleep - now + ticksPerNano - 1) >> tickShift))
 		select {
 		case <-t.C():
-			from = math.MaxInt64
-			select {
-			case <-w.wake: // reconfigured meanwhile: the due time is stale
-			default:
-				if sleep == due {
-					from = due - c.costOf(chunk)
-				}
-			}
 		case <-w.wake:
 			t.Stop()
-			from = math.MaxInt64
 		case <-ctx.Done():
 			t.Stop()
 			s.refund(s.now(), taken)
