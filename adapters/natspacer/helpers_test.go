@@ -209,6 +209,23 @@ func (l *stampLimiter) maxInWindow(w time.Duration) int {
 	return maxInWindow(s, w)
 }
 
+func (l *stampLimiter) longestGap() time.Duration {
+	l.mu.Lock()
+	s := append([]time.Time(nil), l.stamps...)
+	l.mu.Unlock()
+	return longestGap(s)
+}
+
+// longestGap returns the longest time between consecutive times of s.
+func longestGap(s []time.Time) time.Duration {
+	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
+	var gap time.Duration
+	for i := 1; i < len(s); i++ {
+		gap = max(gap, s[i].Sub(s[i-1]))
+	}
+	return gap
+}
+
 // maxInWindow returns the most of times s within any window of length w.
 func maxInWindow(s []time.Time, w time.Duration) int {
 	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
@@ -227,12 +244,7 @@ func (r *recorder) longestGap() time.Duration {
 	r.mu.Lock()
 	s := append([]time.Time(nil), r.starts...)
 	r.mu.Unlock()
-	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
-	var gap time.Duration
-	for i := 1; i < len(s); i++ {
-		gap = max(gap, s[i].Sub(s[i-1]))
-	}
-	return gap
+	return longestGap(s)
 }
 
 // waitFor polls cond every 10ms until it holds or timeout passes.
