@@ -11,18 +11,20 @@ import (
 // sched is the scheduling core shared by TokenBucket and LeakyBucket: a
 // token bucket kept as a schedule of due times (GCRA). Instead of a balance
 // it keeps zero, the instant at which the balance was (or will be) zero;
-// the balance at time t is (t - max(zero, t - full)) / cost. A take of n
-// moves zero forward by n × cost. Because zero is a point on the schedule
-// and not a balance capped at capacity, permits fall due at exact times
-// whatever the timers do.
+// the balance at time t is (t - max(zero, floor)) / cost, where the floor
+// is normally t - full (the cap at capacity). A take of n moves zero
+// forward by n × cost. Because zero is a point on the schedule and not a
+// balance, permits fall due at exact times whatever the timers do; the
+// floor is lowered in two cases where the bucket is not idle: while
+// callers queue (from the start of the busy period), and for a short
+// while after a waiter took its tokens late (credit).
 //
-// Time is kept in ticks of 1/16 ns since epoch, so that the cost of one
-// token is exact to 1/32 ns even at 10^9 tokens per second.
+// Time is kept in ticks of 1/16 ns since epoch (18 years of range), so a
+// token's cost is exact to a tick even at MaxRate.
 //
-// The fast path (tryTake) is one atomic load of each of zero, cfg and
-// credit and one CAS on zero. Setters swap zero to a sentinel while they
-// install a new cfg, so a taker never combines a zero with a cfg it does
-// not belong to.
+// The fast path (take) is one atomic load each of zero, cfg and credit and
+// one CAS on zero. Setters swap zero to a sentinel while they install a new
+// cfg, so a taker never combines a zero with a cfg it does not belong to.
 type sched struct {
 	// Read on every take, written rarely: kept off zero's cache line so
 	// that concurrent takers do not miss on them each time zero moves.
