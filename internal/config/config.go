@@ -3,17 +3,20 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -39,13 +42,16 @@ type File struct {
 	Redis        Redis    `toml:"redis"`
 	NATS         NATS     `toml:"nats"`
 	Demo         Demo     `toml:"demo"`
-	Workers      []Worker `toml:"worker"`
+	// Fleets are the [fleet.NAME] tables, by name: limits shared through
+	// Redis by every worker that names them.
+	Fleets  map[string]Fleet `toml:"fleet"`
+	Workers []Worker         `toml:"worker"`
 
 	md  toml.MetaData
 	pos *positions
 }
 
-// Redis says where the Redis server of Asynq sources is.
+// Redis says where the Redis server of Asynq sources and of fleets is.
 type Redis struct {
 	Addr     string `toml:"addr"` // host:port, or "embedded"
 	Password string `toml:"password"`
@@ -64,9 +70,37 @@ type Demo struct {
 	Payload string  `toml:"payload"` // job payload; "" = a small JSON document
 }
 
+// Fleet is a [fleet.NAME] table: one limit shared, through the Redis of
+// [redis], by every worker that names it with fleet = "NAME", in this
+// process and in every other pacer run on the same Redis (see package
+// redisbucket). Rate is required; the other keys have the defaults of
+// redisbucket.Config.
+type Fleet struct {
+	Name            string   `toml:"-"`                // the table's name, the bucket's key in Redis
+	Rate            float64  `toml:"rate"`             // jobs per second for the whole fleet
+	Burst           float64  `toml:"burst"`            // jobs at once after the fleet was idle; default 1
+	ExpectedWorkers int      `toml:"expected_workers"` // processes sharing it; sets the share during an outage; 0 = last seen
+	LeaseTime       Duration `toml:"lease_time"`       // default 100ms, in [1ms, 10s]
+	RetryInterval   Duration `toml:"retry_interval"`   // default 500ms
+	Timeout         Duration `toml:"timeout"`          // bound of each Redis call; default 250ms
+	Prefix          string   `toml:"prefix"`           // of the Redis keys; default "pacer:fleet:"
+}
+
+// Bucket returns the redisbucket.Config of the fleet (without Logger and
+// Clock).
+func (fl *Fleet) Bucket() redisbucket.Config {
+	return redisbucket.Config{
+		Key: fl.Name, Rate: fl.Rate, Burst: fl.Burst, ExpectedWorkers: fl.ExpectedWorkers,
+		LeaseTime: fl.LeaseTime.D(), RetryInterval: fl.RetryInterval.D(), Timeout: fl.Timeout.D(), Prefix: fl.Prefix,
+	}
+}
+
 // Worker is one [[worker]]: a source, a sink and the pace between them.
 type Worker struct {
-	Name              string         `toml:"name"`
+	Name string `toml:"name"`
+	// Fleet names a [fleet.NAME] table whose shared limit the worker obeys
+	// after its own pace; "" = none.
+	Fleet             string         `toml:"fleet"`
 	Rate              float64        `toml:"rate"`
 	Burst             float64        `toml:"burst"`
 	Base              float64        `toml:"base"`
@@ -258,6 +292,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	}
 	f.defaults()
 	add(f.checkTop())
+	add(f.checkFleets())
 	seen := map[string]int{}
 	for i := range f.Workers {
 		w := &f.Workers[i]
@@ -312,8 +347,12 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 		if len(lines) == 0 {
 			lines = []int{0}
 		}
+		msg := "unknown key: check its spelling (see the config reference in README.md)"
+		if k, ok := misplaced(key); ok {
+			msg = fmt.Sprintf("unknown key: %s is a key of the [[worker]] itself; put it before the worker's [worker.source] and [worker.sink] tables, which take every key below them", k)
+		}
 		for _, l := range lines {
-			add(&Error{File: name, Line: l, Key: key, Msg: "unknown key: check its spelling (see the config reference in README.md)"})
+			add(&Error{File: name, Line: l, Key: key, Msg: msg})
 		}
 	}
 	if len(errs) > 0 {
@@ -345,8 +384,30 @@ func (f *File) defaults() {
 	if f.NATS.URL == "" {
 		f.NATS.URL = DefaultNATS
 	}
+	for name, fl := range f.Fleets {
+		fl.Name = name
+		if fl.Burst == 0 {
+			fl.Burst = 1
+		}
+		if fl.LeaseTime == 0 {
+			fl.LeaseTime = Duration(redisbucket.DefaultLeaseTime)
+		}
+		if fl.RetryInterval == 0 {
+			fl.RetryInterval = Duration(redisbucket.DefaultRetryInterval)
+		}
+		if fl.Timeout == 0 {
+			fl.Timeout = Duration(redisbucket.DefaultTimeout)
+		}
+		if fl.Prefix == "" {
+			fl.Prefix = redisbucket.DefaultPrefix
+		}
+		f.Fleets[name] = fl
+	}
 	for i := range f.Workers {
 		w := &f.Workers[i]
+		if fl, ok := f.Fleets[w.Fleet]; ok && w.Fleet != "" && w.Rate == 0 && !f.hasKey(fmt.Sprintf("worker[%d].rate", i)) {
+			w.Rate = fl.Rate // the worker may use the whole fleet's limit
+		}
 		if w.Burst == 0 {
 			w.Burst = 1
 		}
@@ -354,7 +415,7 @@ func (f *File) defaults() {
 			w.Base = w.Rate
 		}
 		if w.BaseBurst == 0 {
-			w.BaseBurst = 1
+			w.BaseBurst = w.Burst
 		}
 		if w.MinFactor == 0 {
 			w.MinFactor = pacer.DefaultMinFactor
@@ -425,9 +486,13 @@ func (f *File) checkWorker(w *Worker) error {
 	}
 	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
 	rateOK := false
+	fl, fleetOK := f.Fleets[w.Fleet]
+	fleetOK = fleetOK && w.Fleet != ""
 	switch {
+	case w.Fleet != "" && !f.hasKey(at+".rate") && (!fleetOK || !(fl.Rate > 0 && fl.Rate <= pacer.MaxRate)):
+		// rate defaults to the fleet's: the message about the fleet is enough.
 	case w.Rate == 0 && !f.hasKey(at+".rate"):
-		errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q rate", w.Name), "missing: rate (the ceiling, jobs per second) is required"))
+		errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q rate", w.Name), "missing: rate (the ceiling, jobs per second) is required, unless the worker names a fleet (then it defaults to the fleet's rate)"))
 	case bad(w.Rate) || w.Rate <= 0 || w.Rate > pacer.MaxRate:
 		add("rate", w.Rate, fmt.Sprintf("jobs per second in (0, %g]", float64(pacer.MaxRate)))
 	default:
@@ -443,8 +508,26 @@ func (f *File) checkWorker(w *Worker) error {
 	} else if rateOK && w.Base > w.Rate {
 		add("base", w.Base, fmt.Sprintf("≤ rate (%g): the ceiling caps the pace", w.Rate))
 	}
-	if bad(w.BaseBurst) || w.BaseBurst < 1 {
+	burstOK := !bad(w.Burst) && w.Burst >= 1
+	switch {
+	case !burstOK && !f.hasKey(at+".base_burst"):
+		// base_burst defaults to burst: one message about burst is enough.
+	case bad(w.BaseBurst) || w.BaseBurst < 1:
 		add("base_burst", w.BaseBurst, "jobs ≥ 1")
+	case w.BaseBurst > w.Burst:
+		add("base_burst", w.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts (base_burst defaults to burst)", w.Burst))
+	}
+	if w.Fleet != "" || f.hasKey(at+".fleet") {
+		if !fleetOK {
+			msg := fmt.Sprintf("%q: no [fleet.%s] table in the file; add one with the fleet's rate (see \"A limit shared by a fleet\" in README.md)", w.Fleet, tomlKey(w.Fleet))
+			if w.Fleet == "" {
+				msg = `"": name a [fleet.NAME] table, or leave fleet out`
+			}
+			if names := f.fleetNames(); len(names) > 0 {
+				msg += "; defined: " + strings.Join(names, ", ")
+			}
+			errs = append(errs, f.errAt(at+".fleet", fmt.Sprintf("worker %q fleet", w.Name), msg))
+		}
 	}
 	switch {
 	case bad(w.MinFactor) || w.MinFactor <= 0:
@@ -479,7 +562,7 @@ func (f *File) checkWorker(w *Worker) error {
 	if e := f.checkAdjMap(w); e != nil {
 		errs = append(errs, e)
 	}
-	if len(errs) == 0 {
+	if len(errs) == 0 && rateOK {
 		// Whatever else the core objects to.
 		if _, err := pacer.New(w.Pacer()); err != nil {
 			errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q", w.Name), err.Error()))
@@ -489,6 +572,83 @@ func (f *File) checkWorker(w *Worker) error {
 		return nil
 	}
 	return errs
+}
+
+func (f *File) fleetNames() []string {
+	var names []string
+	for n := range f.Fleets {
+		names = append(names, strconv.Quote(n))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// tomlKey returns name as a TOML key: bare if it can be, else quoted.
+func tomlKey(name string) string {
+	if name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == "" {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
+func (f *File) checkFleets() error {
+	var errs Errors
+	for _, name := range slices.Sorted(maps.Keys(f.Fleets)) {
+		fl := f.Fleets[name]
+		at := "fleet." + name
+		add := func(key string, v any, want string) {
+			errs = append(errs, f.errAt(at+"."+key, fmt.Sprintf("fleet %q %s", name, key), fmt.Sprintf("%v: want %s", v, want)))
+		}
+		if name == "" {
+			errs = append(errs, f.errAt(at, `fleet ""`, "an empty fleet name: name it [fleet.NAME]; NAME is the key of the shared limit in Redis"))
+		}
+		switch r := fl.Rate; {
+		case r == 0 && !f.hasKey(at+".rate"):
+			errs = append(errs, f.errAt(at, fmt.Sprintf("fleet %q rate", name), "missing: rate (jobs per second for the whole fleet) is required"))
+		case math.IsNaN(r) || r <= 0 || r > pacer.MaxRate:
+			add("rate", r, fmt.Sprintf("jobs per second in (0, %g], for the whole fleet", float64(pacer.MaxRate)))
+		}
+		if b := fl.Burst; math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
+			add("burst", b, "jobs > 0")
+		}
+		if fl.ExpectedWorkers < 0 {
+			add("expected_workers", fl.ExpectedWorkers, "processes ≥ 0 (0: the count last seen in Redis)")
+		}
+		if d := fl.LeaseTime.D(); d < time.Millisecond || d > 10*time.Second {
+			add("lease_time", fl.LeaseTime, "a duration in [1ms, 10s]")
+		}
+		if fl.RetryInterval <= 0 {
+			add("retry_interval", fl.RetryInterval, "a duration > 0s")
+		}
+		if fl.Timeout <= 0 {
+			add("timeout", fl.Timeout, "a duration > 0s")
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// misplaced reports whether an unknown key is a worker's own key written
+// inside its source or sink table (TOML puts every key below a table
+// header into that table), and returns the key.
+func misplaced(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "worker.")
+	if !ok {
+		return "", false
+	}
+	_, k, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(k, ".") || !strings.HasPrefix(rest, "source.") && !strings.HasPrefix(rest, "sink.") {
+		return "", false
+	}
+	t := reflect.TypeFor[Worker]()
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("toml"); tag == k && tag != "source" && tag != "sink" {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 func (f *File) checkAdjMap(w *Worker) *Error {

@@ -6,4 +6,8 @@
 // Sources and sinks are plugins: Load hands each [worker.source] and
 // [worker.sink] table to a BuildFunc, which decodes the settings of its
 // kind with Plugin.Decode.
+//
+// A [fleet.NAME] table defines a limit shared through Redis (package
+// redisbucket) by every worker whose fleet key names it; Fleet.Bucket
+// gives its redisbucket.Config.
 package config
