@@ -395,11 +395,11 @@ func kick(ch chan struct{}) {
 const maxFetches = 4
 
 // gatherers is how many goroutines wait in Acquire at once when more than
-// one permit is wanted. The pacer keeps its schedule exactly for a waiter
-// (one whose timer wakes late takes its permits on schedule) but a caller
-// that comes back late, after the next permit fell due, loses the time it
-// was late by beyond the Burst. With two gatherers one of them is always
-// waiting while the other hands its permit over, however busy the machine.
+// one permit is wanted. The pacer runs its schedule on, uncapped, while
+// callers queue (a waiter woken late takes what fell due meanwhile); a
+// caller that comes back after the queue emptied finds a bucket capped at
+// Burst. With two gatherers one of them is always waiting while the other
+// hands its permit over, however busy the machine.
 const gatherers = 2
 
 // gather acquires permits one at a time while they are wanted and puts

@@ -34,14 +34,8 @@ func TestConsumeRate(t *testing.T) {
 	const msgs, pace, window = 10_000, 500, 3 * time.Second
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	// Burst 10 is 20ms of work at 500/s. The pacer core gives a caller
-	// that acquires one permit at a time less than the rate when its
-	// timers wake later than the Burst's worth of work (its base bucket's
-	// waiter takes on schedule, its ceiling then does not): with Burst 1,
-	// 2-5% less idle and 23% less on a loaded machine. See the report on
-	// issue 4.
-	const burst = 10
-	p := newPacer(t, pacer.Config{Rate: pace, Burst: burst, BaseBurst: burst})
+	const burst = 1
+	p := newPacer(t, pacer.Config{Rate: pace})
 	rec := newRecorder(nil)
 
 	start := time.Now()
@@ -139,13 +133,12 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 // drains far faster than the base, the ceiling holds, and once the stream
 // is empty the factor returns toward 1.
 func TestBacklog(t *testing.T) {
-	const msgs, base, ceiling, burst = 20_000, 100, 2_000, 20
+	const msgs, base, ceiling, burst = 20_000, 100, 2_000, 1
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	probe := natspacer.NewProbe(f.cons)
 	// MaxFactor 40 lets base × factor reach past the ceiling, so the
-	// ceiling is what binds. Burst 20 is 10ms of work at the ceiling (see
-	// TestConsumeRate on Burst 1).
+	// ceiling is what binds.
 	permits := &stampLimiter{}
 	p := newPacer(t, pacer.Config{Rate: ceiling, Burst: burst, BaseBurst: burst, Base: base, MaxFactor: 40,
 		Period: 100 * time.Millisecond, Probe: probe, Limiter: permits})
@@ -306,7 +299,7 @@ func TestBatching(t *testing.T) {
 	const msgs = 5000
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1e9, MaxFactor: 1}) // MaxFactor 1: see the report on Rate 1e9
+	p := newPacer(t, pacer.Config{Rate: 1e9})
 	rec := newRecorder(nil)
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(256))
 	waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })

@@ -49,7 +49,7 @@ var (
 	flagConc      = flag.Int("concurrency", 16, "paced consumer's Concurrency (handler goroutines)")
 	flagBatch     = flag.Int("batch", 250, "paced consumer's MaxBatch")
 	flagInFl      = flag.Int("inflight", 1000, "paced consumer's MaxInFlight (0: Concurrency); capped by MaxAckPending")
-	flagBurst     = flag.Duration("burst", 10*time.Millisecond, "precision runs' Burst and BaseBurst, as time of work at the target rate")
+	flagBurst     = flag.Duration("burst", 0, "precision runs' Burst and BaseBurst, as time of work at the target rate (0: the default, 1)")
 	flagMAP       = flag.Int("maxackpending", 0, "the consumer's MaxAckPending (0: the server's default, 1000)")
 	flagLinger    = flag.Duration("linger", 2*time.Millisecond, "paced consumer's BatchLinger")
 	flagStorage   = flag.String("storage", "memory", "stream storage: memory or file")
@@ -117,7 +117,11 @@ func (b *bench) throughput() {
 }
 
 func (b *bench) precision() {
-	fmt.Printf("\nprecision: paced Consume on a deep stream, %v window after %v warm-up, Burst = %v of work\n", *flagWindow, *flagWarmup, *flagBurst)
+	burst := "Burst 1"
+	if *flagBurst > 0 {
+		burst = fmt.Sprintf("Burst = %v of work", *flagBurst)
+	}
+	fmt.Printf("\nprecision: paced Consume on a deep stream, %v window after %v warm-up, %s\n", *flagWindow, *flagWarmup, burst)
 	for _, target := range []float64{1_000, 10_000, 50_000} {
 		got := b.precisionRun(target)
 		verdict := "ok"
@@ -236,9 +240,7 @@ func (b *bench) fetchRun(n int) (float64, time.Duration) {
 func (b *bench) pacedRun(n int) (float64, time.Duration) {
 	cons, done := b.stream(n)
 	defer done()
-	// MaxFactor 1: Base defaults to Rate, and the core refuses
-	// Base × MaxFactor above 1e9.
-	p, err := pacer.New(pacer.Config{Rate: 1e9, MaxFactor: 1})
+	p, err := pacer.New(pacer.Config{Rate: 1e9}) // unlimited
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -276,6 +278,9 @@ func (b *bench) precisionRun(target float64) float64 {
 	cons, done := b.stream(n)
 	defer done()
 	burst := max(1, target*flagBurst.Seconds())
+	if *flagBurst == 0 {
+		burst = 1
+	}
 	p, err := pacer.New(pacer.Config{Rate: target, Burst: burst, BaseBurst: burst})
 	if err != nil {
 		log.Fatal(err)
