@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -22,6 +23,7 @@ type Status struct {
 	Draining bool              `json:"draining"`
 	Embedded map[string]string `json:"embedded,omitempty"` // addresses of the embedded brokers, by kind
 	Workers  []WorkerStatus    `json:"workers"`
+	Fleets   []FleetStatus     `json:"fleets,omitempty"` // the fleet limits the workers share, by name
 }
 
 // WorkerStatus is one worker in a Status.
@@ -29,21 +31,23 @@ type WorkerStatus struct {
 	Name        string     `json:"name"`
 	Source      string     `json:"source"`
 	Sink        string     `json:"sink"`
-	Pace        float64    `json:"pace"`         // jobs/s the pacer admits now (0 while paused)
-	Measured    float64    `json:"measured"`     // jobs/s admitted over the last 5 s
-	Ceiling     float64    `json:"ceiling"`      // rate, jobs/s
-	Base        float64    `json:"base"`         // base pace, jobs/s
-	Factor      float64    `json:"factor"`       //
-	Backlog     int64      `json:"backlog"`      // jobs pending in the source
-	OldestAge   float64    `json:"oldest_age_s"` // seconds
-	InFlight    int64      `json:"in_flight"`    // jobs admitted and not done
-	Dispatched  uint64     `json:"dispatched"`   // jobs admitted
-	Succeeded   uint64     `json:"succeeded"`    //
-	Failed      uint64     `json:"failed"`       //
-	Throttled   uint64     `json:"throttled"`    //
-	Dropped     uint64     `json:"dropped"`      // core NATS jobs lost to a full buffer
-	Pauses      uint64     `json:"pauses"`       // pushback pauses
-	ProbeErrors uint64     `json:"probe_errors"` //
+	Fleet       string     `json:"fleet,omitempty"`      // the fleet limit it obeys after its pace
+	FleetMode   string     `json:"fleet_mode,omitempty"` // that limit's mode: redis, fallback or rejoining
+	Pace        float64    `json:"pace"`                 // jobs/s the pacer admits now (0 while paused)
+	Measured    float64    `json:"measured"`             // jobs/s admitted over the last 5 s
+	Ceiling     float64    `json:"ceiling"`              // rate, jobs/s
+	Base        float64    `json:"base"`                 // base pace, jobs/s
+	Factor      float64    `json:"factor"`               //
+	Backlog     int64      `json:"backlog"`              // jobs pending in the source
+	OldestAge   float64    `json:"oldest_age_s"`         // seconds
+	InFlight    int64      `json:"in_flight"`            // jobs admitted and not done
+	Dispatched  uint64     `json:"dispatched"`           // jobs admitted
+	Succeeded   uint64     `json:"succeeded"`            //
+	Failed      uint64     `json:"failed"`               //
+	Throttled   uint64     `json:"throttled"`            //
+	Dropped     uint64     `json:"dropped"`              // core NATS jobs lost to a full buffer
+	Pauses      uint64     `json:"pauses"`               // pushback pauses
+	ProbeErrors uint64     `json:"probe_errors"`         //
 	PausedUntil *time.Time `json:"paused_until,omitempty"`
 }
 
@@ -65,12 +69,16 @@ func (r *Runner) Status() Status {
 		if d, ok := w.src.(Dropper); ok {
 			ws.Dropped = d.Dropped()
 		}
+		if w.fleet != nil {
+			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.bucket.Stats().Mode.String()
+		}
 		if !st.PausedUntil.IsZero() {
 			t := st.PausedUntil
 			ws.PausedUntil = &t
 		}
 		s.Workers = append(s.Workers, ws)
 	}
+	s.Fleets = r.fleetStatus()
 	return s
 }
 
@@ -109,19 +117,55 @@ var (
 	descDrop   = prometheus.NewDesc("pacer_jobs_dropped_total", "Core NATS jobs lost to a full buffer.", labels, nil)
 	descPause  = prometheus.NewDesc("pacer_pauses_total", "Pauses after pushback, one per pushback.", labels, nil)
 	descProbe  = prometheus.NewDesc("pacer_probe_errors_total", "Backlog probes that failed.", labels, nil)
+
+	fleetLabels     = []string{"fleet"}
+	descFleetMode   = prometheus.NewDesc("pacer_fleet_mode", "1 for the fleet limit's current mode (redis: shared in Redis; fallback: Redis unreachable, local share; rejoining), 0 for the others.", []string{"fleet", "mode"}, nil)
+	descFleetRate   = prometheus.NewDesc("pacer_fleet_rate_jobs_per_second", "The fleet-wide limit, jobs per second.", fleetLabels, nil)
+	descFleetProcs  = prometheus.NewDesc("pacer_fleet_processes", "Processes seen sharing the fleet limit at the last Redis call.", fleetLabels, nil)
+	descFleetShare  = prometheus.NewDesc("pacer_fleet_share_jobs_per_second", "The rate this process keeps to while Redis is unreachable.", fleetLabels, nil)
+	descFleetDisp   = prometheus.NewDesc("pacer_fleet_jobs_dispatched_total", "Jobs this process took from the fleet limit.", fleetLabels, nil)
+	descFleetCalls  = prometheus.NewDesc("pacer_fleet_redis_calls_total", "Redis calls of the fleet limit, failed ones included.", fleetLabels, nil)
+	descFleetErrs   = prometheus.NewDesc("pacer_fleet_redis_errors_total", "Redis calls of the fleet limit that failed.", fleetLabels, nil)
+	descFleetFallbk = prometheus.NewDesc("pacer_fleet_fallbacks_total", "Times the fleet limit fell back to this process's local share.", fleetLabels, nil)
 )
+
+var fleetModes = []string{redisbucket.ModeRedis.String(), redisbucket.ModeFallback.String(), redisbucket.ModeRejoining.String()}
 
 type collector struct{ r *Runner }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
-		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe} {
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe,
+		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	for _, w := range c.r.Status().Workers {
+	st := c.r.Status()
+	for _, f := range st.Fleets {
+		for _, m := range fleetModes {
+			v := 0.0
+			if m == f.Mode {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descFleetMode, prometheus.GaugeValue, v, f.Name, m)
+		}
+		g := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, f.Name)
+		}
+		n := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), f.Name)
+		}
+		g(descFleetRate, f.Rate)
+		g(descFleetProcs, float64(f.Processes))
+		g(descFleetShare, f.Share)
+		n(descFleetDisp, f.Dispatched)
+		n(descFleetCalls, f.RedisCalls)
+		n(descFleetErrs, f.RedisErrors)
+		n(descFleetFallbk, f.Fallbacks)
+	}
+	for _, w := range st.Workers {
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, w.Name)
 		}

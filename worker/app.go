@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobpacer/pacer/internal/config"
@@ -87,7 +88,11 @@ func checkCmd(c *cli.Context) error {
 	}
 	var names []string
 	for _, w := range f.Workers {
-		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Rate, w.Base))
+		fleet := ""
+		if w.Fleet != "" {
+			fleet = fmt.Sprintf(", fleet %s %g/s", w.Fleet, f.Fleets[w.Fleet].Rate)
+		}
+		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Rate, w.Base, fleet))
 	}
 	fmt.Fprintf(c.App.Writer, "%s: ok: %d worker(s): %s\n", f.Path, len(f.Workers), strings.Join(names, "; "))
 	return nil
@@ -121,6 +126,7 @@ func runCmd(c *cli.Context) error {
 		return cli.Exit("pacer: "+err.Error(), 2)
 	}
 	slog.SetDefault(log)
+	redis.SetLogger(redisLog{log})
 	opts := RunOptions{Admin: c.String("admin")}
 	if c.Bool("demo") {
 		opts.Demo = c.Float64("demo-rate")

@@ -60,9 +60,10 @@ type Runner struct {
 	brokers *Brokers
 	started time.Time
 
-	mu      sync.Mutex // guards cfg and the workers' cfg
+	mu      sync.Mutex // guards cfg, the workers' cfg, fleets and the fleets' cfg and users
 	cfg     *config.File
 	workers []*runWorker
+	fleets  map[string]*fleetRun // by name: the fleets the workers name
 
 	draining  atomic.Bool
 	adminAddr atomic.Pointer[string]
@@ -70,11 +71,12 @@ type Runner struct {
 }
 
 type runWorker struct {
-	cfg  config.Worker
-	p    *pacer.Pacer
-	src  Source
-	snk  sink.Sink
-	rate meter
+	cfg   config.Worker
+	p     *pacer.Pacer
+	fleet *fleetRun // nil: no fleet
+	src   Source
+	snk   sink.Sink
+	rate  meter
 }
 
 // NewRunner returns a Runner for f, a config from LoadConfig.
@@ -98,14 +100,20 @@ func (r *Runner) AdminAddr() string {
 	return ""
 }
 
-// Run connects the sources, starts the workers, the admin server and the
-// demo producer, and runs until ctx ends. Then it drains: the sources
-// stop taking jobs and wait for the jobs in flight (at most the config's
-// drain_timeout; jobs not finished go back to their broker), and Run
-// returns nil. It returns an error if a worker cannot start.
+// Run joins the fleets the workers name (one shared limit per fleet, held
+// in Redis), connects the sources, starts the workers, the admin server
+// and the demo producer, and runs until ctx ends. Then it drains: the
+// sources stop taking jobs and wait for the jobs in flight (at most the
+// config's drain_timeout; jobs not finished go back to their broker), the
+// fleets give back the tokens they leased and did not use, and Run
+// returns nil. It returns an error if a worker or a fleet cannot start.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
+	defer r.closeFleets() // before the brokers: the embedded Redis may hold them
 	cfg := r.cfg
+	if err := r.openFleets(cfg); err != nil {
+		return err
+	}
 	for i := range cfg.Workers {
 		wc := cfg.Workers[i]
 		w := &runWorker{cfg: wc, src: wc.Source.Built.(Source), snk: wc.Sink.Built.(sink.Sink)}
@@ -117,10 +125,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		pc := wc.Pacer()
 		pc.Probe = probe
+		if wc.Fleet != "" {
+			w.fleet = r.fleets[wc.Fleet]
+			pc.Limiter = w.fleet.bucket
+		}
 		if w.p, err = pacer.New(pc); err != nil {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
 		}
+		r.mu.Lock()
 		r.workers = append(r.workers, w)
+		r.mu.Unlock()
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -162,7 +176,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}()
 		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
-			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight)
+			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
 	}
 	if demo := cmpOr(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
 		for _, w := range r.workers {
@@ -249,10 +263,15 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		for _, ws := range r.Status().Workers {
+		st := r.Status()
+		for _, ws := range st.Workers {
 			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "done_per_s", round(ws.Measured),
 				"factor", round(ws.Factor), "backlog", ws.Backlog, "in_flight", ws.InFlight,
 				"done", ws.Succeeded, "failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped)
+		}
+		for _, fs := range st.Fleets {
+			r.log.Info("status", "fleet", fs.Name, "mode", fs.Mode, "rate", fs.Rate, "processes", fs.Processes,
+				"dispatched", fs.Dispatched, "redis_calls", fs.RedisCalls, "fallbacks", fs.Fallbacks)
 		}
 	}
 }
@@ -260,14 +279,28 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 // Reload applies the pace settings of f, a new load of the same config:
-// rate and base change in place, without dropping work. Any other
-// difference is refused, with an error that names it, and nothing
-// changes.
+// the workers' rate and base and the fleets' rate change in place, without
+// dropping work. Any other difference is refused, with an error that
+// names it, and nothing changes. A fleet's new rate is this process's:
+// reload every process of the fleet (until then, the shared bucket runs
+// at the rate of whichever process called Redis last).
 func (r *Runner) Reload(f *config.File) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if diffs := structural(r.cfg, f); len(diffs) > 0 {
 		return fmt.Errorf("reload refused (restart to apply): %s", strings.Join(diffs, "; "))
+	}
+	for _, name := range sortedKeys(r.fleets) {
+		fr := r.fleets[name]
+		nf := f.Fleets[name]
+		if nf.Rate == fr.cfg.Rate {
+			continue
+		}
+		if err := fr.bucket.SetRate(nf.Rate); err != nil {
+			return fmt.Errorf("fleet %q: %w", name, err)
+		}
+		r.log.Info("reloaded", "fleet", name, "rate", fmt.Sprintf("%g → %g", fr.cfg.Rate, nf.Rate))
+		fr.cfg.Rate = nf.Rate
 	}
 	for i, w := range r.workers {
 		nw := f.Workers[i]
@@ -322,6 +355,21 @@ func structural(a, b *config.File) []string {
 		px.Rate, px.Base, py.Rate, py.Base = 0, 0, 0, 0
 		if !reflect.DeepEqual(px, py) {
 			d = append(d, fmt.Sprintf("worker %q: a pace setting other than rate and base changed", x.Name))
+		}
+		if x.Fleet != y.Fleet {
+			d = append(d, fmt.Sprintf("worker %q: its fleet changed (%q → %q)", x.Name, x.Fleet, y.Fleet))
+		}
+	}
+	seen := map[string]bool{}
+	for _, w := range a.Workers {
+		if w.Fleet == "" || seen[w.Fleet] {
+			continue
+		}
+		seen[w.Fleet] = true
+		fx, fy := a.Fleets[w.Fleet], b.Fleets[w.Fleet]
+		fx.Rate, fy.Rate = 0, 0
+		if fx != fy {
+			d = append(d, fmt.Sprintf("fleet %q: a setting other than rate changed", w.Fleet))
 		}
 	}
 	return d

@@ -96,4 +96,24 @@ func WriteTable(w io.Writer, addr string, st Status) {
 			ws.Succeeded, ws.Failed, ws.Throttled, ws.Dropped, paused)
 	}
 	tw.Flush()
+	if len(st.Fleets) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "FLEET\tMODE\tRATE/s\tPROCESSES\tSHARE/s\tDONE HERE\tREDIS CALLS\tFALLBACKS\tWORKERS HERE\t")
+	for _, f := range st.Fleets {
+		mode := f.Mode
+		if f.FallbackSince != nil {
+			mode += " " + time.Since(*f.FallbackSince).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%d\t%.1f\t%d\t%d\t%d\t%s\t\n", f.Name, mode, f.Rate, f.Processes, f.Share,
+			f.Dispatched, f.RedisCalls, f.Fallbacks, strings.Join(f.Workers, ","))
+	}
+	tw.Flush()
+	for _, f := range st.Fleets {
+		if f.Mode != "redis" && f.LastError != "" {
+			fmt.Fprintf(w, "fleet %s: %s: %s\n", f.Name, f.Mode, f.LastError)
+		}
+	}
 }
