@@ -31,14 +31,6 @@ type HandlerFunc func(ctx context.Context, msg jetstream.Msg) error
 // Handle calls f(ctx, msg).
 func (f HandlerFunc) Handle(ctx context.Context, msg jetstream.Msg) error { return f(ctx, msg) }
 
-// ErrPermitUnused is the outcome Consume reports to the pacer for a permit
-// it acquired but never used, because the consumption stopped before a
-// message came for it (at most the permits of the fetches still waiting
-// on an idle stream, usually one). The pacer has no way to take a permit
-// back, so it counts these as failed; Stats.PermitsUnused counts them
-// exactly.
-var ErrPermitUnused = errors.New("natspacer: permit not used: the consumption stopped before a message came for it")
-
 // ErrPanic is wrapped by the outcome of a handler that panicked; the
 // message is nakked with the Backoff delay.
 var ErrPanic = errors.New("natspacer: handler panicked")
@@ -82,7 +74,7 @@ type Consumption struct {
 	workers               sync.WaitGroup
 
 	fetches, fetchErrors, received, acked, nakked, throttled atomic.Uint64
-	progress, ackErrors, unused, canceled                    atomic.Uint64
+	progress, ackErrors, returned, canceled                  atomic.Uint64
 }
 
 // job is one message received, with its permit.
@@ -157,8 +149,9 @@ func (c *Consumption) release(b *batch) {
 //
 // Handlers run on Concurrency goroutines with ctx; outcomes are reported
 // to p and to the server as Handler describes. A message held longer than
-// ProgressEvery gets InProgress. A permit whose Fetch came back short is
-// kept for the next Fetch, never reported as an outcome.
+// ProgressEvery gets InProgress. The permits a Fetch did not use (it came
+// back short, or failed) are given back with Permit.Cancel: the pacer
+// counts only the messages that ran.
 //
 // Consume returns once the consumption has started. It stops when ctx
 // ends (handlers see ctx end; messages not yet handled are nakked for
@@ -318,9 +311,9 @@ func (c *Consumption) supervise() {
 	c.pool = nil
 	c.mu.Unlock()
 	for _, pm := range pool {
-		pm.Done(ErrPermitUnused)
+		pm.Cancel() // never used: give it back, no outcome
 	}
-	c.unused.Add(uint64(len(pool)))
+	c.returned.Add(uint64(len(pool)))
 	close(c.work)
 	workersDone := make(chan struct{})
 	go func() { c.workers.Wait(); close(workersDone) }()
@@ -331,9 +324,6 @@ func (c *Consumption) supervise() {
 		case now := <-tick.C:
 			c.touch(now)
 		}
-	}
-	if n := c.unused.Load(); n > 0 {
-		c.log.Debug("natspacer: consumption stopped with unused permits", "unused", n)
 	}
 	close(c.done)
 }
@@ -545,7 +535,9 @@ func (c *Consumption) fetchLoop() {
 			c.mu.Lock()
 			c.fetching--
 			c.mu.Unlock()
-			c.giveBack(pms, false)
+			// Hold no permits through the backoff: one is gathered again
+			// for the retry, more once messages show up.
+			c.giveBack(pms, true)
 			if c.fetchFailed(err) {
 				return
 			}
@@ -557,11 +549,17 @@ func (c *Consumption) fetchLoop() {
 	}
 }
 
-// giveBack returns permits a Fetch did not use to the front of the pool.
+// giveBack gives back to the pacer the permits a Fetch did not use
+// (Permit.Cancel: no outcome, not dispatched). dry means the consumer had
+// no more messages: until the next message says otherwise, one permit is
+// wanted, for the long poll.
 func (c *Consumption) giveBack(pms []pacer.Permit, dry bool) {
+	for _, pm := range pms {
+		pm.Cancel()
+	}
+	c.returned.Add(uint64(len(pms)))
 	c.mu.Lock()
 	c.out -= len(pms)
-	c.pool = append(pms, c.pool...)
 	if dry {
 		c.pendingEst = 0
 	}
@@ -744,18 +742,18 @@ func (c *Consumption) call(msg jetstream.Msg) (err error) {
 
 // ConsumeStats counts what a Consumption did.
 type ConsumeStats struct {
-	Fetches       uint64 // Fetch requests sent
-	FetchErrors   uint64 // Fetch requests that failed (logged, retried unless terminal)
-	Received      uint64 // messages received
-	Acked         uint64 // messages acked after their handler succeeded
-	Nakked        uint64 // messages nakked with the Backoff delay after a handler error
-	Throttled     uint64 // messages nakked with the retry-after delay after a throttled outcome
-	Canceled      uint64 // messages nakked for immediate redelivery because ctx ended
-	Progress      uint64 // InProgress signals sent
-	AckErrors     uint64 // acks, naks and InProgress that failed to send (logged)
-	PermitsUnused uint64 // permits reported as ErrPermitUnused at stop
-	InFlight      int    // messages received and not finished
-	Permits       int    // permits held and not yet matched to a message
+	Fetches     uint64 // Fetch requests sent
+	FetchErrors uint64 // Fetch requests that failed (logged, retried unless terminal)
+	Received    uint64 // messages received
+	Acked       uint64 // messages acked after their handler succeeded
+	Nakked      uint64 // messages nakked with the Backoff delay after a handler error
+	Throttled   uint64 // messages nakked with the retry-after delay after a throttled outcome
+	Canceled    uint64 // messages nakked for immediate redelivery because ctx ended
+	Progress    uint64 // InProgress signals sent
+	AckErrors   uint64 // acks, naks and InProgress that failed to send (logged)
+	Returned    uint64 // permits given back unused (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
+	InFlight    int    // messages received and not finished
+	Permits     int    // permits held and not yet matched to a message
 }
 
 // Stats returns a snapshot of the consumption's counters.
@@ -767,7 +765,7 @@ func (c *Consumption) Stats() ConsumeStats {
 		Fetches: c.fetches.Load(), FetchErrors: c.fetchErrors.Load(),
 		Received: c.received.Load(), Acked: c.acked.Load(), Nakked: c.nakked.Load(),
 		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
-		AckErrors: c.ackErrors.Load(), PermitsUnused: c.unused.Load(),
+		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(),
 		InFlight: inFlight, Permits: permits,
 	}
 }
