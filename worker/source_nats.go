@@ -201,11 +201,10 @@ func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
 }
 
 type natsSource struct {
-	cfg     NATSConfig
-	nc      *nats.Conn
-	ch      chan *nats.Msg
-	dropped atomic.Uint64
-	seq     atomic.Uint64
+	cfg NATSConfig
+	nc  *nats.Conn
+	sub atomic.Pointer[natspacer.Subscription] // set by Run
+	seq atomic.Uint64
 }
 
 func (s *natsSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
@@ -214,72 +213,53 @@ func (s *natsSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, erro
 		return nil, err
 	}
 	s.nc = nc
-	s.ch = make(chan *nats.Msg, s.cfg.Buffer)
 	return pacer.ProbeFunc(func(context.Context) (pacer.Backlog, error) {
-		return pacer.Backlog{Pending: int64(len(s.ch))}, nil
+		if sub := s.sub.Load(); sub != nil {
+			return pacer.Backlog{Pending: int64(sub.Stats().Buffered)}, nil
+		}
+		return pacer.Backlog{}, nil
 	}), nil
 }
 
-func (s *natsSource) Dropped() uint64 { return s.dropped.Load() }
+// Dropped counts the jobs core NATS delivered that were never run: a full
+// buffer, the client library's slow-consumer limit, or a drain cut short.
+func (s *natsSource) Dropped() uint64 {
+	if sub := s.sub.Load(); sub != nil {
+		return sub.Stats().Dropped
+	}
+	return 0
+}
 
 func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 	return s.nc.Publish(concrete(s.cfg.Subject), payload)
 }
 
+// Run runs natspacer.Subscribe until ctx ends, then drains: core NATS
+// cannot take a job back, so what is buffered runs at the pace until the
+// drain timeout, and the rest is dropped and counted.
 func (s *natsSource) Run(ctx context.Context, env Env) error {
-	sub, err := s.nc.QueueSubscribe(s.cfg.Subject, s.cfg.Queue, func(m *nats.Msg) {
-		select {
-		case s.ch <- m:
-		default:
-			if n := s.dropped.Add(1); n&(n-1) == 0 { // log at powers of two
-				env.Log.Warn("nats buffer full: job dropped", "worker", env.Worker, "dropped", n)
-			}
-		}
+	concurrency := env.MaxInFlight
+	if concurrency <= 0 {
+		concurrency = 16
+	}
+	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
+		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
 	})
+	// The subscription outlives ctx: Drain, not ctx, ends it.
+	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h,
+		natspacer.Buffer(s.cfg.Buffer), natspacer.Concurrency(concurrency), natspacer.Logger(env.Log.With("worker", env.Worker)))
 	if err != nil {
-		return fmt.Errorf("worker: nats source: subscribe %s: %w", s.cfg.Subject, err)
+		return fmt.Errorf("worker: nats source: %w", err)
 	}
-	var fl inflight
-	take := func(ctx context.Context, m *nats.Msg) bool {
-		pm, err := env.Pacer.Acquire(ctx, 1)
-		if err != nil {
-			s.dropped.Add(1)
-			return false
-		}
-		j := sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker}
-		fl.start(env, pm, j, func(error) {})
-		return true
+	s.sub.Store(sub)
+	select {
+	case <-ctx.Done():
+	case <-sub.Closed(): // the pacer was closed
+		return sub.Wait()
 	}
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case m := <-s.ch:
-			if !take(ctx, m) {
-				break loop
-			}
-		}
-	}
-	// Core NATS cannot take a job back: stop the subscription, then run
-	// what is buffered at the pace until the drain timeout; the rest is
-	// dropped and counted.
-	_ = sub.Unsubscribe()
 	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
 	defer cancel()
-	for dctx.Err() == nil && len(s.ch) > 0 {
-		if !take(dctx, <-s.ch) {
-			break
-		}
-	}
-	if n := len(s.ch); n > 0 {
-		s.dropped.Add(uint64(n))
-		env.Log.Warn("drain timeout: buffered core NATS jobs dropped", "worker", env.Worker, "dropped", n)
-	}
-	if !fl.wait(dctx) {
-		env.Log.Warn("drain timeout: jobs still running", "worker", env.Worker)
-	}
-	return nil
+	return sub.Drain(dctx)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

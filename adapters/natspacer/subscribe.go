@@ -53,6 +53,7 @@ type Subscription struct {
 	received, handled, failed, throttled    atomic.Uint64
 	droppedFull, droppedStop, droppedClient atomic.Uint64
 	loggedDrops                             atomic.Uint64
+	acquiring                               atomic.Int64 // messages taken from buf, waiting for a permit
 	lastLog                                 atomic.Int64 // unix nanos of the last drop log
 }
 
@@ -161,7 +162,9 @@ func (s *Subscription) worker() {
 		case <-s.stopCh:
 			return
 		}
+		s.acquiring.Add(1)
 		pm, err := s.p.Acquire(s.actx, 1)
+		s.acquiring.Add(-1)
 		if err != nil {
 			s.droppedStop.Add(1) // stopping, or the pacer closed
 			if errors.Is(err, pacer.ErrClosed) {
@@ -202,6 +205,35 @@ func (s *Subscription) stop(err error) {
 		s.err = err
 		close(s.stopCh)
 	})
+}
+
+// Drain stops taking new messages, runs the ones already buffered at the
+// pace until the buffer is empty or ctx ends, then stops as Stop does
+// (what is left is dropped and counted) and waits for the handlers. It
+// returns what Wait returns. Use it for a graceful shutdown: core NATS
+// cannot take a message back, so the buffer is run, not dropped.
+func (s *Subscription) Drain(ctx context.Context) error {
+	s.slowDrops() // the last read: Dropped fails once unsubscribed
+	s.mu.Lock()
+	s.closed = true // messages still arriving are dropped and counted
+	s.mu.Unlock()
+	if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		s.log.Warn("natspacer: unsubscribing", "err", err)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for len(s.buf) > 0 || s.acquiring.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			s.Stop()
+			return s.Wait()
+		case <-s.done:
+			return s.Wait()
+		case <-tick.C:
+		}
+	}
+	s.Stop()
+	return s.Wait()
 }
 
 // Closed returns a channel that is closed once the subscription has

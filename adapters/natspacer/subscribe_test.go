@@ -159,3 +159,56 @@ func TestSubscribePaced(t *testing.T) {
 		t.Errorf("Stats().Dropped = %d, want 0", st.Dropped)
 	}
 }
+
+// TestSubscribeDrain: Drain runs what is buffered at the pace instead of
+// dropping it; what a short drain cannot run is dropped and counted.
+func TestSubscribeDrain(t *testing.T) {
+	const published = 40
+	url := natsServer(t).URL()
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{
+		{"long enough", 10 * time.Second},
+		{"cut short", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, _ := connect(t, url)
+			subject := "core." + uniqueName(t)
+			p := newPacer(t, pacer.Config{Rate: 100})
+			var handled atomic.Int64
+			s, err := natspacer.Subscribe(context.Background(), nc, subject, "", p, natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {
+				handled.Add(1)
+				return nil
+			}), natspacer.Buffer(published), natspacer.Concurrency(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range published {
+				if err := nc.Publish(subject, fmt.Appendf(nil, "%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, 10*time.Second, "every message received", func() bool { return s.Stats().Received == published })
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			if err := s.Drain(ctx); err != nil {
+				t.Fatalf("Drain: %v", err)
+			}
+			st := s.Stats()
+			t.Logf("published %d, handled %d, dropped %d", published, handled.Load(), st.Dropped)
+			if got := uint64(handled.Load()) + st.Dropped; got != published {
+				t.Errorf("handled %d + dropped %d = %d, want %d", handled.Load(), st.Dropped, got, published)
+			}
+			if tc.timeout > time.Second && st.Dropped != 0 {
+				t.Errorf("a drain with time to spare dropped %d", st.Dropped)
+			}
+			if tc.timeout < time.Second && st.Dropped == 0 {
+				t.Errorf("a 50ms drain at 100/s ran all %d: the test means nothing", published)
+			}
+		})
+	}
+}
