@@ -178,7 +178,11 @@ func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
 			j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
 			j.Attempt = int(md.NumDelivered)
 		}
-		return env.Handle(j)
+		out := env.Handle(j)
+		if errors.Is(out, sink.ErrPermanent) {
+			return fmt.Errorf("%w: %w", out, natspacer.ErrTerminate) // retrying cannot help
+		}
+		return out
 	}), natspacer.WithProbe(s.probe), natspacer.Concurrency(conc), natspacer.Logger(env.Log))
 	if err != nil {
 		return fmt.Errorf("worker: jetstream source: %w", err)

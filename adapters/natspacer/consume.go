@@ -35,6 +35,12 @@ func (f HandlerFunc) Handle(ctx context.Context, msg jetstream.Msg) error { retu
 // message is nakked with the Backoff delay.
 var ErrPanic = errors.New("natspacer: handler panicked")
 
+// ErrTerminate, wrapped by a handler's error, says that retrying cannot
+// help (a malformed job, an HTTP 400): the consumer sends Term, so the
+// server never redelivers the message, and counts it in
+// ConsumeStats.Terminated. The pacer counts it as failed.
+var ErrTerminate = errors.New("natspacer: terminate, do not redeliver")
+
 // Consumption is a paced JetStream consumption started by Consume. Its
 // methods are safe for concurrent use.
 type Consumption struct {
@@ -74,7 +80,7 @@ type Consumption struct {
 	workers               sync.WaitGroup
 
 	fetches, fetchErrors, received, acked, nakked, throttled atomic.Uint64
-	progress, ackErrors, returned, canceled                  atomic.Uint64
+	progress, ackErrors, returned, canceled, terminated      atomic.Uint64
 }
 
 // job is one message received, with its permit.
@@ -702,6 +708,9 @@ func (c *Consumption) handle(j *job) {
 		}
 		aerr = j.msg.NakWithDelay(retry)
 		c.throttled.Add(1)
+	} else if errors.Is(err, ErrTerminate) {
+		aerr = j.msg.Term()
+		c.terminated.Add(1)
 	} else if c.ctx.Err() != nil && errors.Is(err, c.ctx.Err()) {
 		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
 		c.canceled.Add(1)
@@ -749,6 +758,7 @@ type ConsumeStats struct {
 	Nakked      uint64 // messages nakked with the Backoff delay after a handler error
 	Throttled   uint64 // messages nakked with the retry-after delay after a throttled outcome
 	Canceled    uint64 // messages nakked for immediate redelivery because ctx ended
+	Terminated  uint64 // messages sent Term after a handler error wrapping ErrTerminate
 	Progress    uint64 // InProgress signals sent
 	AckErrors   uint64 // acks, naks and InProgress that failed to send (logged)
 	Returned    uint64 // permits given back unused (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
@@ -765,7 +775,7 @@ func (c *Consumption) Stats() ConsumeStats {
 		Fetches: c.fetches.Load(), FetchErrors: c.fetchErrors.Load(),
 		Received: c.received.Load(), Acked: c.acked.Load(), Nakked: c.nakked.Load(),
 		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
-		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(),
+		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), Terminated: c.terminated.Load(),
 		InFlight: inFlight, Permits: permits,
 	}
 }

@@ -2,6 +2,7 @@ package natspacer_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync/atomic"
 	"testing"
@@ -337,5 +338,35 @@ func TestStopIdle(t *testing.T) {
 	if st.Returned < st.Fetches || st.Returned > st.Fetches+1 || ps.InFlight != 0 || ps.Dispatched != 0 || ps.Failed != 0 {
 		t.Errorf("after Stop on an idle stream: Returned = %d (Fetches %d), pacer InFlight = %d, Dispatched = %d, Failed = %d; "+
 			"want Returned = Fetches (+1) and 0, 0, 0", st.Returned, st.Fetches, ps.InFlight, ps.Dispatched, ps.Failed)
+	}
+}
+
+// TestTerminate: a handler error wrapping ErrTerminate sends Term: the
+// message is not redelivered, and the others are acked.
+func TestTerminate(t *testing.T) {
+	const msgs = 20
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: time.Second})
+	f.publish(t, msgs)
+	p := newPacer(t, pacer.Config{Rate: 1000})
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if md.Sequence.Stream%5 == 0 {
+			return fmt.Errorf("http 400: %w", natspacer.ErrTerminate)
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec)
+	waitFor(t, 10*time.Second, "every message settled", func() bool {
+		st := c.Stats()
+		return st.Acked+st.Terminated == msgs && f.info(t).NumAckPending == 0
+	})
+	time.Sleep(1500 * time.Millisecond) // past AckWait: a message not terminated would come back
+	if got := rec.callCount(); got != msgs {
+		t.Errorf("handler called %d times for %d messages: a terminated message came back", got, msgs)
+	}
+	if st := c.Stats(); st.Terminated != msgs/5 || st.Acked != msgs-msgs/5 {
+		t.Errorf("Stats: terminated %d, acked %d; want %d, %d", st.Terminated, st.Acked, msgs/5, msgs-msgs/5)
+	}
+	if s := p.Stats(); s.Failed != msgs/5 {
+		t.Errorf("pacer Stats().Failed = %d, want %d", s.Failed, msgs/5)
 	}
 }
