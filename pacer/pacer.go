@@ -298,8 +298,8 @@ func (pm Permit) Done(outcome error) {
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
 // or a fetch brought fewer jobs than the permit admits): its tokens go back
-// to both buckets and it counts as neither dispatched nor done. Call it
-// instead of Done, at most once.
+// to the pace, and to the Limiter if it is a Refunder, and it counts as
+// neither dispatched nor done. Call it instead of Done, at most once.
 func (pm Permit) Cancel() { pm.CancelN(pm.n) }
 
 // CancelN gives back k of the permit's n jobs and keeps the rest, so that
@@ -311,6 +311,9 @@ func (pm Permit) CancelN(k int) Permit {
 		return pm
 	}
 	p.base.give(float64(k))
+	if r, ok := p.cfg.Limiter.(Refunder); ok {
+		r.Refund(k)
+	}
 	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)

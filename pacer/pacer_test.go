@@ -416,3 +416,29 @@ func TestPacerConcurrentLateWakesKeepTheSchedule(t *testing.T) {
 		t.Fatalf("4 callers got %d permits in %v at 1000/s with late timers, want %d", n, clk.Now().Sub(t0), want)
 	}
 }
+
+// countingLimiter admits everything and counts what it admitted and what
+// came back.
+type countingLimiter struct{ admitted, refunded atomic.Int64 }
+
+func (l *countingLimiter) Wait(ctx context.Context, n int) error {
+	l.admitted.Add(int64(n))
+	return nil
+}
+
+func (l *countingLimiter) Refund(n int) { l.refunded.Add(int64(n)) }
+
+func TestCancelRefundsTheLimiter(t *testing.T) {
+	t.Parallel()
+	lim := &countingLimiter{}
+	p, _ := newPacer(t, pacer.Config{Rate: 100, Burst: 5, Limiter: lim})
+	pm, err := p.Acquire(context.Background(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm = pm.CancelN(3)
+	pm.Done(nil)
+	if a, r := lim.admitted.Load(), lim.refunded.Load(); a != 4 || r != 3 {
+		t.Fatalf("limiter admitted %d, refunded %d; want 4 and 3", a, r)
+	}
+}

@@ -35,3 +35,11 @@ func (f ProbeFunc) Backlog(ctx context.Context) (Backlog, error) { return f(ctx)
 type Limiter interface {
 	Wait(ctx context.Context, n int) error
 }
+
+// Refunder is implemented by a Limiter that can take back admissions its
+// Wait gave for jobs that never ran. Permit.Cancel and CancelN call it, so
+// a permit given back returns to the shared limit too, not only to the
+// Pacer's own pace.
+type Refunder interface {
+	Refund(n int)
+}
