@@ -40,9 +40,10 @@ type Subscription struct {
 	acancel context.CancelFunc
 	log     *slog.Logger
 
-	mu     sync.RWMutex // guards closed against the delivery callback; buf is closed under it
-	closed bool
-	buf    chan *nats.Msg
+	mu      sync.RWMutex // guards closed and bufShut against the delivery callback
+	closed  bool         // no more messages go into buf
+	bufShut bool         // buf is closed (Drain), so workers end when it is empty
+	buf     chan *nats.Msg
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
@@ -53,7 +54,6 @@ type Subscription struct {
 	received, handled, failed, throttled    atomic.Uint64
 	droppedFull, droppedStop, droppedClient atomic.Uint64
 	loggedDrops                             atomic.Uint64
-	acquiring                               atomic.Int64 // messages taken from buf, waiting for a permit
 	lastLog                                 atomic.Int64 // unix nanos of the last drop log
 }
 
@@ -158,13 +158,15 @@ func (s *Subscription) worker() {
 	for {
 		var msg *nats.Msg
 		select {
-		case msg = <-s.buf:
+		case m, ok := <-s.buf:
+			if !ok { // drained: Drain closed the buffer and it is empty
+				return
+			}
+			msg = m
 		case <-s.stopCh:
 			return
 		}
-		s.acquiring.Add(1)
 		pm, err := s.p.Acquire(s.actx, 1)
-		s.acquiring.Add(-1)
 		if err != nil {
 			s.droppedStop.Add(1) // stopping, or the pacer closed
 			if errors.Is(err, pacer.ErrClosed) {
@@ -216,23 +218,22 @@ func (s *Subscription) Drain(ctx context.Context) error {
 	s.slowDrops() // the last read: Dropped fails once unsubscribed
 	s.mu.Lock()
 	s.closed = true // messages still arriving are dropped and counted
+	if !s.bufShut {
+		s.bufShut = true
+		close(s.buf) // the workers run what is in it, then end
+	}
 	s.mu.Unlock()
 	if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 		s.log.Warn("natspacer: unsubscribing", "err", err)
 	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for len(s.buf) > 0 || s.acquiring.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			s.Stop()
-			return s.Wait()
-		case <-s.done:
-			return s.Wait()
-		case <-tick.C:
-		}
+	idle := make(chan struct{})
+	go func() { s.workers.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	case <-s.done:
 	}
-	s.Stop()
+	s.Stop() // what a cut-short drain leaves is dropped and counted
 	return s.Wait()
 }
 
@@ -265,9 +266,11 @@ func (s *Subscription) supervise() {
 	s.workers.Wait()
 	for {
 		select {
-		case <-s.buf:
-			s.droppedStop.Add(1)
-			continue
+		case _, ok := <-s.buf:
+			if ok {
+				s.droppedStop.Add(1)
+				continue
+			}
 		default:
 		}
 		break
