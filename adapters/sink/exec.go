@@ -32,9 +32,16 @@ type ExecConfig struct {
 	// down". The default value is [75] (EX_TEMPFAIL).
 	ThrottleExitCodes []int `toml:"throttle_exit_codes"`
 	// RetryAfter is the pause a throttled exit asks for; the command can
-	// also print "retry-after: 5s" as the last line of its stdout. The
-	// default value, 0, leaves it to the worker's default_retry_after.
+	// also ask for one with the last line of its stdout: "retry-after: 5s"
+	// (a Go duration), "retry-after: 5" (whole seconds) or "retry-after:"
+	// and an HTTP-date. A malformed line is ignored. The default value, 0,
+	// leaves it to the worker's default_retry_after. It must not exceed
+	// MaxRetryAfter.
 	RetryAfter time.Duration `toml:"retry_after"`
+	// MaxRetryAfter caps the pause a command's retry-after line asks for,
+	// so that one answer cannot stall the worker for long: the pause
+	// holds every job of the worker. The default value is 5m.
+	MaxRetryAfter time.Duration `toml:"max_retry_after"`
 }
 
 // Exec is a Sink that runs a command per job: the payload on stdin, and
@@ -42,6 +49,14 @@ type ExecConfig struct {
 // environment. Exit 0 is success; an exit code in ThrottleExitCodes is a
 // throttled outcome; any other exit, or running past Timeout, is an error
 // that carries the tail of the command's stderr.
+//
+// On unix the command runs in a process group of its own; running past
+// Timeout, or the end of Handle's ctx, kills the whole group (SIGKILL), so
+// a shell's children die with it. (A child that leaves the group, with
+// setsid for one, escapes this.) A command that exits on its own but
+// leaves a background process holding its stdout or stderr is judged by
+// its exit status once that output has been waited for 1s; the background
+// process is left running.
 type Exec struct {
 	cfg ExecConfig
 }
@@ -67,8 +82,14 @@ func NewExec(c ExecConfig) (*Exec, error) {
 			return nil, invalid("exec", "throttle_exit_codes", code, "exit codes in [1, 255]")
 		}
 	}
-	if c.RetryAfter < 0 {
-		return nil, invalid("exec", "retry_after", c.RetryAfter, "a duration ≥ 0s")
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = defaultMaxRetryAfter
+	}
+	if c.MaxRetryAfter < time.Millisecond {
+		return nil, invalid("exec", "max_retry_after", c.MaxRetryAfter, `a duration ≥ 1ms with a unit, such as "5m"`)
+	}
+	if c.RetryAfter < 0 || c.RetryAfter > c.MaxRetryAfter {
+		return nil, invalid("exec", "retry_after", c.RetryAfter, fmt.Sprintf("a duration in [0s, max_retry_after = %v]", c.MaxRetryAfter))
 	}
 	for _, kv := range c.Env {
 		if !strings.Contains(kv, "=") {
@@ -78,11 +99,13 @@ func NewExec(c ExecConfig) (*Exec, error) {
 	return &Exec{cfg: c}, nil
 }
 
-// Handle runs the command for j and waits for it; ctx ending kills it.
+// Handle runs the command for j and waits for it; running past Timeout or
+// ctx ending kills it (and, on unix, its process group). It is safe for
+// concurrent use.
 func (e *Exec) Handle(ctx context.Context, j Job) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	tctx, cancel := context.WithTimeoutCause(ctx, e.cfg.Timeout, errTimedOut)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.cfg.Command[0], e.cfg.Command[1:]...)
+	cmd := exec.CommandContext(tctx, e.cfg.Command[0], e.cfg.Command[1:]...)
 	cmd.Dir = e.cfg.Dir
 	cmd.Env = append(os.Environ(), e.cfg.Env...)
 	cmd.Env = append(cmd.Env,
@@ -91,43 +114,61 @@ func (e *Exec) Handle(ctx context.Context, j Job) error {
 	cmd.Stdin = bytes.NewReader(j.Payload)
 	var stdout, stderr tail
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	killGroupOnCancel(cmd)
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("sink: exec %s: job %s: %w after %v", e.cfg.Command[0], j.ID, ctx.Err(), e.cfg.Timeout)
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// It exited 0 on its own; a background child still holds its
+		// output. Failing would run the job's side effects again.
+		return nil
+	}
+	name := e.cfg.Command[0]
+	if tctx.Err() != nil {
+		if errors.Is(context.Cause(tctx), errTimedOut) {
+			return fmt.Errorf("sink: exec %s: job %s: timed out after %v: %w%s", name, j.ID, e.cfg.Timeout, context.DeadlineExceeded, stderr.suffix())
+		}
+		return fmt.Errorf("sink: exec %s: job %s: canceled: %w", name, j.ID, ctx.Err())
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code := ee.ExitCode()
-		cause := fmt.Errorf("sink: exec %s: job %s: exit %d%s", e.cfg.Command[0], j.ID, code, stderr.suffix())
 		if slices.Contains(e.cfg.ThrottleExitCodes, code) {
-			return pacer.Throttle(retryAfterLine(stdout.String(), e.cfg.RetryAfter), cause)
+			d, note := e.cfg.RetryAfter, ""
+			if v, asked, ok := retryAfterLine(stdout.String(), time.Now()); ok {
+				d, note = capRetryAfter(asked, e.cfg.MaxRetryAfter, v)
+			}
+			return pacer.Throttle(d, fmt.Errorf("sink: exec %s: job %s: exit %d%s%s", name, j.ID, code, note, stderr.suffix()))
 		}
-		return cause
+		return fmt.Errorf("sink: exec %s: job %s: exit %d%s", name, j.ID, code, stderr.suffix())
 	}
-	return fmt.Errorf("sink: exec %s: job %s: %w", e.cfg.Command[0], j.ID, err)
+	return fmt.Errorf("sink: exec %s: job %s: %w", name, j.ID, err)
 }
 
-// retryAfterLine reads "retry-after: 5s" (or a number of seconds) from the
-// last line of out, else returns def.
-func retryAfterLine(out string, def time.Duration) time.Duration {
+// errTimedOut is the cause of Handle's context when Timeout ends it.
+var errTimedOut = errors.New("sink: exec: timeout")
+
+// retryAfterLine reads the pause the last line of out asks for at time
+// now: "retry-after: 5s" (a Go duration), "retry-after: 5" (whole seconds)
+// or "retry-after: <HTTP-date>". It returns the value as written, and
+// ok false if there is no such line or its value is malformed.
+func retryAfterLine(out string, now time.Time) (v string, d time.Duration, ok bool) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	last := strings.TrimSpace(lines[len(lines)-1])
-	k, v, ok := strings.Cut(last, ":")
-	if !ok || !strings.EqualFold(strings.TrimSpace(k), "retry-after") {
-		return def
+	k, v, found := strings.Cut(last, ":")
+	if !found || !strings.EqualFold(strings.TrimSpace(k), "retry-after") {
+		return "", 0, false
 	}
 	v = strings.TrimSpace(v)
+	if d, ok := parseRetryAfter(v, now); ok {
+		return v, d, true
+	}
 	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return d
+		return v, d, true
 	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-		return time.Duration(s * float64(time.Second))
-	}
-	return def
+	return v, 0, false
 }
 
 // tail keeps the last 1 KiB written to it.

@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
@@ -29,9 +31,15 @@ type HTTPConfig struct {
 	// Headers are added to every request.
 	Headers map[string]string `toml:"headers"`
 	// ThrottleStatus are the answers that mean "slow down"; their
-	// Retry-After header (seconds or a date) is the pause. The default
-	// value is [429, 503].
+	// Retry-After header, whole seconds or an HTTP-date (RFC 9110), is the
+	// pause, capped at MaxRetryAfter; without one, or with a malformed
+	// one, the worker's default_retry_after is. The default value is
+	// [429, 503].
 	ThrottleStatus []int `toml:"throttle_status"`
+	// MaxRetryAfter caps the pause a Retry-After header asks for, so that
+	// one answer cannot stall the worker for long: the pause holds every
+	// job of the worker. The default value is 5m.
+	MaxRetryAfter time.Duration `toml:"max_retry_after"`
 	// Client sends the requests. The default value is a client with
 	// Timeout. Not settable from config.toml.
 	Client *http.Client `toml:"-"`
@@ -58,6 +66,9 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 	if c.Method == "" {
 		c.Method = http.MethodPost
 	}
+	if _, err := http.NewRequest(c.Method, c.URL, nil); err != nil {
+		return nil, invalid("http", "method", fmt.Sprintf("%q", c.Method), `an HTTP method (a token), such as "POST" or "PUT"`)
+	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
 	}
@@ -67,6 +78,17 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 	if c.ContentType == "" {
 		c.ContentType = "application/json"
 	}
+	if !validHeaderValue(c.ContentType) {
+		return nil, invalid("http", "content_type", fmt.Sprintf("%q", c.ContentType), "a header value without control characters")
+	}
+	for k, v := range c.Headers {
+		if !validToken(k) {
+			return nil, invalid("http", "headers", fmt.Sprintf("%q", k), "header names of letters, digits and !#$%&'*+-.^_`|~")
+		}
+		if !validHeaderValue(v) {
+			return nil, invalid("http", fmt.Sprintf("headers.%s", k), fmt.Sprintf("%q", v), "a header value without control characters")
+		}
+	}
 	if c.ThrottleStatus == nil {
 		c.ThrottleStatus = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
 	}
@@ -74,6 +96,12 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 		if s < 100 || s > 599 {
 			return nil, invalid("http", "throttle_status", s, "HTTP status codes in [100, 599]")
 		}
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = defaultMaxRetryAfter
+	}
+	if c.MaxRetryAfter < time.Millisecond {
+		return nil, invalid("http", "max_retry_after", c.MaxRetryAfter, `a duration ≥ 1ms with a unit, such as "5m"`)
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.Timeout}
@@ -107,10 +135,13 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	if code >= 200 && code < 300 {
 		return nil
 	}
+	if slices.Contains(h.cfg.ThrottleStatus, code) {
+		v := resp.Header.Get("Retry-After")
+		d, note := capRetryAfter(RetryAfter(v, time.Now()), h.cfg.MaxRetryAfter, v)
+		return pacer.Throttle(d, fmt.Errorf("sink: http: job %s: %s %s: %s%s%s", j.ID, h.cfg.Method, h.cfg.URL, resp.Status, note, bodySuffix(body)))
+	}
 	cause := fmt.Errorf("sink: http: job %s: %s %s: %s%s", j.ID, h.cfg.Method, h.cfg.URL, resp.Status, bodySuffix(body))
 	switch {
-	case slices.Contains(h.cfg.ThrottleStatus, code):
-		return pacer.Throttle(RetryAfter(resp.Header.Get("Retry-After"), time.Now()), cause)
 	case code >= 500 || code == http.StatusRequestTimeout:
 		return cause
 	default:
@@ -118,22 +149,59 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	}
 }
 
-// RetryAfter parses an HTTP Retry-After value, a number of seconds or a
-// date, at time now; it returns 0 if v is empty or malformed.
+// RetryAfter parses an HTTP Retry-After value at time now, as RFC 9110
+// (section 10.2.3) defines it: a non-negative whole number of seconds or
+// an HTTP-date. It returns 0 if v is empty or malformed (fractions, signs,
+// exponents, "Inf" and "NaN" included) or a date not after now. A value
+// too large for a time.Duration saturates at the largest one: callers cap
+// the pause.
 func RetryAfter(v string, now time.Time) time.Duration {
+	d, _ := parseRetryAfter(v, now)
+	return d
+}
+
+// parseRetryAfter is RetryAfter with ok false when v is malformed.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
 	if v == "" {
-		return 0
+		return 0, false
 	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s < 0 {
-			return 0
+	if strings.Trim(v, "0123456789") == "" { // delay-seconds = 1*DIGIT
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || s > math.MaxInt64/uint64(time.Second) {
+			return math.MaxInt64, true // only overflow fails once v is all digits
 		}
-		return time.Duration(s * float64(time.Second))
+		return time.Duration(s) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
+		return max(t.Sub(now), 0), true // Sub saturates
 	}
-	return 0
+	return 0, false
+}
+
+// validToken reports whether s is an RFC 9110 token, as header names are.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether s holds no control characters but
+// horizontal tab, as net/http requires of the header values it sends.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func bodySuffix(b []byte) string {

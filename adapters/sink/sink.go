@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/jobpacer/pacer/pacer"
 )
 
 // Job is one job a source hands a sink.
@@ -35,6 +38,20 @@ var ErrPermanent = errors.New("permanent failure")
 
 func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
+// invalid returns the error for a bad setting: it names the sink kind, the
+// key, the value and what is allowed, and wraps pacer.ErrInvalid.
 func invalid(kind, key string, v any, want string) error {
-	return fmt.Errorf("sink: %s: %s = %v, want %s", kind, key, v, want)
+	return fmt.Errorf("sink: %s: %w: %s = %v, want %s", kind, pacer.ErrInvalid, key, v, want)
+}
+
+// defaultMaxRetryAfter is the default of the sinks' MaxRetryAfter.
+const defaultMaxRetryAfter = 5 * time.Minute
+
+// capRetryAfter returns the pause d, asked for by the retry-after value v,
+// capped at limit, and a note for the outcome's error when it was capped.
+func capRetryAfter(d, limit time.Duration, v string) (time.Duration, string) {
+	if d <= limit {
+		return d, ""
+	}
+	return limit, fmt.Sprintf(" (retry-after %q capped at max_retry_after %v)", v, limit)
 }

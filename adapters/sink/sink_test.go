@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,15 +87,69 @@ func TestExecTimeout(t *testing.T) {
 
 func TestNewExecInvalid(t *testing.T) {
 	t.Parallel()
-	for _, c := range []sink.ExecConfig{
-		{},
-		{Command: []string{"x"}, ThrottleExitCodes: []int{300}},
-		{Command: []string{"x"}, Env: []string{"NOEQUALS"}},
-		{Command: []string{"x"}, Timeout: 5}, // 5ns: a forgotten unit
+	for _, tt := range []struct {
+		c    sink.ExecConfig
+		want string // the key and value the error must name
+	}{
+		{sink.ExecConfig{}, `command = []`},
+		{sink.ExecConfig{Command: []string{""}}, `command = [""]`},
+		{sink.ExecConfig{Command: []string{"x"}, ThrottleExitCodes: []int{300}}, "throttle_exit_codes = 300"},
+		{sink.ExecConfig{Command: []string{"x"}, Env: []string{"NOEQUALS"}}, `env = "NOEQUALS"`},
+		{sink.ExecConfig{Command: []string{"x"}, Timeout: 5}, "timeout = 5ns"}, // a forgotten unit
+		{sink.ExecConfig{Command: []string{"x"}, RetryAfter: -time.Second}, "retry_after = -1s"},
+		{sink.ExecConfig{Command: []string{"x"}, RetryAfter: 6 * time.Minute}, "retry_after = 6m0s, want a duration in [0s, max_retry_after = 5m0s]"},
+		{sink.ExecConfig{Command: []string{"x"}, MaxRetryAfter: -time.Second}, "max_retry_after = -1s"},
+		{sink.ExecConfig{Command: []string{"x"}, MaxRetryAfter: 300}, "max_retry_after = 300ns"},
 	} {
-		if _, err := sink.NewExec(c); err == nil || !strings.HasPrefix(err.Error(), "sink: exec: ") {
-			t.Errorf("NewExec(%+v) = %v, want a sink: exec: error", c, err)
+		_, err := sink.NewExec(tt.c)
+		if err == nil || !strings.HasPrefix(err.Error(), "sink: exec: ") || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, pacer.ErrInvalid) {
+			t.Errorf("NewExec(%+v) = %v, want a sink: exec: error wrapping pacer.ErrInvalid that names %q", tt.c, err, tt.want)
 		}
+	}
+}
+
+func TestExecRetryAfterLine(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		line  string
+		cfg   sink.ExecConfig
+		want  time.Duration
+		noted bool // the error says the pause was capped
+	}{
+		{line: "retry-after: 3s", want: 3 * time.Second},
+		{line: "Retry-After: 1.5s", want: 1500 * time.Millisecond},
+		{line: "retry-after: 4", want: 4 * time.Second},
+		{line: "retry-after: 0", want: 0},
+		{line: "retry-after: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), want: 5 * time.Minute, noted: true},
+		{line: "retry-after: 8760h", want: 5 * time.Minute, noted: true},
+		{line: "retry-after: 31536000", want: 5 * time.Minute, noted: true},
+		{line: "retry-after: 99999999999999999999", want: 5 * time.Minute, noted: true},
+		{line: "retry-after: 1m", cfg: sink.ExecConfig{MaxRetryAfter: 10 * time.Second}, want: 10 * time.Second, noted: true},
+		{line: "retry-after: Inf", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+		{line: "retry-after: NaN", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+		{line: "retry-after: 0x1p40", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+		{line: "retry-after: 1e9", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+		{line: "retry-after: -5s", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+		{line: "no line", cfg: sink.ExecConfig{RetryAfter: 2 * time.Second}, want: 2 * time.Second},
+	} {
+		t.Run(tt.line, func(t *testing.T) {
+			t.Parallel()
+			c := tt.cfg
+			c.Command = []string{"sh", "-c", `echo "$0"; exit 75`, tt.line}
+			s, err := sink.NewExec(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Handle(context.Background(), job())
+			got, ok := pacer.IsThrottled(err)
+			// An HTTP-date has whole seconds: allow the second it is cut to.
+			if !ok || got > tt.want || got < tt.want-time.Second || (!tt.noted && got != tt.want) {
+				t.Fatalf("IsThrottled(%v) = %v, %v, want %v, true", err, got, ok, tt.want)
+			}
+			if noted := strings.Contains(err.Error(), "capped at max_retry_after"); noted != tt.noted {
+				t.Fatalf("Handle() = %v: says capped %v, want %v", err, noted, tt.noted)
+			}
+		})
 	}
 }
 
@@ -178,12 +233,95 @@ func TestRetryAfter(t *testing.T) {
 		v    string
 		want time.Duration
 	}{
-		{"", 0}, {"3", 3 * time.Second}, {"0.5", 500 * time.Millisecond}, {"-1", 0}, {"soon", 0},
+		{"", 0}, {"3", 3 * time.Second}, {" 3 ", 3 * time.Second}, {"0", 0}, {"120", 2 * time.Minute},
+		{"31536000", 8760 * time.Hour}, // a year: RetryAfter does not cap, the sinks do
+		{"9223372036", 9223372036 * time.Second},
+		{"9223372037", math.MaxInt64}, {"99999999999999999999999", math.MaxInt64}, // saturate, not wrap
+		// Malformed: RFC 9110 allows only digits.
+		{"0.5", 0}, {"-1", 0}, {"+3", 0}, {"1e3", 0}, {"0x10", 0}, {"0x1p40", 0},
+		{"Inf", 0}, {"+Inf", 0}, {"NaN", 0}, {"3s", 0}, {"soon", 0}, {"3 4", 0},
+		// HTTP-dates in the three formats RFC 9110 makes recipients accept.
 		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
+		{now.Add(7 * time.Second).Format(time.RFC850), 7 * time.Second},
+		{now.Add(7 * time.Second).Format(time.ANSIC), 7 * time.Second},
+		{now.Add(-7 * time.Second).Format(http.TimeFormat), 0},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", math.MaxInt64},
 	} {
 		if got := sink.RetryAfter(tt.v, now); got != tt.want {
 			t.Errorf("RetryAfter(%q) = %v, want %v", tt.v, got, tt.want)
 		}
+	}
+}
+
+func TestHTTPRetryAfterCapped(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		header string
+		max    time.Duration
+		want   time.Duration
+		capped bool
+	}{
+		{name: "a year in seconds is capped at the default 5m", header: "31536000", want: 5 * time.Minute, capped: true},
+		{name: "a date a year ahead is capped", header: time.Now().AddDate(1, 0, 0).UTC().Format(http.TimeFormat), want: 5 * time.Minute, capped: true},
+		{name: "a pause above a set max is capped", header: "60", max: 2 * time.Second, want: 2 * time.Second, capped: true},
+		{name: "a pause under the max stands", header: "60", max: 2 * time.Minute, want: time.Minute},
+		{name: "Inf leaves the worker's default", header: "Inf", want: 0},
+		{name: "a hex float leaves the worker's default", header: "0x1p62", want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", tt.header)
+				w.WriteHeader(http.StatusTooManyRequests)
+			}))
+			defer srv.Close()
+			s, err := sink.NewHTTP(sink.HTTPConfig{URL: srv.URL, MaxRetryAfter: tt.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Handle(context.Background(), job())
+			if got, ok := pacer.IsThrottled(err); !ok || got != tt.want {
+				t.Fatalf("IsThrottled(%v) = %v, %v, want %v, true", err, got, ok, tt.want)
+			}
+			if capped := strings.Contains(err.Error(), "capped at max_retry_after"); capped != tt.capped {
+				t.Fatalf("Handle() = %v: says capped %v, want %v", err, capped, tt.capped)
+			}
+		})
+	}
+}
+
+func TestNewHTTPInvalid(t *testing.T) {
+	t.Parallel()
+	const u = "http://127.0.0.1:1/jobs"
+	for _, tt := range []struct {
+		c    sink.HTTPConfig
+		want string // the key and value the error must name
+	}{
+		{sink.HTTPConfig{}, `url = ""`},
+		{sink.HTTPConfig{URL: "ftp://x/"}, `url = "ftp://x/"`},
+		{sink.HTTPConfig{URL: u, Method: "PO ST"}, `method = "PO ST"`},
+		{sink.HTTPConfig{URL: u, Method: "GET\n"}, `method = "GET\n"`},
+		{sink.HTTPConfig{URL: u, Method: "POST:"}, `method = "POST:"`},
+		{sink.HTTPConfig{URL: u, Timeout: 5}, "timeout = 5ns"},
+		{sink.HTTPConfig{URL: u, ContentType: "a\r\nX-Evil: 1"}, `content_type = "a\r\nX-Evil: 1"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"Bad Header": "x"}}, `headers = "Bad Header"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token:": "x"}}, `headers = "X-Token:"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"": "x"}}, `headers = ""`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token": "a\nb"}}, `headers.X-Token = "a\nb"`},
+		{sink.HTTPConfig{URL: u, ThrottleStatus: []int{99}}, "throttle_status = 99"},
+		{sink.HTTPConfig{URL: u, MaxRetryAfter: -time.Second}, "max_retry_after = -1s"},
+		{sink.HTTPConfig{URL: u, MaxRetryAfter: 300}, "max_retry_after = 300ns"},
+	} {
+		_, err := sink.NewHTTP(tt.c)
+		if err == nil || !strings.HasPrefix(err.Error(), "sink: http: ") || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, pacer.ErrInvalid) {
+			t.Errorf("NewHTTP(%+v) = %v, want a sink: http: error wrapping pacer.ErrInvalid that names %q", tt.c, err, tt.want)
+		}
+	}
+	// Valid names and values pass: token punctuation, a tab, obs-text.
+	c := sink.HTTPConfig{URL: u, Method: "PATCH", Headers: map[string]string{"X-A.b_c~1": "a\tb é"}}
+	if _, err := sink.NewHTTP(c); err != nil {
+		t.Errorf("NewHTTP(%+v) = %v, want nil", c, err)
 	}
 }
 
@@ -196,5 +334,13 @@ func TestLog(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), `payload="{\"to…"`) || !strings.Contains(b.String(), "id=j1") {
 		t.Fatalf("log line %q", b.String())
+	}
+}
+
+func TestNewLogInvalid(t *testing.T) {
+	t.Parallel()
+	_, err := sink.NewLog(sink.LogConfig{MaxPayload: -1})
+	if err == nil || !strings.HasPrefix(err.Error(), "sink: log: ") || !strings.Contains(err.Error(), "max_payload = -1") || !errors.Is(err, pacer.ErrInvalid) {
+		t.Fatalf("NewLog(max_payload -1) = %v, want a sink: log: error wrapping pacer.ErrInvalid that names max_payload = -1", err)
 	}
 }
