@@ -25,6 +25,10 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	limited, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{Durable: "limited", MaxRequestExpires: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := newPacer(t, pacer.Config{Rate: 10})
 	h := natspacer.HandlerFunc(func(context.Context, jetstream.Msg) error { return nil })
 	mh := natspacer.MsgHandlerFunc(func(context.Context, *nats.Msg) error { return nil })
@@ -53,6 +57,8 @@ func TestBadInput(t *testing.T) {
 		{"MaxBatch -1", f.cons, p, h, []natspacer.Option{natspacer.MaxBatch(-1)}, []string{"MaxBatch = -1"}},
 		{"ProgressEvery past AckWait", f.cons, p, h, []natspacer.Option{natspacer.ProgressEvery(3 * time.Second)}, []string{"ProgressEvery = 3s", "AckWait (2s)"}},
 		{"PollWait 1ms", f.cons, p, h, []natspacer.Option{natspacer.PollWait(time.Millisecond)}, []string{"PollWait = 1ms", "≥ 10ms"}},
+		{"PollWait past the consumer's MaxRequestExpires", limited, p, h, []natspacer.Option{natspacer.PollWait(2 * time.Second)},
+			[]string{"PollWait = 2s", "MaxRequestExpires (500ms)", `consumer "limited"`}},
 		{"a Subscribe option", f.cons, p, h, []natspacer.Option{natspacer.Buffer(10)}, []string{"Buffer applies to Subscribe"}},
 	}
 	for _, tc := range consumeCases {
@@ -103,8 +109,8 @@ func checkErr(t *testing.T, err error, wants []string) {
 	if !strings.HasPrefix(msg, "natspacer: ") {
 		t.Errorf("error %q does not start with \"natspacer: \"", msg)
 	}
-	if !errors.Is(err, natspacer.ErrInvalid) {
-		t.Errorf("error %q does not wrap natspacer.ErrInvalid", msg)
+	if !errors.Is(err, natspacer.ErrInvalid) || !errors.Is(err, pacer.ErrInvalid) {
+		t.Errorf("error %q does not wrap natspacer.ErrInvalid and pacer.ErrInvalid", msg)
 	}
 	for _, w := range wants {
 		if !strings.Contains(msg, w) {

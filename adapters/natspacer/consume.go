@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +71,7 @@ type Consumption struct {
 	fetching   int       // fetches in flight
 	retryAt    time.Time // no Fetch before this, after a fetch error
 	backoff    time.Duration
+	failStreak int // fetches failed in a row
 	stopping   bool
 	err        error
 
@@ -81,6 +84,7 @@ type Consumption struct {
 
 	fetches, fetchErrors, received, acked, nakked, throttled atomic.Uint64
 	progress, ackErrors, returned, canceled, terminated      atomic.Uint64
+	unstarted                                                atomic.Uint64
 }
 
 // job is one message received, with its permit.
@@ -89,6 +93,12 @@ type job struct {
 	pm   pacer.Permit
 	b    *batch
 	done atomic.Bool // finished: no InProgress for it any more
+	// mu makes "done is false, send InProgress" and "set done, send the
+	// ack, nak or term" exclusive, so that no InProgress follows the
+	// outcome: a late one would restart the AckWait of a NakWithDelay.
+	// (nats.go refuses InProgress after a nak, but checks before it
+	// publishes, so the two can still cross without this.)
+	mu sync.Mutex
 }
 
 // batch is the messages one Fetch delivered, tracked together for
@@ -147,11 +157,12 @@ func (c *Consumption) release(b *batch) {
 // permit per message first and then fetches as many messages as it holds
 // permits, so no message waits for the pace after it was fetched and none
 // outlives its AckWait in a prefetch buffer. Permits are gathered while
-// the consumer has messages pending (NumPending, read free from each
-// message's metadata), up to MaxBatch per Fetch and the in-flight cap
-// (MaxInFlight and the consumer's MaxAckPending); several fetches overlap,
-// so at high rates throughput is not capped by round trips. When the
-// stream is idle a single permit waits in a long-polling Fetch.
+// the consumer has messages pending (NumPending, read free from the
+// metadata of the last message of each Fetch), up to MaxBatch per Fetch
+// and the in-flight cap (MaxInFlight and the consumer's MaxAckPending);
+// several fetches overlap, so at high rates throughput is not capped by
+// round trips. When the stream is idle a single permit waits in a
+// long-polling Fetch.
 //
 // Handlers run on Concurrency goroutines with ctx; outcomes are reported
 // to p and to the server as Handler describes. A message held longer than
@@ -160,12 +171,22 @@ func (c *Consumption) release(b *batch) {
 // counts only the messages that ran.
 //
 // Consume returns once the consumption has started. It stops when ctx
-// ends (handlers see ctx end; messages not yet handled are nakked for
-// immediate redelivery), when Stop is called (no new fetches; messages
-// received are handled to the end), or on a terminal error (the pacer
-// closed, the consumer deleted, the connection closed). Transient errors,
-// such as a server restart, are logged and retried: the nats.Conn
-// reconnects by itself when so configured.
+// ends (handlers see ctx end; messages whose handler had not started are
+// nakked for immediate redelivery and their permits given back with
+// Permit.Cancel), when Stop is called (no new fetches; messages received
+// are handled to the end), or on a terminal error (the pacer closed, the
+// consumer or its stream deleted, the connection closed, a pull request
+// refused for exceeding the consumer's MaxRequestBatch, MaxRequestExpires
+// or MaxRequestMaxBytes). Transient errors, such as a server restart, are
+// logged and retried: the nats.Conn reconnects by itself when so
+// configured. When fetches keep failing (at once if nobody answers the
+// pull request, which is what a consumer deleted between fetches looks
+// like), Consumer.Info tells whether the consumer is gone.
+//
+// The consumer's pull request limits are read once, at the start:
+// MaxRequestBatch caps MaxBatch, and MaxRequestExpires caps PollWait (see
+// PollWait). MaxRequestMaxBytes does not apply: Fetch asks for a number of
+// messages, never bytes.
 //
 // cons must be a pull consumer with AckPolicy explicit. Options: Concurrency,
 // MaxInFlight, MaxBatch, PollWait, ProgressEvery, RetryAfter, Backoff,
@@ -223,6 +244,16 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 		capacity = min(capacity, 1000) // the server's default
 	}
 	cfg.maxBatch = min(cfg.maxBatch, capacity)
+	if mrb := info.Config.MaxRequestBatch; mrb > 0 {
+		cfg.maxBatch = min(cfg.maxBatch, mrb) // the server refuses bigger pull requests
+	}
+	if mre := info.Config.MaxRequestExpires; mre > 0 && cfg.pollWait > mre {
+		if slices.Contains(cfg.consumeOnly, "PollWait") {
+			return nil, invalid("PollWait", cfg.pollWait, fmt.Sprintf("≤ the MaxRequestExpires (%v) of consumer %q on stream %q",
+				mre, info.Name, info.Stream))
+		}
+		cfg.pollWait = mre // the default, lowered to what the server accepts
+	}
 	fetches := maxFetches
 	if mw := info.Config.MaxWaiting; mw > 0 {
 		fetches = min(fetches, mw)
@@ -351,10 +382,17 @@ func (c *Consumption) touch(now time.Time) {
 	}
 	c.mu.Unlock()
 	for _, j := range due {
+		j.mu.Lock()
 		if j.done.Load() {
+			j.mu.Unlock()
 			continue
 		}
-		if err := j.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		if c.cfg.progressHook != nil {
+			c.cfg.progressHook(j.done.Load)
+		}
+		err := j.msg.InProgress()
+		j.mu.Unlock()
+		if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			c.ackErrors.Add(1)
 			c.log.Warn("natspacer: InProgress failed; the message may be redelivered after AckWait", "err", err)
 			continue
@@ -574,13 +612,41 @@ func (c *Consumption) giveBack(pms []pacer.Permit, dry bool) {
 	kick(c.kickGather)
 }
 
+// checkAfter is how many fetches in a row may fail before Consumer.Info is
+// asked whether the consumer still exists.
+const checkAfter = 3
+
 // fetchFailed logs a fetch error, stops the consumption and reports true
 // if it is terminal, or else backs off the next Fetch.
 func (c *Consumption) fetchFailed(err error) (terminal bool) {
 	c.fetchErrors.Add(1)
-	if terminalErr(err) {
-		c.log.Error("natspacer: fetch failed; stopping", "err", err)
-		c.stop(fmt.Errorf("natspacer: fetching: %w", err))
+	c.mu.Lock()
+	c.failStreak++
+	streak := c.failStreak
+	c.mu.Unlock()
+	var stopErr error
+	switch {
+	case requestLimitErr(err):
+		stopErr = fmt.Errorf("natspacer: fetching: %w (the consumer's pull request limits are lower than when Consume "+
+			"read them: start Consume again)", err)
+	case terminalErr(err):
+		stopErr = fmt.Errorf("natspacer: fetching: %w", err)
+	case errors.Is(err, nats.ErrNoResponders) || streak >= checkAfter:
+		// Nobody answers pull requests for a consumer deleted while no
+		// Fetch waited on it (those that wait get "consumer deleted"); a
+		// server that is still starting looks the same, so ask.
+		if gone := c.consumerGone(); gone != nil {
+			stopErr = fmt.Errorf("natspacer: fetching: %w; consumer info: %w", err, gone)
+		}
+	}
+	if stopErr != nil {
+		c.mu.Lock()
+		already := c.stopping
+		c.mu.Unlock()
+		if !already { // each fetch in flight may fail the same way: log once
+			c.log.Error("natspacer: fetch failed; stopping", "err", stopErr)
+		}
+		c.stop(stopErr)
 		return true
 	}
 	c.mu.Lock()
@@ -592,11 +658,31 @@ func (c *Consumption) fetchFailed(err error) (terminal bool) {
 	return false
 }
 
+// consumerGone asks the server for the consumer's info and returns the
+// error if it says the consumer or its stream does not exist, else nil.
+func (c *Consumption) consumerGone() error {
+	ctx, cancel := context.WithTimeout(c.gctx, 2*time.Second)
+	defer cancel()
+	_, err := c.cons.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	return nil
+}
+
 func terminalErr(err error) bool {
 	return errors.Is(err, nats.ErrConnectionClosed) ||
 		errors.Is(err, jetstream.ErrConsumerDeleted) ||
 		errors.Is(err, jetstream.ErrConsumerNotFound) ||
 		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// requestLimitErr reports whether err is the server's 409 refusing a pull
+// request past the consumer's MaxRequestBatch, MaxRequestExpires or
+// MaxRequestMaxBytes ("Exceeded MaxRequestBatch of 10"). nats.go passes
+// it on as an error with that text only.
+func requestLimitErr(err error) bool {
+	return strings.Contains(err.Error(), "Exceeded MaxRequest")
 }
 
 // read hands each message of a Fetch, with its permit, to the workers,
@@ -670,10 +756,13 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
 	}
 	if err == nil {
 		c.backoff = 0
+		c.failStreak = 0
 	}
 	c.mu.Unlock()
 	if i < len(pms) {
-		c.giveBack(pms[i:], err == nil)
+		// Dry only if no message came: a short Fetch's last message
+		// carries the newest NumPending, kept above.
+		c.giveBack(pms[i:], err == nil && last == nil)
 	} else {
 		kick(c.kickFetch)
 		kick(c.kickGather)
@@ -692,12 +781,15 @@ func (c *Consumption) worker() {
 
 func (c *Consumption) handle(j *job) {
 	var err error
+	started := true
 	if cerr := c.ctx.Err(); cerr != nil {
-		err = cerr // consumption cancelled: do not start it
+		err, started = cerr, false // consumption cancelled: do not start it
 	} else {
 		err = c.call(j.msg)
 	}
 
+	j.mu.Lock() // no InProgress from touch after this
+	j.done.Store(true)
 	var aerr error
 	if err == nil { // the common case first: IsThrottled allocates
 		aerr = j.msg.Ack()
@@ -722,13 +814,18 @@ func (c *Consumption) handle(j *job) {
 		aerr = j.msg.NakWithDelay(c.cfg.backoff(delivered))
 		c.nakked.Add(1)
 	}
+	j.mu.Unlock()
 	if aerr != nil && !errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
 		c.ackErrors.Add(1)
 		c.log.Warn("natspacer: acknowledging a message failed; the server redelivers it after AckWait", "err", aerr)
 	}
-	j.pm.Done(err)
+	if started {
+		j.pm.Done(err)
+	} else {
+		j.pm.Cancel() // it never ran: no outcome, the permit goes back
+		c.unstarted.Add(1)
+	}
 
-	j.done.Store(true)
 	c.release(j.b)
 	// Wake a gatherer each kickEvery finished messages, not for every
 	// one: at high rates a wake-up per message costs more than the
@@ -751,17 +848,18 @@ func (c *Consumption) call(msg jetstream.Msg) (err error) {
 
 // ConsumeStats counts what a Consumption did.
 type ConsumeStats struct {
-	Fetches     uint64 // Fetch requests sent
-	FetchErrors uint64 // Fetch requests that failed (logged, retried unless terminal)
+	Fetches     uint64 // Fetch requests sent to the server (a Fetch that failed before sending is not counted)
+	FetchErrors uint64 // fetches that failed, before sending or in the answer (logged, retried unless terminal)
 	Received    uint64 // messages received
 	Acked       uint64 // messages acked after their handler succeeded
 	Nakked      uint64 // messages nakked with the Backoff delay after a handler error
 	Throttled   uint64 // messages nakked with the retry-after delay after a throttled outcome
-	Canceled    uint64 // messages nakked for immediate redelivery because ctx ended
+	Canceled    uint64 // messages nakked for immediate redelivery because ctx ended, Unstarted included
+	Unstarted   uint64 // of Canceled, messages whose handler never started: their permits were given back (Permit.Cancel)
 	Terminated  uint64 // messages sent Term after a handler error wrapping ErrTerminate
 	Progress    uint64 // InProgress signals sent
 	AckErrors   uint64 // acks, naks and InProgress that failed to send (logged)
-	Returned    uint64 // permits given back unused (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
+	Returned    uint64 // permits given back with no message (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
 	InFlight    int    // messages received and not finished
 	Permits     int    // permits held and not yet matched to a message
 }
@@ -776,6 +874,7 @@ func (c *Consumption) Stats() ConsumeStats {
 		Received: c.received.Load(), Acked: c.acked.Load(), Nakked: c.nakked.Load(),
 		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
 		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), Terminated: c.terminated.Load(),
-		InFlight: inFlight, Permits: permits,
+		Unstarted: c.unstarted.Load(),
+		InFlight:  inFlight, Permits: permits,
 	}
 }

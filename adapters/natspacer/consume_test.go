@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -368,5 +369,158 @@ func TestTerminate(t *testing.T) {
 	}
 	if s := p.Stats(); s.Failed != msgs/5 {
 		t.Errorf("pacer Stats().Failed = %d, want %d", s.Failed, msgs/5)
+	}
+}
+
+// TestRequestLimits: the consumer's MaxRequestBatch and MaxRequestExpires
+// shape the fetches, so the server refuses none of them; limits lowered
+// under a running consumption stop it with the server's refusal.
+func TestRequestLimits(t *testing.T) {
+	url := natsServer(t).URL()
+
+	t.Run("MaxRequestBatch 10 and MaxRequestExpires 300ms", func(t *testing.T) {
+		const msgs = 100
+		f := newFixture(t, url, jetstream.ConsumerConfig{MaxRequestBatch: 10, MaxRequestExpires: 300 * time.Millisecond})
+		f.publish(t, msgs)
+		p := newPacer(t, pacer.Config{Rate: 1e9})
+		rec := newRecorder(nil)
+		// Concurrency 64: the in-flight cap alone would ask for 64 at once.
+		// The default PollWait (1s) is lowered to MaxRequestExpires.
+		c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
+		waitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+		idle := c.Stats().Fetches
+		waitFor(t, 5*time.Second, "two long polls on the idle stream", func() bool { return c.Stats().Fetches >= idle+2 })
+		st := c.Stats()
+		t.Logf("%d messages with MaxRequestBatch 10: %d fetches, %d fetch errors; stats %+v", msgs, st.Fetches, st.FetchErrors, st)
+		if st.FetchErrors != 0 {
+			t.Errorf("Stats().FetchErrors = %d, want 0: the server refused pull requests", st.FetchErrors)
+		}
+		if st.Fetches < msgs/10 {
+			t.Errorf("Stats().Fetches = %d for %d messages, want ≥ %d (10 at most per Fetch)", st.Fetches, msgs, msgs/10)
+		}
+	})
+
+	t.Run("limits lowered under a running consumption stop it", func(t *testing.T) {
+		f := newFixture(t, url, jetstream.ConsumerConfig{})
+		p := newPacer(t, pacer.Config{Rate: 100})
+		c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Stop(); _ = c.Wait() })
+		waitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
+		if _, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{
+			Durable: "worker", MaxRequestExpires: 50 * time.Millisecond}); err != nil {
+			t.Fatalf("lowering MaxRequestExpires: %v", err)
+		}
+		select {
+		case <-c.Closed():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the consumption still runs 5s after MaxRequestExpires fell below PollWait; stats %+v", c.Stats())
+		}
+		err = c.Wait()
+		t.Logf("Wait() = %v", err)
+		if err == nil || !strings.Contains(err.Error(), "Exceeded MaxRequestExpires") {
+			t.Errorf("Wait() = %v, want the server's \"Exceeded MaxRequestExpires\"", err)
+		}
+	})
+}
+
+// TestNoProgressAfterNak: an InProgress that the supervisor decided to
+// send while the handler was finishing goes out before the nak, never
+// after it: a late one would restart the AckWait, holding the message for
+// AckWait instead of the nak's delay. The hook holds the first InProgress,
+// after the check that the message is unfinished, until the handler's
+// outcome is set or 300ms pass; the outcome must wait for it. (nats.go
+// refuses InProgress on a message it has seen nakked, but checks before it
+// publishes: only a lock around both closes the window.)
+func TestNoProgressAfterNak(t *testing.T) {
+	const ackWait, backoff = 4 * time.Second, 100 * time.Millisecond
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f.publish(t, 1)
+	p := newPacer(t, pacer.Config{Rate: 100})
+	touching := make(chan struct{})
+	var hooked, sawDone atomic.Int64
+	hook := func(done func() bool) {
+		if hooked.Add(1) != 1 {
+			return
+		}
+		close(touching) // the handler returns its error now
+		for deadline := time.Now().Add(300 * time.Millisecond); !done() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		if done() {
+			sawDone.Add(1)
+		}
+	}
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if md.NumDelivered > 1 {
+			return nil
+		}
+		select {
+		case <-touching:
+		case <-time.After(5 * time.Second):
+		}
+		return fmt.Errorf("fail the first delivery")
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.ProgressEvery(50*time.Millisecond),
+		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook))
+	waitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
+	rec.mu.Lock()
+	again := rec.starts[1].Sub(rec.starts[0])
+	rec.mu.Unlock()
+	t.Logf("nakked with delay %v, AckWait %v: handled again after %v; InProgress sent after the outcome: %d; stats %+v",
+		backoff, ackWait, again.Round(time.Millisecond), sawDone.Load(), c.Stats())
+	if hooked.Load() == 0 {
+		t.Fatal("no InProgress was about to be sent: the test proves nothing")
+	}
+	if sawDone.Load() != 0 {
+		t.Errorf("an InProgress went out after the message's outcome was set")
+	}
+	if again > ackWait/2 {
+		t.Errorf("the nakked message came back after %v, want about %v (+ the hook's 300ms): a late InProgress restarted its AckWait (%v)",
+			again, backoff, ackWait)
+	}
+}
+
+// TestShortFetchKeepsPending: a Fetch that comes back short (another
+// worker holds 8 of the consumer's MaxAckPending 10) still says, in its
+// last message, that 90 messages are pending; the consumption keeps
+// gathering as many permits as its cap allows (8) for the next Fetch,
+// instead of taking the stream for dry and asking for 1.
+func TestShortFetchKeepsPending(t *testing.T) {
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{MaxAckPending: 10, MaxWaiting: 1})
+	f.publish(t, 100)
+	held, err := f.cons.Fetch(8, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range held.Messages() {
+		n++
+	}
+	if n != 8 || held.Error() != nil {
+		t.Fatalf("the other worker's Fetch(8) got %d messages, error %v", n, held.Error())
+	}
+	p := newPacer(t, pacer.Config{Rate: 1e9})
+	release := make(chan struct{})
+	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	// MaxWaiting 1: one Fetch at a time. The first asks for 1 (the
+	// consumer's cached NumPending is 0), the second for 9 and gets 1.
+	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
+	defer close(release)
+	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
+	time.Sleep(100 * time.Millisecond) // the next Fetch is sent; it waits PollWait
+	st := c.Stats()
+	t.Logf("after a Fetch of 9 that brought 1 with NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
+	if st.InFlight != 2 || st.Permits != 8 {
+		t.Errorf("Stats(): InFlight = %d, Permits = %d; want 2 and 8 (the cap less what is held: 90 messages are pending)",
+			st.InFlight, st.Permits)
 	}
 }

@@ -2,6 +2,8 @@ package natspacer_test
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,32 +51,37 @@ func TestFaultServerRestart(t *testing.T) {
 }
 
 // TestFaultWorkerStopStart stops the worker mid-run gracefully, starts
-// another, kills that one mid-run (ctx cancelled while handlers run), and
-// starts a third: nothing is lost, and the graceful stop leaves nothing
-// unacknowledged behind it.
+// another, kills that one mid-run (ctx cancelled while handlers run and
+// received messages wait for a handler), and starts a third: nothing is
+// lost, and the graceful stop leaves nothing unacknowledged behind it. The
+// killed worker's pacer counts as failed only the handlers that ctx
+// interrupted; the messages that never started give their permits back.
 func TestFaultWorkerStopStart(t *testing.T) {
 	const msgs = 2000
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 2 * time.Second})
 	f.publish(t, msgs)
+	var interrupted atomic.Int64 // handlers that returned because ctx ended
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		select {
 		case <-time.After(5 * time.Millisecond):
 			return nil
 		case <-ctx.Done():
+			interrupted.Add(1)
 			return ctx.Err()
 		}
 	})
-	start := func(ctx context.Context) *natspacer.Consumption {
+	start := func(ctx context.Context, opts ...natspacer.Option) (*natspacer.Consumption, *pacer.Pacer) {
 		p := newPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10}) // a new worker, a new pacer
-		c, err := natspacer.Consume(ctx, f.cons, p, rec, natspacer.Concurrency(32), natspacer.PollWait(300*time.Millisecond))
+		opts = append([]natspacer.Option{natspacer.Concurrency(32), natspacer.PollWait(300 * time.Millisecond)}, opts...)
+		c, err := natspacer.Consume(ctx, f.cons, p, rec, opts...)
 		if err != nil {
 			t.Fatalf("Consume: %v", err)
 		}
-		return c
+		return c, p
 	}
 
 	// Worker 1 stops gracefully.
-	c1 := start(t.Context())
+	c1, _ := start(t.Context())
 	waitFor(t, 10*time.Second, "500 messages handled", func() bool { return rec.distinct() >= 500 })
 	c1.Stop()
 	if err := c1.Wait(); err != nil {
@@ -87,19 +94,37 @@ func TestFaultWorkerStopStart(t *testing.T) {
 	waitFor(t, 5*time.Second, "worker 1's acks processed", func() bool { return f.info(t).NumAckPending == 0 })
 	after1 := rec.distinct()
 
-	// Worker 2 is killed mid-run.
+	// Worker 2 is killed mid-run. Its 4 handlers (800/s) are slower than
+	// its pace (1,000/s): received messages queue for them, up to 128.
 	ctx2, cancel2 := context.WithCancel(t.Context())
-	c2 := start(ctx2)
+	c2, p2 := start(ctx2, natspacer.Concurrency(4), natspacer.MaxInFlight(128))
 	waitFor(t, 10*time.Second, "1200 messages handled", func() bool { return rec.distinct() >= 1200 })
 	cancel2()
 	if err := c2.Wait(); err != nil {
 		t.Fatalf("worker 2: Wait() = %v", err)
 	}
-	s2 := c2.Stats()
+	s2, ps2 := c2.Stats(), p2.Stats()
 	after2 := rec.distinct()
+	t.Logf("worker 2 killed: %d handlers interrupted, %d messages never started; consumption %+v; pacer %+v",
+		interrupted.Load(), s2.Unstarted, s2, ps2)
+	if interrupted.Load() == 0 || s2.Unstarted == 0 {
+		t.Errorf("worker 2 at the kill: %d handlers interrupted, %d messages unstarted; want both > 0 (the test claims both)",
+			interrupted.Load(), s2.Unstarted)
+	}
+	if want := uint64(interrupted.Load()) + s2.Unstarted; s2.Canceled != want {
+		t.Errorf("worker 2: Stats().Canceled = %d, want %d (interrupted + unstarted)", s2.Canceled, want)
+	}
+	if ps2.Failed != uint64(interrupted.Load()) {
+		t.Errorf("worker 2's pacer: Failed = %d, want %d (the interrupted handlers only; %d never started)",
+			ps2.Failed, interrupted.Load(), s2.Unstarted)
+	}
+	if ps2.InFlight != 0 || ps2.Dispatched != ps2.Succeeded+ps2.Failed+ps2.Throttled || ps2.Succeeded != s2.Acked {
+		t.Errorf("worker 2's pacer: InFlight = %d, Dispatched = %d, Succeeded = %d, Failed = %d; want 0, Succeeded + Failed, "+
+			"Succeeded = Acked (%d)", ps2.InFlight, ps2.Dispatched, ps2.Succeeded, ps2.Failed, s2.Acked)
+	}
 
 	// Worker 3 finishes the stream.
-	c3 := start(t.Context())
+	c3, _ := start(t.Context())
 	waitFor(t, 30*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
 	c3.Stop()
 	if err := c3.Wait(); err != nil {
@@ -113,5 +138,62 @@ func TestFaultWorkerStopStart(t *testing.T) {
 	}
 	if info := f.info(t); info.NumPending != 0 {
 		t.Errorf("consumer NumPending = %d at the end, want 0", info.NumPending)
+	}
+}
+
+// TestFaultConsumerDeleted deletes the consumer while no Fetch waits on it
+// (the in-flight cap is full: every handler holds a message), then lets
+// the handlers finish: the next Fetch finds nobody to answer, Consumer.Info
+// says the consumer is gone, and Wait returns that within seconds.
+func TestFaultConsumerDeleted(t *testing.T) {
+	const cap_ = 4
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 5 * time.Second})
+	f.publish(t, 20)
+	p := newPacer(t, pacer.Config{Rate: 1000})
+	release := make(chan struct{})
+	var calls atomic.Int64
+	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(cap_), natspacer.PollWait(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+		c.Stop()
+		_ = c.Wait()
+	})
+	waitFor(t, 5*time.Second, "the in-flight cap full, no Fetch out", func() bool {
+		st := c.Stats()
+		return st.InFlight == cap_ && st.Permits == 0
+	})
+	if err := f.js.DeleteConsumer(t.Context(), f.stream, "worker"); err != nil {
+		t.Fatalf("DeleteConsumer: %v", err)
+	}
+	deleted := time.Now()
+	close(release)
+	released = true
+	select {
+	case <-c.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the consumption still runs 5s after its consumer was deleted; stats %+v", c.Stats())
+	}
+	err = c.Wait()
+	t.Logf("consumer deleted: Wait() = %v after %v; %d handler calls; stats %+v",
+		err, time.Since(deleted).Round(time.Millisecond), calls.Load(), c.Stats())
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("Wait() = %v, want an error wrapping jetstream.ErrConsumerNotFound", err)
+	}
+	if got := calls.Load(); got != cap_ {
+		t.Errorf("%d handler calls, want %d (those running at the deletion)", got, cap_)
 	}
 }

@@ -1,15 +1,24 @@
 package natspacer
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/jobpacer/pacer/pacer"
 )
 
 // ErrInvalid is wrapped by every error about a bad argument or option, so
-// callers can test for it with errors.Is.
-var ErrInvalid = errors.New("invalid argument")
+// callers can test for it with errors.Is. It wraps pacer.ErrInvalid in
+// turn: errors.Is(err, pacer.ErrInvalid) holds for these errors too.
+var ErrInvalid error = invalidError{}
+
+// invalidError is ErrInvalid: it says "invalid argument" and unwraps to
+// pacer.ErrInvalid.
+type invalidError struct{}
+
+func (invalidError) Error() string { return "invalid argument" }
+func (invalidError) Unwrap() error { return pacer.ErrInvalid }
 
 func invalid(field string, v any, allowed string) error {
 	return fmt.Errorf("natspacer: %w: %s = %v, want %s", ErrInvalid, field, v, allowed)
@@ -31,6 +40,8 @@ type config struct {
 	probe         *Probe
 	buffer        int
 	logger        *slog.Logger
+
+	progressHook func(done func() bool) // tests only: runs before each InProgress, with the job's lock held
 
 	consumeOnly, subscribeOnly []string // names of the options given
 }
@@ -75,8 +86,9 @@ func MaxInFlight(n int) Option {
 	}
 }
 
-// MaxBatch caps the messages asked for in one Fetch. The default value is
-// 256. Consume only.
+// MaxBatch caps the messages asked for in one Fetch. It is further capped
+// by the in-flight cap and by the consumer's MaxRequestBatch. The default
+// value is 256. Consume only.
 func MaxBatch(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -107,7 +119,10 @@ func BatchLinger(d time.Duration) Option {
 
 // PollWait is how long one Fetch waits on the server for messages that are
 // not there yet; it also bounds how long Stop waits for the fetches in
-// flight. The default value is 1s. Consume only.
+// flight. The default value is 1s, lowered to the consumer's
+// MaxRequestExpires when that is shorter; a PollWait given above
+// MaxRequestExpires makes Consume return an error wrapping ErrInvalid.
+// Consume only.
 func PollWait(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 10*time.Millisecond {
@@ -174,10 +189,12 @@ func DefaultBackoff(delivered uint64) time.Duration {
 	return min(time.Second<<(delivered-1), time.Minute)
 }
 
-// WithProbe makes Consume feed probe the metadata of every message it
-// receives (the consumer's NumPending, free with each message), so that
-// probe, as the pacer's Config.Probe, rarely needs an Info call. The
-// default value is nil: no probe is fed. Consume only.
+// WithProbe makes Consume feed probe (Probe.Observe) the metadata of the
+// last message of each Fetch: the newest NumPending, free with the message
+// (Consume parses no other message's metadata, which would cost more than
+// a raw consumer spends on the whole message). So probe, as the pacer's
+// Config.Probe, rarely needs an Info call. The default value is nil: no
+// probe is fed. Consume only.
 func WithProbe(probe *Probe) Option {
 	return func(c *config) error {
 		if probe == nil {

@@ -2,7 +2,7 @@ package natspacer
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +22,8 @@ var _ pacer.Probe = (*Probe)(nil)
 //
 // Every message a consumer delivers carries NumPending and its stream
 // timestamp in its reply subject, for free. Consume, given WithProbe,
-// hands the probe that metadata; a sample then reads the newest one and
-// costs nothing. Only when no message has arrived since the last sample
+// hands the probe that metadata for the last message of each Fetch (the
+// newest); a sample then reads the newest one observed and costs nothing. Only when no message has arrived since the last sample
 // (the stream is idle, or the pacer paused) does the probe ask the server
 // with one Consumer.Info call.
 //
@@ -57,8 +57,9 @@ func NewProbe(cons jetstream.Consumer) *Probe {
 }
 
 // Observe records the metadata of a message just delivered by the
-// consumer. Consume calls it for every message when given WithProbe; call
-// it yourself if you consume the messages some other way.
+// consumer. Consume, given WithProbe, calls it for the last message of
+// each Fetch, the one with the newest NumPending; call it yourself if you
+// consume the messages some other way.
 func (p *Probe) Observe(md *jetstream.MsgMetadata) {
 	if md == nil {
 		return
@@ -98,7 +99,7 @@ func (p *Probe) Backlog(ctx context.Context) (pacer.Backlog, error) {
 	p.infoCalls.Add(1)
 	info, err := p.cons.Info(ctx)
 	if err != nil {
-		return pacer.Backlog{}, errors.Join(errors.New("natspacer: reading consumer info for the backlog"), err)
+		return pacer.Backlog{}, fmt.Errorf("natspacer: reading consumer info for the backlog: %w", err)
 	}
 	p.ackPending.Store(int64(info.NumAckPending))
 	b := pacer.Backlog{Pending: int64(info.NumPending)}
@@ -109,7 +110,7 @@ func (p *Probe) Backlog(ctx context.Context) (pacer.Backlog, error) {
 type ProbeStats struct {
 	Samples    uint64 // Backlog calls
 	InfoCalls  uint64 // of which went to the server with Consumer.Info
-	Observed   uint64 // messages whose metadata was observed
+	Observed   uint64 // Observe calls: with Consume, one per Fetch that brought messages
 	AckPending int64  // NumAckPending as of the last Info call
 }
 

@@ -277,10 +277,7 @@ func (b *bench) precisionRun(target float64) float64 {
 	n := int(target*total.Seconds()) + 1000
 	cons, done := b.stream(n)
 	defer done()
-	burst := max(1, target*flagBurst.Seconds())
-	if *flagBurst == 0 {
-		burst = 1
-	}
+	burst := max(1, target*flagBurst.Seconds()) // 1 when -burst is 0
 	p, err := pacer.New(pacer.Config{Rate: target, Burst: burst, BaseBurst: burst})
 	if err != nil {
 		log.Fatal(err)
