@@ -55,8 +55,8 @@ type Stats struct {
 	Errors        uint64    // calls that failed
 	Leases        uint64    // calls that granted tokens
 	Granted       uint64    // tokens granted by Redis
-	Dispatched    uint64    // tokens handed out by Wait
-	Expired       uint64    // leased tokens dropped unused: too late, or left behind by a fallback
+	Dispatched    uint64    // tokens handed out by Wait, less those given back by Refund
+	Expired       uint64    // leased tokens dropped unused: too late, left behind by a fallback, or refunded too late to be used again
 	Returned      uint64    // leased tokens given back to Redis unused
 	Fallbacks     uint64    // times the bucket fell back to its local share
 	Rejoins       uint64    // times it rejoined the shared bucket
@@ -97,6 +97,7 @@ type Bucket struct {
 	rate        float64
 	mode        Mode
 	segs        []segment // leased slots not yet handed out, in order of due time
+	given       []segment // slots handed out lately, in the order they were: what Refund may put back
 	q           []*waiter // Wait callers, FIFO; q[0] takes tokens
 	workers     int
 	gate        gate    // the local share: the fallback's bucket, and while rejoining a limit on leasing
@@ -104,7 +105,7 @@ type Bucket struct {
 	nextTry     float64 // no Redis call before this (after a failure or an empty grant)
 	busyUntil   float64 // a waiter waited for a slot not yet due: the worker is held by the schedule
 	lastDemand  float64 // last Wait call
-	demand      float64 // tokens asked for since estAt
+	demand      float64 // tokens asked for since estAt, less those given back (may be < 0)
 	est         float64 // recent demand, tokens per second (EWMA over LeaseTime)
 	estAt       float64
 	lastGrant   int // tokens of the last lease
@@ -146,11 +147,29 @@ func (b *Bucket) tail() int {
 
 type waiter struct {
 	n     int
-	slots int     // slots taken so far
-	gate  int     // local-share tokens taken so far
-	from  float64 // the gate's base when w went to sleep for its next token (-Inf: none)
-	held  float64 // due time of the first slot taken
+	slots int       // slots taken so far
+	taken []segment // the slots taken, in order (runs of the segments they came from)
+	gate  int       // local-share tokens taken so far
+	from  float64   // the gate's base when w went to sleep for its next token (-Inf: none)
 	wake  chan struct{}
+	buf   [1]segment // taken's first backing array
+}
+
+// maxGiven bounds Bucket.given (contiguous runs are merged, so a few
+// entries cover a busy worker's last LeaseTime).
+const maxGiven = 64
+
+// appendRun appends the run r to runs, merging it into the last run when
+// it continues it (the same take, the next slots).
+func appendRun(runs []segment, r segment) []segment {
+	if n := len(runs); n > 0 {
+		l := &runs[n-1]
+		if l.start == r.start && l.end == r.end && l.cost == r.cost && math.Abs(l.first+float64(l.n)*l.cost-r.first) < 1e-6 {
+			l.n += r.n
+			return runs
+		}
+	}
+	return append(runs, r)
 }
 
 // New returns a Bucket for the fleet limit c on the Redis that rdb reaches
@@ -249,6 +268,7 @@ func (b *Bucket) Wait(ctx context.Context, n int) error {
 		return err
 	}
 	w := &waiter{n: n, wake: make(chan struct{}, 1), from: math.Inf(-1)}
+	w.taken = w.buf[:0]
 	b.mu.Lock()
 	select {
 	case <-b.closed:
@@ -269,6 +289,7 @@ func (b *Bucket) Wait(ctx context.Context, n int) error {
 			if b.progress(now, w) {
 				b.dequeue(w)
 				b.st.Dispatched += uint64(n)
+				b.handedOut(now, w.taken)
 				b.mu.Unlock()
 				return nil
 			}
@@ -330,9 +351,7 @@ func (b *Bucket) progress(now float64, w *waiter) bool {
 				k = min(k, int((now-s.first)/s.cost)+1)
 			}
 			k = min(k, w.n-w.slots)
-			if w.slots == 0 {
-				w.held = s.first
-			}
+			w.taken = appendRun(w.taken, segment{first: s.first, cost: s.cost, n: k, start: s.start, end: s.end})
 			w.slots += k
 			s.n -= k
 			s.first += float64(k) * s.cost
@@ -400,15 +419,104 @@ func (b *Bucket) dequeue(w *waiter) {
 // requires mu held.
 func (b *Bucket) abandon(w *waiter) {
 	b.dequeue(w)
-	if w.slots > 0 {
-		// The slots it held were due at w.held or later and are the
-		// earliest leased: put them back in front, all due at w.held.
-		b.segs = append([]segment{{first: w.held, n: w.slots}}, b.segs...)
+	// The slots it took are the earliest leased: back in front, each
+	// run as it was (latest first, so they end up in order).
+	for i := len(w.taken) - 1; i >= 0; i-- {
+		b.restore(w.taken[i])
 	}
 	if w.gate > 0 {
 		b.gate.refund(b.now(), w.gate)
 	}
-	b.demand = max(0, b.demand-float64(w.n))
+	b.demand -= float64(w.n) // net: it may have been estimated since
+}
+
+// handedOut records the runs of slots a Wait has just handed out, so
+// that Refund can put them back; it forgets those too old to be used
+// again. It requires mu held.
+func (b *Bucket) handedOut(now float64, runs []segment) {
+	for _, r := range runs {
+		b.given = appendRun(b.given, r)
+	}
+	i := 0
+	for i < len(b.given) && (b.given[i].last() < now-b.slack || len(b.given)-i > maxGiven) {
+		i++
+	}
+	if i > 0 {
+		b.given = append(b.given[:0], b.given[i:]...)
+	}
+}
+
+// restore puts the run r of slots, taken from b.segs and not used, back
+// in front of b.segs. It keeps the run returnable to Redis (see tail)
+// when it is exactly what it was before it was taken: merged into the
+// run it was cut from, or alone as the end of its take. It requires mu
+// held.
+func (b *Bucket) restore(r segment) {
+	if r.n <= 0 {
+		return
+	}
+	if len(b.q) > 0 && b.q[0].slots > 0 {
+		// The head waiter holds slots taken after r: r is not
+		// contiguous with b.segs in the schedule, and may not go back.
+		r.start, r.end = "", ""
+	} else if len(b.segs) > 0 {
+		s := &b.segs[0]
+		if s.start == r.start && s.end == r.end && s.cost == r.cost && math.Abs(r.first+float64(r.n)*r.cost-s.first) < 1e-6 {
+			s.first, s.n = r.first, s.n+r.n
+			return
+		}
+		if r.end != s.start {
+			r.end = ""
+		}
+	}
+	b.segs = append([]segment{r}, b.segs...)
+}
+
+// Refund gives back n tokens that Waits handed out for jobs that never
+// ran; pacer.Permit.Cancel and CancelN call it (see pacer.Refunder). The
+// slots handed out last are put back in front of the leased slots, each
+// at its own due time, so the next Wait gets them, and an idle or closing
+// worker gives them back to Redis with the rest of its leases. A slot
+// refunded more than LeaseTime after its due time is lost (counted in
+// Stats.Expired), as any slot not used in time: capacity lost, never
+// added. In fallback the tokens go back to the local share. Refund never
+// blocks and is safe for concurrent use; n < 1 does nothing.
+func (b *Bucket) Refund(n int) {
+	if n < 1 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.settleMode(now)
+	b.st.Dispatched -= min(uint64(n), b.st.Dispatched)
+	// The tokens were not needed: they come off the demand (net, so
+	// even when it was estimated since), the worker is not held by the
+	// schedule (the next waiter that is says so again), and the next
+	// lease does not grow.
+	b.demand -= float64(n)
+	b.busyUntil = min(b.busyUntil, now)
+	b.expiredOK = false
+	if b.mode == ModeFallback {
+		b.gate.refund(now, n)
+		b.wakeHead()
+		return
+	}
+	left := n
+	for left > 0 && len(b.given) > 0 {
+		g := &b.given[len(b.given)-1]
+		k := min(left, g.n)
+		g.n -= k
+		b.restore(segment{first: g.first + float64(g.n)*g.cost, cost: g.cost, n: k, start: g.start, end: g.end})
+		if g.n == 0 {
+			b.given = b.given[:len(b.given)-1]
+		}
+		left -= k
+	}
+	b.st.Expired += uint64(left) // handed out too long ago (or in a fallback): not ours to use again
+	b.expire(now)
+	b.wakeHead()
+	kick(b.refill) // idle with slots again: the refiller may give them back
 }
 
 func (b *Bucket) wakeHead() {
@@ -513,7 +621,10 @@ func (b *Bucket) Close() {
 	<-b.done
 }
 
-var _ pacer.Limiter = (*Bucket)(nil)
+var (
+	_ pacer.Limiter  = (*Bucket)(nil)
+	_ pacer.Refunder = (*Bucket)(nil)
+)
 
 // gate is a local token bucket kept as a schedule, in local µs. It is the
 // fallback at the worker's share. Guarded by Bucket.mu.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,6 +176,7 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 			t.Fatalf("Wait(ctx, 1) = %v", err)
 		}
 	})
+	first := time.Now() // the burst's slot was due about now; the next is due 1s later
 	t.Run("a cancelled wait takes nothing", func(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
@@ -184,12 +186,30 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 		if got := b.Stats().Dispatched; got != 1 {
 			t.Errorf("Stats().Dispatched = %d, want 1", got)
 		}
+		// The next Wait gets the slot due 1s after the first, not the
+		// one after it.
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := b.Wait(wctx, 1); err != nil {
+			t.Fatalf("Wait after a cancelled one = %v", err)
+		}
+		if got := time.Since(first); got < 900*time.Millisecond || got > 1500*time.Millisecond {
+			t.Errorf("the Wait after a cancelled one returned %v after the first token, want about 1s (the slot the cancelled Wait left)", got)
+		}
+		if s := b.Stats(); s.Dispatched != 2 || s.Expired != 0 {
+			t.Errorf("Stats() = %+v, want 2 dispatched, none expired", s)
+		}
 	})
 	t.Run("Close ends waiting and later waits", func(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { errc <- b.Wait(ctx, 5) }()
-		for b.Stats().Calls < 2 { // the waiter has asked for slots
+		for redisbucket.Waiting(b) == 0 { // the Wait is blocked
 			time.Sleep(time.Millisecond)
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("Wait(ctx, 5) at 1/s returned %v before Close", err)
+		default:
 		}
 		b.Close()
 		if err := <-errc; !errors.Is(err, redisbucket.ErrClosed) {
@@ -217,6 +237,66 @@ func TestLeasesBatchRedisCalls(t *testing.T) {
 	}
 	if perJob > 0.05 {
 		t.Errorf("%d Redis calls for %d tokens = %.3f per job, want ≤ 0.05", s.Calls, got, perJob)
+	}
+}
+
+// Two workers backlogged on a low shared rate (10 waiters each, as a CLI
+// worker with max_in_flight 10) lease in turns, LeaseTime's worth of
+// their share at a time: about one Redis call per lease, not one per slot
+// with empty grants between while they contend.
+func TestContendingWorkersLeaseTheirShare(t *testing.T) {
+	addr := testutil.Redis(t)
+	const rate, dur, waiters = 40.0, 3 * time.Second, 10
+	key := uniqueKey(t)
+	var bs [2]*redisbucket.Bucket
+	var counts [2]atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range bs {
+		bs[i] = newBucket(t, client(t, addr), redisbucket.Config{Key: key, Rate: rate})
+		p, err := pacer.New(pacer.Config{Rate: rate, Limiter: bs[i]}) // alone, each would take it all
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		for range waiters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					pm, err := p.Acquire(ctx, 1)
+					if err != nil {
+						return
+					}
+					counts[i].Add(1)
+					pm.Done(nil)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	var total int64
+	var calls uint64
+	for i, b := range bs {
+		s := b.Stats()
+		t.Logf("worker %d: %d jobs, %+v", i, counts[i].Load(), s)
+		total += counts[i].Load()
+		calls += s.Calls
+	}
+	want := rate * dur.Seconds()
+	perJob := float64(calls) / float64(total)
+	t.Logf("%d jobs in %v at %g/s (target %.0f), %d Redis calls, %.3f a job", total, dur, rate, want, calls, perJob)
+	if got := float64(total); got < want*0.95 || got > want*1.05+1 {
+		t.Errorf("two workers sharing %g/s dispatched %d in %v, want %.0f ± 5%%", rate, total, dur, want)
+	}
+	for i := range counts {
+		if c := counts[i].Load(); float64(c) < 0.3*float64(total) {
+			t.Errorf("worker %d dispatched %d of %d, want ≥ 30%%", i, c, total)
+		}
+	}
+	if perJob > 1 {
+		t.Errorf("%d Redis calls for %d jobs = %.2f a job, want ≤ 1 (a lease is 2 slots here)", calls, total, perJob)
 	}
 }
 

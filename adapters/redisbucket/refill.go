@@ -72,24 +72,36 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 	for _, w := range b.q {
 		need += w.n - w.slots
 	}
-	if short := need - b.reserved(); short > 0 {
-		if now < b.nextTry {
-			return actSleep, 0, b.nextTry
-		}
-		want = max(short, b.size(now))
-		if b.mode == ModeRejoining {
-			// Lease no faster than the local share: take its tokens
-			// now (fetch gives back what Redis does not grant).
-			if want = b.gate.take(now, want); want == 0 {
-				return actSleep, 0, b.gate.next(now)
-			}
-		}
-		return actFetch, want, 0
-	}
 	until = math.Inf(1)
 	last := math.Inf(-1)
 	if len(b.segs) > 0 {
 		last = b.segs[len(b.segs)-1].last()
+	}
+	if short := need - b.reserved(); short > 0 {
+		// The waiters need more than is leased. Lease when the leased
+		// slots run low, as a held worker prefetches (below), not at
+		// once: a lease is at most LeaseTime's worth of an equal share
+		// (size), and leasing again while the slots reach further than
+		// lead would take the whole schedule ahead from the other
+		// workers, who then get it a slot a call, with empty grants
+		// between.
+		if last-now >= b.lead {
+			until = last - b.lead
+		} else {
+			if now < b.nextTry {
+				return actSleep, 0, b.nextTry
+			}
+			want = b.size(now, short)
+			if b.mode == ModeRejoining {
+				// Lease no faster than the local share: take its
+				// tokens now (fetch gives back what Redis does not
+				// grant).
+				if want = b.gate.take(now, want); want == 0 {
+					return actSleep, 0, b.gate.next(now)
+				}
+			}
+			return actFetch, want, 0
+		}
 	}
 	active := len(b.q) > 0 || now-b.lastDemand < b.lead
 	if b.mode == ModeRedis && active && now < b.busyUntil {
@@ -99,13 +111,14 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 			if now < b.nextTry {
 				return actSleep, 0, b.nextTry
 			}
-			return actFetch, b.size(now), 0
+			return actFetch, b.size(now, 0), 0
 		}
 		until = min(until, last-b.lead)
 	}
-	if len(b.q) == 0 && len(b.segs) > 0 && b.segs[len(b.segs)-1].end != "" && last > now {
-		// Idle with slots still to come: give them back once the
-		// demand has been gone for a while.
+	if len(b.q) == 0 && len(b.segs) > 0 && b.segs[len(b.segs)-1].end != "" {
+		// Idle with leased slots not expired (still to come, or due
+		// and put back by Refund): give them back once the demand has
+		// been gone for a while.
 		if !active {
 			return actReturn, 0, 0
 		}
@@ -125,15 +138,15 @@ func (b *Bucket) updateEst(now float64) {
 		return
 	}
 	a := 1 - math.Exp(-dt/b.lease)
-	b.est += (b.demand*1e6/dt - b.est) * a
+	b.est = max(0, b.est+(b.demand*1e6/dt-b.est)*a)
 	b.demand, b.estAt = 0, now
 }
 
 // size is how many tokens to lease: about LeaseTime's worth of the recent
 // demand (twice that, and growing, while the worker is held by the
-// schedule), never more than LeaseTime's worth of an equal share of the
-// rate. It requires mu held.
-func (b *Bucket) size(now float64) int {
+// schedule), at least short (what the waiters lack), and never more than
+// LeaseTime's worth of an equal share of the rate. It requires mu held.
+func (b *Bucket) size(now float64, short int) int {
 	sec := b.lease / 1e6
 	share := b.rate / float64(max(b.workers, 1))
 	limit := share * sec
@@ -152,7 +165,7 @@ func (b *Bucket) size(now float64) int {
 	default:
 		want = b.est * sec / 2
 	}
-	return int(max(1, math.Ceil(min(want, limit))))
+	return int(max(1, math.Ceil(min(max(want, float64(short)), limit))))
 }
 
 // fetch leases want tokens from Redis (or, want 0, only checks in).
@@ -206,7 +219,12 @@ func (b *Bucket) fetch(rate float64, want int) {
 		b.lastGrant, b.expiredOK = r.k, true
 		b.wakeHead()
 	} else if want > 0 {
-		b.nextTry = t1 + max(r.retry, 50)
+		// The schedule is taken up to LeaseTime×2 ahead. Ask again when
+		// the lease asked for (or lead's worth of the schedule) has come
+		// within reach, not when the next slot has: a slot at a time,
+		// raced for by every worker held back, costs calls, not rate.
+		cost := 1e6 / rate
+		b.nextTry = t1 + max(r.retry+min(float64(want-1)*cost, b.lead), 50)
 	}
 }
 
@@ -238,6 +256,7 @@ func (b *Bucket) fail(now float64, err error) {
 		b.st.Expired += uint64(n)
 		b.segs = nil
 	}
+	b.given = nil
 	level, what := "unreachable", "redisbucket: Redis unreachable; falling back to this worker's share of the limit"
 	if refused(err) {
 		level, what = "refused", "redisbucket: Redis refuses the bucket script; falling back to this worker's share of the limit"
