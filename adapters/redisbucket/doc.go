@@ -34,9 +34,14 @@
 // equal share of Rate among the workers seen lately, which keeps
 // backlogged workers' shares even. Slots may be leased up to 2 × LeaseTime
 // ahead of Redis's now; a worker leases its next run when its leased slots
-// reach less than LeaseTime/2 ahead. A busy fleet therefore makes about one
-// Redis call per lease: at 20,000/s the bench in bench/fleet measures a few
-// calls per thousand jobs.
+// reach less than LeaseTime/2 ahead, however many callers wait, so that
+// no worker takes the whole schedule ahead from the others. When Redis
+// grants nothing (the schedule is taken that far ahead), the worker asks
+// again when its lease has come within reach, not at the next slot. A
+// busy fleet therefore makes about one Redis call per lease: at 20,000/s
+// the bench in bench/fleet measures a few calls per thousand jobs, and
+// two workers contending for 40/s with 100 ms leases (2 slots each) about
+// one call per two jobs.
 //
 // Unused slots never become extra tokens. A leased slot not used within
 // LeaseTime of its due time (or of its grant, for the burst's slots, which
@@ -45,6 +50,23 @@
 // schedule (if no other worker has leased after them), so the next taker
 // gets them; slots it cannot give back expire. Expired slots are capacity
 // lost, never capacity added.
+//
+// # Refunds
+//
+// A Bucket is a pacer.Refunder: when a permit is cancelled
+// (pacer.Permit.Cancel or CancelN, as an adapter does when a long poll
+// comes back empty), Refund puts the slots handed out last back in front
+// of the leased ones, each at its own due time, so the next Wait uses
+// them and an idle or closing worker gives them back to Redis with the
+// rest. They expire as any leased slot does, LeaseTime after their due
+// time: a worker whose every permit is cancelled costs the fleet about one
+// slot per LeaseTime for each permit it holds at once, not its share.
+// Refund cannot tell which permit came back and takes back the slots
+// handed out last; when those were not the cancelled permit's own (several
+// pollers), the cancelled slot is in effect used later than LeaseTime
+// after its due time, by up to how long the permit was held. For tokens
+// given back, then, the LeaseTime term of the bound below grows by how
+// long cancelled permits are held (a long poll's wait).
 //
 // The guarantee, precisely: in any window of length w the fleet dispatches
 // at most 2 × Burst + Rate × (w + LeaseTime + 2ε) tokens through Waits of
