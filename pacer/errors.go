@@ -40,5 +40,18 @@ func checkRate(field string, v float64) error {
 	return nil
 }
 
+// MaxFill is the longest a bucket may take to fill from empty
+// (capacity ÷ rate): about 3 years. Beyond it the schedule's 1/16 ns ticks
+// would overflow.
+const MaxFill = 1e8 // seconds
+
+// checkFill checks that capacity ÷ rate is at most MaxFill.
+func checkFill(rate, capacity float64) error {
+	if capacity/rate > MaxFill {
+		return invalid("capacity / rate", fmt.Sprintf("%g / %g = %gs", capacity, rate, capacity/rate), fmt.Sprintf("at most %gs to fill the bucket", float64(MaxFill)))
+	}
+	return nil
+}
+
 // checkAmount checks a number of tokens asked for.
 func checkAmount(v float64) error { return positive("n", v) }

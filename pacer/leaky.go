@@ -32,6 +32,9 @@ func DefaultAdjMap() []AdjRow {
 	}
 }
 
+// maxAdaptSteps bounds the periods adapt replays in one call.
+const maxAdaptSteps = 4096
+
 // Seed defaults.
 const (
 	DefaultMinFactor = 0.1                    // context.LEAKY_BUCKET_DEFAULT_MIN_FACTOR
@@ -187,7 +190,10 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 		c.Period = DefaultPeriod
 	}
 	if c.Period < 0 {
-		return nil, invalid("period", c.Period, "> 0")
+		return nil, invalid("period", c.Period, "≥ 0 (0: 100ms)")
+	}
+	if err := checkFill(c.Leak*c.MinFactor, c.Capacity); err != nil {
+		return nil, err
 	}
 	b := &LeakyBucket{
 		leak: c.Leak, factor: 1, minF: c.MinFactor, maxF: c.MaxFactor,
@@ -213,7 +219,12 @@ func (b *LeakyBucket) adapt(now int64) int64 {
 	if b.manual {
 		return math.MaxInt64
 	}
-	for b.next <= now {
+	for steps := 0; b.next <= now; steps++ {
+		if steps == maxAdaptSteps {
+			// Long idle: skip to the last boundary, as if the periods
+			// between had left the factor where it is.
+			b.next += (now - b.next) / b.period * b.period
+		}
 		at := b.next
 		c := b.s.cfg.Load()
 		r := min(max(1-b.s.tokens(at)/c.capacity, 0), 1)
@@ -241,7 +252,7 @@ func (b *LeakyBucket) Acquire(n float64) bool { return b.acquire(b.s.now(), n) }
 func (b *LeakyBucket) AcquireAt(now time.Time, n float64) bool { return b.acquire(b.s.ticks(now), n) }
 
 func (b *LeakyBucket) acquire(now int64, n float64) bool {
-	if !(n > 0) || b.s.isClosed() {
+	if !(n > 0) || n > b.s.cfg.Load().capacity || b.s.isClosed() {
 		return false
 	}
 	if !b.manual {
@@ -348,6 +359,9 @@ func (b *LeakyBucket) SetLeak(leak float64) error {
 	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
+	if err := checkFill(leak*b.minF, b.s.cfg.Load().capacity); err != nil {
+		return err
+	}
 	now := b.s.now()
 	b.adapt(now)
 	b.leak = leak

@@ -64,6 +64,8 @@ type Config struct {
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
 	Clock Clock `toml:"-"`
+
+	highDerived bool // BacklogHigh came from BacklogTarget: SetBase rederives it
 }
 
 func (c *Config) fill() error {
@@ -98,12 +100,13 @@ func (c *Config) fill() error {
 		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
 	}
 	if c.BacklogTarget < 0 {
-		return invalid("backlog_target", c.BacklogTarget, "> 0")
+		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: 10s)")
 	}
 	if c.BacklogTarget == 0 {
 		c.BacklogTarget = 10 * time.Second
 	}
-	if c.BacklogHigh == 0 {
+	c.highDerived = c.BacklogHigh == 0
+	if c.highDerived {
 		c.BacklogHigh = c.Base * c.BacklogTarget.Seconds()
 	}
 	if err := positive("backlog_high", c.BacklogHigh); err != nil {
@@ -113,7 +116,7 @@ func (c *Config) fill() error {
 		c.Period = time.Second
 	}
 	if c.Period < 0 {
-		return invalid("period", c.Period, "> 0")
+		return invalid("period", c.Period, "≥ 0 (0: 1s)")
 	}
 	if c.Cut == 0 {
 		c.Cut = 0.5
@@ -125,13 +128,16 @@ func (c *Config) fill() error {
 		c.DefaultRetryAfter = time.Second
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "> 0")
+		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: 1s)")
 	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
 	}
 	return nil
 }
+
+// maxPause bounds one pause, whatever retry-after a downstream sends.
+const maxPause = 24 * time.Hour
 
 // Pacer is what a worker asks before it takes a job: it composes a manual
 // LeakyBucket (the base pace, Base × factor, whose factor the controller
@@ -149,7 +155,7 @@ func (c *Config) fill() error {
 //
 // A Pacer is safe for concurrent use. Make one with New.
 type Pacer struct {
-	cfg   Config // immutable after New
+	cfg   Config // set by New; SetBase changes BacklogHigh under mu
 	base  *LeakyBucket
 	slots *slots // nil: no cap
 	row   AdjRow
@@ -212,11 +218,14 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
 	if n < 1 {
 		return Permit{}, invalid("n", n, "≥ 1")
 	}
+	if p.base.s.isClosed() {
+		return Permit{}, ErrClosed
+	}
 	if p.slots != nil {
 		if n > p.cfg.MaxInFlight {
 			return Permit{}, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
 		}
-		if err := p.slots.acquire(ctx, n); err != nil {
+		if err := p.slots.acquire(ctx, n, p.base.s.closed); err != nil {
 			return Permit{}, err
 		}
 	}
@@ -326,7 +335,7 @@ func (pm Permit) CancelN(k int) Permit {
 
 func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
 	now := p.base.s.now()
-	until := now + int64(retry)<<tickShift
+	until := now + int64(min(retry, maxPause))<<tickShift
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if dispatchedAt >= p.pauseStart.Load() {
@@ -437,7 +446,9 @@ func (p *Pacer) SetBase(base float64) error {
 	if err := p.base.SetLeak(base); err != nil {
 		return err
 	}
-	p.cfg.BacklogHigh = base * p.cfg.BacklogTarget.Seconds()
+	if p.cfg.highDerived {
+		p.cfg.BacklogHigh = base * p.cfg.BacklogTarget.Seconds()
+	}
 	p.setFactor(p.factor)
 	return nil
 }

@@ -442,3 +442,87 @@ func TestCancelRefundsTheLimiter(t *testing.T) {
 		t.Fatalf("limiter admitted %d, refunded %d; want 4 and 3", a, r)
 	}
 }
+
+// A permit given back during a pause, or a rate changed during one, does
+// not shorten the pause.
+func TestPauseSurvivesCancelAndRateChange(t *testing.T) {
+	t.Parallel()
+	for _, change := range []string{"cancel", "set base", "set rate"} {
+		t.Run(change, func(t *testing.T) {
+			p, clk := newPacer(t, pacer.Config{Rate: 100, Base: 10, Burst: 100})
+			big, ok := p.TryAcquire(99)
+			if !ok {
+				t.Fatal("TryAcquire(99) on a full pacer failed")
+			}
+			one, _ := p.TryAcquire(1)
+			one.Done(pacer.Throttle(5*time.Second, nil))
+			switch change {
+			case "cancel":
+				big.Cancel()
+			case "set base":
+				big.Done(nil)
+				if err := p.SetBase(100); err != nil {
+					t.Fatal(err)
+				}
+			case "set rate":
+				big.Done(nil)
+				if err := p.SetRate(1000); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Advance(4999 * time.Millisecond)
+			if _, ok := p.TryAcquire(1); ok {
+				t.Fatalf("after %s, a permit was given during the 5s pause", change)
+			}
+			clk.Advance(250 * time.Millisecond) // the pace after the cut: ≥ 5/s, one in ≤ 200ms
+			if _, ok := p.TryAcquire(1); !ok {
+				t.Fatalf("after %s, no permit once the pause ended", change)
+			}
+		})
+	}
+}
+
+func TestCloseWakesInFlightWaiters(t *testing.T) {
+	t.Parallel()
+	p, _ := newPacer(t, pacer.Config{Rate: 100, MaxInFlight: 1})
+	held, ok := p.TryAcquire(1)
+	if !ok {
+		t.Fatal("first permit refused")
+	}
+	defer held.Done(nil)
+	got := make(chan error, 1)
+	go func() { _, err := p.Acquire(context.Background(), 1); got <- err }()
+	time.Sleep(20 * time.Millisecond) // let it queue for the slot
+	p.Close()
+	select {
+	case err := <-got:
+		if !errors.Is(err, pacer.ErrClosed) {
+			t.Fatalf("Acquire waiting for a slot returned %v after Close, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Acquire waiting for a slot did not return after Close")
+	}
+}
+
+// Ranges that would overflow the schedule's ticks are refused, and a take
+// above the capacity never wraps into a success.
+func TestOverflowRefused(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ rate, capacity float64 }{{0.001, 1e6}, {1e-10, 1}} {
+		_, err := pacer.NewTokenBucket(c.rate, c.capacity, nil)
+		checkInvalid(t, err, "capacity / rate")
+	}
+	_, err := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 1e6, Leak: 0.01})
+	checkInvalid(t, err, "capacity / rate")
+	b, _ := newClockBucket(t, 1, 1)
+	if b.TryTakeAt(t0.Add(10*time.Second), 1e10) {
+		t.Fatal("TryTakeAt(1e10) on capacity 1 succeeded")
+	}
+	if got := b.TokensAt(t0.Add(10 * time.Second)); got != 1 {
+		t.Fatalf("TokensAt = %v after a refused huge take, want 1", got)
+	}
+	p, _ := newPacer(t, pacer.Config{Rate: 10})
+	if _, ok := p.TryAcquire(1 << 40); ok {
+		t.Fatal("TryAcquire(2^40) succeeded")
+	}
+}

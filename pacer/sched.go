@@ -32,6 +32,7 @@ type sched struct {
 	cfg     atomic.Pointer[schedCfg]
 	credit  atomic.Pointer[credit]
 	busy    atomic.Int64 // ticks at which the queue last became non-empty
+	held    atomic.Int64 // ticks until which hold paused the schedule
 	_       [64]byte
 	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
 	_       [56]byte
@@ -56,6 +57,7 @@ const (
 	ticksPerSec  = 1e9 * ticksPerNano
 	locked       = math.MinInt64
 	creditGrace  = int64(5*time.Millisecond) << tickShift
+	maxTicks     = 1 << 61 // bound of any cost: far from overflow, far from locked
 )
 
 // MaxRate is the largest rate a bucket accepts, in tokens per second.
@@ -70,8 +72,12 @@ type schedCfg struct {
 
 // credit lets the takers that follow a late-woken waiter take the permits
 // that fell due while it slept: until the instant until, the floor of the
-// schedule is floor instead of now - full.
-type credit struct{ floor, until int64 }
+// schedule is floor instead of now - full. It holds for cfg alone: a
+// reconfigure makes it void.
+type credit struct {
+	floor, until int64
+	cfg          *schedCfg
+}
 
 type waiter struct {
 	wake chan struct{} // buffered 1: became head, or cfg changed
@@ -94,6 +100,7 @@ func (s *sched) init(clock Clock, rate, capacity float64) {
 	c := newCfg(rate, capacity)
 	s.cfg.Store(c)
 	s.zero.Store(-c.full)
+	s.held.Store(math.MinInt64)
 }
 
 func (s *sched) now() int64 {
@@ -108,13 +115,19 @@ func (s *sched) ticks(t time.Time) int64 { return int64(t.Sub(s.epoch)) << tickS
 // costOf is the ticks n tokens take, truncated as full is, so that a take
 // of exactly the capacity fits a full bucket; a take is at most one tick
 // (1/16 ns) cheap.
-func (c *schedCfg) costOf(n float64) int64 { return int64(n * c.cost) }
+// It saturates at maxTicks rather than wrap.
+func (c *schedCfg) costOf(n float64) int64 {
+	if t := n * c.cost; t < maxTicks {
+		return int64(t)
+	}
+	return maxTicks
+}
 
 // floor is the earliest zero may be at now: a full bucket, or the credit
 // left by a late waiter.
 func (s *sched) floor(now int64, c *schedCfg) int64 {
 	f := now - c.full
-	if cr := s.credit.Load(); cr != nil && now <= cr.until && cr.floor < f {
+	if cr := s.credit.Load(); cr != nil && cr.cfg == c && now <= cr.until && cr.floor < f {
 		f = cr.floor
 	}
 	return f
@@ -184,7 +197,11 @@ func (s *sched) refund(now int64, n float64) {
 		if z <= f {
 			return
 		}
-		nz := max(z-c.costOf(n), f)
+		// Never back past a pause: hold's instant stays.
+		nz := max(z-c.costOf(n), f, s.held.Load())
+		if nz >= z {
+			return
+		}
 		if s.zero.CompareAndSwap(z, nz) {
 			return
 		}
@@ -200,6 +217,9 @@ func (s *sched) reconfigure(now int64, rate, capacity float64) {
 	bal := min(float64(now-base)/old.cost, capacity)
 	nc := newCfg(rate, capacity)
 	nz := now - int64(bal*nc.cost)
+	if z > now {
+		nz = z // paused (hold): a pause is a length of time, not a debt to rescale
+	}
 	if nz == z {
 		nz-- // zero must change, or a taker holding the old pair could CAS
 	}
@@ -275,7 +295,7 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 				// there for the takers straight after us: for twice the
 				// lateness plus creditGrace, so a caller that the OS
 				// preempts as it catches up does not lose them.
-				s.credit.Store(&credit{floor: nz - c.full, until: now + 2*late + creditGrace})
+				s.credit.Store(&credit{floor: nz - c.full, until: now + 2*late + creditGrace, cfg: c})
 			}
 			taken += chunk
 			if taken >= n {
@@ -348,6 +368,7 @@ func (s *sched) hold(until int64) {
 		s.credit.Store(nil)
 		z = until
 	}
+	s.held.Store(max(s.held.Load(), until))
 	s.zero.Store(z)
 	if len(s.q) > 0 {
 		kick(s.q[0])

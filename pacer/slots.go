@@ -18,7 +18,7 @@ type slotWaiter struct {
 	ready chan struct{} // closed when granted
 }
 
-func (s *slots) acquire(ctx context.Context, n int) error {
+func (s *slots) acquire(ctx context.Context, n int, closed <-chan struct{}) error {
 	s.mu.Lock()
 	if len(s.q) == 0 && s.cur+n <= s.max {
 		s.cur += n
@@ -28,10 +28,13 @@ func (s *slots) acquire(ctx context.Context, n int) error {
 	w := &slotWaiter{n: n, ready: make(chan struct{})}
 	s.q = append(s.q, w)
 	s.mu.Unlock()
+	err := ErrClosed
 	select {
 	case <-w.ready:
 		return nil
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-closed:
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -47,7 +50,7 @@ func (s *slots) acquire(ctx context.Context, n int) error {
 		}
 	}
 	s.grant()
-	return ctx.Err()
+	return err
 }
 
 func (s *slots) tryAcquire(n int) bool {

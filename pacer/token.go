@@ -39,6 +39,9 @@ func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
 	if err := positive("capacity", capacity); err != nil {
 		return nil, err
 	}
+	if err := checkFill(rate, capacity); err != nil {
+		return nil, err
+	}
 	b := &TokenBucket{}
 	b.s.init(clock, rate, capacity)
 	return b, nil
@@ -48,10 +51,16 @@ func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
 // It fails, taking nothing, while other callers wait in Take, and for any n
 // larger than the capacity or not > 0. It never blocks.
 func (b *TokenBucket) TryTake(n float64) bool {
-	if b.s.waiters.Load() != 0 || !(n > 0) {
+	return b.tryTake(b.s.now(), n)
+}
+
+// tryTake is the fast path: nothing while others wait, nothing above the
+// capacity, and nothing for n not > 0.
+func (b *TokenBucket) tryTake(now int64, n float64) bool {
+	if b.s.waiters.Load() != 0 || !(n > 0) || n > b.s.cfg.Load().capacity {
 		return false
 	}
-	_, ok := b.s.take(b.s.now(), n)
+	_, ok := b.s.take(now, n)
 	return ok
 }
 
@@ -60,11 +69,7 @@ func (b *TokenBucket) TryTake(n float64) bool {
 // when it was full. now must not go backwards across calls; a time before
 // the last take finds no tokens.
 func (b *TokenBucket) TryTakeAt(now time.Time, n float64) bool {
-	if b.s.waiters.Load() != 0 || !(n > 0) {
-		return false
-	}
-	_, ok := b.s.take(b.s.ticks(now), n)
-	return ok
+	return b.tryTake(b.s.ticks(now), n)
 }
 
 // Take takes n tokens, waiting until they are there. Waiters are served in
@@ -106,6 +111,9 @@ func (b *TokenBucket) SetRateAt(now time.Time, rate float64) error {
 	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
+	if err := checkFill(rate, b.s.cfg.Load().capacity); err != nil {
+		return err
+	}
 	b.s.reconfigure(b.s.ticks(now), rate, b.s.cfg.Load().capacity)
 	return nil
 }
@@ -123,6 +131,9 @@ func (b *TokenBucket) SetCapacityAt(now time.Time, capacity float64) error {
 	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
+	if err := checkFill(b.s.cfg.Load().rate, capacity); err != nil {
+		return err
+	}
 	b.s.reconfigure(b.s.ticks(now), b.s.cfg.Load().rate, capacity)
 	return nil
 }
