@@ -123,19 +123,46 @@ func fleet(s spec, n int) summary {
 	outs := make([]bytes.Buffer, n)
 	errs := make([]bytes.Buffer, n)
 	cmds := make([]*exec.Cmd, n)
+	// When one worker fails, the others are killed before the bench
+	// exits, so that none keeps running (and taking from Redis) after it.
+	type exit struct {
+		i   int
+		err error
+	}
+	exits := make(chan exit, n)
+	started, pending := 0, 0 // processes started; of them, exits not yet received
+	stopAll := func() {
+		for _, c := range cmds[:started] {
+			_ = c.Process.Kill() // an error: it has exited already
+		}
+		for ; pending > 0; pending-- {
+			<-exits
+		}
+	}
 	for i := range cmds {
 		cmds[i] = exec.Command(exe)
 		cmds[i].Env = append(os.Environ(), workerEnv+"="+string(js))
 		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &errs[i]
-		check(cmds[i].Start())
+		if err := cmds[i].Start(); err != nil {
+			stopAll()
+			check(fmt.Errorf("starting worker %d: %w", i, err))
+		}
+		started++
+		pending++
+		go func() { exits <- exit{i, cmds[i].Wait()} }()
+	}
+	for pending > 0 {
+		e := <-exits
+		pending--
+		if e.err != nil {
+			stopAll()
+			fmt.Fprintf(os.Stderr, "worker %d: %v\n%s", e.i, e.err, errs[e.i].String())
+			os.Exit(1)
+		}
 	}
 	var counted, dispatched int64
 	var calls uint64
-	for i, c := range cmds {
-		if err := c.Wait(); err != nil {
-			fmt.Fprintf(os.Stderr, "worker %d: %v\n%s", i, err, errs[i].String())
-			os.Exit(1)
-		}
+	for i := range cmds {
 		var r result
 		check(json.Unmarshal(outs[i].Bytes(), &r))
 		if r.Late > 0 {
