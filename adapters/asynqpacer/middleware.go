@@ -173,8 +173,9 @@ func (c *config) process(ctx context.Context, next asynq.Handler, t *asynq.Task)
 	}
 	if err := ctx.Err(); err != nil {
 		// Asynq gave up on the task while the permit was granted (it
-		// put the task back to pending on shutdown): do not run it.
-		pm.Done(err)
+		// put the task back to pending on shutdown): do not run it, and
+		// give the permit back: the job neither ran nor failed.
+		pm.Cancel()
 		return err
 	}
 	finished := false
