@@ -28,8 +28,8 @@ func main() {
 	var rs []float64
 	for _, s := range strings.Split(*rates, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil || r <= 0 {
-			fmt.Fprintf(os.Stderr, "precision: -rates: %q is not a rate > 0\n", s)
+		if err != nil || r < 1 || r > pacer.MaxRate {
+			fmt.Fprintf(os.Stderr, "precision: -rates: %q: want a rate in [1, %g] per second (uber ratelimit takes whole numbers)\n", s, float64(pacer.MaxRate))
 			os.Exit(2)
 		}
 		rs = append(rs, r)
