@@ -112,9 +112,9 @@ func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	first := start(ctx, b, 1)
 	clk.WaitTimers(1)
 	second := start(ctx, b, 1)
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, b, 2)
 	third := start(ctx, b, 1)
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, b, 3)
 	if b.TryTake(1) {
 		t.Fatal("TryTake jumped the queue of waiters")
 	}
@@ -145,7 +145,7 @@ func TestTokenBucketCancelledWaiterTakesNothing(t *testing.T) {
 	head := start(ctx, b, 2)
 	clk.WaitTimers(1)
 	behind := start(context.Background(), b, 1)
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, b, 2) // behind the head, not on the fast path
 	clk.Advance(ms(100)) // one token: not enough for the head
 	clk.WaitTimers(1)
 	cancel()
@@ -305,6 +305,18 @@ func TestTokenBucketValidation(t *testing.T) {
 	checkInvalid(t, b.Take(context.Background(), 0), "n")
 	if b.Rate() != 1 || b.Capacity() != 1 {
 		t.Fatalf("a refused setter changed the bucket: rate %v capacity %v", b.Rate(), b.Capacity())
+	}
+}
+
+// waitQueued waits until n callers are queued in b.Take.
+func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for pacer.Waiters(b) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers queued after 10s, want %d", pacer.Waiters(b), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
