@@ -158,7 +158,6 @@ type Pacer struct {
 	cfg   Config // set by New; SetBase changes BacklogHigh under mu
 	base  *LeakyBucket
 	slots *slots // nil: no cap
-	row   AdjRow
 
 	inFlight    atomic.Int64
 	dispatched  atomic.Uint64
@@ -191,7 +190,7 @@ func New(c Config) (*Pacer, error) {
 		return nil, err
 	}
 	c.MinFactor, c.MaxFactor = base.minF, base.maxF
-	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, row: rowFor(c.AdjMap, c.BaseBurst)}
+	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1}
 	p.pauseStart.Store(math.MinInt64)
 	if c.MaxInFlight > 0 {
 		p.slots = &slots{max: c.MaxInFlight}
@@ -405,13 +404,14 @@ func (p *Pacer) Step(ctx context.Context) {
 	}
 	r := 1 - min(1, float64(b.Pending)/p.cfg.BacklogHigh)
 	f := p.factor
+	row := p.base.row // the ADJMAP row for BaseBurst, fixed at New
 	switch {
-	case r <= p.row.LBound:
-		f *= p.row.LFactor
+	case r <= row.LBound:
+		f *= row.LFactor
 	case f < 1:
-		f = min(1, f/p.row.UFactor)
-	case f > 1 && r >= p.row.UBound:
-		f = max(1, f*p.row.UFactor)
+		f = min(1, f/row.UFactor)
+	case f > 1 && r >= row.UBound:
+		f = max(1, f*row.UFactor)
 	}
 	p.setFactor(f)
 }
