@@ -145,7 +145,7 @@ func TestTokenBucketCancelledWaiterTakesNothing(t *testing.T) {
 	head := start(ctx, b, 2)
 	clk.WaitTimers(1)
 	behind := start(context.Background(), b, 1)
-	waitQueued(t, b, 2) // behind the head, not on the fast path
+	waitQueued(t, b, 2)  // behind the head, not on the fast path
 	clk.Advance(ms(100)) // one token: not enough for the head
 	clk.WaitTimers(1)
 	cancel()
