@@ -22,6 +22,7 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/testutil"
 	"github.com/jobpacer/pacer/worker"
 )
 
@@ -53,24 +54,6 @@ func init() {
 		c, _ := handled.LoadOrStore(o.WorkerName(), new(atomic.Int64))
 		return sink.Func(func(context.Context, sink.Job) error { c.(*atomic.Int64).Add(1); return nil }), o.Decode(&struct{}{})
 	})
-}
-
-// syncBuf is a log destination safe for concurrent writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const fleetConfig = `
@@ -117,13 +100,13 @@ func writeConfig(t *testing.T, path, redis string, rate float64, prefix string, 
 }
 
 // startRunner runs the config at path in this process until the test ends.
-func startRunner(t *testing.T, path string) (*worker.Runner, *syncBuf) {
+func startRunner(t *testing.T, path string) (*worker.Runner, *testutil.SyncBuffer) {
 	t.Helper()
 	f, err := worker.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	r := worker.NewRunner(f, slog.New(slog.NewTextHandler(logs, nil)), worker.RunOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,12 +1,10 @@
 package natspacer_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,25 +13,8 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSubscribeDropsCounted publishes far faster than the pace into a
 // small buffer: every message is either handled or counted as dropped
@@ -53,7 +34,7 @@ func TestSubscribeDropsCounted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nc, _ := connect(t, url)
 			subject := "core." + uniqueName(t)
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			var handled atomic.Int64
 			h := natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {

@@ -1,7 +1,6 @@
 package redisbucket_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -352,7 +351,7 @@ func TestUnusedLeasesGoBack(t *testing.T) {
 }
 
 func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true, DialerRetries: 1})
 	defer rdb.Close()
 	const rate, workers = 200.0, 4
@@ -396,24 +395,6 @@ func TestSetRate(t *testing.T) {
 	if r := b.Stats().Rate; r != 1000 {
 		t.Errorf("Stats().Rate = %g, want 1000", r)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestBurstIsThereAtOnce(t *testing.T) {

@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jobpacer/pacer/testutil"
 	"github.com/jobpacer/pacer/worker"
 )
 
@@ -62,25 +62,8 @@ type proc struct {
 	cmd   *exec.Cmd
 	admin string
 	cfg   string
-	log   *syncBuf
+	log   *testutil.SyncBuffer
 	done  chan struct{}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startRun writes config (with {admin} replaced) into a temporary
@@ -92,7 +75,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, admin: admin, cfg: path, log: &syncBuf{}, done: make(chan struct{})}
+	p := &proc{t: t, admin: admin, cfg: path, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
