@@ -1,14 +1,17 @@
 // Package pacer paces how fast a worker takes jobs from a queue.
 //
-// A Pacer composes three limits that a worker asks before each job:
+// A Pacer composes the limits that a worker asks before each job:
 //
-//   - a TokenBucket, the hard ceiling (Config.Rate, Config.Burst);
+//   - the hard ceiling (Config.Rate, Config.Burst);
 //   - a LeakyBucket, the smooth base pace (Config.Base) times a factor that
 //     the controller (Pacer.Run) raises while the queue's backlog is deep,
 //     lets sink back as it drains, and cuts, once for the whole pacer, when
-//     the downstream pushes back with a Throttled outcome;
-//   - an in-flight cap (Config.MaxInFlight).
+//     the downstream pushes back with a Throttled outcome; the factor is
+//     clamped so that the base pace never passes the ceiling;
+//   - an in-flight cap (Config.MaxInFlight);
+//   - optionally a Limiter shared with other processes (Config.Limiter).
 //
+// TokenBucket is the plain token bucket, for callers who want one alone.
 // Both buckets pace by a schedule of due times, not by a balance, so a
 // caller that keeps asking gets exactly the rate it was promised, even at a
 // million per second and even when Go's timers wake it late. The fast path
