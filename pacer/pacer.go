@@ -460,11 +460,12 @@ func (p *Pacer) Close() {
 }
 
 // EstimateWait returns how long an Acquire of n started now would wait for
-// the pace, counting the callers already waiting and any pause. It is an
-// estimate: the factor may change meanwhile.
+// the pace, counting the jobs the callers already waiting asked for and any
+// pause. It is an estimate: the factor may change meanwhile, and callers
+// waiting for an in-flight slot are not counted.
 func (p *Pacer) EstimateWait(n int) time.Duration {
 	now := p.base.s.now()
-	ahead := float64(p.base.s.waiters.Load())
+	ahead := p.base.s.queuedTokens()
 	p.mu.Lock()
 	pace := p.base.Leak() * p.factor
 	until := p.pausedUntil

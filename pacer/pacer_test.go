@@ -526,3 +526,25 @@ func TestOverflowRefused(t *testing.T) {
 		t.Fatal("TryAcquire(2^40) succeeded")
 	}
 }
+
+func TestEstimateWaitCountsQueuedJobs(t *testing.T) {
+	t.Parallel()
+	p, clk := newPacer(t, pacer.Config{Rate: 10}) // one job per 100ms, burst 1
+	if d := p.EstimateWait(1); d != 0 {
+		t.Fatalf("EstimateWait(1) on a full pacer = %v, want 0", d)
+	}
+	pm, _ := p.TryAcquire(1)
+	pm.Done(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() { _, err := p.Acquire(ctx, 5); errs <- err }() // 5 jobs queued
+	clk.WaitTimers(1)
+	if got, want := p.EstimateWait(1), 600*time.Millisecond; got != want {
+		t.Fatalf("EstimateWait(1) behind a caller of 5 = %v, want %v", got, want)
+	}
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire = %v after cancel", err)
+	}
+}

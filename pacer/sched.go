@@ -47,8 +47,9 @@ type sched struct {
 	// again (LeakyBucket's adaptation period), or math.MaxInt64.
 	tick func(now int64) int64
 
-	mu sync.Mutex // guards q and serialises reconfigure
-	q  []*waiter  // FIFO of blocking takers; q[0] is the head
+	mu     sync.Mutex // guards q and queued, and serialises reconfigure
+	q      []*waiter  // FIFO of blocking takers; q[0] is the head
+	queued float64    // tokens the waiters in q asked for
 }
 
 const (
@@ -81,6 +82,7 @@ type credit struct {
 
 type waiter struct {
 	wake chan struct{} // buffered 1: became head, or cfg changed
+	n    float64       // tokens asked for
 }
 
 // newCfg makes the cfg for rate (at most MaxRate: a leaky bucket's
@@ -254,13 +256,14 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 			return nil
 		}
 	}
-	w := &waiter{wake: make(chan struct{}, 1)}
+	w := &waiter{wake: make(chan struct{}, 1), n: n}
 	now := s.now()
 	s.mu.Lock()
 	if len(s.q) == 0 {
 		s.busy.Store(now)
 	}
 	s.q = append(s.q, w)
+	s.queued += n
 	s.waiters.Add(1)
 	head := len(s.q) == 1
 	s.mu.Unlock()
@@ -329,6 +332,7 @@ func (s *sched) leave(w *waiter) {
 			copy(s.q[i:], s.q[i+1:])
 			s.q[len(s.q)-1] = nil
 			s.q = s.q[:len(s.q)-1]
+			s.queued -= w.n
 			s.waiters.Add(-1)
 			if i == 0 && len(s.q) > 0 {
 				kick(s.q[0])
@@ -356,6 +360,13 @@ func (s *sched) isClosed() bool {
 	default:
 		return false
 	}
+}
+
+// queuedTokens returns the tokens the waiters asked for.
+func (s *sched) queuedTokens() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
 }
 
 // hold keeps anything from being taken before until: the schedule resumes
