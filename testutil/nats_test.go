@@ -1,10 +1,7 @@
 package testutil_test
 
 import (
-	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +96,7 @@ func TestNATSExternalCannotRestart(t *testing.T) {
 	if got := s.URL(); got != url {
 		t.Fatalf("NATS().URL() = %q, want NATS_URL %q", got, url)
 	}
-	r := runNATS(t, func(tb testing.TB) { testutil.NATS(tb).Restart() })
+	r := run(t, func(tb testing.TB) { testutil.NATS(tb).Restart() })
 	if !r.skipped || !strings.Contains(r.msg, "NATSEmbedded") {
 		t.Fatalf("Restart on an external server: skipped = %v, message %q; want a skip naming NATSEmbedded", r.skipped, r.msg)
 	}
@@ -108,49 +105,11 @@ func TestNATSExternalCannotRestart(t *testing.T) {
 func TestNATSUnreachableURL(t *testing.T) {
 	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
 	t.Setenv("CI", "")
-	if r := runNATS(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.skipped || !strings.Contains(r.msg, "NATS_URL") {
+	if r := run(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.skipped || !strings.Contains(r.msg, "NATS_URL") {
 		t.Fatalf("NATS with an unreachable NATS_URL: skipped = %v, message %q; want a skip saying how to get a server", r.skipped, r.msg)
 	}
 	t.Setenv("CI", "true")
-	if r := runNATS(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.failed {
+	if r := run(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.failed {
 		t.Fatalf("NATS with an unreachable NATS_URL under CI=true did not fail")
 	}
-}
-
-// natsRecorder is a testing.TB that records Skip and Fatal instead of
-// ending the real test.
-type natsRecorder struct {
-	testing.TB
-	mu              sync.Mutex
-	skipped, failed bool
-	msg             string
-	cleanups        []func()
-}
-
-func (r *natsRecorder) Helper()          {}
-func (r *natsRecorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
-func (r *natsRecorder) Skipf(format string, args ...any) {
-	r.mu.Lock()
-	r.skipped, r.msg = true, fmt.Sprintf(format, args...)
-	r.mu.Unlock()
-	runtime.Goexit()
-}
-func (r *natsRecorder) Fatalf(format string, args ...any) {
-	r.mu.Lock()
-	r.failed, r.msg = true, fmt.Sprintf(format, args...)
-	r.mu.Unlock()
-	runtime.Goexit()
-}
-
-// runNATS runs f on a natsRecorder in a goroutine of its own (Skip and
-// Fatal end it with runtime.Goexit), then its cleanups.
-func runNATS(tb testing.TB, f func(testing.TB)) *natsRecorder {
-	r := &natsRecorder{TB: tb}
-	done := make(chan struct{})
-	go func() { defer close(done); f(r) }()
-	<-done
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-	return r
 }
