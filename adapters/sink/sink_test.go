@@ -46,13 +46,7 @@ func TestExec(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = s.Handle(context.Background(), job())
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Handle() = %v, want error %v", err, tt.wantErr)
-			}
-			retry, ok := pacer.IsThrottled(err)
-			if ok != tt.throttled || retry != tt.retry {
-				t.Fatalf("IsThrottled(%v) = %v, %v, want %v, %v", err, retry, ok, tt.retry, tt.throttled)
-			}
+			checkOutcome(t, err, tt.wantErr, tt.throttled, tt.retry)
 		})
 	}
 	b, err := os.ReadFile(out)
@@ -193,13 +187,7 @@ func TestHTTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = s.Handle(context.Background(), job())
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Handle() = %v, want error %v", err, tt.wantErr)
-			}
-			retry, ok := pacer.IsThrottled(err)
-			if ok != tt.throttled || retry != tt.retry {
-				t.Fatalf("IsThrottled(%v) = %v, %v, want %v, %v", err, retry, ok, tt.retry, tt.throttled)
-			}
+			checkOutcome(t, err, tt.wantErr, tt.throttled, tt.retry)
 			if p := errors.Is(err, sink.ErrPermanent); p != tt.permanent {
 				t.Fatalf("errors.Is(%v, ErrPermanent) = %v, want %v", err, p, tt.permanent)
 			}
@@ -342,5 +330,17 @@ func TestNewLogInvalid(t *testing.T) {
 	_, err := sink.NewLog(sink.LogConfig{MaxPayload: -1})
 	if err == nil || !strings.HasPrefix(err.Error(), "sink: log: ") || !strings.Contains(err.Error(), "max_payload = -1") || !errors.Is(err, pacer.ErrInvalid) {
 		t.Fatalf("NewLog(max_payload -1) = %v, want a sink: log: error wrapping pacer.ErrInvalid that names max_payload = -1", err)
+	}
+}
+
+// checkOutcome checks a sink's outcome: an error or not, throttled or not,
+// and the retry-after it carries.
+func checkOutcome(t *testing.T, err error, wantErr, throttled bool, retry time.Duration) {
+	t.Helper()
+	if (err != nil) != wantErr {
+		t.Fatalf("Handle() = %v, want error %v", err, wantErr)
+	}
+	if got, ok := pacer.IsThrottled(err); ok != throttled || got != retry {
+		t.Fatalf("IsThrottled(%v) = %v, %v, want %v, %v", err, got, ok, retry, throttled)
 	}
 }
