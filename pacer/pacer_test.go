@@ -492,7 +492,11 @@ func TestCloseWakesInFlightWaiters(t *testing.T) {
 	defer held.Done(nil)
 	got := make(chan error, 1)
 	go func() { _, err := p.Acquire(context.Background(), 1); got <- err }()
-	time.Sleep(20 * time.Millisecond) // let it queue for the slot
+	for deadline := time.Now().Add(10 * time.Second); pacer.SlotWaiters(p) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Acquire never queued for the slot")
+		}
+	}
 	p.Close()
 	select {
 	case err := <-got:
