@@ -62,8 +62,19 @@ func newFixture(t testing.TB, url string, cc jetstream.ConsumerConfig) *fixture 
 	name := uniqueName(t)
 	f := &fixture{nc: nc, js: js, stream: name, subject: "jobs." + name}
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{f.subject}, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatalf("CreateStream(%s): %v", name, err)
+	// The server has, rarely and under load, answered a stream creation
+	// with a 500 ("error creating store for stream"); that is setup, not
+	// what the tests check: try it again a few times, and say so.
+	for try := 1; ; try++ {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{f.subject}, Storage: jetstream.FileStorage})
+		if err == nil {
+			break
+		}
+		if try == 3 {
+			t.Fatalf("CreateStream(%s): %v", name, err)
+		}
+		t.Logf("CreateStream(%s), try %d: %v; trying again", name, try, err)
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
 	if cc.Durable == "" {
