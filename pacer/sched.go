@@ -142,7 +142,9 @@ func (s *sched) load() (int64, *schedCfg) {
 		if z != locked {
 			return z, s.cfg.Load()
 		}
-		s.mu.Lock() // reconfigure holds mu while zero is locked
+		// reconfigure holds mu while zero is locked: wait for it.
+		s.mu.Lock()
+		_ = s.zero.Load()
 		s.mu.Unlock()
 	}
 }

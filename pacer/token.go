@@ -141,6 +141,3 @@ func (b *TokenBucket) SetCapacityAt(now time.Time, capacity float64) error {
 // Close makes every waiting and future Take return ErrClosed. TryTake keeps
 // working.
 func (b *TokenBucket) Close() { b.s.close() }
-
-// give returns n tokens taken earlier (a take that was not used).
-func (b *TokenBucket) give(n float64) { b.s.refund(b.s.now(), n) }

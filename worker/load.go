@@ -160,7 +160,6 @@ type progress struct {
 	w     io.Writer
 	total int
 	quiet bool
-	tty   bool
 	last  time.Time
 }
 

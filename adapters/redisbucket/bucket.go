@@ -649,9 +649,6 @@ func (g *gate) setRate(now, rate, burst float64) {
 	g.zero = now - bal*g.cost
 }
 
-// avail is the whole tokens there at now.
-func (g *gate) avail(now float64) int { return int((now-max(g.zero, now-g.full))/g.cost + 1e-9) }
-
 // take takes up to want tokens that are there at now and returns how many.
 func (g *gate) take(now float64, want int) int { return g.takeFrom(now, want, math.Inf(-1)) }
 
