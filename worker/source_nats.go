@@ -192,7 +192,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
 	case <-c.Closed():
 		return c.Wait()
 	}
-	c.Stop()
+	c.Drain()
 	t := time.NewTimer(env.DrainTimeout)
 	defer t.Stop()
 	select {

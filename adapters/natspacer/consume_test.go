@@ -17,14 +17,14 @@ import (
 )
 
 // consume starts a consumption and stops it, waiting, at cleanup.
-func consume(t testing.TB, ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h natspacer.Handler, opts ...natspacer.Option) *natspacer.Consumption {
+func consume(t testing.TB, ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h natspacer.Handler, opts ...natspacer.ConsumeOption) *natspacer.Consumption {
 	t.Helper()
 	c, err := natspacer.Consume(ctx, cons, p, h, opts...)
 	if err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
 	t.Cleanup(func() {
-		c.Stop()
+		c.Drain()
 		if err := c.Wait(); err != nil {
 			t.Errorf("Consumption.Wait() = %v, want nil", err)
 		}
@@ -42,10 +42,12 @@ func TestConsumeRate(t *testing.T) {
 
 	start := time.Now()
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
-	time.Sleep(window)
+	// The window is over once a handler starts after it.
+	waitFor(t, window+10*time.Second, "a handler start after the window", func() bool {
+		return rec.callCount() > rec.startsBefore(start.Add(window))
+	})
 	dispatched := p.Stats().Dispatched
-	time.Sleep(100 * time.Millisecond)
-	c.Stop()
+	c.Drain()
 	if err := c.Wait(); err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -324,7 +326,7 @@ func TestStopIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
-	c.Stop()
+	c.Drain()
 	select {
 	case <-c.Closed():
 	case <-time.After(5 * time.Second):
@@ -360,7 +362,16 @@ func TestTerminate(t *testing.T) {
 		st := c.Stats()
 		return st.Acked+st.Terminated == msgs && f.info(t).NumAckPending == 0
 	})
-	time.Sleep(1500 * time.Millisecond) // past AckWait: a message not terminated would come back
+	// A message not terminated would still count in the consumer's
+	// state: ack pending (no answer: back after AckWait), pending or
+	// redelivered (a nak). Term removes it at once, so the server's own
+	// count settles it without waiting out AckWait.
+	if info := f.info(t); info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 ||
+		info.Delivered.Consumer != msgs || info.AckFloor.Consumer != msgs {
+		t.Errorf("consumer info: NumAckPending %d, NumPending %d, NumRedelivered %d, Delivered %d, AckFloor %d; "+
+			"want 0, 0, 0, %d, %d (each message delivered once and settled)", info.NumAckPending, info.NumPending,
+			info.NumRedelivered, info.Delivered.Consumer, info.AckFloor.Consumer, msgs, msgs)
+	}
 	if got := rec.callCount(); got != msgs {
 		t.Errorf("handler called %d times for %d messages: a terminated message came back", got, msgs)
 	}
@@ -407,7 +418,7 @@ func TestRequestLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Stop(); _ = c.Wait() })
+		t.Cleanup(func() { c.Drain(); _ = c.Wait() })
 		waitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
 		if _, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{
 			Durable: "worker", MaxRequestExpires: 50 * time.Millisecond}); err != nil {
@@ -429,28 +440,37 @@ func TestRequestLimits(t *testing.T) {
 // TestNoProgressAfterNak: an InProgress that the supervisor decided to
 // send while the handler was finishing goes out before the nak, never
 // after it: a late one would restart the AckWait, holding the message for
-// AckWait instead of the nak's delay. The hook holds the first InProgress,
-// after the check that the message is unfinished, until the handler's
-// outcome is set or 300ms pass; the outcome must wait for it. (nats.go
-// refuses InProgress on a message it has seen nakked, but checks before it
-// publishes: only a lock around both closes the window.)
+// AckWait instead of the nak's delay. The progress hook holds the first
+// InProgress, after the check that the message is unfinished, lets the
+// handler return its error, and waits for the event that the handler has
+// returned and its outcome is about to be set (the outcome hook); the
+// outcome must still wait for the InProgress. (nats.go refuses InProgress
+// on a message it has seen nakked, but checks before it publishes: only a
+// lock around both closes the window.)
 func TestNoProgressAfterNak(t *testing.T) {
 	const ackWait, backoff = 4 * time.Second, 100 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, 1)
 	p := newPacer(t, pacer.Config{Rate: 100})
-	touching := make(chan struct{})
-	var hooked, sawDone atomic.Int64
+	touching, returned := make(chan struct{}), make(chan struct{})
+	var hooked, outcomes, sawDone atomic.Int64
 	hook := func(done func() bool) {
 		if hooked.Add(1) != 1 {
 			return
 		}
 		close(touching) // the handler returns its error now
-		for deadline := time.Now().Add(300 * time.Millisecond); !done() && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-returned: // the handler returned; its outcome waits for this InProgress
+		case <-time.After(5 * time.Second):
+			t.Error("the handler did not return within 5s")
 		}
 		if done() {
 			sawDone.Add(1)
+		}
+	}
+	outcome := func() {
+		if outcomes.Add(1) == 1 {
+			close(returned)
 		}
 	}
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
@@ -464,7 +484,8 @@ func TestNoProgressAfterNak(t *testing.T) {
 		return fmt.Errorf("fail the first delivery")
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.ProgressEvery(50*time.Millisecond),
-		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook))
+		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook),
+		natspacer.OutcomeHook(outcome))
 	waitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
 	rec.mu.Lock()
 	again := rec.starts[1].Sub(rec.starts[0])
@@ -478,7 +499,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 		t.Errorf("an InProgress went out after the message's outcome was set")
 	}
 	if again > ackWait/2 {
-		t.Errorf("the nakked message came back after %v, want about %v (+ the hook's 300ms): a late InProgress restarted its AckWait (%v)",
+		t.Errorf("the nakked message came back after %v, want about %v: a late InProgress restarted its AckWait (%v)",
 			again, backoff, ackWait)
 	}
 }
@@ -516,8 +537,13 @@ func TestShortFetchKeepsPending(t *testing.T) {
 	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
 	defer close(release)
 	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
-	time.Sleep(100 * time.Millisecond) // the next Fetch is sent; it waits PollWait
-	st := c.Stats()
+	// The permits for the next Fetch are gathered as soon as the short
+	// one is read; that Fetch then waits PollWait on the server.
+	var st natspacer.ConsumeStats
+	waitFor(t, 5*time.Second, "InFlight 2 and Permits 8 (the cap less what is held: 90 messages are pending)", func() bool {
+		st = c.Stats()
+		return st.InFlight == 2 && st.Permits == 8
+	})
 	t.Logf("after a Fetch of 9 that brought 1 with NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
 	if st.InFlight != 2 || st.Permits != 8 {
 		t.Errorf("Stats(): InFlight = %d, Permits = %d; want 2 and 8 (the cap less what is held: 90 messages are pending)",

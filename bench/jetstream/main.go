@@ -263,7 +263,7 @@ func (b *bench) pacedRun(n int) (float64, time.Duration) {
 	}
 	<-finished
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
-	c.Stop()
+	c.Drain()
 	if err := c.Wait(); err != nil {
 		log.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func (b *bench) precisionRun(target float64) float64 {
 	}
 	begin := time.Now()
 	time.Sleep(total)
-	c.Stop()
+	c.Drain()
 	if err := c.Wait(); err != nil {
 		log.Fatal(err)
 	}
@@ -314,9 +314,9 @@ func (b *bench) precisionRun(target float64) float64 {
 	return float64(count) / flagWindow.Seconds()
 }
 
-func pacedOpts() []natspacer.Option {
-	opts := []natspacer.Option{natspacer.Concurrency(*flagConc), natspacer.MaxBatch(*flagBatch), natspacer.BatchLinger(*flagLinger),
-		natspacer.PollWait(250 * time.Millisecond)} // Stop waits for the fetches out on a dry stream
+func pacedOpts() []natspacer.ConsumeOption {
+	opts := []natspacer.ConsumeOption{natspacer.Concurrency(*flagConc), natspacer.MaxBatch(*flagBatch), natspacer.BatchLinger(*flagLinger),
+		natspacer.PollWait(250 * time.Millisecond)} // Drain waits for the fetches out on a dry stream
 	if *flagInFl > 0 {
 		opts = append(opts, natspacer.MaxInFlight(*flagInFl))
 	}
