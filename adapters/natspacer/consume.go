@@ -80,9 +80,14 @@ type Consumption struct {
 	capacity   int // the in-flight cap: min(MaxInFlight, MaxAckPending)
 	maxFetches int // fetches in flight at most: min(maxFetches, MaxWaiting)
 	kickEvery  int // a gatherer is woken each time this many messages finish
+	ackWait    time.Duration
+	start      time.Time // when Consume started, on clock
 
-	busy     atomic.Int64 // messages received, not yet finished
-	dropping atomic.Bool  // Stop: messages not started are nakked, not handled
+	busy       atomic.Int64 // messages received, not yet finished
+	dropping   atomic.Bool  // Stop: messages not started are nakked, not handled
+	maxWait    atomic.Int64 // the longest wait for a handler sampled since the last adjust, ns
+	winWaiters atomic.Int32 // gatherers waiting because the window is full
+	winKick    atomic.Int64 // while they wait, a start wakes one each time this many wait in work
 
 	mu         sync.Mutex // guards the fields below
 	pool       []pacer.Permit
@@ -94,7 +99,13 @@ type Consumption struct {
 	fetching   int       // fetches in flight
 	retryAt    time.Time // no Fetch before this, after a fetch error
 	backoff    time.Duration
-	failStreak int // fetches failed in a row
+	failStreak int           // fetches failed in a row
+	window     int           // messages let run ahead of the handlers: see window.go
+	rtt        time.Duration // a full Fetch's round trip, averaged
+	starved    bool          // since the last adjust, the window kept a due permit from idle handlers
+	startRate  float64       // messages finished per second, measured every rateEvery
+	rateAt     time.Duration // when startRate was measured, since start
+	rateN      uint64        // finished() then
 	stopping   bool
 	err        error
 
@@ -185,8 +196,8 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 	}
 
 	c := &Consumption{
-		cons: cons, p: p, h: h, cfg: cfg, clock: cfg.clock, ctx: ctx,
-		capacity: lim.capacity, maxFetches: lim.fetches,
+		cons: cons, p: p, h: h, cfg: cfg, clock: cfg.clock, ctx: ctx, start: cfg.clock.Now(),
+		capacity: lim.capacity, maxFetches: lim.fetches, ackWait: lim.ackWait, window: min(windowMin, lim.capacity),
 		kickEvery:  max(1, min(cfg.maxBatch, lim.capacity)/8),
 		log:        cfg.logger.With("stream", info.Stream, "consumer", info.Name),
 		pendingEst: int64(info.NumPending),
@@ -194,6 +205,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 		work:   make(chan *job, lim.capacity),
 		stopCh: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.winKick.Store(1)
 	c.gctx, c.gcancel = context.WithCancel(ctx)
 	c.loops.Add(gatherers + 1)
 	for range gatherers {
@@ -212,8 +224,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 // limits is what Consume derives from its options and the consumer's
 // config.
 type limits struct {
-	capacity int // the in-flight cap
-	fetches  int // fetches in flight at most
+	capacity int           // the in-flight cap
+	fetches  int           // fetches in flight at most
+	ackWait  time.Duration // the consumer's
 }
 
 // fit checks the options against the consumer's config, last, and lowers
@@ -240,10 +253,7 @@ func (cfg *consumeConfig) fit(info *jetstream.ConsumerInfo) (limits, error) {
 		}
 		cfg.pollWait = mre // the default, lowered to what the server accepts
 	}
-	if cfg.maxInFlight == 0 {
-		cfg.maxInFlight = cfg.concurrency
-	}
-	lim := limits{capacity: cfg.maxInFlight, fetches: maxFetches}
+	lim := limits{capacity: cfg.maxInFlight, fetches: maxFetches, ackWait: ackWait}
 	switch mp := info.Config.MaxAckPending; {
 	case mp > 0:
 		lim.capacity = min(lim.capacity, mp)

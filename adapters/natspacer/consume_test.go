@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -507,8 +509,8 @@ func TestNoProgressAfterNak(t *testing.T) {
 // TestShortFetchKeepsPending: a Fetch that comes back short (another
 // worker holds 8 of the consumer's MaxAckPending 10) still says, in its
 // last message, that 90 messages are pending; the consumption keeps
-// gathering as many permits as its cap allows (8) for the next Fetch,
-// instead of taking the stream for dry and asking for 1.
+// gathering as many permits as its cap (8) and its window allow for the
+// next Fetch, instead of taking the stream for dry and asking for 1.
 func TestShortFetchKeepsPending(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{MaxAckPending: 10, MaxWaiting: 1})
 	f.publish(t, 100)
@@ -533,20 +535,153 @@ func TestShortFetchKeepsPending(t *testing.T) {
 		return nil
 	})
 	// MaxWaiting 1: one Fetch at a time. The first asks for 1 (the
-	// consumer's cached NumPending is 0), the second for 9 and gets 1.
+	// consumer's cached NumPending is 0), the second for as many as the
+	// window lets run ahead (at most 9) and gets 1.
 	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
 	defer close(release)
-	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
+	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 1 })
 	// The permits for the next Fetch are gathered as soon as the short
 	// one is read; that Fetch then waits PollWait on the server.
 	var st natspacer.ConsumeStats
-	waitFor(t, 5*time.Second, "InFlight 2 and Permits 8 (the cap less what is held: 90 messages are pending)", func() bool {
+	waitFor(t, 5*time.Second, "InFlight 2 and Permits min(8, Window) > 1 (the cap less what is held, within the window: 90 messages are pending)", func() bool {
 		st = c.Stats()
-		return st.InFlight == 2 && st.Permits == 8
+		return st.InFlight == 2 && st.Permits == min(8, st.Window) && st.Permits > 1
 	})
-	t.Logf("after a Fetch of 9 that brought 1 with NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
-	if st.InFlight != 2 || st.Permits != 8 {
-		t.Errorf("Stats(): InFlight = %d, Permits = %d; want 2 and 8 (the cap less what is held: 90 messages are pending)",
-			st.InFlight, st.Permits)
+	t.Logf("after a short Fetch whose message said NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
+}
+
+// TestWindowSlowHandlers: two handlers of 200ms start 10 messages a second
+// while the pace gives 50 permits a second. With a fixed in-flight window
+// (the default MaxInFlight is 1000) 40 more messages a second would be
+// fetched to wait for a handler, until they outlived AckWait; the window
+// sizes itself instead: at every handler start at most a few messages
+// wait for a handler (no more than the handlers start in a quarter of
+// AckWait), none is held ProgressEvery (half the AckWait of 2s), so none
+// needs InProgress, and none is redelivered.
+func TestWindowSlowHandlers(t *testing.T) {
+	t.Parallel()
+	const msgs, pace, work, conc, ackWait = 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f.publish(t, msgs)
+	p := newPacer(t, pacer.Config{Rate: pace})
+	var cp atomic.Pointer[natspacer.Consumption]
+	var mu sync.Mutex
+	var waiting []int // Stats().Waiting at each handler start
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if c := cp.Load(); c != nil {
+			w := c.Stats().Waiting
+			mu.Lock()
+			waiting = append(waiting, w)
+			mu.Unlock()
+		}
+		select {
+		case <-time.After(work):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
+	cp.Store(c)
+	waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+
+	st, info := c.Stats(), f.info(t)
+	mu.Lock()
+	most := slices.Max(waiting)
+	mu.Unlock()
+	// The handlers start conc/work = 10 a second: a quarter of AckWait.
+	bound := int(float64(conc) / work.Seconds() * ackWait.Seconds() / 4)
+	t.Logf("pace %d/s, handlers %d × %v: at most %d messages waited for a handler (bound %d); window now %d; stats %+v",
+		pace, conc, work, most, bound, st.Window, st)
+	if most > bound {
+		t.Errorf("at a handler start up to %d messages waited for a handler, want ≤ %d (what the handlers start in AckWait/4)", most, bound)
+	}
+	if st.Progress != 0 {
+		t.Errorf("Stats().Progress = %d, want 0: a message was held ProgressEvery (%v), half its AckWait", st.Progress, ackWait/2)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
+	}
+}
+
+// TestWindowShrinks: at an unlimited pace with instant handlers the window
+// grows to the in-flight cap; then the pace drops to 50/s and two handlers
+// of 200ms start only 10 messages a second. The window shrinks to a few
+// messages, so after the first few slow messages at most a few wait for a
+// handler, and none is redelivered.
+func TestWindowShrinks(t *testing.T) {
+	t.Parallel()
+	const fast, slow, pace, work, conc, ackWait = 3000, 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f.publish(t, fast)
+	p := newPacer(t, pacer.Config{Rate: 1e9})
+	var cp atomic.Pointer[natspacer.Consumption]
+	var slowMode atomic.Bool
+	var mu sync.Mutex
+	var grown int     // the largest window seen while fast
+	var waiting []int // Stats().Waiting at each slow handler start
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		c := cp.Load()
+		if c == nil {
+			return nil
+		}
+		st := c.Stats()
+		if !slowMode.Load() {
+			mu.Lock()
+			grown = max(grown, st.Window)
+			mu.Unlock()
+			return nil
+		}
+		mu.Lock()
+		waiting = append(waiting, st.Waiting)
+		mu.Unlock()
+		select {
+		case <-time.After(work):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
+	cp.Store(c)
+	waitFor(t, 30*time.Second, "the fast messages handled", func() bool { return rec.distinct() == fast })
+	// The fetches out when the stream ran dry hold permits given at the
+	// fast pace until they come back empty (PollWait); then one permit
+	// waits in a long poll.
+	waitFor(t, 5*time.Second, "one permit left, in a long poll", func() bool { return c.Stats().Permits <= 1 })
+	before := c.Stats().Window
+
+	slowMode.Store(true)
+	if err := p.SetBase(pace); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetRate(pace); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, slow)
+	waitFor(t, 30*time.Second, "the slow messages handled", func() bool { return rec.distinct() == fast+slow })
+	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+
+	st, info := c.Stats(), f.info(t)
+	mu.Lock()
+	defer mu.Unlock()
+	late := waiting[len(waiting)/4:] // after the first quarter of the slow messages
+	// The handlers start conc/work = 10 a second: a quarter of AckWait.
+	bound := int(float64(conc) / work.Seconds() * ackWait.Seconds() / 4)
+	t.Logf("fast: window grew to %d (%d when the stream ran dry); slow (pace %d/s, handlers %d × %v): "+
+		"waiting at each start %v; window now %d; stats %+v", grown, before, pace, conc, work, waiting, st.Window, st)
+	if grown < 64 {
+		t.Errorf("while fast the window grew to %d, want ≥ 64: the test proves nothing", grown)
+	}
+	if most := slices.Max(late); most > bound {
+		t.Errorf("after the first %d slow messages up to %d waited for a handler, want ≤ %d (what the handlers start in AckWait/4)",
+			len(waiting)/4, most, bound)
+	}
+	if st.Window > bound {
+		t.Errorf("Stats().Window = %d at the end, want ≤ %d", st.Window, bound)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
 	}
 }

@@ -160,7 +160,8 @@ func TestFaultConsumerDeleted(t *testing.T) {
 		}
 		return nil
 	})
-	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(cap_), natspacer.PollWait(300*time.Millisecond))
+	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(cap_), natspacer.MaxInFlight(cap_),
+		natspacer.PollWait(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,9 @@ func (c *Consumption) fetchLoop() {
 			c.sleep(wait, nil)
 			continue
 		}
-		// More permits come soon while a gatherer waits in Acquire, or
-		// while handlers run (each frees a slot of the in-flight cap).
-		if len(c.pool) < c.cfg.maxBatch && (c.gathering > 0 || c.busy.Load() > 0) {
+		// More permits come soon while a gatherer waits in Acquire or is
+		// about to: not while the window or the in-flight cap is full.
+		if len(c.pool) < c.cfg.maxBatch && (c.gathering > 0 || c.wanted() > 0) {
 			if wait := c.poolSince.Add(c.cfg.linger).Sub(c.clock.Now()); wait > 0 {
 				c.mu.Unlock()
 				if c.p.EstimateWait(1) < wait {
@@ -72,6 +72,7 @@ func (c *Consumption) fetchLoop() {
 		c.fetching++
 		c.mu.Unlock()
 
+		sent := c.since()
 		batch, err := c.cons.Fetch(k, jetstream.FetchMaxWait(c.cfg.pollWait))
 		if err != nil {
 			c.mu.Lock()
@@ -87,7 +88,7 @@ func (c *Consumption) fetchLoop() {
 		}
 		c.fetches.Add(1)
 		c.readers.Add(1)
-		go c.read(batch, pms)
+		go c.read(batch, pms, sent)
 	}
 }
 

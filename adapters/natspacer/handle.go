@@ -14,6 +14,12 @@ import (
 func (c *Consumption) worker() {
 	defer c.workers.Done()
 	for j := range c.work {
+		// A start makes room in the window: wake a gatherer it holds
+		// back, each time winKick more messages have left the buffer.
+		if c.winWaiters.Load() > 0 && int64(len(c.work))%c.winKick.Load() == 0 {
+			kick(c.kickGather)
+		}
+		c.sampleWait(j)
 		c.handle(j)
 	}
 }

@@ -27,6 +27,7 @@ func invalid(field string, v any, allowed string) error {
 // Defaults of the options, for Consume and Subscribe.
 const (
 	DefaultConcurrency = 16                    // Concurrency
+	DefaultMaxInFlight = 1000                  // MaxInFlight: the server's default MaxAckPending
 	DefaultMaxBatch    = 256                   // MaxBatch
 	DefaultBatchLinger = 2 * time.Millisecond  // BatchLinger
 	DefaultPollWait    = time.Second           // PollWait
@@ -89,7 +90,7 @@ type consumeConfig struct {
 }
 
 func defaultConsume() consumeConfig {
-	return consumeConfig{common: defaultCommon(), maxBatch: DefaultMaxBatch,
+	return consumeConfig{common: defaultCommon(), maxInFlight: DefaultMaxInFlight, maxBatch: DefaultMaxBatch,
 		linger: DefaultBatchLinger, pollWait: DefaultPollWait, retryAfter: DefaultRetryAfter, backoff: DefaultBackoff}
 }
 
@@ -158,12 +159,12 @@ func WithClock(clock pacer.Clock) Option {
 	})
 }
 
-// MaxInFlight caps the messages Consume holds at once: permits waiting in
-// a Fetch plus messages received and not yet finished. It is further
-// capped by the consumer's MaxAckPending. Messages beyond Concurrency wait
-// for a handler (with InProgress sent for them like for running ones), so
-// raise it above Concurrency only for fast handlers. The default value is
-// Concurrency.
+// MaxInFlight is an upper bound on the messages Consume holds at once:
+// permits gathered or asked for by a Fetch plus messages received and not
+// yet finished. Within it Consume sizes its own window of messages ahead
+// of the handlers (see Consume); MaxInFlight only caps it, and need not be
+// tuned. It is further capped by the consumer's MaxAckPending. The default
+// value is DefaultMaxInFlight (1000, the server's default MaxAckPending).
 func MaxInFlight(n int) ConsumeOption {
 	return consumeOption(func(c *consumeConfig) error {
 		if n < 1 {

@@ -15,7 +15,8 @@ type job struct {
 	msg  jetstream.Msg
 	pm   pacer.Permit
 	b    *batch
-	done atomic.Bool // finished: no InProgress for it any more
+	recv time.Duration // if not 0, 1ns + when it was received, since Consumption.start: its wait is sampled
+	done atomic.Bool   // finished: no InProgress for it any more
 	// mu makes "done is false, send InProgress" and "set done, send the
 	// ack, nak or term" exclusive, so that no InProgress follows the
 	// outcome: a late one would restart the AckWait of a NakWithDelay.
@@ -82,12 +83,13 @@ func (c *Consumption) release(b *batch) {
 // the metadata of the last message only: its NumPending is the newest,
 // and parsing every reply subject would cost more than a raw consumer
 // spends on the whole message.
-func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
+func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit, sent time.Duration) {
 	defer c.readers.Done()
 	b := &batch{jobs: make([]job, len(pms))} // one allocation for the Fetch's jobs
 	b.remaining.Store(1)                     // the reader's own reference
 	msgs := mb.Messages()
 	i := 0
+	var since time.Duration // when the last group came
 	var last jetstream.Msg
 	for msg := range msgs {
 		from := i
@@ -114,6 +116,8 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
 			continue
 		}
 		now := c.clock.Now()
+		since = now.Sub(c.start)
+		b.jobs[i-1].recv = since + 1 // the group's last waits longest: sample its wait
 		b.remaining.Add(int32(g))
 		c.busy.Add(int64(g))
 		c.mu.Lock()
@@ -140,8 +144,15 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
 			c.cfg.probe.Observe(md)
 		}
 	}
+	full := i == len(pms) && err == nil
+	rtt := time.Duration(0)
+	if full {
+		rtt = since - sent
+	}
+	end := c.since()
 	c.mu.Lock()
 	c.fetching--
+	c.adjust(full, rtt, end)
 	if md != nil {
 		c.pendingEst = int64(md.NumPending)
 	}

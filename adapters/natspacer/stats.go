@@ -16,12 +16,14 @@ type ConsumeStats struct {
 	Returned    uint64 // permits given back with no message (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
 	InFlight    int    // messages received and not finished
 	Permits     int    // permits held and not yet matched to a message
+	Waiting     int    // of InFlight, messages waiting for a handler
+	Window      int    // messages let run ahead of the handlers now (permits held and Waiting): see Consume
 }
 
 // Stats returns a snapshot of the consumption's counters.
 func (c *Consumption) Stats() ConsumeStats {
 	c.mu.Lock()
-	inFlight, permits := int(c.busy.Load()), len(c.pool)+c.out
+	inFlight, permits, window := int(c.busy.Load()), len(c.pool)+c.out, c.window
 	c.mu.Unlock()
 	return ConsumeStats{
 		Fetches: c.fetches.Load(), FetchErrors: c.fetchErrors.Load(),
@@ -29,6 +31,6 @@ func (c *Consumption) Stats() ConsumeStats {
 		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
 		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), Terminated: c.terminated.Load(),
 		Unstarted: c.unstarted.Load(),
-		InFlight:  inFlight, Permits: permits,
+		InFlight:  inFlight, Permits: permits, Waiting: len(c.work), Window: window,
 	}
 }
