@@ -126,11 +126,12 @@ type Consumption struct {
 // permits, so no message waits for the pace after it was fetched and none
 // outlives its AckWait in a prefetch buffer. Permits are gathered while
 // the consumer has messages pending (NumPending, read free from the
-// metadata of the last message of each Fetch), up to MaxBatch per Fetch
-// and the in-flight cap (MaxInFlight and the consumer's MaxAckPending);
-// several fetches overlap, so at high rates throughput is not capped by
-// round trips. When the stream is idle a single permit waits in a
-// long-polling Fetch.
+// metadata of the last message of each Fetch), within a window that sizes
+// itself to the pace, the handlers and the fetch round trip (see the
+// package doc), up to MaxBatch per Fetch and the in-flight cap
+// (MaxInFlight and the consumer's MaxAckPending); several fetches overlap,
+// so at high rates throughput is not capped by round trips. When the
+// stream is idle a single permit waits in a long-polling Fetch.
 //
 // Handlers run on Concurrency goroutines with ctx; outcomes are reported
 // to p and to the server as Handler describes. A message held longer than
