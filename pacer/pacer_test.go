@@ -145,7 +145,7 @@ func TestControllerStepResponse(t *testing.T) {
 func TestThrottleStormPausesOnce(t *testing.T) {
 	t.Parallel()
 	p, clk := newPacer(t, pacer.Config{Rate: 1000, Burst: 20, BaseBurst: 20})
-	var permits []pacer.Permit
+	var permits []*pacer.Permit
 	for i := 0; i < 10; i++ {
 		pm, ok := p.TryAcquire(1)
 		if !ok {
@@ -333,7 +333,8 @@ func TestPermitCancelGivesBack(t *testing.T) {
 	if _, ok := p.TryAcquire(1); ok {
 		t.Fatal("a sixth permit was given with burst 5")
 	}
-	rest := pm.CancelN(3) // a fetch brought only 2 jobs
+	pm.CancelN(3) // a fetch brought only 2 jobs
+	rest := pm
 	if rest.N() != 2 {
 		t.Fatalf("CancelN(3) of 5 left %d, want 2", rest.N())
 	}
@@ -436,7 +437,7 @@ func TestCancelRefundsTheLimiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm = pm.CancelN(3)
+	pm.CancelN(3)
 	pm.Done(nil)
 	if a, r := lim.admitted.Load(), lim.refunded.Load(); a != 4 || r != 3 {
 		t.Fatalf("limiter admitted %d, refunded %d; want 4 and 3", a, r)
