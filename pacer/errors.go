@@ -54,4 +54,9 @@ func checkFill(rate, capacity float64) error {
 }
 
 // checkAmount checks a number of tokens asked for.
-func checkAmount(v float64) error { return positive("n", v) }
+func checkAmount(n int) error {
+	if n < 1 {
+		return invalid("n", n, "an integer ≥ 1")
+	}
+	return nil
+}

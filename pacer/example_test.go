@@ -36,13 +36,13 @@ func Example() {
 	// Output: dispatched 2, throttled 1, factor 0.5, paused for 2s
 }
 
-// TryTake is the non-blocking fast path: a burst of 3, then one token every
+// TryAcquire is the non-blocking fast path: a burst of 3, then one token every
 // 100ms.
-func ExampleTokenBucket_TryTakeAt() {
+func ExampleTokenBucket_TryAcquireAt() {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	b, _ := pacer.NewTokenBucket(10, 3, testutil.NewClock(start))
 	for _, at := range []time.Duration{0, 0, 0, 0, 50 * time.Millisecond, 100 * time.Millisecond} {
-		fmt.Println(at, b.TryTakeAt(start.Add(at), 1))
+		fmt.Println(at, b.TryAcquireAt(start.Add(at), 1))
 	}
 	// Output:
 	// 0s true
@@ -58,8 +58,8 @@ func ExampleTokenBucket_TryTakeAt() {
 func ExampleLeakyBucket() {
 	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	b, _ := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 10, Leak: 5, Clock: clk})
-	fmt.Println(b.Acquire(10), b.Acquire(1)) // starts empty: 10 fit, then full
-	clk.Advance(100 * time.Millisecond)      // one period: full (ratio ≥ 0.7) → factor × 0.73
+	fmt.Println(b.TryAcquire(10), b.TryAcquire(1)) // starts empty: 10 fit, then full
+	clk.Advance(100 * time.Millisecond)            // one period: full (ratio ≥ 0.7) → factor × 0.73
 	fmt.Printf("factor %.2f, level %.2f\n", b.Factor(), b.Level())
 	// Output:
 	// true false

@@ -136,8 +136,8 @@ type LeakyConfig struct {
 // [MinFactor, MaxFactor]; the level is settled at the old factor before
 // every factor change.
 //
-// Like TokenBucket it runs on a schedule of due times, so Wait is exact at
-// any rate. All methods are safe for concurrent use.
+// Like TokenBucket it runs on a schedule of due times, so Acquire is exact
+// at any rate. TryAcquire never blocks; Acquire waits. All methods are safe for concurrent use.
 type LeakyBucket struct {
 	s sched
 
@@ -243,16 +243,19 @@ func (b *LeakyBucket) adapt(now int64) int64 {
 	return b.next
 }
 
-// Acquire adds n to the level if it fits under the capacity now, and
-// reports whether it did. It never waits, and fails while callers wait in
-// Wait (they are served first).
-func (b *LeakyBucket) Acquire(n float64) bool { return b.acquire(b.s.now(), n) }
+// TryAcquire adds n to the level if it fits under the capacity now, and
+// reports whether it did. It never blocks, and fails while callers wait in
+// Acquire (they are served first) and for n < 1.
+func (b *LeakyBucket) TryAcquire(n int) bool { return b.tryAcquire(b.s.now(), n) }
 
-// AcquireAt is Acquire at time now.
-func (b *LeakyBucket) AcquireAt(now time.Time, n float64) bool { return b.acquire(b.s.ticks(now), n) }
+// TryAcquireAt is TryAcquire at time now.
+func (b *LeakyBucket) TryAcquireAt(now time.Time, n int) bool {
+	return b.tryAcquire(b.s.ticks(now), n)
+}
 
-func (b *LeakyBucket) acquire(now int64, n float64) bool {
-	if !(n > 0) || n > b.s.cfg.Load().capacity || b.s.isClosed() {
+func (b *LeakyBucket) tryAcquire(now int64, n int) bool {
+	f := float64(n)
+	if n < 1 || f > b.s.cfg.Load().capacity || b.s.isClosed() {
 		return false
 	}
 	if !b.manual {
@@ -263,26 +266,27 @@ func (b *LeakyBucket) acquire(now int64, n float64) bool {
 	if b.s.waiters.Load() != 0 {
 		return false
 	}
-	_, ok := b.s.take(now, n)
+	_, ok := b.s.take(now, f)
 	return ok
 }
 
-// Wait adds n to the level, waiting in order behind earlier callers until
-// it fits, and returns how long it really waited. n larger than the
-// capacity can never fit and is an error at once. If ctx ends first, Wait
-// adds nothing and returns ctx.Err(); after Close it returns ErrClosed.
-func (b *LeakyBucket) Wait(ctx context.Context, n float64) (time.Duration, error) {
+// Acquire adds n to the level, waiting in order behind earlier callers
+// until it fits, and returns how long it really waited. n larger than the
+// capacity can never fit and is an error at once, as is n < 1. If ctx ends
+// first, Acquire adds nothing and returns ctx.Err(); after Close it
+// returns ErrClosed.
+func (b *LeakyBucket) Acquire(ctx context.Context, n int) (time.Duration, error) {
 	if err := checkAmount(n); err != nil {
 		return 0, err
 	}
-	if c := b.s.cfg.Load().capacity; n > c {
+	if c := b.s.cfg.Load().capacity; float64(n) > c {
 		return 0, invalid("n", n, fmt.Sprintf("≤ capacity (%g): it can never fit", c))
 	}
 	if b.s.isClosed() {
 		return 0, ErrClosed
 	}
 	start := b.s.clock.Now()
-	err := b.s.wait(ctx, n)
+	err := b.s.wait(ctx, float64(n))
 	return b.s.clock.Now().Sub(start), err
 }
 
@@ -369,8 +373,9 @@ func (b *LeakyBucket) SetLeak(leak float64) error {
 	return nil
 }
 
-// Close makes every waiting and future Wait return ErrClosed and every
-// Acquire fail: the seed's context exit, which stops the bucket.
+// Close makes every waiting and future Acquire return ErrClosed and every
+// TryAcquire fail: asyncutils.buckets (Python)'s context exit, which stops
+// the bucket.
 func (b *LeakyBucket) Close() { b.s.close() }
 
 // give takes n back off the level (an acquire that was not used).

@@ -520,8 +520,8 @@ func TestOverflowRefused(t *testing.T) {
 	_, err := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 1e6, Leak: 0.01})
 	checkInvalid(t, err, "capacity / rate")
 	b, _ := newClockBucket(t, 1, 1)
-	if b.TryTakeAt(t0.Add(10*time.Second), 1e10) {
-		t.Fatal("TryTakeAt(1e10) on capacity 1 succeeded")
+	if b.TryAcquireAt(t0.Add(10*time.Second), 1e9) {
+		t.Fatal("TryAcquireAt(1e9) on capacity 1 succeeded")
 	}
 	if got := b.TokensAt(t0.Add(10 * time.Second)); got != 1 {
 		t.Fatalf("TokensAt = %v after a refused huge take, want 1", got)

@@ -18,15 +18,15 @@ func ms(n float64) time.Duration { return time.Duration(n * float64(time.Millise
 
 type takeStep struct {
 	at time.Duration // since t0
-	n  float64
+	n  int
 	ok bool
 }
 
 func runTakeSteps(t *testing.T, b *pacer.TokenBucket, steps []takeStep) {
 	t.Helper()
 	for i, s := range steps {
-		if got := b.TryTakeAt(t0.Add(s.at), s.n); got != s.ok {
-			t.Fatalf("step %d: TryTakeAt(t0+%v, %v) = %v, want %v", i, s.at, s.n, got, s.ok)
+		if got := b.TryAcquireAt(t0.Add(s.at), s.n); got != s.ok {
+			t.Fatalf("step %d: TryAcquireAt(t0+%v, %v) = %v, want %v", i, s.at, s.n, got, s.ok)
 		}
 	}
 }
@@ -50,21 +50,22 @@ func TestTokenBucketRefillAndBurst(t *testing.T) {
 		{ms(99), 1, false},
 		{ms(100), 1, true},
 		{ms(100), 1, false},
-		{ms(250), 1, true}, // 1.5 tokens had refilled
-		{ms(300), 1, true}, // the half left plus half refilled
-		{ms(300), 0.5, false},
+		{ms(250), 1, true},  // 1.5 tokens had refilled
+		{ms(300), 1, true},  // the half left plus half refilled
+		{ms(399), 1, false}, // 0.99 tokens
+		{ms(400), 1, true},
 		{ms(10_000), 4, false}, // more than the capacity never fits at once
 		{ms(10_000), 3, true},  // idle catch-up is capped at the capacity
-		{ms(10_000), 0.01, false},
+		{ms(10_000), 1, false},
 	})
 }
 
-func TestTokenBucketTryTakeRejectsNonPositive(t *testing.T) {
+func TestTokenBucketTryAcquireRejectsNonPositive(t *testing.T) {
 	t.Parallel()
 	b, _ := newClockBucket(t, 10, 3)
-	for _, n := range []float64{0, -1, math.NaN()} {
-		if b.TryTakeAt(t0, n) {
-			t.Errorf("TryTakeAt(t0, %v) = true, want false", n)
+	for _, n := range []int{0, -1, math.MinInt} {
+		if b.TryAcquireAt(t0, n) {
+			t.Errorf("TryAcquireAt(t0, %v) = true, want false", n)
 		}
 	}
 	if got := b.TokensAt(t0); got != 3 {
@@ -72,10 +73,10 @@ func TestTokenBucketTryTakeRejectsNonPositive(t *testing.T) {
 	}
 }
 
-// start runs Take in a goroutine and returns a channel with its result.
-func start(ctx context.Context, b *pacer.TokenBucket, n float64) <-chan error {
+// start runs Acquire in a goroutine and returns a channel with its result.
+func start(ctx context.Context, b *pacer.TokenBucket, n int) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- b.Take(ctx, n) }()
+	go func() { ch <- b.Acquire(ctx, n) }()
 	return ch
 }
 
@@ -93,17 +94,17 @@ func mustDone(t *testing.T, ch <-chan error, want error) {
 	select {
 	case err := <-ch:
 		if !errors.Is(err, want) {
-			t.Fatalf("Take returned %v, want %v", err, want)
+			t.Fatalf("Acquire returned %v, want %v", err, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Take did not return")
+		t.Fatal("Acquire did not return")
 	}
 }
 
 func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 10, 1)
-	if !b.TryTakeAt(t0, 1) {
+	if !b.TryAcquireAt(t0, 1) {
 		t.Fatal("first take failed on a full bucket")
 	}
 	ctx := context.Background()
@@ -115,8 +116,8 @@ func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	waitQueued(t, b, 2)
 	third := start(ctx, b, 1)
 	waitQueued(t, b, 3)
-	if b.TryTake(1) {
-		t.Fatal("TryTake jumped the queue of waiters")
+	if b.TryAcquire(1) {
+		t.Fatal("TryAcquire jumped the queue of waiters")
 	}
 	clk.Advance(ms(100))
 	mustDone(t, first, nil)
@@ -137,7 +138,7 @@ func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 func TestTokenBucketCancelledWaiterTakesNothing(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 10, 2)
-	if !b.TryTakeAt(t0, 2) {
+	if !b.TryAcquireAt(t0, 2) {
 		t.Fatal("take of the burst failed")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,7 +183,7 @@ func TestTokenBucketTakeMoreThanCapacityEndsEmpty(t *testing.T) {
 	}
 	mustDone(t, ch, nil)
 	if got, want := clk.Now().Sub(t0), ms(300); got != want {
-		t.Fatalf("Take(5) on capacity 2 at 10/s finished after %v, want %v", got, want)
+		t.Fatalf("Acquire(5) on capacity 2 at 10/s finished after %v, want %v", got, want)
 	}
 	if got := b.Tokens(); got != 0 {
 		t.Fatalf("Tokens() = %v, want 0", got)
@@ -192,7 +193,7 @@ func TestTokenBucketTakeMoreThanCapacityEndsEmpty(t *testing.T) {
 func TestTokenBucketSetRateMidWait(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1, 1) // one a second
-	b.TryTakeAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	if next, _ := clk.Next(); next != t0.Add(time.Second) {
@@ -218,7 +219,7 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 	got := make(chan int)
 	go func() { // the backlogged caller
 		n := 0
-		for b.Take(ctx, 1) == nil {
+		for b.Acquire(ctx, 1) == nil {
 			n++
 		}
 		got <- n
@@ -232,7 +233,7 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 	clk.WaitTimers(1)
 	cancel()
 	n := <-got
-	for b.TryTake(1) { // fell due, not asked for yet
+	for b.TryAcquire(1) { // fell due, not asked for yet
 		n++
 	}
 	elapsed := clk.Now().Sub(t0)
@@ -247,31 +248,31 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 func TestTokenBucketIdleCatchUpCapped(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1000, 5)
-	b.TryTakeAt(t0, 5)
+	b.TryAcquireAt(t0, 5)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	clk.Advance(ms(3)) // woke 2ms late: 2 more fell due
 	mustDone(t, ch, nil)
 	clk.Advance(time.Minute)
 	n := 0
-	for b.TryTake(1) {
+	for b.TryAcquire(1) {
 		n++
 	}
 	if n != 5 {
-		t.Fatalf("after a minute idle TryTake succeeded %d times, want the capacity, 5", n)
+		t.Fatalf("after a minute idle TryAcquire succeeded %d times, want the capacity, 5", n)
 	}
 }
 
 func TestTokenBucketClose(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1, 1)
-	b.TryTakeAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	b.Close()
 	mustDone(t, ch, pacer.ErrClosed)
-	if err := b.Take(context.Background(), 1); !errors.Is(err, pacer.ErrClosed) {
-		t.Fatalf("Take after Close = %v, want ErrClosed", err)
+	if err := b.Acquire(context.Background(), 1); !errors.Is(err, pacer.ErrClosed) {
+		t.Fatalf("Acquire after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -302,13 +303,13 @@ func TestTokenBucketValidation(t *testing.T) {
 	b, _ := newClockBucket(t, 1, 1)
 	checkInvalid(t, b.SetRate(math.NaN()), "rate")
 	checkInvalid(t, b.SetCapacity(-1), "capacity")
-	checkInvalid(t, b.Take(context.Background(), 0), "n")
+	checkInvalid(t, b.Acquire(context.Background(), 0), "n")
 	if b.Rate() != 1 || b.Capacity() != 1 {
 		t.Fatalf("a refused setter changed the bucket: rate %v capacity %v", b.Rate(), b.Capacity())
 	}
 }
 
-// waitQueued waits until n callers are queued in b.Take.
+// waitQueued waits until n callers are queued in b.Acquire.
 func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

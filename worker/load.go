@@ -132,7 +132,7 @@ func generate(c *cli.Context, verb, target string, send func(context.Context, []
 	sent := 0
 	for i := 1; i <= count; i++ {
 		if tb != nil {
-			if err := tb.Take(ctx, 1); err != nil {
+			if err := tb.Acquire(ctx, 1); err != nil {
 				break
 			}
 		}
