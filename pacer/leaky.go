@@ -21,8 +21,8 @@ type AdjRow struct {
 	UFactor float64 `toml:"ufactor"`
 }
 
-// DefaultAdjMap returns the seed's ADJMAP (asyncutils'
-// context.LEAKY_BUCKET_ADJMAP): rows for capacities from 256, from 128, and
+// DefaultAdjMap returns the ADJMAP of asyncutils.buckets (Python)
+// (context.LEAKY_BUCKET_ADJMAP): rows for capacities from 256, from 128, and
 // a catch-all from 0.
 func DefaultAdjMap() []AdjRow {
 	return []AdjRow{
@@ -35,11 +35,17 @@ func DefaultAdjMap() []AdjRow {
 // maxAdaptSteps bounds the periods adapt replays in one call.
 const maxAdaptSteps = 4096
 
-// Seed defaults.
+// Defaults of LeakyConfig, and of the same Config fields, taken from
+// asyncutils.buckets (Python).
 const (
-	DefaultMinFactor = 0.1                    // context.LEAKY_BUCKET_DEFAULT_MIN_FACTOR
-	DefaultMaxFactor = 10                     // context.LEAKY_BUCKET_DEFAULT_MAX_FACTOR
-	DefaultPeriod    = 100 * time.Millisecond // context.LEAKY_BUCKET_WAIT_FOR_TOKENS_TICK
+	// DefaultMinFactor is the least factor: context.LEAKY_BUCKET_DEFAULT_MIN_FACTOR.
+	DefaultMinFactor = 0.1
+	// DefaultMaxFactor is the greatest factor: context.LEAKY_BUCKET_DEFAULT_MAX_FACTOR.
+	DefaultMaxFactor = 10
+	// DefaultAdaptPeriod is how often a LeakyBucket adapts its factor
+	// (LeakyConfig.Period): context.LEAKY_BUCKET_WAIT_FOR_TOKENS_TICK. It
+	// is not the Pacer's controller period, DefaultControllerPeriod.
+	DefaultAdaptPeriod = 100 * time.Millisecond
 )
 
 // CheckAdjMap reports whether m is a usable ADJMAP: not empty, strictly
@@ -102,17 +108,17 @@ func (row AdjRow) next(f, r float64) float64 {
 }
 
 // LeakyConfig configures a LeakyBucket. Capacity and Leak are required; the
-// other fields default to the seed's values.
+// other fields default to the values of asyncutils.buckets (Python).
 type LeakyConfig struct {
 	// Capacity is the most the bucket holds, in tokens. Required.
 	Capacity float64
 	// Leak is the rate the level falls at, in tokens per second, before the
 	// factor is applied. Required.
 	Leak float64
-	// MinFactor and MaxFactor bound the factor. The default values are 0.1
-	// and 10.
+	// MinFactor and MaxFactor bound the factor. The default values are
+	// DefaultMinFactor (0.1) and DefaultMaxFactor (10).
 	MinFactor, MaxFactor float64
-	// FactorLocked forbids SetFactor (the seed's
+	// FactorLocked forbids SetFactor (asyncutils.buckets (Python)'s
 	// external_factor_settable=False). The default value is false: the
 	// factor may be set.
 	FactorLocked bool
@@ -120,7 +126,7 @@ type LeakyConfig struct {
 	// DefaultAdjMap().
 	AdjMap []AdjRow
 	// Period is how often the factor adapts, whatever the call rate. The
-	// default value is 100ms.
+	// default value is DefaultAdaptPeriod (100ms).
 	Period time.Duration
 	// Manual turns the ADJMAP adaptation off: the factor moves only by
 	// SetFactor. A Pacer's base bucket is manual; its controller sets it.
@@ -187,10 +193,10 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 		return nil, err
 	}
 	if c.Period == 0 {
-		c.Period = DefaultPeriod
+		c.Period = DefaultAdaptPeriod
 	}
 	if c.Period < 0 {
-		return nil, invalid("period", c.Period, "≥ 0 (0: 100ms)")
+		return nil, invalid("period", c.Period, "≥ 0 (0: DefaultAdaptPeriod, 100ms)")
 	}
 	if err := checkFill(c.Leak*c.MinFactor, c.Capacity); err != nil {
 		return nil, err

@@ -9,14 +9,34 @@ import (
 	"time"
 )
 
+// Defaults of Config's optional fields. A config loader uses these rather
+// than literals, so that the library and the CLI share one default.
+const (
+	// DefaultBurst is Config.Burst's default, in jobs.
+	DefaultBurst = 1
+	// DefaultBacklogTarget is Config.BacklogTarget's default: BacklogHigh
+	// is then ten seconds of work at the base pace.
+	DefaultBacklogTarget = 10 * time.Second
+	// DefaultControllerPeriod is Config.Period's default, the controller's
+	// sample period. It is not a LeakyBucket's adaptation period,
+	// DefaultAdaptPeriod.
+	DefaultControllerPeriod = time.Second
+	// DefaultCut is Config.Cut's default: pushback halves the factor.
+	DefaultCut = 0.5
+	// DefaultRetryAfter is Config.DefaultRetryAfter's default: the pause
+	// after a Throttled outcome that gives no RetryAfter.
+	DefaultRetryAfter = time.Second
+)
+
 // Config configures a Pacer. Rate is required; every other field has a
-// default, given in its doc.
+// default, given in its doc. New checks every field and returns a
+// *FieldError naming the first bad one.
 type Config struct {
 	// Rate is the hard ceiling in jobs per second: no window of dispatches
 	// holds more than Burst + Rate × its length. Required.
 	Rate float64 `toml:"rate"`
 	// Burst is the ceiling's burst in jobs: the most dispatched at once
-	// after idle time. The default value is 1.
+	// after idle time. The default value is DefaultBurst (1).
 	Burst float64 `toml:"burst"`
 	// Base is the smooth base pace in jobs per second, which the
 	// controller's factor multiplies. It must not exceed Rate. The default
@@ -26,7 +46,8 @@ type Config struct {
 	// at most Burst. The default value is Burst.
 	BaseBurst float64 `toml:"base_burst"`
 	// MinFactor and MaxFactor bound the factor. The factor also never
-	// takes Base × factor above Rate. The default values are 0.1 and 10.
+	// takes Base × factor above Rate. The default values are
+	// DefaultMinFactor (0.1) and DefaultMaxFactor (10).
 	MinFactor float64 `toml:"min_factor"`
 	MaxFactor float64 `toml:"max_factor"`
 	// MaxInFlight caps the permits held at once (acquired, not yet Done).
@@ -40,10 +61,11 @@ type Config struct {
 	// other processes, say. The default value, nil, means none.
 	Limiter Limiter `toml:"-"`
 	// BacklogHigh is the backlog, in jobs, at which the pressure is
-	// highest. The default value is BacklogTarget × Base.
+	// highest. The default value is BacklogTarget × Base, derived again
+	// when SetBase changes Base.
 	BacklogHigh float64 `toml:"backlog_high"`
 	// BacklogTarget is BacklogHigh given as seconds of work at the base
-	// pace. The default value is 10s.
+	// pace. The default value is DefaultBacklogTarget (10s).
 	BacklogTarget time.Duration `toml:"backlog_target"`
 	// AdjMap is the rule the controller applies each period to the
 	// pressure ratio r = 1 − min(1, backlog ÷ BacklogHigh), with the row
@@ -53,13 +75,14 @@ type Config struct {
 	// (after pushback) recovers by 1/UFactor a period unless the backlog
 	// is deep. The default value is DefaultAdjMap().
 	AdjMap []AdjRow `toml:"adjmap"`
-	// Period is the controller's sample period. The default value is 1s.
+	// Period is the controller's sample period. The default value is
+	// DefaultControllerPeriod (1s).
 	Period time.Duration `toml:"period"`
 	// Cut multiplies the factor when the downstream pushes back. The
-	// default value is 0.5.
+	// default value is DefaultCut (0.5).
 	Cut float64 `toml:"cut"`
 	// DefaultRetryAfter is the pause after a Throttled outcome that gives
-	// no RetryAfter. The default value is 1s.
+	// no RetryAfter. The default value is DefaultRetryAfter (1s).
 	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
@@ -73,7 +96,7 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Burst == 0 {
-		c.Burst = 1
+		c.Burst = DefaultBurst
 	}
 	if err := positive("burst", c.Burst); err != nil {
 		return err
@@ -100,10 +123,10 @@ func (c *Config) fill() error {
 		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
 	}
 	if c.BacklogTarget < 0 {
-		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: 10s)")
+		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
 	}
 	if c.BacklogTarget == 0 {
-		c.BacklogTarget = 10 * time.Second
+		c.BacklogTarget = DefaultBacklogTarget
 	}
 	c.highDerived = c.BacklogHigh == 0
 	if c.highDerived {
@@ -113,22 +136,22 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Period == 0 {
-		c.Period = time.Second
+		c.Period = DefaultControllerPeriod
 	}
 	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: 1s)")
+		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
 	}
 	if c.Cut == 0 {
-		c.Cut = 0.5
+		c.Cut = DefaultCut
 	}
 	if math.IsNaN(c.Cut) || c.Cut <= 0 || c.Cut > 1 {
 		return invalid("cut", c.Cut, "in (0, 1]")
 	}
 	if c.DefaultRetryAfter == 0 {
-		c.DefaultRetryAfter = time.Second
+		c.DefaultRetryAfter = DefaultRetryAfter
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: 1s)")
+		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
 	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()

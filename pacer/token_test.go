@@ -3,6 +3,7 @@ package pacer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -344,8 +345,34 @@ func checkInvalid(t *testing.T, err error, field string) {
 	if !errors.Is(err, pacer.ErrInvalid) {
 		t.Fatalf("err = %v, want one wrapping ErrInvalid", err)
 	}
-	if msg := err.Error(); !containsAll(msg, "pacer: ", field+" = ") {
-		t.Fatalf("error %q does not name the field %q and its value", msg, field)
+	var fe *pacer.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v (%T), want a *pacer.FieldError", err, err)
+	}
+	if fe.Field != field {
+		t.Fatalf("error %q names field %q, want %q", err, fe.Field, field)
+	}
+	if want := "pacer: " + field + ": "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error %q does not start with %q", err, want)
+	}
+}
+
+func TestFieldErrorMessage(t *testing.T) {
+	t.Parallel()
+	_, err := pacer.New(pacer.Config{Rate: -1})
+	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number > 0 and ≤ 1e9 per second"; got != want {
+		t.Errorf("New(Config{Rate: -1}) = %q, want %q", got, want)
+	}
+	if !errors.Is(err, pacer.ErrInvalid) {
+		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+	}
+	var fe *pacer.FieldError
+	if !errors.As(err, &fe) || fe.Field != "rate" || fe.Value != -1.0 {
+		t.Errorf("errors.As(%v) = %+v, want Field rate, Value -1", err, fe)
+	}
+	adapter := &pacer.FieldError{Pkg: "redisbucket", Field: "key", Value: `""`, Want: "a name"}
+	if got, want := adapter.Error(), `redisbucket: key: "": want a name`; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
 

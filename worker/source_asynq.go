@@ -60,7 +60,7 @@ func init() {
 type asynqSource struct {
 	cfg    AsynqConfig
 	opt    asynq.RedisClientOpt
-	probe  *asynqpacer.QueueProbe
+	probe  *asynqpacer.Probe
 	client *asynq.Client
 }
 
@@ -78,7 +78,7 @@ func (s *asynqSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, err
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
-	if s.probe, err = asynqpacer.QueueBacklog(opt, s.cfg.Queue); err != nil {
+	if s.probe, err = asynqpacer.NewProbe(opt, s.cfg.Queue); err != nil {
 		return nil, fmt.Errorf("worker: asynq source: %w", err)
 	}
 	s.client = asynq.NewClient(opt)

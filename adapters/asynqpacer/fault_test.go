@@ -204,7 +204,7 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: addr})
 	defer rc.Close()
 
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q)
 	if err != nil {
 		t.Fatal(err)
 	}

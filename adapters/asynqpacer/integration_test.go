@@ -61,7 +61,7 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 	const base, ceiling, burst = 50, 400, 2000
 	enqueue(t, addr, q, "burst", burst)
 
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,11 @@ func TestNewMiddlewareRejectsBadInput(t *testing.T) {
 		opts []asynqpacer.Option
 		want string // in the error
 	}{
-		{"with a nil pacer", nil, nil, "pacer = nil"},
-		{"with an empty route pattern", p, []asynqpacer.Option{asynqpacer.Route("", p)}, `Route pattern = ""`},
-		{"with a nil route pacer", p, []asynqpacer.Option{asynqpacer.Route("email:", nil)}, `Route("email:") pacer = nil`},
+		{"with a nil pacer", nil, nil, "pacer: nil"},
+		{"with an empty route pattern", p, []asynqpacer.Option{asynqpacer.Route("", p)}, `Route pattern: ""`},
+		{"with a nil route pacer", p, []asynqpacer.Option{asynqpacer.Route("email:", nil)}, `Route("email:") pacer: nil`},
 		{"with a pattern routed twice", p, []asynqpacer.Option{asynqpacer.Route("a", p), asynqpacer.Route("a", p)}, "not already routed"},
-		{"with a negative handler time", p, []asynqpacer.Option{asynqpacer.HandlerTime(-time.Second)}, "HandlerTime = -1s"},
+		{"with a negative handler time", p, []asynqpacer.Option{asynqpacer.HandlerTime(-time.Second)}, "HandlerTime: -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,11 +16,11 @@ type suiteQueue struct {
 	addr  string
 	name  string
 	in    *asynq.Inspector
-	probe *asynqpacer.QueueProbe
+	probe *asynqpacer.Probe
 }
 
-// newSuiteQueue makes a queue of t's own and a QueueProbe reading it.
-// Asynq knows a queue only once a task was enqueued to it, and QueueProbe
+// newSuiteQueue makes a queue of t's own and a Probe reading it.
+// Asynq knows a queue only once a task was enqueued to it, and Probe
 // reports a queue it does not know as ErrQueueNotFound (see
 // TestQueueBacklogReadsPendingAndOldestAge), so an empty queue here is one
 // that had a task, since deleted.
@@ -32,7 +32,7 @@ func newSuiteQueue(t *testing.T) testutil.ProbeQueue {
 	if n, err := q.in.DeleteAllPendingTasks(q.name); err != nil || n != 1 {
 		t.Fatalf("Inspector.DeleteAllPendingTasks(%q) = %d, %v; want 1, nil", q.name, n, err)
 	}
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q.name)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q.name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,17 +79,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		edit  func(*redisbucket.Config)
 		field string
 	}{
-		{"a zero rate", func(c *redisbucket.Config) { c.Rate = 0 }, "rate = 0"},
-		{"a negative rate", func(c *redisbucket.Config) { c.Rate = -5 }, "rate = -5"},
-		{"a NaN rate", func(c *redisbucket.Config) { c.Rate = math.NaN() }, "rate = NaN"},
-		{"a rate above 1e9", func(c *redisbucket.Config) { c.Rate = 2e9 }, "rate = 2e+09"},
-		{"an empty key", func(c *redisbucket.Config) { c.Key = "" }, `key = ""`},
-		{"a negative burst", func(c *redisbucket.Config) { c.Burst = -1 }, "burst = -1"},
-		{"negative expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = -2 }, "expected_workers = -2"},
-		{"a lease time under 1ms", func(c *redisbucket.Config) { c.LeaseTime = time.Microsecond }, "lease_time = 1µs"},
-		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time = 1m0s"},
-		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval = -1s"},
-		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout = -1s"},
+		{"a zero rate", func(c *redisbucket.Config) { c.Rate = 0 }, "rate: 0"},
+		{"a negative rate", func(c *redisbucket.Config) { c.Rate = -5 }, "rate: -5"},
+		{"a NaN rate", func(c *redisbucket.Config) { c.Rate = math.NaN() }, "rate: NaN"},
+		{"a rate above 1e9", func(c *redisbucket.Config) { c.Rate = 2e9 }, "rate: 2e+09"},
+		{"an empty key", func(c *redisbucket.Config) { c.Key = "" }, `key: ""`},
+		{"a negative burst", func(c *redisbucket.Config) { c.Burst = -1 }, "burst: -1"},
+		{"negative expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = -2 }, "expected_workers: -2"},
+		{"a lease time under 1ms", func(c *redisbucket.Config) { c.LeaseTime = time.Microsecond }, "lease_time: 1µs"},
+		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time: 1m0s"},
+		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval: -1s"},
+		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout: -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
@@ -166,8 +166,8 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 1}) // one token a second
 	ctx := context.Background()
 	t.Run("n below 1 is an error", func(t *testing.T) {
-		if err := b.Wait(ctx, 0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "n = 0") {
-			t.Errorf("Wait(ctx, 0) = %v, want an error naming n = 0", err)
+		if err := b.Wait(ctx, 0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "n: 0") {
+			t.Errorf("Wait(ctx, 0) = %v, want an error naming n: 0", err)
 		}
 	})
 	t.Run("the burst is there at once", func(t *testing.T) {
@@ -381,8 +381,8 @@ func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
 func TestSetRate(t *testing.T) {
 	rdb := client(t, testutil.Redis(t))
 	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 100})
-	if err := b.SetRate(0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate = 0") {
-		t.Errorf("SetRate(0) = %v, want an error naming rate = 0", err)
+	if err := b.SetRate(0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate: 0") {
+		t.Errorf("SetRate(0) = %v, want an error naming rate: 0", err)
 	}
 	if err := b.SetRate(1000); err != nil {
 		t.Fatal(err)
