@@ -53,8 +53,9 @@ func ExampleTokenBucket_TryAcquireAt() {
 	// 100ms true
 }
 
-// Wait returns how long it really waited; the seed's ADJMAP adapts the
-// factor once per period by the fill ratio.
+// Acquire returns how long it really waited; the ADJMAP of
+// asyncutils.buckets (Python) adapts the factor once per period by the fill
+// ratio.
 func ExampleLeakyBucket() {
 	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	b, _ := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 10, Leak: 5, Clock: clk})

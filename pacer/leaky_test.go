@@ -24,7 +24,7 @@ func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *testutil.
 
 const tick = 100 * time.Millisecond
 
-// The seed's bucket starts full, so the first acquires after creation fail.
+// The bucket of asyncutils.buckets (Python) starts full, so the first acquires after creation fail.
 func TestSeedBugStartsFull(t *testing.T) {
 	t.Parallel()
 	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 10, Leak: 1, Manual: true})
@@ -39,7 +39,7 @@ func TestSeedBugStartsFull(t *testing.T) {
 	}
 }
 
-// The seed adapts the factor on every call, so its pace depends on how
+// asyncutils.buckets (Python) adapts the factor on every call, so its pace depends on how
 // often it is called. Here it adapts once per period whatever the calls.
 func TestSeedBugAdaptsPerCall(t *testing.T) {
 	t.Parallel()
@@ -77,7 +77,7 @@ func holdLevel(t *testing.T, capacity, ratio float64) *pacer.LeakyBucket {
 	return b
 }
 
-// The seed's factor, once above 1, never comes back down in the middle
+// In asyncutils.buckets (Python) the factor, once above 1, never comes back down in the middle
 // band. Here it returns to exactly 1 from both sides.
 func TestSeedBugNeverReturnsFromAbove(t *testing.T) {
 	t.Parallel()
@@ -99,7 +99,7 @@ func TestSeedBugNeverReturnsFromAbove(t *testing.T) {
 	}
 }
 
-// The seed stops adapting within 1 % of a bound, so the factor strands
+// asyncutils.buckets (Python) stops adapting within 1 % of a bound, so the factor strands
 // short of it. Here it reaches the bounds exactly.
 func TestSeedBugDeadZoneNearBounds(t *testing.T) {
 	t.Parallel()
@@ -119,7 +119,7 @@ func TestSeedBugDeadZoneNearBounds(t *testing.T) {
 	}
 }
 
-// The seed applies a new factor to the time elapsed before the change.
+// asyncutils.buckets (Python) applies a new factor to the time elapsed before the change.
 // Here the level is settled at the old factor first.
 func TestSeedBugFactorChangeActsOnElapsedTime(t *testing.T) {
 	t.Parallel()
@@ -140,7 +140,7 @@ func TestSeedBugFactorChangeActsOnElapsedTime(t *testing.T) {
 	}
 }
 
-// The seed divides by zero on a zero capacity, leak or factor, and takes
+// asyncutils.buckets (Python) divides by zero on a zero capacity, leak or factor, and takes
 // bad numbers silently. Here every one is an error naming the field.
 func TestSeedBugDivideByZero(t *testing.T) {
 	t.Parallel()
@@ -171,7 +171,7 @@ func TestSeedBugDivideByZero(t *testing.T) {
 	checkInvalid(t, err, "n")
 }
 
-// The seed takes an ADJMAP without a row for small capacities and then
+// asyncutils.buckets (Python) takes an ADJMAP without a row for small capacities and then
 // never adapts them. Here it is rejected, as is one not descending.
 func TestSeedBugAdjMapWithoutCatchAll(t *testing.T) {
 	t.Parallel()
