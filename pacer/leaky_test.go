@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
-func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *testutil.Clock) {
+func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *pacertest.Clock) {
 	t.Helper()
-	clk := testutil.NewClock(t0)
+	clk := pacertest.NewClock(t0)
 	c.Clock = clk
 	b, err := pacer.NewLeakyBucket(c)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -25,9 +25,9 @@ func (q *queue) Backlog(context.Context) (pacer.Backlog, error) {
 	return pacer.Backlog{Pending: q.pending.Load()}, nil
 }
 
-func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *testutil.Clock) {
+func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *pacertest.Clock) {
 	t.Helper()
-	clk := testutil.NewClock(t0)
+	clk := pacertest.NewClock(t0)
 	c.Clock = clk
 	p, err := pacer.New(c)
 	if err != nil {
@@ -42,7 +42,7 @@ func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *testutil.Clock) {
 // factor after each period.
 type sim struct {
 	p       *pacer.Pacer
-	clk     *testutil.Clock
+	clk     *pacertest.Clock
 	q       *queue
 	period  time.Duration
 	sent    []time.Duration // dispatch times since t0

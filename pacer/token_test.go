@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -32,9 +32,9 @@ func runTakeSteps(t *testing.T, b *pacer.TokenBucket, steps []takeStep) {
 	}
 }
 
-func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *testutil.Clock) {
+func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *pacertest.Clock) {
 	t.Helper()
-	clk := testutil.NewClock(t0)
+	clk := pacertest.NewClock(t0)
 	b, err := pacer.NewTokenBucket(rate, capacity, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 // waitNext waits until the clock's earliest timer is due at want: a
 // waiter that recomputes its due time stops its old timer and makes a new
 // one in its own goroutine.
-func waitNext(t *testing.T, clk *testutil.Clock, want time.Time) {
+func waitNext(t *testing.T, clk *pacertest.Clock, want time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

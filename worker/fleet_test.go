@@ -21,8 +21,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 	"github.com/jobpacer/pacer/worker"
 )
 
@@ -100,13 +100,13 @@ func writeConfig(t *testing.T, path, redis string, rate float64, prefix string, 
 }
 
 // startRunner runs the config at path in this process until the test ends.
-func startRunner(t *testing.T, path string) (*worker.Runner, *testutil.SyncBuffer) {
+func startRunner(t *testing.T, path string) (*worker.Runner, *testenv.SyncBuffer) {
 	t.Helper()
 	f, err := worker.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &testutil.SyncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	r := worker.NewRunner(f, slog.New(slog.NewTextHandler(logs, nil)), worker.RunOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

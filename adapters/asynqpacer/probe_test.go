@@ -12,12 +12,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 func TestQueueBacklogReadsPendingAndOldestAge(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q1, q2 := uniqueQueue(t, addr), uniqueQueue(t, addr)
 	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q1, q2)
 	if err != nil {
@@ -108,7 +108,7 @@ func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
 	}
 
 	// In a pacer, a failing probe is counted and keeps the factor.
-	p := newPacer(t, pacer.Config{Rate: 100, Probe: probe})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100, Probe: probe})
 	p.Step(context.Background())
 	if s := p.Stats(); s.ProbeErrors != 1 || s.Factor != 1 {
 		t.Fatalf("after a failed probe: ProbeErrors = %d, Factor = %v; want 1, 1", s.ProbeErrors, s.Factor)
@@ -120,7 +120,7 @@ func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
 //
 //	go test -run '^$' -bench BacklogRead ./adapters/asynqpacer/
 func BenchmarkBacklogRead(b *testing.B) {
-	addr := testutil.Redis(b)
+	addr := testenv.Redis(b)
 	q := uniqueQueue(b, addr)
 	enqueue(b, addr, q, "bench", 10_000, asynq.Retention(time.Hour))
 	b.Run("Inspector.GetQueueInfo", func(b *testing.B) {

@@ -3,6 +3,7 @@ package natspacer_test
 import (
 	"context"
 	"errors"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPacer(t, pacer.Config{Rate: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 10})
 	h := natspacer.HandlerFunc(func(context.Context, jetstream.Msg) error { return nil })
 	mh := natspacer.MsgHandlerFunc(func(context.Context, *nats.Msg) error { return nil })
 

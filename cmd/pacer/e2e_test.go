@@ -18,7 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/worker"
 )
 
@@ -62,7 +62,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	admin string
 	cfg   string
-	log   *testutil.SyncBuffer
+	log   *testenv.SyncBuffer
 	done  chan struct{}
 }
 
@@ -75,7 +75,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, admin: admin, cfg: path, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -229,17 +229,6 @@ func readStamps(t *testing.T, path string) *stamps {
 	return s
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func within(t *testing.T, what string, got int, want float64, tol float64) {
 	t.Helper()
 	if float64(got) < want*(1-tol) || float64(got) > want*(1+tol) {
@@ -275,8 +264,4 @@ func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server,
 	}))
 	t.Cleanup(srv.Close)
 	return srv, s
-}
-
-func uniq(t *testing.T) string {
-	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }
