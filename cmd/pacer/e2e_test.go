@@ -18,8 +18,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/testutil"
-	"github.com/jobpacer/pacer/worker"
 )
 
 // bin is the pacer binary, built once by TestMain.
@@ -96,7 +96,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, _, err := worker.FetchStatus(admin); err == nil {
+		if _, _, err := status.Fetch(admin); err == nil {
 			return p
 		}
 		select {
@@ -119,9 +119,9 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (p *proc) status() worker.Status {
+func (p *proc) status() status.Status {
 	p.t.Helper()
-	st, _, err := worker.FetchStatus(p.admin)
+	st, _, err := status.Fetch(p.admin)
 	if err != nil {
 		p.t.Fatal(err)
 	}

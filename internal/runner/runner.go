@@ -1,6 +1,7 @@
-package worker
+package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,33 +16,12 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/admin"
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/pacer"
 )
-
-// LoadConfig reads and checks a config file, building every source and
-// sink table with the registered plugins (nothing connects). The error
-// lists every problem, each with file, line and key.
-func LoadConfig(path string) (*config.File, error) {
-	return config.Load(path, buildPlugin)
-}
-
-func buildPlugin(p *config.Plugin) (any, error) {
-	switch p.Section {
-	case "sink":
-		f := sinkFunc(p.Kind())
-		if f == nil {
-			return nil, p.Errorf("kind", "%q: want one of %s", p.Kind(), strings.Join(SinkKinds(), ", "))
-		}
-		return f(p)
-	default:
-		f := sourceFunc(p.Kind())
-		if f == nil {
-			return nil, p.Errorf("kind", "%q: want one of %s", p.Kind(), strings.Join(SourceKinds(), ", "))
-		}
-		return f(p)
-	}
-}
 
 // RunOptions override a config for one run.
 type RunOptions struct {
@@ -52,12 +32,12 @@ type RunOptions struct {
 	Admin string
 }
 
-// Runner runs the workers of a config. Make one with NewRunner; Run runs
+// Runner runs the workers of a config. Make one with New; Run runs
 // it once.
 type Runner struct {
 	log     *slog.Logger
 	opts    RunOptions
-	brokers *Brokers
+	brokers *brokers.Brokers
 	started time.Time
 
 	mu      sync.Mutex // guards cfg, the workers' cfg, fleets and the fleets' cfg and users
@@ -74,18 +54,18 @@ type runWorker struct {
 	cfg   config.Worker
 	p     *pacer.Pacer
 	fleet *fleetRun // nil: no fleet
-	src   Source
+	src   plugin.Source
 	snk   sink.Sink
 	rate  meter
 }
 
-// NewRunner returns a Runner for f, a config from LoadConfig.
-func NewRunner(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
+// New returns a Runner for f, a config from plugin.Load.
+func New(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
 	if log == nil {
 		log = slog.Default()
 	}
 	r := &Runner{log: log, opts: opts, cfg: f, started: time.Now(), ready: make(chan struct{})}
-	r.brokers = NewBrokers(f.Redis.Addr, f.Redis.Password, f.Redis.DB, f.NATS.URL, f.NATS.StoreDir, log)
+	r.brokers = brokers.New(f.Redis, f.NATS, log)
 	return r
 }
 
@@ -116,9 +96,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	for i := range cfg.Workers {
 		wc := cfg.Workers[i]
-		w := &runWorker{cfg: wc, src: wc.Source.Built.(Source), snk: wc.Sink.Built.(sink.Sink)}
+		w := &runWorker{cfg: wc, src: wc.Source.Built.(plugin.Source), snk: wc.Sink.Built.(sink.Sink)}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		probe, err := w.src.Connect(cctx, r.brokers)
+		if u, ok := w.src.(brokers.User); ok {
+			u.UseBrokers(r.brokers)
+		}
+		probe, err := w.src.Connect(cctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
@@ -141,14 +124,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	var bgWG sync.WaitGroup
 	defer func() { stopBG(); bgWG.Wait() }()
 
-	if addr := cmpOr(r.opts.Admin, cfg.Admin); addr != "" {
+	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("worker: admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
 		r.adminAddr.Store(&bound)
-		srv := &http.Server{Handler: r.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
 		defer func() {
@@ -164,7 +147,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		bgWG.Add(2)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
 		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
-		env := Env{
+		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
 			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
 		}
@@ -178,9 +161,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
 			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
 	}
-	if demo := cmpOr(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
+	if demo := cmp.Or(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
 		for _, w := range r.workers {
-			if p, ok := w.src.(Producer); ok {
+			if p, ok := plugin.As[plugin.Producer](w.src); ok {
 				srcWG.Add(1)
 				go func() { defer srcWG.Done(); r.demo(ctx, w.cfg.Name, p, demo, cfg.Demo.Payload) }()
 			}
@@ -208,14 +191,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-func cmpOr[T comparable](a, b T) T {
-	var zero T
-	if a != zero {
-		return a
-	}
-	return b
-}
-
 // handler returns the Env.Handle of w: the sink, under a context that
 // the drain does not cancel, with the outcome logged.
 func (r *Runner) handler(w *runWorker) func(sink.Job) error {
@@ -232,7 +207,7 @@ func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	}
 }
 
-func (r *Runner) demo(ctx context.Context, worker string, p Producer, rate float64, payload string) {
+func (r *Runner) demo(ctx context.Context, worker string, p plugin.Producer, rate float64, payload string) {
 	tb, err := pacer.NewTokenBucket(rate, 1, nil)
 	if err != nil {
 		r.log.Error("demo producer", "err", err)
@@ -373,4 +348,13 @@ func structural(a, b *config.File) []string {
 		}
 	}
 	return d
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -1,6 +1,9 @@
-package worker
+// Package cli is the pacer command: run, check, status, simulate,
+// enqueue and publish, on urfave/cli. Package worker's Main runs it.
+package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +18,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/internal/runner"
+	_ "github.com/jobpacer/pacer/internal/sinks"   // the sink kinds exec, http, log
+	_ "github.com/jobpacer/pacer/internal/sources" // the source kinds asynq, jetstream, nats
 )
 
 // Main runs the pacer command with args (os.Args) and returns its exit
@@ -74,7 +81,7 @@ func App() *cli.App {
 }
 
 func loadOrExit(path string) (*config.File, error) {
-	f, err := LoadConfig(path)
+	f, err := plugin.Load(path)
 	if err != nil {
 		return nil, cli.Exit(err.Error(), 2)
 	}
@@ -121,17 +128,17 @@ func runCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := NewLogger(c.App.ErrWriter, cmpOr(c.String("log-format"), f.LogFormat), cmpOr(c.String("log-level"), f.LogLevel))
+	log, err := NewLogger(c.App.ErrWriter, cmp.Or(c.String("log-format"), f.LogFormat), cmp.Or(c.String("log-level"), f.LogLevel))
 	if err != nil {
 		return cli.Exit("pacer: "+err.Error(), 2)
 	}
 	slog.SetDefault(log)
 	redis.SetLogger(redisLog{log})
-	opts := RunOptions{Admin: c.String("admin")}
+	opts := runner.RunOptions{Admin: c.String("admin")}
 	if c.Bool("demo") {
 		opts.Demo = c.Float64("demo-rate")
 	}
-	r := NewRunner(f, log, opts)
+	r := runner.New(f, log, opts)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -152,7 +159,7 @@ func runCmd(c *cli.Context) error {
 		case s := <-sigs:
 			switch {
 			case s == syscall.SIGHUP:
-				nf, err := LoadConfig(path)
+				nf, err := plugin.Load(path)
 				if err == nil {
 					err = r.Reload(nf)
 				}
@@ -171,4 +178,13 @@ func runCmd(c *cli.Context) error {
 			}
 		}
 	}
+}
+
+// redisLog sends go-redis's own messages (a failed dial, retried) to slog
+// at debug level: a fleet's fallback is logged once, at warn, by
+// redisbucket, and a Redis outage must not flood the log.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Debug(fmt.Sprintf(format, v...), "from", "go-redis")
 }

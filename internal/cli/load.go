@@ -1,4 +1,4 @@
-package worker
+package cli
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -100,7 +101,7 @@ func publishCommand() *cli.Command {
 }
 
 func embeddedAddr(admin, kind string) (string, error) {
-	st, _, err := FetchStatus(admin)
+	st, _, err := status.Fetch(admin)
 	if err != nil {
 		return "", err
 	}

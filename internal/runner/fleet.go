@@ -1,16 +1,15 @@
-package worker
+package runner
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/status"
 )
 
 // fleetRun is a [fleet.NAME] limit in a run: one redisbucket.Bucket,
@@ -21,22 +20,6 @@ type fleetRun struct {
 	rdb    *redis.Client
 	bucket *redisbucket.Bucket
 	users  []string // names of the workers that use it, in config order
-}
-
-// FleetStatus is one fleet limit in a Status.
-type FleetStatus struct {
-	Name          string     `json:"name"`
-	Mode          string     `json:"mode"`                     // redis, fallback or rejoining (see redisbucket.Mode)
-	Rate          float64    `json:"rate"`                     // jobs/s for the whole fleet
-	Processes     int        `json:"processes"`                // members (pacer processes) seen sharing it at the last Redis call
-	Share         float64    `json:"share"`                    // jobs/s this process keeps to during an outage
-	Workers       []string   `json:"workers"`                  // the workers of this process that use it
-	Dispatched    uint64     `json:"dispatched"`               // jobs this process took from the fleet limit
-	RedisCalls    uint64     `json:"redis_calls"`              //
-	RedisErrors   uint64     `json:"redis_errors"`             //
-	Fallbacks     uint64     `json:"fallbacks"`                // times it fell back to its local share
-	FallbackSince *time.Time `json:"fallback_since,omitempty"` // set while in fallback
-	LastError     string     `json:"last_error,omitempty"`     // the last Redis error
 }
 
 // openFleets makes the bucket of every fleet that a worker of f names, on
@@ -64,7 +47,7 @@ func (r *Runner) openFleets(f *config.File) error {
 		if err != nil {
 			return fmt.Errorf("fleet %q: %w", fc.Name, err)
 		}
-		if f.Redis.Addr == Embedded {
+		if f.Redis.Addr == brokers.Embedded {
 			r.log.Warn("fleet on the embedded Redis: only the workers of this process share it; set [redis] addr to share it with other processes",
 				"fleet", fc.Name)
 		}
@@ -101,12 +84,12 @@ func (r *Runner) closeFleets() {
 }
 
 // fleetStatus returns the state of the run's fleets. It requires r.mu held.
-func (r *Runner) fleetStatus() []FleetStatus {
-	var out []FleetStatus
+func (r *Runner) fleetStatus() []status.FleetStatus {
+	var out []status.FleetStatus
 	for _, name := range sortedKeys(r.fleets) {
 		fr := r.fleets[name]
 		st := fr.bucket.Stats()
-		fs := FleetStatus{
+		fs := status.FleetStatus{
 			Name: name, Mode: st.Mode.String(), Rate: st.Rate, Processes: st.Workers, Share: st.Share,
 			Workers: slices.Clone(fr.users), Dispatched: st.Dispatched, RedisCalls: st.Calls, RedisErrors: st.Errors,
 			Fallbacks: st.Fallbacks, LastError: st.LastError,
@@ -127,13 +110,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// redisLog sends go-redis's own messages (a failed dial, retried) to slog
-// at debug level: a fleet's fallback is logged once, at warn, by
-// redisbucket, and a Redis outage must not flood the log.
-type redisLog struct{ l *slog.Logger }
-
-func (r redisLog) Printf(_ context.Context, format string, v ...any) {
-	r.l.Debug(fmt.Sprintf(format, v...), "from", "go-redis")
 }

@@ -1,19 +1,19 @@
-package worker_test
+package simulate_test
 
 import (
 	"fmt"
 	"time"
 
+	"github.com/jobpacer/pacer/internal/simulate"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/worker"
 )
 
 // Simulate shows what a setting does before it is deployed: here a burst
 // three times the base pace lifts the factor to the ceiling (20/s ÷ 5/s),
 // and the backlog drains.
 func ExampleSimulate() {
-	sc, _ := worker.ScenarioByName("burst")
-	samples, err := worker.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
+	sc, _ := simulate.ScenarioByName("burst")
+	samples, err := simulate.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
 	if err != nil {
 		panic(err)
 	}
