@@ -49,15 +49,34 @@ func (loopSource) Run(ctx context.Context, env plugin.Env) error {
 	}
 }
 
-var handled sync.Map // worker name → *atomic.Int64
+// counter counts the jobs a worker's sink handled; tenth is closed at the
+// tenth.
+type counter struct {
+	n     atomic.Int64
+	tenth chan struct{}
+}
+
+func (c *counter) add() {
+	if c.n.Add(1) == 10 {
+		close(c.tenth)
+	}
+}
+
+var handled sync.Map // worker name → *counter
+
+// handledBy returns the counter of the sink of worker name.
+func handledBy(name string) *counter {
+	c, _ := handled.LoadOrStore(name, &counter{tenth: make(chan struct{})})
+	return c.(*counter)
+}
 
 func init() {
 	plugin.RegisterSource("loop", func(o plugin.Options) (plugin.Source, error) {
 		return loopSource{}, o.Decode(&struct{}{})
 	})
 	plugin.RegisterSink("count", func(o plugin.Options) (sink.Sink, error) {
-		c, _ := handled.LoadOrStore(o.WorkerName(), new(atomic.Int64))
-		return sink.Func(func(context.Context, sink.Job) error { c.(*atomic.Int64).Add(1); return nil }), o.Decode(&struct{}{})
+		c := handledBy(o.WorkerName())
+		return sink.Func(func(context.Context, sink.Job) error { c.add(); return nil }), o.Decode(&struct{}{})
 	})
 }
 
@@ -153,16 +172,13 @@ func TestFleetSharedByWorkers(t *testing.T) {
 	writeConfig(t, path, brokers.Embedded, 200, p, 1)
 	r, logs := startRunner(t, path)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.Status()
-		if workerStatus(t, st, p+"_a").Dispatched >= 10 && workerStatus(t, st, p+"_b").Dispatched >= 10 {
-			break
+	limit := time.After(10 * time.Second)
+	for _, name := range []string{p + "_a", p + "_b"} {
+		select {
+		case <-handledBy(name).tenth:
+		case <-limit:
+			t.Fatalf("the fleet's workers did not handle 10 jobs each in 10s: %+v\n%s", r.Status().Workers, logs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the fleet's workers did not dispatch 10 jobs each in 10s: %+v\n%s", st.Workers, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 
 	st := r.Status()

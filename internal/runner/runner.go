@@ -3,22 +3,20 @@ package runner
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/internal/admin"
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/fleet"
 	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/pacer"
 )
@@ -40,10 +38,10 @@ type Runner struct {
 	brokers *brokers.Brokers
 	started time.Time
 
-	mu      sync.Mutex // guards cfg, the workers' cfg, fleets and the fleets' cfg and users
+	mu      sync.Mutex // guards cfg, workers and the workers' cfg
 	cfg     *config.File
 	workers []*runWorker
-	fleets  map[string]*fleetRun // by name: the fleets the workers name
+	fleets  atomic.Pointer[fleet.Set] // the fleets the workers name; set by Run
 
 	draining  atomic.Bool
 	adminAddr atomic.Pointer[string]
@@ -53,7 +51,7 @@ type Runner struct {
 type runWorker struct {
 	cfg   config.Worker
 	p     *pacer.Pacer
-	fleet *fleetRun // nil: no fleet
+	fleet *redisbucket.Bucket // the fleet's limit; nil: no fleet
 	src   plugin.Source
 	snk   sink.Sink
 	rate  meter
@@ -89,11 +87,13 @@ func (r *Runner) AdminAddr() string {
 // returns nil. It returns an error if a worker or a fleet cannot start.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
-	defer r.closeFleets() // before the brokers: the embedded Redis may hold them
 	cfg := r.cfg
-	if err := r.openFleets(cfg); err != nil {
+	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
+	if err != nil {
 		return err
 	}
+	r.fleets.Store(fleets)
+	defer fleets.Close() // before the brokers: the embedded Redis may hold them
 	for i := range cfg.Workers {
 		wc := cfg.Workers[i]
 		w := &runWorker{cfg: wc, src: wc.Source.Built.(plugin.Source), snk: wc.Sink.Built.(sink.Sink)}
@@ -109,8 +109,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		pc := wc.Pacer()
 		pc.Probe = probe
 		if wc.Fleet != "" {
-			w.fleet = r.fleets[wc.Fleet]
-			pc.Limiter = w.fleet.bucket
+			w.fleet = fleets.Bucket(wc.Fleet)
+			pc.Limiter = w.fleet
 		}
 		if w.p, err = pacer.New(pc); err != nil {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
@@ -207,28 +207,6 @@ func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	}
 }
 
-func (r *Runner) demo(ctx context.Context, worker string, p plugin.Producer, rate float64, payload string) {
-	tb, err := pacer.NewTokenBucket(rate, 1, nil)
-	if err != nil {
-		r.log.Error("demo producer", "err", err)
-		return
-	}
-	r.log.Info("demo producer started", "worker", worker, "rate", rate)
-	for n := 1; ; n++ {
-		if err := tb.Take(ctx, 1); err != nil {
-			return
-		}
-		body := payload
-		if body == "" {
-			body = fmt.Sprintf(`{"demo":%d,"at":%q}`, n, time.Now().Format(time.RFC3339Nano))
-		}
-		if err := p.Produce(ctx, []byte(body)); err != nil && ctx.Err() == nil {
-			r.log.Warn("demo producer", "worker", worker, "err", err)
-			sleep(ctx, time.Second)
-		}
-	}
-}
-
 func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -252,109 +230,3 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
-
-// Reload applies the pace settings of f, a new load of the same config:
-// the workers' rate and base and the fleets' rate change in place, without
-// dropping work. Any other difference is refused, with an error that
-// names it, and nothing changes. A fleet's new rate is this process's:
-// reload every process of the fleet (until then, the shared bucket runs
-// at the rate of whichever process called Redis last).
-func (r *Runner) Reload(f *config.File) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if diffs := structural(r.cfg, f); len(diffs) > 0 {
-		return fmt.Errorf("reload refused (restart to apply): %s", strings.Join(diffs, "; "))
-	}
-	for _, name := range sortedKeys(r.fleets) {
-		fr := r.fleets[name]
-		nf := f.Fleets[name]
-		if nf.Rate == fr.cfg.Rate {
-			continue
-		}
-		if err := fr.bucket.SetRate(nf.Rate); err != nil {
-			return fmt.Errorf("fleet %q: %w", name, err)
-		}
-		r.log.Info("reloaded", "fleet", name, "rate", fmt.Sprintf("%g → %g", fr.cfg.Rate, nf.Rate))
-		fr.cfg.Rate = nf.Rate
-	}
-	for i, w := range r.workers {
-		nw := f.Workers[i]
-		if nw.Rate == w.cfg.Rate && nw.Base == w.cfg.Base {
-			continue
-		}
-		// Keep base ≤ rate at every step.
-		var err error
-		if nw.Rate >= w.cfg.Rate {
-			err = errors.Join(w.p.SetRate(nw.Rate), w.p.SetBase(nw.Base))
-		} else {
-			err = errors.Join(w.p.SetBase(nw.Base), w.p.SetRate(nw.Rate))
-		}
-		if err != nil {
-			return fmt.Errorf("worker %q: %w", w.cfg.Name, err)
-		}
-		r.log.Info("reloaded", "worker", w.cfg.Name, "rate", fmt.Sprintf("%g → %g", w.cfg.Rate, nw.Rate),
-			"base", fmt.Sprintf("%g → %g", w.cfg.Base, nw.Base))
-		w.cfg.Rate, w.cfg.Base = nw.Rate, nw.Base
-	}
-	r.cfg = f
-	return nil
-}
-
-// structural lists the differences between a and b that a reload cannot
-// apply in place.
-func structural(a, b *config.File) []string {
-	var d []string
-	if a.Admin != b.Admin || a.Redis != b.Redis || a.NATS != b.NATS || a.Demo != b.Demo ||
-		a.LogFormat != b.LogFormat || a.LogLevel != b.LogLevel || a.DrainTimeout != b.DrainTimeout || a.StatusEvery != b.StatusEvery {
-		d = append(d, "a top-level setting ([redis], [nats], [demo], admin, log_*, drain_timeout, status_every) changed")
-	}
-	names := func(f *config.File) []string {
-		var n []string
-		for _, w := range f.Workers {
-			n = append(n, w.Name)
-		}
-		return n
-	}
-	if !slices.Equal(names(a), names(b)) {
-		return append(d, fmt.Sprintf("the workers changed: %v → %v", names(a), names(b)))
-	}
-	for i := range a.Workers {
-		x, y := a.Workers[i], b.Workers[i]
-		if x.Source.Kind() != y.Source.Kind() || !x.Source.Equal(y.Source) {
-			d = append(d, fmt.Sprintf("worker %q: its [worker.source] changed", x.Name))
-		}
-		if x.Sink.Kind() != y.Sink.Kind() || !x.Sink.Equal(y.Sink) {
-			d = append(d, fmt.Sprintf("worker %q: its [worker.sink] changed", x.Name))
-		}
-		px, py := x.Pacer(), y.Pacer()
-		px.Rate, px.Base, py.Rate, py.Base = 0, 0, 0, 0
-		if !reflect.DeepEqual(px, py) {
-			d = append(d, fmt.Sprintf("worker %q: a pace setting other than rate and base changed", x.Name))
-		}
-		if x.Fleet != y.Fleet {
-			d = append(d, fmt.Sprintf("worker %q: its fleet changed (%q → %q)", x.Name, x.Fleet, y.Fleet))
-		}
-	}
-	seen := map[string]bool{}
-	for _, w := range a.Workers {
-		if w.Fleet == "" || seen[w.Fleet] {
-			continue
-		}
-		seen[w.Fleet] = true
-		fx, fy := a.Fleets[w.Fleet], b.Fleets[w.Fleet]
-		fx.Rate, fy.Rate = 0, 0
-		if fx != fy {
-			d = append(d, fmt.Sprintf("fleet %q: a setting other than rate changed", w.Fleet))
-		}
-	}
-	return d
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}

@@ -26,7 +26,7 @@ func (r *Runner) Status() status.Status {
 			ws.Dropped = d.Dropped()
 		}
 		if w.fleet != nil {
-			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.bucket.Stats().Mode.String()
+			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.Stats().Mode.String()
 		}
 		if !st.PausedUntil.IsZero() {
 			t := st.PausedUntil
@@ -34,6 +34,8 @@ func (r *Runner) Status() status.Status {
 		}
 		s.Workers = append(s.Workers, ws)
 	}
-	s.Fleets = r.fleetStatus()
+	if fleets := r.fleets.Load(); fleets != nil {
+		s.Fleets = fleets.Status()
+	}
 	return s
 }
