@@ -18,8 +18,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/internal/testenv"
-	"github.com/jobpacer/pacer/worker"
 )
 
 // bin is the pacer binary, built once by TestMain.
@@ -96,7 +96,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, _, err := worker.FetchStatus(admin); err == nil {
+		if _, _, err := status.Fetch(admin); err == nil {
 			return p
 		}
 		select {
@@ -119,9 +119,9 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (p *proc) status() worker.Status {
+func (p *proc) status() status.Status {
 	p.t.Helper()
-	st, _, err := worker.FetchStatus(p.admin)
+	st, _, err := status.Fetch(p.admin)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -229,6 +229,17 @@ func readStamps(t *testing.T, path string) *stamps {
 	return s
 }
 
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", limit, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func within(t *testing.T, what string, got int, want float64, tol float64) {
 	t.Helper()
 	if float64(got) < want*(1-tol) || float64(got) > want*(1+tol) {
@@ -264,4 +275,8 @@ func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server,
 	}))
 	t.Cleanup(srv.Close)
 	return srv, s
+}
+
+func uniq(t *testing.T) string {
+	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }

@@ -1,13 +1,10 @@
-package worker
+package cli
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -16,7 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
-	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/internal/loadgen"
+	"github.com/jobpacer/pacer/internal/status"
 )
 
 var loadFlags = []cli.Flag{
@@ -100,7 +98,7 @@ func publishCommand() *cli.Command {
 }
 
 func embeddedAddr(admin, kind string) (string, error) {
-	st, _, err := FetchStatus(admin)
+	st, _, err := status.Fetch(admin)
 	if err != nil {
 		return "", err
 	}
@@ -111,87 +109,28 @@ func embeddedAddr(admin, kind string) (string, error) {
 	return a, nil
 }
 
-// generate sends count jobs at rate with send, drawing a progress bar on
-// stderr.
-func generate(c *cli.Context, verb, target string, send func(context.Context, []byte) error) error {
-	count, rate, payload := c.Int("count"), c.Float64("rate"), c.String("payload")
+// generate sends the --count jobs at --rate with send, drawing a
+// progress bar on stderr, and prints what it did.
+func generate(c *cli.Context, verb, target string, send loadgen.Send) error {
+	count := c.Int("count")
 	if count < 1 {
 		return cli.Exit(fmt.Sprintf("pacer %s: --count %d: want ≥ 1", verb, count), 2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var tb *pacer.TokenBucket
-	if rate > 0 {
-		var err error
-		if tb, err = pacer.NewTokenBucket(rate, 1, nil); err != nil {
-			return cli.Exit(fmt.Sprintf("pacer %s: --rate: %v", verb, err), 2)
-		}
+	g, err := loadgen.New(loadgen.Config{Count: count, Rate: c.Float64("rate"), Payload: c.String("payload"),
+		Progress: c.App.ErrWriter, Quiet: c.Bool("quiet")})
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("pacer %s: --rate: %v", verb, err), 2)
 	}
-	bar := newProgress(c.App.ErrWriter, count, c.Bool("quiet"))
-	start := time.Now()
-	sent := 0
-	for i := 1; i <= count; i++ {
-		if tb != nil {
-			if err := tb.Acquire(ctx, 1); err != nil {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		body := strings.ReplaceAll(payload, "{n}", strconv.Itoa(i))
-		if err := send(ctx, []byte(body)); err != nil {
-			bar.done(sent, time.Since(start))
-			return cli.Exit(fmt.Sprintf("pacer %s: job %d to %s: %v", verb, i, target, err), 1)
-		}
-		sent++
-		bar.update(sent, time.Since(start))
+	sent, took, err := g.Run(ctx, send)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("pacer %s: job %d to %s: %v", verb, sent+1, target, err), 1)
 	}
-	bar.done(sent, time.Since(start))
 	fmt.Fprintf(c.App.Writer, "%sd %d jobs to %s in %v (%.1f/s)\n", verb, sent, target,
-		time.Since(start).Round(time.Millisecond), float64(sent)/max(time.Since(start).Seconds(), 1e-9))
+		took.Round(time.Millisecond), float64(sent)/max(took.Seconds(), 1e-9))
 	if sent < count {
 		return cli.Exit(fmt.Sprintf("pacer %s: interrupted after %d of %d", verb, sent, count), 1)
 	}
 	return nil
-}
-
-type progress struct {
-	w     io.Writer
-	total int
-	quiet bool
-	last  time.Time
-}
-
-func newProgress(w io.Writer, total int, quiet bool) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil {
-			tty = fi.Mode()&os.ModeCharDevice != 0
-		}
-	}
-	return &progress{w: w, total: total, quiet: quiet || !tty}
-}
-
-func (p *progress) update(n int, el time.Duration) {
-	if p.quiet || time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	p.draw(n, el)
-}
-
-func (p *progress) draw(n int, el time.Duration) {
-	const width = 30
-	fill := n * width / p.total
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d %3d%% %.1f/s ", strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-		n, p.total, n*100/p.total, float64(n)/max(el.Seconds(), 1e-9))
-}
-
-func (p *progress) done(n int, el time.Duration) {
-	if p.quiet {
-		return
-	}
-	p.draw(n, el)
-	fmt.Fprintln(p.w)
 }

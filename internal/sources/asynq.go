@@ -1,4 +1,4 @@
-package worker
+package sources
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -33,7 +35,7 @@ type AsynqConfig struct {
 }
 
 func init() {
-	RegisterSource("asynq", func(o Options) (Source, error) {
+	plugin.RegisterSource("asynq", func(o plugin.Options) (plugin.Source, error) {
 		var c AsynqConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err
@@ -58,13 +60,17 @@ func init() {
 }
 
 type asynqSource struct {
-	cfg    AsynqConfig
-	opt    asynq.RedisClientOpt
-	probe  *asynqpacer.Probe
-	client *asynq.Client
+	cfg     AsynqConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	opt     asynq.RedisClientOpt
+	probe   *asynqpacer.Probe
+	client  *asynq.Client
 }
 
-func (s *asynqSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
+func (s *asynqSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
 	opt, err := b.Redis()
 	if err != nil {
 		return nil, err
@@ -95,7 +101,7 @@ func (s *asynqSource) Produce(ctx context.Context, payload []byte) error {
 // asynqpacer.Middleware. On stop, Asynq stops dequeuing; the tasks it
 // holds run at the pace for up to the drain timeout, and the rest go back
 // to the queue.
-func (s *asynqSource) Run(ctx context.Context, env Env) error {
+func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 	defer s.probe.Close()
 	defer s.client.Close()
 	conc := s.cfg.Concurrency

@@ -1,13 +1,14 @@
-package worker
+package sinks
 
 import (
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/plugin"
 )
 
 func init() {
-	RegisterSink("exec", func(o Options) (sink.Sink, error) {
+	plugin.RegisterSink("exec", func(o plugin.Options) (sink.Sink, error) {
 		var c sink.ExecConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err
@@ -24,7 +25,7 @@ func init() {
 		}
 		return s, nil
 	})
-	RegisterSink("http", func(o Options) (sink.Sink, error) {
+	plugin.RegisterSink("http", func(o plugin.Options) (sink.Sink, error) {
 		var c sink.HTTPConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err
@@ -41,7 +42,7 @@ func init() {
 		}
 		return s, nil
 	})
-	RegisterSink("log", func(o Options) (sink.Sink, error) {
+	plugin.RegisterSink("log", func(o plugin.Options) (sink.Sink, error) {
 		var c sink.LogConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err

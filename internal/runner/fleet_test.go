@@ -1,4 +1,4 @@
-package worker_test
+package runner_test
 
 import (
 	"bytes"
@@ -21,9 +21,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/admin"
+	"github.com/jobpacer/pacer/internal/brokers"
+	_ "github.com/jobpacer/pacer/internal/embedded" // the embedded Redis of the fleet test
+	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/internal/runner"
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/worker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,9 +37,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // no broker.
 type loopSource struct{}
 
-func (loopSource) Connect(context.Context, *worker.Brokers) (pacer.Probe, error) { return nil, nil }
+func (loopSource) Connect(context.Context) (pacer.Probe, error) { return nil, nil }
 
-func (loopSource) Run(ctx context.Context, env worker.Env) error {
+func (loopSource) Run(ctx context.Context, env plugin.Env) error {
 	for n := 1; ; n++ {
 		pm, err := env.Pacer.Acquire(ctx, 1)
 		if err != nil {
@@ -44,15 +49,34 @@ func (loopSource) Run(ctx context.Context, env worker.Env) error {
 	}
 }
 
-var handled sync.Map // worker name → *atomic.Int64
+// counter counts the jobs a worker's sink handled; tenth is closed at the
+// tenth.
+type counter struct {
+	n     atomic.Int64
+	tenth chan struct{}
+}
+
+func (c *counter) add() {
+	if c.n.Add(1) == 10 {
+		close(c.tenth)
+	}
+}
+
+var handled sync.Map // worker name → *counter
+
+// handledBy returns the counter of the sink of worker name.
+func handledBy(name string) *counter {
+	c, _ := handled.LoadOrStore(name, &counter{tenth: make(chan struct{})})
+	return c.(*counter)
+}
 
 func init() {
-	worker.RegisterSource("loop", func(o worker.Options) (worker.Source, error) {
+	plugin.RegisterSource("loop", func(o plugin.Options) (plugin.Source, error) {
 		return loopSource{}, o.Decode(&struct{}{})
 	})
-	worker.RegisterSink("count", func(o worker.Options) (sink.Sink, error) {
-		c, _ := handled.LoadOrStore(o.WorkerName(), new(atomic.Int64))
-		return sink.Func(func(context.Context, sink.Job) error { c.(*atomic.Int64).Add(1); return nil }), o.Decode(&struct{}{})
+	plugin.RegisterSink("count", func(o plugin.Options) (sink.Sink, error) {
+		c := handledBy(o.WorkerName())
+		return sink.Func(func(context.Context, sink.Job) error { c.add(); return nil }), o.Decode(&struct{}{})
 	})
 }
 
@@ -100,14 +124,14 @@ func writeConfig(t *testing.T, path, redis string, rate float64, prefix string, 
 }
 
 // startRunner runs the config at path in this process until the test ends.
-func startRunner(t *testing.T, path string) (*worker.Runner, *testenv.SyncBuffer) {
+func startRunner(t *testing.T, path string) (*runner.Runner, *testenv.SyncBuffer) {
 	t.Helper()
-	f, err := worker.LoadConfig(path)
+	f, err := plugin.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &testenv.SyncBuffer{}
-	r := worker.NewRunner(f, slog.New(slog.NewTextHandler(logs, nil)), worker.RunOptions{})
+	r := runner.New(f, slog.New(slog.NewTextHandler(logs, nil)), runner.RunOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -127,7 +151,7 @@ func startRunner(t *testing.T, path string) (*worker.Runner, *testenv.SyncBuffer
 	return r, logs
 }
 
-func workerStatus(t *testing.T, st worker.Status, name string) worker.WorkerStatus {
+func workerStatus(t *testing.T, st status.Status, name string) status.WorkerStatus {
 	t.Helper()
 	for _, w := range st.Workers {
 		if w.Name == name {
@@ -135,7 +159,7 @@ func workerStatus(t *testing.T, st worker.Status, name string) worker.WorkerStat
 		}
 	}
 	t.Fatalf("no worker %q in status", name)
-	return worker.WorkerStatus{}
+	return status.WorkerStatus{}
 }
 
 // Workers that name the same fleet share one bucket on the config's Redis
@@ -145,19 +169,16 @@ func TestFleetSharedByWorkers(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.toml")
 	p := "shared"
-	writeConfig(t, path, worker.Embedded, 200, p, 1)
+	writeConfig(t, path, brokers.Embedded, 200, p, 1)
 	r, logs := startRunner(t, path)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.Status()
-		if workerStatus(t, st, p+"_a").Dispatched >= 10 && workerStatus(t, st, p+"_b").Dispatched >= 10 {
-			break
+	limit := time.After(10 * time.Second)
+	for _, name := range []string{p + "_a", p + "_b"} {
+		select {
+		case <-handledBy(name).tenth:
+		case <-limit:
+			t.Fatalf("the fleet's workers did not handle 10 jobs each in 10s: %+v\n%s", r.Status().Workers, logs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the fleet's workers did not dispatch 10 jobs each in 10s: %+v\n%s", st.Workers, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 
 	st := r.Status()
@@ -181,7 +202,7 @@ func TestFleetSharedByWorkers(t *testing.T) {
 		t.Errorf("no warning that an embedded Redis shares the fleet with this process only:\n%s", logs)
 	}
 
-	srv := httptest.NewServer(r.AdminHandler())
+	srv := httptest.NewServer(admin.Handler(r.Status))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -196,14 +217,14 @@ func TestFleetSharedByWorkers(t *testing.T) {
 		}
 	}
 	var table bytes.Buffer
-	worker.WriteTable(&table, "here", st)
+	status.WriteTable(&table, "here", st)
 	if !strings.Contains(table.String(), "FLEET") || !strings.Contains(table.String(), p+"_a,"+p+"_b") {
 		t.Errorf("status table has no fleet row:\n%s", table.String())
 	}
 
 	// A changed fleet rate is applied in place.
-	writeConfig(t, path, worker.Embedded, 100, p, 1)
-	f, err := worker.LoadConfig(path)
+	writeConfig(t, path, brokers.Embedded, 100, p, 1)
+	f, err := plugin.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,19 +241,19 @@ func TestFleetSharedByWorkers(t *testing.T) {
 	}
 
 	// Any other fleet change is structural.
-	if err := os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(fleetConfig, worker.Embedded, 100.0, p, 1), "expected_workers = 4", "expected_workers = 5", 1)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(fleetConfig, brokers.Embedded, 100.0, p, 1), "expected_workers = 4", "expected_workers = 5", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = worker.LoadConfig(path); err != nil {
+	if f, err = plugin.Load(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Reload(f); err == nil || !strings.Contains(err.Error(), `fleet "mail": a setting other than rate changed`) {
 		t.Errorf("Reload(expected_workers 4 → 5) = %v, want a refusal naming fleet \"mail\"", err)
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(fleetConfig, worker.Embedded, 100.0, p, 1), "name = \"shared_b\"\nfleet = \"mail\"", "name = \"shared_b\"\nrate = 100", 1)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(fleetConfig, brokers.Embedded, 100.0, p, 1), "name = \"shared_b\"\nfleet = \"mail\"", "name = \"shared_b\"\nrate = 100", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = worker.LoadConfig(path); err != nil {
+	if f, err = plugin.Load(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Reload(f); err == nil || !strings.Contains(err.Error(), `worker "shared_b": its fleet changed ("mail" → "")`) {
@@ -268,7 +289,7 @@ func TestFleetFallbackWithoutRedis(t *testing.T) {
 		t.Errorf("worker down_a fleet mode %q, want fallback", w.FleetMode)
 	}
 	var table bytes.Buffer
-	worker.WriteTable(&table, "here", st)
+	status.WriteTable(&table, "here", st)
 	if !strings.Contains(table.String(), "fleet mail: fallback: ") {
 		t.Errorf("status table does not show the fallback's error:\n%s", table.String())
 	}

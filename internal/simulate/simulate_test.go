@@ -1,4 +1,4 @@
-package worker_test
+package simulate_test
 
 import (
 	"encoding/xml"
@@ -6,17 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobpacer/pacer/internal/simulate"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/worker"
 )
 
-func simulate(t *testing.T, scenario string) []worker.Sample {
+func runScenario(t *testing.T, scenario string) []simulate.Sample {
 	t.Helper()
-	sc, err := worker.ScenarioByName(scenario)
+	sc, err := simulate.ScenarioByName(scenario)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := worker.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
+	s, err := simulate.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func simulate(t *testing.T, scenario string) []worker.Sample {
 func TestSimulate(t *testing.T) {
 	t.Parallel()
 	t.Run("steady: everything that arrives is done at factor 1", func(t *testing.T) {
-		s := simulate(t, "steady")
+		s := runScenario(t, "steady")
 		last := s[len(s)-1]
 		if last.Arrived-last.Done > 1 {
 			t.Errorf("arrived %d, done %d", last.Arrived, last.Done)
@@ -38,7 +38,7 @@ func TestSimulate(t *testing.T) {
 		}
 	})
 	t.Run("burst: the factor rises with the backlog, never past the ceiling, and the backlog drains", func(t *testing.T) {
-		s := simulate(t, "burst")
+		s := runScenario(t, "burst")
 		maxF, maxDone := 0.0, 0.0
 		for _, x := range s {
 			maxF, maxDone = max(maxF, x.Factor), max(maxDone, x.DoneRate)
@@ -51,7 +51,7 @@ func TestSimulate(t *testing.T) {
 		}
 	})
 	t.Run("throttle-storm: pushback cuts the factor below 1 and pauses", func(t *testing.T) {
-		s := simulate(t, "throttle-storm")
+		s := runScenario(t, "throttle-storm")
 		minF, paused := 10.0, false
 		for _, x := range s {
 			minF = min(minF, x.Factor)
@@ -65,7 +65,7 @@ func TestSimulate(t *testing.T) {
 
 func TestSVGIsWellFormed(t *testing.T) {
 	t.Parallel()
-	svg := worker.SVG("a <title>", simulate(t, "burst"))
+	svg := simulate.SVG("a <title>", runScenario(t, "burst"))
 	d := xml.NewDecoder(strings.NewReader(svg))
 	for {
 		if _, err := d.Token(); err != nil {
@@ -84,7 +84,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 
 func TestScenarioByNameUnknown(t *testing.T) {
 	t.Parallel()
-	if _, err := worker.ScenarioByName("rain"); err == nil || !strings.Contains(err.Error(), "steady, burst or throttle-storm") {
+	if _, err := simulate.ScenarioByName("rain"); err == nil || !strings.Contains(err.Error(), "steady, burst or throttle-storm") {
 		t.Fatalf("ScenarioByName(rain) = %v", err)
 	}
 }

@@ -1,99 +1,30 @@
-package worker
+package admin
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
-	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/internal/status"
 )
 
-// Status is what /status serves: the state of every worker of a running
-// pacer run.
-type Status struct {
-	Started  time.Time         `json:"started"`
-	Uptime   float64           `json:"uptime_seconds"`
-	Draining bool              `json:"draining"`
-	Embedded map[string]string `json:"embedded,omitempty"` // addresses of the embedded brokers, by kind
-	Workers  []WorkerStatus    `json:"workers"`
-	Fleets   []FleetStatus     `json:"fleets,omitempty"` // the fleet limits the workers share, by name
-}
-
-// WorkerStatus is one worker in a Status.
-type WorkerStatus struct {
-	Name        string     `json:"name"`
-	Source      string     `json:"source"`
-	Sink        string     `json:"sink"`
-	Fleet       string     `json:"fleet,omitempty"`      // the fleet limit it obeys after its pace
-	FleetMode   string     `json:"fleet_mode,omitempty"` // that limit's mode: redis, fallback or rejoining
-	Pace        float64    `json:"pace"`                 // jobs/s the pacer admits now (0 while paused)
-	Measured    float64    `json:"measured"`             // jobs/s admitted over the last 5 s
-	Ceiling     float64    `json:"ceiling"`              // rate, jobs/s
-	Base        float64    `json:"base"`                 // base pace, jobs/s
-	Factor      float64    `json:"factor"`               //
-	Backlog     int64      `json:"backlog"`              // jobs pending in the source
-	OldestAge   float64    `json:"oldest_age_s"`         // seconds
-	InFlight    int64      `json:"in_flight"`            // jobs admitted and not done
-	Dispatched  uint64     `json:"dispatched"`           // jobs admitted
-	Succeeded   uint64     `json:"succeeded"`            //
-	Failed      uint64     `json:"failed"`               //
-	Throttled   uint64     `json:"throttled"`            //
-	Dropped     uint64     `json:"dropped"`              // core NATS jobs lost to a full buffer
-	Pauses      uint64     `json:"pauses"`               // pushback pauses
-	ProbeErrors uint64     `json:"probe_errors"`         //
-	PausedUntil *time.Time `json:"paused_until,omitempty"`
-}
-
-// Status returns the state of the workers.
-func (r *Runner) Status() Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := Status{Started: r.started, Uptime: time.Since(r.started).Seconds(), Draining: r.draining.Load(),
-		Embedded: r.brokers.Embedded(), Workers: []WorkerStatus{}}
-	for _, w := range r.workers {
-		st := w.p.Stats()
-		ws := WorkerStatus{
-			Name: w.cfg.Name, Source: w.cfg.Source.Kind(), Sink: w.cfg.Sink.Kind(),
-			Pace: st.Pace, Measured: w.rate.get(), Ceiling: st.Ceiling, Base: st.Base, Factor: st.Factor,
-			Backlog: st.Backlog.Pending, OldestAge: st.Backlog.OldestAge.Seconds(), InFlight: st.InFlight,
-			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
-			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
-		}
-		if d, ok := w.src.(Dropper); ok {
-			ws.Dropped = d.Dropped()
-		}
-		if w.fleet != nil {
-			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.bucket.Stats().Mode.String()
-		}
-		if !st.PausedUntil.IsZero() {
-			t := st.PausedUntil
-			ws.PausedUntil = &t
-		}
-		s.Workers = append(s.Workers, ws)
-	}
-	s.Fleets = r.fleetStatus()
-	return s
-}
-
-// AdminHandler serves /metrics (Prometheus text format) and /status
-// (JSON).
-func (r *Runner) AdminHandler() http.Handler {
+// Handler serves /metrics (Prometheus text format) and /status (JSON),
+// both from what get returns at each request. It is safe for concurrent
+// use if get is.
+func Handler(get func() status.Status) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{r})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{get})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(r.Status())
+		_ = enc.Encode(get())
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("pacer: /metrics, /status\n"))
@@ -131,7 +62,7 @@ var (
 
 var fleetModes = []string{redisbucket.ModeRedis.String(), redisbucket.ModeFallback.String(), redisbucket.ModeRejoining.String()}
 
-type collector struct{ r *Runner }
+type collector struct{ get func() status.Status }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
@@ -142,7 +73,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.r.Status()
+	st := c.get()
 	for _, f := range st.Fleets {
 		for _, m := range fleetModes {
 			v := 0.0
@@ -187,41 +118,4 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		n(descPause, w.Pauses)
 		n(descProbe, w.ProbeErrors)
 	}
-}
-
-// meter measures the jobs per second a pacer admits, over 5 s.
-type meter struct {
-	mu   sync.Mutex // guards ring, rate
-	ring []uint64
-	rate float64
-}
-
-const meterWindow = 5
-
-func (m *meter) run(ctx context.Context, p *pacer.Pacer) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d := p.Stats().Dispatched
-		m.mu.Lock()
-		m.ring = append(m.ring, d)
-		if len(m.ring) > meterWindow+1 {
-			m.ring = m.ring[1:]
-		}
-		if n := len(m.ring); n > 1 {
-			m.rate = float64(m.ring[n-1]-m.ring[0]) / float64(n-1)
-		}
-		m.mu.Unlock()
-	}
-}
-
-func (m *meter) get() float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rate
 }

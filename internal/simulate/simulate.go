@@ -1,4 +1,4 @@
-package worker
+package simulate
 
 import (
 	"context"
@@ -7,68 +7,11 @@ import (
 	"math"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/jobpacer/pacer/pacer"
 )
-
-func simulateCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "simulate",
-		Usage: "run a worker's pacer on a simulated clock against a scenario; draw pace, factor and backlog to an SVG and a CSV",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "config.toml", Usage: "the config `FILE`"},
-			&cli.StringFlag{Name: "worker", Usage: "the worker to simulate (default: the first)"},
-			&cli.StringFlag{Name: "scenario", Value: "burst", Usage: "steady, burst or throttle-storm"},
-			&cli.DurationFlag{Name: "duration", Value: 2 * time.Minute, Usage: "simulated time"},
-			&cli.StringFlag{Name: "out", Value: "pace.svg", Usage: "the SVG `FILE`"},
-			&cli.StringFlag{Name: "csv", Usage: "the CSV `FILE` (default: --out with .csv)"},
-		},
-		Action: func(c *cli.Context) error {
-			f, err := loadOrExit(c.String("config"))
-			if err != nil {
-				return err
-			}
-			w := &f.Workers[0]
-			if name := c.String("worker"); name != "" {
-				w = nil
-				for i := range f.Workers {
-					if f.Workers[i].Name == name {
-						w = &f.Workers[i]
-					}
-				}
-				if w == nil {
-					return cli.Exit(fmt.Sprintf("pacer simulate: no worker %q in %s", name, f.Path), 2)
-				}
-			}
-			sc, err := ScenarioByName(c.String("scenario"))
-			if err != nil {
-				return cli.Exit("pacer simulate: "+err.Error(), 2)
-			}
-			samples, err := Simulate(w.Pacer(), sc, c.Duration("duration"))
-			if err != nil {
-				return cli.Exit("pacer simulate: "+err.Error(), 1)
-			}
-			out := c.String("out")
-			csvPath := cmpOr(c.String("csv"), strings.TrimSuffix(out, ".svg")+".csv")
-			title := fmt.Sprintf("pacer simulate: worker %q, scenario %s (rate %g/s, base %g/s)", w.Name, sc.Name, w.Rate, w.Base)
-			if err := os.WriteFile(out, []byte(SVG(title, samples)), 0o644); err != nil {
-				return cli.Exit("pacer simulate: "+err.Error(), 1)
-			}
-			if err := writeCSV(csvPath, samples); err != nil {
-				return cli.Exit("pacer simulate: "+err.Error(), 1)
-			}
-			last := samples[len(samples)-1]
-			fmt.Fprintf(c.App.Writer, "simulated %v of %q (%s): %d jobs arrived, %d done, %d throttled, backlog at the end %d; wrote %s and %s\n",
-				c.Duration("duration"), w.Name, sc.Name, last.Arrived, last.Done, last.Throttled, last.Backlog, out, csvPath)
-			return nil
-		},
-	}
-}
 
 // Scenario is a synthetic load: jobs arrive at Arrival(t) per second, and
 // the downstream pushes back on a job done at t when Throttle(t, k) says
@@ -271,7 +214,8 @@ type simTimer struct{ ch chan time.Time }
 func (t simTimer) C() <-chan time.Time { return t.ch }
 func (t simTimer) Stop() bool          { return false }
 
-func writeCSV(path string, samples []Sample) error {
+// WriteCSV writes samples to a CSV file at path, one row a sample.
+func WriteCSV(path string, samples []Sample) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package worker
+package sources
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -55,7 +57,7 @@ type NATSConfig struct {
 }
 
 func init() {
-	RegisterSource("jetstream", func(o Options) (Source, error) {
+	plugin.RegisterSource("jetstream", func(o plugin.Options) (plugin.Source, error) {
 		var c JetStreamConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err
@@ -81,7 +83,7 @@ func init() {
 		}
 		return &jetStreamSource{cfg: c}, nil
 	})
-	RegisterSource("nats", func(o Options) (Source, error) {
+	plugin.RegisterSource("nats", func(o plugin.Options) (plugin.Source, error) {
 		var c NATSConfig
 		if err := o.Decode(&c); err != nil {
 			return nil, err
@@ -114,13 +116,17 @@ func concrete(pattern string) string {
 }
 
 type jetStreamSource struct {
-	cfg   JetStreamConfig
-	js    jetstream.JetStream
-	cons  jetstream.Consumer
-	probe *natspacer.Probe
+	cfg     JetStreamConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	probe   *natspacer.Probe
 }
 
-func (s *jetStreamSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
+func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
 	nc, err := b.NATS()
 	if err != nil {
 		return nil, err
@@ -165,7 +171,7 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 // messages as the pacer has admitted. On stop it fetches no more and
 // handles what it holds, for up to the drain timeout; then what is left
 // is nakked for redelivery.
-func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
+func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	conc := env.MaxInFlight
 	if conc == 0 {
 		conc = 16
@@ -205,13 +211,17 @@ func (s *jetStreamSource) Run(ctx context.Context, env Env) error {
 }
 
 type natsSource struct {
-	cfg NATSConfig
-	nc  *nats.Conn
-	sub atomic.Pointer[natspacer.Subscription] // set by Run
-	seq atomic.Uint64
+	cfg     NATSConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	nc      *nats.Conn
+	sub     atomic.Pointer[natspacer.Subscription] // set by Run
+	seq     atomic.Uint64
 }
 
-func (s *natsSource) Connect(ctx context.Context, b *Brokers) (pacer.Probe, error) {
+func (s *natsSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *natsSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
 	nc, err := b.NATS()
 	if err != nil {
 		return nil, err
@@ -241,7 +251,7 @@ func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 // Run runs natspacer.Subscribe until ctx ends, then drains: core NATS
 // cannot take a job back, so what is buffered runs at the pace until the
 // drain timeout, and the rest is dropped and counted.
-func (s *natsSource) Run(ctx context.Context, env Env) error {
+func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
 	concurrency := env.MaxInFlight
 	if concurrency <= 0 {
 		concurrency = 16
@@ -264,13 +274,4 @@ func (s *natsSource) Run(ctx context.Context, env Env) error {
 	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
 	defer cancel()
 	return sub.Drain(dctx)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
