@@ -156,3 +156,22 @@ func TestHTTPIdempotencyKey(t *testing.T) {
 		t.Fatalf("Idempotency-Key = %q, want %q", k, "j1")
 	}
 }
+
+// TestExecNULInJobIsPermanent: a NUL in a job's id or type fails at once as
+// permanent (the environment cannot hold it); CR and LF pass through.
+func TestExecNULInJobIsPermanent(t *testing.T) {
+	t.Parallel()
+	s, err := sink.NewExec(sink.ExecConfig{Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := job()
+	j.Type = "a\x00b"
+	if err := s.Handle(context.Background(), j); !errors.Is(err, sink.ErrPermanent) {
+		t.Fatalf("Handle(type with NUL) = %v, want ErrPermanent", err)
+	}
+	j.Type = "a\r\nb"
+	if err := s.Handle(context.Background(), j); err != nil {
+		t.Fatalf("Handle(type with CR LF) = %v, want nil", err)
+	}
+}
