@@ -90,7 +90,7 @@ type Consumption struct {
 	winKick    atomic.Int64 // while they wait, a start wakes one each time this many wait in work
 
 	mu         sync.Mutex // guards the fields below
-	pool       []pacer.Permit
+	pool       []*pacer.Permit
 	out        int       // permits in fetches in flight, not yet matched to a message
 	gathering  int       // permits the gatherers are acquiring now
 	poolSince  time.Time // when the oldest permit in pool came

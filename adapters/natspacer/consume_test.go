@@ -3,6 +3,7 @@ package natspacer_test
 import (
 	"context"
 	"fmt"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"math"
 	"slices"
 	"strings"
@@ -39,13 +40,13 @@ func TestConsumeRate(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	const burst = 1
-	p := newPacer(t, pacer.Config{Rate: pace})
+	p := testenv.NewPacer(t, pacer.Config{Rate: pace})
 	rec := newRecorder(nil)
 
 	start := time.Now()
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
 	// The window is over once a handler starts after it.
-	waitFor(t, window+10*time.Second, "a handler start after the window", func() bool {
+	testenv.WaitFor(t, window+10*time.Second, "a handler start after the window", func() bool {
 		return rec.callCount() > rec.startsBefore(start.Add(window))
 	})
 	dispatched := p.Stats().Dispatched
@@ -82,17 +83,17 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, url, jetstream.ConsumerConfig{AckWait: ackWait})
 		f.publish(t, msgs)
-		p := newPacer(t, pacer.Config{Rate: pace})
+		p := testenv.NewPacer(t, pacer.Config{Rate: pace})
 		rec := newRecorder(nil)
 		c := consume(t, t.Context(), f.cons, p, rec)
-		waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+		testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 
 		for seq, d := range rec.delivered {
 			if len(d) != 1 || d[0] != 1 {
 				t.Errorf("message %d: NumDelivered of each call = %v, want [1]", seq, d)
 			}
 		}
-		waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+		testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 		info := f.info(t)
 		if info.NumRedelivered != 0 || info.NumPending != 0 {
 			t.Errorf("consumer info: NumRedelivered = %d, NumPending = %d; want 0, 0", info.NumRedelivered, info.NumPending)
@@ -124,7 +125,7 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 		// behind the limiter; their AckWait ends at 2s and the server
 		// sends them again.
 		var info *jetstream.ConsumerInfo
-		waitFor(t, 3*ackWait, "the server to redeliver prefetched messages", func() bool {
+		testenv.WaitFor(t, 3*ackWait, "the server to redeliver prefetched messages", func() bool {
 			info = f.info(t)
 			return info.NumRedelivered > 0
 		})
@@ -146,7 +147,7 @@ func TestBacklog(t *testing.T) {
 	// MaxFactor 40 lets base × factor reach past the ceiling, so the
 	// ceiling is what binds.
 	permits := &stampLimiter{}
-	p := newPacer(t, pacer.Config{Rate: ceiling, Burst: burst, BaseBurst: burst, Base: base, MaxFactor: 40,
+	p := testenv.NewPacer(t, pacer.Config{Rate: ceiling, Burst: burst, BaseBurst: burst, Base: base, MaxFactor: 40,
 		Period: 100 * time.Millisecond, Probe: probe, Limiter: permits})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -180,7 +181,7 @@ func TestBacklog(t *testing.T) {
 	rec := newRecorder(nil)
 	start := time.Now()
 	c := consume(t, ctx, f.cons, p, rec, natspacer.WithProbe(probe), natspacer.Concurrency(64))
-	waitFor(t, 60*time.Second, "the burst to drain", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 60*time.Second, "the burst to drain", func() bool { return rec.distinct() == msgs })
 	drain := time.Since(start)
 	ps := probe.Stats()
 
@@ -215,7 +216,7 @@ func TestBacklog(t *testing.T) {
 	if ps.InfoCalls*10 > ps.Samples {
 		t.Errorf("probe made %d Info calls in %d samples while messages flowed, want ≤ 1 in 10 (metadata is free)", ps.InfoCalls, ps.Samples)
 	}
-	waitFor(t, 5*time.Second, "the factor to return toward 1", func() bool { return p.Stats().Factor <= 1.5 })
+	testenv.WaitFor(t, 5*time.Second, "the factor to return toward 1", func() bool { return p.Stats().Factor <= 1.5 })
 	t.Logf("factor after drain: %.2f; consumption %+v", p.Stats().Factor, c.Stats())
 }
 
@@ -227,7 +228,7 @@ func TestPushback(t *testing.T) {
 	const msgs, retry = 50, 500 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	var first atomic.Int64 // unix nanos of the first call
 	var throttled atomic.Int64
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
@@ -241,8 +242,8 @@ func TestPushback(t *testing.T) {
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(8))
-	waitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
-	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	s := p.Stats()
 	t.Logf("throttled answers %d; pacer pauses %d, throttled %d; longest gap between starts %v; consumption %+v",
@@ -279,13 +280,13 @@ func TestInProgress(t *testing.T) {
 	const msgs, ackWait, work = 3, time.Second, 2500 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		time.Sleep(work)
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(msgs))
-	waitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 	st := c.Stats()
 	if st.Progress < 2*msgs {
 		t.Errorf("Stats().Progress = %d, want ≥ %d (2 per message of %v with AckWait %v)", st.Progress, 2*msgs, work, ackWait)
@@ -305,10 +306,10 @@ func TestBatching(t *testing.T) {
 	const msgs = 5000
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1e9})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 	rec := newRecorder(nil)
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(256))
-	waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 	st := c.Stats()
 	t.Logf("%d messages in %d fetches; stats %+v", msgs, st.Fetches, st)
 	if st.Fetches*10 > msgs {
@@ -322,12 +323,12 @@ func TestBatching(t *testing.T) {
 // left in flight.
 func TestStopIdle(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
-	p := newPacer(t, pacer.Config{Rate: 10, MaxInFlight: 4})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 10, MaxInFlight: 4})
 	c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
+	testenv.WaitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
 	c.Drain()
 	select {
 	case <-c.Closed():
@@ -352,7 +353,7 @@ func TestTerminate(t *testing.T) {
 	const msgs = 20
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: time.Second})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1000})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		if md.Sequence.Stream%5 == 0 {
 			return fmt.Errorf("http 400: %w", natspacer.ErrTerminate)
@@ -360,7 +361,7 @@ func TestTerminate(t *testing.T) {
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec)
-	waitFor(t, 10*time.Second, "every message settled", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "every message settled", func() bool {
 		st := c.Stats()
 		return st.Acked+st.Terminated == msgs && f.info(t).NumAckPending == 0
 	})
@@ -395,14 +396,14 @@ func TestRequestLimits(t *testing.T) {
 		const msgs = 100
 		f := newFixture(t, url, jetstream.ConsumerConfig{MaxRequestBatch: 10, MaxRequestExpires: 300 * time.Millisecond})
 		f.publish(t, msgs)
-		p := newPacer(t, pacer.Config{Rate: 1e9})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 		rec := newRecorder(nil)
 		// Concurrency 64: the in-flight cap alone would ask for 64 at once.
 		// The default PollWait (1s) is lowered to MaxRequestExpires.
 		c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
-		waitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+		testenv.WaitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 		idle := c.Stats().Fetches
-		waitFor(t, 5*time.Second, "two long polls on the idle stream", func() bool { return c.Stats().Fetches >= idle+2 })
+		testenv.WaitFor(t, 5*time.Second, "two long polls on the idle stream", func() bool { return c.Stats().Fetches >= idle+2 })
 		st := c.Stats()
 		t.Logf("%d messages with MaxRequestBatch 10: %d fetches, %d fetch errors; stats %+v", msgs, st.Fetches, st.FetchErrors, st)
 		if st.FetchErrors != 0 {
@@ -415,13 +416,13 @@ func TestRequestLimits(t *testing.T) {
 
 	t.Run("limits lowered under a running consumption stop it", func(t *testing.T) {
 		f := newFixture(t, url, jetstream.ConsumerConfig{})
-		p := newPacer(t, pacer.Config{Rate: 100})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 		c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Drain(); _ = c.Wait() })
-		waitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
+		testenv.WaitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
 		if _, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{
 			Durable: "worker", MaxRequestExpires: 50 * time.Millisecond}); err != nil {
 			t.Fatalf("lowering MaxRequestExpires: %v", err)
@@ -453,7 +454,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 	const ackWait, backoff = 4 * time.Second, 100 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, 1)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	touching, returned := make(chan struct{}), make(chan struct{})
 	var hooked, outcomes, sawDone atomic.Int64
 	hook := func(done func() bool) {
@@ -488,7 +489,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.ProgressEvery(50*time.Millisecond),
 		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook),
 		natspacer.OutcomeHook(outcome))
-	waitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
+	testenv.WaitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
 	rec.mu.Lock()
 	again := rec.starts[1].Sub(rec.starts[0])
 	rec.mu.Unlock()
@@ -525,7 +526,7 @@ func TestShortFetchKeepsPending(t *testing.T) {
 	if n != 8 || held.Error() != nil {
 		t.Fatalf("the other worker's Fetch(8) got %d messages, error %v", n, held.Error())
 	}
-	p := newPacer(t, pacer.Config{Rate: 1e9})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 	release := make(chan struct{})
 	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		select {
@@ -539,11 +540,11 @@ func TestShortFetchKeepsPending(t *testing.T) {
 	// window lets run ahead (at most 9) and gets 1.
 	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
 	defer close(release)
-	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 1 })
+	testenv.WaitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 1 })
 	// The permits for the next Fetch are gathered as soon as the short
 	// one is read; that Fetch then waits PollWait on the server.
 	var st natspacer.ConsumeStats
-	waitFor(t, 5*time.Second, "InFlight 2 and Permits min(8, Window) > 1 (the cap less what is held, within the window: 90 messages are pending)", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "InFlight 2 and Permits min(8, Window) > 1 (the cap less what is held, within the window: 90 messages are pending)", func() bool {
 		st = c.Stats()
 		return st.InFlight == 2 && st.Permits == min(8, st.Window) && st.Permits > 1
 	})
@@ -563,7 +564,7 @@ func TestWindowSlowHandlers(t *testing.T) {
 	const msgs, pace, work, conc, ackWait = 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: pace})
+	p := testenv.NewPacer(t, pacer.Config{Rate: pace})
 	var cp atomic.Pointer[natspacer.Consumption]
 	var mu sync.Mutex
 	var waiting []int // Stats().Waiting at each handler start
@@ -583,8 +584,8 @@ func TestWindowSlowHandlers(t *testing.T) {
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
 	cp.Store(c)
-	waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
-	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	st, info := c.Stats(), f.info(t)
 	mu.Lock()
@@ -615,7 +616,7 @@ func TestWindowShrinks(t *testing.T) {
 	const fast, slow, pace, work, conc, ackWait = 3000, 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, fast)
-	p := newPacer(t, pacer.Config{Rate: 1e9})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 	var cp atomic.Pointer[natspacer.Consumption]
 	var slowMode atomic.Bool
 	var mu sync.Mutex
@@ -645,11 +646,11 @@ func TestWindowShrinks(t *testing.T) {
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
 	cp.Store(c)
-	waitFor(t, 30*time.Second, "the fast messages handled", func() bool { return rec.distinct() == fast })
+	testenv.WaitFor(t, 30*time.Second, "the fast messages handled", func() bool { return rec.distinct() == fast })
 	// The fetches out when the stream ran dry hold permits given at the
 	// fast pace until they come back empty (PollWait); then one permit
 	// waits in a long poll.
-	waitFor(t, 5*time.Second, "one permit left, in a long poll", func() bool { return c.Stats().Permits <= 1 })
+	testenv.WaitFor(t, 5*time.Second, "one permit left, in a long poll", func() bool { return c.Stats().Permits <= 1 })
 	before := c.Stats().Window
 
 	slowMode.Store(true)
@@ -660,8 +661,8 @@ func TestWindowShrinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.publish(t, slow)
-	waitFor(t, 30*time.Second, "the slow messages handled", func() bool { return rec.distinct() == fast+slow })
-	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 30*time.Second, "the slow messages handled", func() bool { return rec.distinct() == fast+slow })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	st, info := c.Stats(), f.info(t)
 	mu.Lock()

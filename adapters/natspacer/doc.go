@@ -49,6 +49,6 @@
 // Consume's options are ConsumeOptions, Subscribe's SubscribeOptions;
 // Concurrency, Logger and WithClock are Options, accepted by both.
 //
-// Tests run against a real nats-server: testutil.NATS starts one embedded,
+// Tests run against a real nats-server: testenv.NATS starts one embedded,
 // with JetStream, or uses NATS_URL.
 package natspacer

@@ -63,7 +63,7 @@ func (c *Consumption) fetchLoop() {
 			}
 		}
 		k := min(len(c.pool), c.cfg.maxBatch)
-		pms := append([]pacer.Permit(nil), c.pool[:k]...)
+		pms := append([]*pacer.Permit(nil), c.pool[:k]...)
 		c.pool = append(c.pool[:0], c.pool[k:]...)
 		if len(c.pool) > 0 {
 			c.poolSince = c.clock.Now()
@@ -108,7 +108,7 @@ func (c *Consumption) sleep(d time.Duration, wake <-chan struct{}) {
 // (Permit.Cancel: no outcome, not dispatched). dry means the consumer had
 // no more messages: until the next message says otherwise, one permit is
 // wanted, for the long poll.
-func (c *Consumption) giveBack(pms []pacer.Permit, dry bool) {
+func (c *Consumption) giveBack(pms []*pacer.Permit, dry bool) {
 	for _, pm := range pms {
 		pm.Cancel()
 	}

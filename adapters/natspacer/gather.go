@@ -33,7 +33,7 @@ func (c *Consumption) wanted() int {
 // together; otherwise one at a time, each as soon as it is given.
 func (c *Consumption) gather() {
 	defer c.loops.Done()
-	var got []pacer.Permit
+	var got []*pacer.Permit
 	for {
 		c.mu.Lock()
 		held := false // by the window alone
@@ -83,7 +83,7 @@ func (c *Consumption) gather() {
 		reserved := n
 		got = got[:0]
 		for i := 0; i < n; i++ {
-			var pm pacer.Permit
+			var pm *pacer.Permit
 			if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
 				break
 			}
@@ -116,7 +116,7 @@ func (c *Consumption) gather() {
 // permits (len(pms) of which were got). Of rest more permits reserved, it
 // keeps as many as the window has room for (it may have shrunk since) and
 // returns that number; it ends the reservation of the others.
-func (c *Consumption) hand(pms []pacer.Permit, reserved, rest int) (kept int) {
+func (c *Consumption) hand(pms []*pacer.Permit, reserved, rest int) (kept int) {
 	c.mu.Lock()
 	c.gathering -= reserved
 	if rest > 0 {

@@ -21,7 +21,7 @@ func (invalidError) Error() string { return "invalid argument" }
 func (invalidError) Unwrap() error { return pacer.ErrInvalid }
 
 func invalid(field string, v any, allowed string) error {
-	return fmt.Errorf("natspacer: %w: %s = %v, want %s", ErrInvalid, field, v, allowed)
+	return &pacer.FieldError{Pkg: "natspacer", Field: field, Value: v, Want: allowed, Err: ErrInvalid}
 }
 
 // Defaults of the options, for Consume and Subscribe.

@@ -13,7 +13,7 @@ import (
 // job is one message received, with its permit.
 type job struct {
 	msg  jetstream.Msg
-	pm   pacer.Permit
+	pm   *pacer.Permit
 	b    *batch
 	recv time.Duration // if not 0, 1ns + when it was received, since Consumption.start: its wait is sampled
 	done atomic.Bool   // finished: no InProgress for it any more
@@ -83,7 +83,7 @@ func (c *Consumption) release(b *batch) {
 // the metadata of the last message only: its NumPending is the newest,
 // and parsing every reply subject would cost more than a raw consumer
 // spends on the whole message.
-func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit, sent time.Duration) {
+func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit, sent time.Duration) {
 	defer c.readers.Done()
 	b := &batch{jobs: make([]job, len(pms))} // one allocation for the Fetch's jobs
 	b.remaining.Store(1)                     // the reader's own reference
