@@ -106,6 +106,7 @@ type Consumption struct {
 	startRate  float64       // messages finished per second, measured every rateEvery
 	rateAt     time.Duration // when startRate was measured, since start
 	rateN      uint64        // finished() then
+	rateKnown  bool          // startRate was measured
 	stopping   bool
 	err        error
 

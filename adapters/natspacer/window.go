@@ -19,8 +19,9 @@ import (
 //     earlier than it needed to be; and to windowMin when one waited a
 //     quarter of AckWait;
 //   - while messages wait for a handler, it is at most what the handlers
-//     start in a quarter of AckWait, at the rate measured over the last
-//     rateEvery: a message fetched ahead starts well before its AckWait.
+//     start in a quarter of AckWait (at least windowMin), at the rate
+//     measured over the last rateEvery or more: a message fetched ahead
+//     starts well before its AckWait.
 //
 // A window just large enough keeps the pace busy for a fetch round trip or
 // two: at an unlimited pace it grows until the handlers, not the round
@@ -91,9 +92,12 @@ func (c *Consumption) adjust(full bool, rtt time.Duration, now time.Duration) {
 	if dt := now - c.rateAt; dt >= rateEvery {
 		n := c.finished()
 		c.startRate = float64(n-c.rateN) / dt.Seconds()
-		c.rateAt, c.rateN = now, n
+		c.rateAt, c.rateN, c.rateKnown = now, n, true
 	}
-	if len(c.work) > 0 && c.startRate > 0 {
+	// Messages wait, and the handlers finished few or none lately: hold
+	// only what they start in AckWait/4 (after idle time the rate is low,
+	// and the window grows again once the handlers show they keep up).
+	if len(c.work) > 0 && c.rateKnown {
 		w = min(w, max(windowMin, int(c.startRate*c.ackWait.Seconds()/4)))
 	}
 	c.window = w
