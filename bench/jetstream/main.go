@@ -57,6 +57,7 @@ var (
 	flagProfile   = flag.String("cpuprofile", "", "write CPU profiles of the throughput runs to this file (paced) and this file + .raw")
 	flagFetchBase = flag.Bool("fetchbase", true, "also time a plain Fetch loop without a pacer (4 fetches of -batch in flight)")
 	flagOnly      = flag.String("only", "", "run only this part: throughput or precision")
+	flagVerbose   = flag.Bool("v", false, "print each paced throughput run's fetches and window")
 )
 
 func main() {
@@ -278,6 +279,11 @@ func (b *bench) pacedRun(n int, opts []natspacer.ConsumeOption) (float64, time.D
 	}
 	<-finished
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	st := c.Stats()
+	if *flagVerbose {
+		fmt.Printf("    paced (%d options): %d fetches (%.0f messages each), window at the end %d\n",
+			len(opts), st.Fetches, float64(st.Received)/float64(st.Fetches), st.Window)
+	}
 	c.Drain()
 	if err := c.Wait(); err != nil {
 		log.Fatal(err)
