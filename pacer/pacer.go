@@ -9,14 +9,34 @@ import (
 	"time"
 )
 
+// Defaults of Config's optional fields. A config loader uses these rather
+// than literals, so that the library and the CLI share one default.
+const (
+	// DefaultBurst is Config.Burst's default, in jobs.
+	DefaultBurst = 1
+	// DefaultBacklogTarget is Config.BacklogTarget's default: BacklogHigh
+	// is then ten seconds of work at the base pace.
+	DefaultBacklogTarget = 10 * time.Second
+	// DefaultControllerPeriod is Config.Period's default, the controller's
+	// sample period. It is not a LeakyBucket's adaptation period,
+	// DefaultAdaptPeriod.
+	DefaultControllerPeriod = time.Second
+	// DefaultCut is Config.Cut's default: pushback halves the factor.
+	DefaultCut = 0.5
+	// DefaultRetryAfter is Config.DefaultRetryAfter's default: the pause
+	// after a Throttled outcome that gives no RetryAfter.
+	DefaultRetryAfter = time.Second
+)
+
 // Config configures a Pacer. Rate is required; every other field has a
-// default, given in its doc.
+// default, given in its doc. New checks every field and returns a
+// *FieldError naming the first bad one.
 type Config struct {
 	// Rate is the hard ceiling in jobs per second: no window of dispatches
 	// holds more than Burst + Rate × its length. Required.
 	Rate float64 `toml:"rate"`
 	// Burst is the ceiling's burst in jobs: the most dispatched at once
-	// after idle time. The default value is 1.
+	// after idle time. The default value is DefaultBurst (1).
 	Burst float64 `toml:"burst"`
 	// Base is the smooth base pace in jobs per second, which the
 	// controller's factor multiplies. It must not exceed Rate. The default
@@ -26,7 +46,8 @@ type Config struct {
 	// at most Burst. The default value is Burst.
 	BaseBurst float64 `toml:"base_burst"`
 	// MinFactor and MaxFactor bound the factor. The factor also never
-	// takes Base × factor above Rate. The default values are 0.1 and 10.
+	// takes Base × factor above Rate. The default values are
+	// DefaultMinFactor (0.1) and DefaultMaxFactor (10).
 	MinFactor float64 `toml:"min_factor"`
 	MaxFactor float64 `toml:"max_factor"`
 	// MaxInFlight caps the permits held at once (acquired, not yet Done).
@@ -40,10 +61,11 @@ type Config struct {
 	// other processes, say. The default value, nil, means none.
 	Limiter Limiter `toml:"-"`
 	// BacklogHigh is the backlog, in jobs, at which the pressure is
-	// highest. The default value is BacklogTarget × Base.
+	// highest. The default value is BacklogTarget × Base, derived again
+	// when SetBase changes Base.
 	BacklogHigh float64 `toml:"backlog_high"`
 	// BacklogTarget is BacklogHigh given as seconds of work at the base
-	// pace. The default value is 10s.
+	// pace. The default value is DefaultBacklogTarget (10s).
 	BacklogTarget time.Duration `toml:"backlog_target"`
 	// AdjMap is the rule the controller applies each period to the
 	// pressure ratio r = 1 − min(1, backlog ÷ BacklogHigh), with the row
@@ -53,13 +75,14 @@ type Config struct {
 	// (after pushback) recovers by 1/UFactor a period unless the backlog
 	// is deep. The default value is DefaultAdjMap().
 	AdjMap []AdjRow `toml:"adjmap"`
-	// Period is the controller's sample period. The default value is 1s.
+	// Period is the controller's sample period. The default value is
+	// DefaultControllerPeriod (1s).
 	Period time.Duration `toml:"period"`
 	// Cut multiplies the factor when the downstream pushes back. The
-	// default value is 0.5.
+	// default value is DefaultCut (0.5).
 	Cut float64 `toml:"cut"`
 	// DefaultRetryAfter is the pause after a Throttled outcome that gives
-	// no RetryAfter. The default value is 1s.
+	// no RetryAfter. The default value is DefaultRetryAfter (1s).
 	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
@@ -73,7 +96,7 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Burst == 0 {
-		c.Burst = 1
+		c.Burst = DefaultBurst
 	}
 	if err := positive("burst", c.Burst); err != nil {
 		return err
@@ -100,10 +123,10 @@ func (c *Config) fill() error {
 		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
 	}
 	if c.BacklogTarget < 0 {
-		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: 10s)")
+		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
 	}
 	if c.BacklogTarget == 0 {
-		c.BacklogTarget = 10 * time.Second
+		c.BacklogTarget = DefaultBacklogTarget
 	}
 	c.highDerived = c.BacklogHigh == 0
 	if c.highDerived {
@@ -113,22 +136,22 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Period == 0 {
-		c.Period = time.Second
+		c.Period = DefaultControllerPeriod
 	}
 	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: 1s)")
+		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
 	}
 	if c.Cut == 0 {
-		c.Cut = 0.5
+		c.Cut = DefaultCut
 	}
 	if math.IsNaN(c.Cut) || c.Cut <= 0 || c.Cut > 1 {
 		return invalid("cut", c.Cut, "in (0, 1]")
 	}
 	if c.DefaultRetryAfter == 0 {
-		c.DefaultRetryAfter = time.Second
+		c.DefaultRetryAfter = DefaultRetryAfter
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: 1s)")
+		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
 	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
@@ -166,7 +189,8 @@ type Pacer struct {
 	throttled   atomic.Uint64
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
-	pauseStart  atomic.Int64 // base ticks at which the last pause began
+	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
+	pauseStart  atomic.Int64  // base ticks at which the last pause began
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
@@ -198,76 +222,94 @@ func New(c Config) (*Pacer, error) {
 	return p, nil
 }
 
-// Permit is the right to run n jobs, given by Acquire. Call Done exactly
-// once when the jobs are finished.
+// Permit is the right to run n jobs, given by Acquire and TryAcquire.
+// Call Done once when the jobs are finished, or Cancel if they never ran.
+//
+// A Permit is a pointer with an atomic state, like x/time/rate's
+// *Reservation: Done, Cancel and CancelN are safe to call from several
+// goroutines, and only the first Done or Cancel takes effect. A second one
+// is a no-op counted in Stats.PermitMisuse, so a permit given back twice
+// can never free an in-flight slot it does not hold. The methods of a nil
+// *Permit do nothing.
 type Permit struct {
 	p  *Pacer
-	n  int
-	at int64 // base ticks at dispatch
+	at int64        // base ticks at dispatch
+	n  atomic.Int64 // jobs the permit still holds; 0 once Done or fully cancelled
 }
 
-// N returns the number of jobs the permit admits.
-func (pm Permit) N() int { return pm.n }
+// N returns the number of jobs the permit admits now: n at Acquire, less
+// what CancelN gave back, and 0 once Done or Cancel has been called.
+func (pm *Permit) N() int {
+	if pm == nil {
+		return 0
+	}
+	return int(pm.n.Load())
+}
 
 // Acquire waits until n jobs may start: a free in-flight slot, then the
 // pace (and the Limiter, if any), each first come first served. It
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
-// Close.
-func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
+// Close. It is safe for concurrent use.
+func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 	if n < 1 {
-		return Permit{}, invalid("n", n, "≥ 1")
+		return nil, invalid("n", n, "an integer ≥ 1")
 	}
 	if p.base.s.isClosed() {
-		return Permit{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if p.slots != nil {
 		if n > p.cfg.MaxInFlight {
-			return Permit{}, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
+			return nil, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
 		}
 		if err := p.slots.acquire(ctx, n, p.base.s.closed); err != nil {
-			return Permit{}, err
+			return nil, err
 		}
 	}
 	f := float64(n)
 	if err := p.base.s.wait(ctx, f); err != nil {
 		p.releaseSlots(n)
-		return Permit{}, err
+		return nil, err
 	}
 	if p.cfg.Limiter != nil {
 		if err := p.cfg.Limiter.Wait(ctx, n); err != nil {
 			p.base.give(f)
 			p.releaseSlots(n)
-			return Permit{}, err
+			return nil, err
 		}
 	}
-	p.inFlight.Add(int64(n))
-	p.dispatched.Add(uint64(n))
-	return Permit{p: p, n: n, at: p.base.s.now()}, nil
+	return p.grant(n, p.base.s.now()), nil
 }
 
 // TryAcquire is Acquire without waiting: it returns a permit for n jobs
-// and true if they may start now, or false and takes nothing. It fails
-// while callers wait in Acquire, and always with a Config.Limiter, which
-// can only wait.
-func (p *Pacer) TryAcquire(n int) (Permit, bool) {
+// and true if they may start now, or nil and false and takes nothing. It
+// never blocks. It fails while callers wait in Acquire, and always with a
+// Config.Limiter, which can only wait.
+func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
-		return Permit{}, false
+		return nil, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
-		return Permit{}, false
+		return nil, false
 	}
 	now := p.base.s.now()
 	if p.base.s.waiters.Load() != 0 {
 		p.releaseSlots(n)
-		return Permit{}, false
+		return nil, false
 	}
 	if _, ok := p.base.s.take(now, float64(n)); !ok {
 		p.releaseSlots(n)
-		return Permit{}, false
+		return nil, false
 	}
+	return p.grant(n, now), true
+}
+
+// grant counts n jobs dispatched at now and returns their permit.
+func (p *Pacer) grant(n int, now int64) *Permit {
 	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))
-	return Permit{p: p, n: n, at: now}, true
+	pm := &Permit{p: p, at: now}
+	pm.n.Store(int64(n))
+	return pm
 }
 
 func (p *Pacer) releaseSlots(n int) {
@@ -281,23 +323,31 @@ func (p *Pacer) releaseSlots(n int) {
 // Pushback cuts the factor by Cut and pauses dispatch for its RetryAfter,
 // once per pause: throttled outcomes of jobs dispatched before the current
 // pause began only make the pause last until their own retry-after.
-func (pm Permit) Done(outcome error) {
-	p := pm.p
-	if p == nil {
+//
+// Only the first Done or Cancel counts: a later one does nothing but add
+// one to Stats.PermitMisuse. Done never blocks.
+func (pm *Permit) Done(outcome error) {
+	if pm == nil || pm.p == nil {
 		return
 	}
-	p.inFlight.Add(-int64(pm.n))
-	p.releaseSlots(pm.n)
+	p := pm.p
+	n := pm.n.Swap(0)
+	if n == 0 {
+		p.misuse.Add(1)
+		return
+	}
+	p.inFlight.Add(-n)
+	p.releaseSlots(int(n))
 	if outcome == nil {
-		p.succeeded.Add(uint64(pm.n))
+		p.succeeded.Add(uint64(n))
 		return
 	}
 	retry, ok := IsThrottled(outcome)
 	if !ok {
-		p.failed.Add(uint64(pm.n))
+		p.failed.Add(uint64(n))
 		return
 	}
-	p.throttled.Add(uint64(pm.n))
+	p.throttled.Add(uint64(n))
 	if retry <= 0 {
 		retry = p.cfg.DefaultRetryAfter
 	}
@@ -306,18 +356,47 @@ func (pm Permit) Done(outcome error) {
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
 // or a fetch brought fewer jobs than the permit admits): its tokens go back
-// to the pace, and to the Limiter if it is a Refunder, and it counts as
-// neither dispatched nor done. Call it instead of Done, at most once.
-func (pm Permit) Cancel() { pm.CancelN(pm.n) }
-
-// CancelN gives back k of the permit's n jobs and keeps the rest, so that
-// Done then reports the other n−k: Done on the returned Permit. A k outside
-// [1, n] gives back nothing and returns pm.
-func (pm Permit) CancelN(k int) Permit {
-	p := pm.p
-	if p == nil || k < 1 || k > pm.n {
-		return pm
+// to the pace, and to the Limiter if it is a Refunder, and they count as
+// neither dispatched nor done. Call it instead of Done. Only the first
+// Done or Cancel counts: a later one does nothing but add one to
+// Stats.PermitMisuse. Cancel never blocks.
+func (pm *Permit) Cancel() {
+	if pm == nil || pm.p == nil {
+		return
 	}
+	if n := pm.n.Swap(0); n > 0 {
+		pm.p.giveBack(int(n))
+	} else {
+		pm.p.misuse.Add(1)
+	}
+}
+
+// CancelN gives back k of the permit's jobs and keeps the rest, changing
+// the permit in place: Done then reports the other N()−k. CancelN(N()) is
+// Cancel. A k outside [1, N()], or a permit already Done or cancelled,
+// gives back nothing and counts as a misuse in Stats.PermitMisuse. It is
+// safe to call concurrently with Done and Cancel: the jobs given back and
+// the jobs reported never add up to more than the permit held.
+func (pm *Permit) CancelN(k int) {
+	if pm == nil || pm.p == nil {
+		return
+	}
+	for {
+		n := pm.n.Load()
+		if k < 1 || int64(k) > n {
+			pm.p.misuse.Add(1)
+			return
+		}
+		if pm.n.CompareAndSwap(n, n-int64(k)) {
+			pm.p.giveBack(k)
+			return
+		}
+	}
+}
+
+// giveBack returns k jobs that never ran: to the pace, to the Limiter if it
+// is a Refunder, to the in-flight cap, and off the dispatched count.
+func (p *Pacer) giveBack(k int) {
 	p.base.give(float64(k))
 	if r, ok := p.cfg.Limiter.(Refunder); ok {
 		r.Refund(k)
@@ -325,11 +404,6 @@ func (pm Permit) CancelN(k int) Permit {
 	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)
-	pm.n -= k
-	if pm.n == 0 {
-		pm.p = nil
-	}
-	return pm
 }
 
 func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
@@ -492,6 +566,10 @@ type Stats struct {
 	Pauses      uint64    // pauses, one per pushback
 	PausedUntil time.Time // end of the current pause; zero if not paused
 	ProbeErrors uint64    // probe reads that failed
+	// PermitMisuse counts the calls on a Permit that did nothing: Done or
+	// Cancel after the first Done or Cancel, and CancelN of more jobs than
+	// the permit holds. It is a caller bug; the pacer's counts stay right.
+	PermitMisuse uint64
 }
 
 // Stats returns a snapshot of the pacer's state and counters.
@@ -505,6 +583,7 @@ func (p *Pacer) Stats() Stats {
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
+		PermitMisuse: p.misuse.Load(),
 	}
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobpacer/pacer/internal/status"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 // bin is the pacer binary, built once by TestMain.
@@ -63,7 +63,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	admin string
 	cfg   string
-	log   *testutil.SyncBuffer
+	log   *testenv.SyncBuffer
 	done  chan struct{}
 }
 
@@ -77,7 +77,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, admin: admin, cfg: path, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
 	// The admin server listens (and /status answers) before this line.

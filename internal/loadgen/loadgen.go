@@ -59,7 +59,7 @@ func (g *Generator) Run(ctx context.Context, send Send) (sent int, took time.Dur
 	defer func() { took = time.Since(start); bar.done(sent, took) }()
 	for i := 1; i <= g.c.Count; i++ {
 		if g.tb != nil {
-			if err := g.tb.Take(ctx, 1); err != nil {
+			if err := g.tb.Acquire(ctx, 1); err != nil {
 				break
 			}
 		}

@@ -19,7 +19,7 @@ func (r *Runner) demo(ctx context.Context, worker string, p plugin.Producer, rat
 	}
 	r.log.Info("demo producer started", "worker", worker, "rate", rate)
 	for n := 1; ; n++ {
-		if err := tb.Take(ctx, 1); err != nil {
+		if err := tb.Acquire(ctx, 1); err != nil {
 			return
 		}
 		body := payload

@@ -27,8 +27,8 @@ import (
 	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/internal/runner"
 	"github.com/jobpacer/pacer/internal/status"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,13 +124,13 @@ func writeConfig(t *testing.T, path, redis string, rate float64, prefix string, 
 }
 
 // startRunner runs the config at path in this process until the test ends.
-func startRunner(t *testing.T, path string) (*runner.Runner, *testutil.SyncBuffer) {
+func startRunner(t *testing.T, path string) (*runner.Runner, *testenv.SyncBuffer) {
 	t.Helper()
 	f, err := plugin.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &testutil.SyncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	r := runner.New(f, slog.New(slog.NewTextHandler(logs, nil)), runner.RunOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

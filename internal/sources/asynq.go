@@ -63,7 +63,7 @@ type asynqSource struct {
 	cfg     AsynqConfig
 	brokers *brokers.Brokers // set by UseBrokers
 	opt     asynq.RedisClientOpt
-	probe   *asynqpacer.QueueProbe
+	probe   *asynqpacer.Probe
 	client  *asynq.Client
 }
 
@@ -84,7 +84,7 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
-	if s.probe, err = asynqpacer.QueueBacklog(opt, s.cfg.Queue); err != nil {
+	if s.probe, err = asynqpacer.NewProbe(opt, s.cfg.Queue); err != nil {
 		return nil, fmt.Errorf("worker: asynq source: %w", err)
 	}
 	s.client = asynq.NewClient(opt)

@@ -1,4 +1,4 @@
-package testutil
+package testenv
 
 import (
 	"fmt"
@@ -72,7 +72,7 @@ func NATSEmbedded(t testing.TB) *NATSServer {
 	}}
 	t.Cleanup(s.stop)
 	if err := s.start(); err != nil {
-		t.Fatalf("testutil: starting embedded nats-server: %v", err)
+		t.Fatalf("testenv: starting embedded nats-server: %v", err)
 	}
 	return s
 }
@@ -109,7 +109,7 @@ func (s *NATSServer) Start() {
 	s.t.Helper()
 	s.needEmbedded("Start")
 	if err := s.start(); err != nil {
-		s.t.Fatalf("testutil: restarting nats-server on %s: %v", s.URL(), err)
+		s.t.Fatalf("testenv: restarting nats-server on %s: %v", s.URL(), err)
 	}
 }
 
@@ -124,8 +124,8 @@ func (s *NATSServer) Restart() {
 func (s *NATSServer) needEmbedded(what string) {
 	s.t.Helper()
 	if s.external != "" {
-		s.t.Skipf("testutil: NATSServer.%s needs an embedded nats-server, and NATS_URL=%s is external; "+
-			"unset NATS_URL or use testutil.NATSEmbedded", what, s.external)
+		s.t.Skipf("testenv: NATSServer.%s needs an embedded nats-server, and NATS_URL=%s is external; "+
+			"unset NATS_URL or use testenv.NATSEmbedded", what, s.external)
 	}
 }
 
@@ -183,7 +183,7 @@ func (s *NATSServer) start() error {
 // PingNATS connects to the NATS server at url and reports an error unless
 // it answers a round trip within timeout.
 func PingNATS(url string, timeout time.Duration) error {
-	nc, err := nats.Connect(url, nats.Timeout(timeout), nats.NoReconnect(), nats.Name("pacer testutil ping"))
+	nc, err := nats.Connect(url, nats.Timeout(timeout), nats.NoReconnect(), nats.Name("pacer testenv ping"))
 	if err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func PingNATS(url string, timeout time.Duration) error {
 func noNATS(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("testutil: no NATS server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetNATS)
+		t.Fatalf("testenv: no NATS server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetNATS)
 	}
-	t.Skipf("testutil: no NATS server: %s; %s", why, howToGetNATS)
+	t.Skipf("testenv: no NATS server: %s; %s", why, howToGetNATS)
 }

@@ -1,4 +1,4 @@
-package testutil
+package testenv
 
 import (
 	"bufio"
@@ -83,14 +83,14 @@ func RedisProcess(t testing.TB) *RedisServer {
 	for range 5 { // a free port can be taken between choosing and binding it
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("testutil: finding a free port for redis-server: %v", err)
+			t.Fatalf("testenv: finding a free port for redis-server: %v", err)
 		}
 		s.port = port
 		if last = s.start(); last == nil {
 			return s
 		}
 	}
-	t.Fatalf("testutil: starting redis-server: %v", last)
+	t.Fatalf("testenv: starting redis-server: %v", last)
 	return nil
 }
 
@@ -103,7 +103,7 @@ func (s *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strco
 func (s *RedisServer) Start() {
 	s.t.Helper()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("testutil: restarting redis-server on %s: %v", s.Addr(), err)
+		s.t.Fatalf("testenv: restarting redis-server on %s: %v", s.Addr(), err)
 	}
 }
 
@@ -129,7 +129,7 @@ func (s *RedisServer) Stop() {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		s.kill()
-		s.t.Fatalf("testutil: redis-server on %s did not shut down in 10s", s.Addr())
+		s.t.Fatalf("testenv: redis-server on %s did not shut down in 10s", s.Addr())
 	}
 	s.mu.Lock()
 	s.cmd, s.done = nil, nil
@@ -215,7 +215,7 @@ func PingRedis(addr string, timeout time.Duration) error {
 		return err
 	}
 	if reply != "+PONG" {
-		return fmt.Errorf("testutil: PING %s: got %q, want +PONG", addr, reply)
+		return fmt.Errorf("testenv: PING %s: got %q, want +PONG", addr, reply)
 	}
 	return nil
 }
@@ -269,7 +269,7 @@ func lastLines(s string, n int) string {
 func noServer(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("testutil: no Redis server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetRedis)
+		t.Fatalf("testenv: no Redis server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetRedis)
 	}
-	t.Skipf("testutil: no Redis server: %s; %s", why, howToGetRedis)
+	t.Skipf("testenv: no Redis server: %s; %s", why, howToGetRedis)
 }

@@ -1,6 +1,4 @@
-// Package testutil holds what pacer's tests share: a fake clock, and real
-// Redis and NATS servers for integration tests.
-package testutil
+package pacertest
 
 import (
 	"sort"

@@ -1,4 +1,4 @@
-package testutil_test
+package testenv_test
 
 import (
 	"strings"
@@ -9,19 +9,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 func TestNATSAnswers(t *testing.T) {
-	s := testutil.NATS(t)
-	if err := testutil.PingNATS(s.URL(), 2*time.Second); err != nil {
+	s := testenv.NATS(t)
+	if err := testenv.PingNATS(s.URL(), 2*time.Second); err != nil {
 		t.Fatalf("PingNATS(%q) = %v, want nil", s.URL(), err)
 	}
 }
 
 func TestNATSEmbeddedRestartKeepsURLAndStream(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs after the server's cleanup
-	s := testutil.NATSEmbedded(t)
+	s := testenv.NATSEmbedded(t)
 	if !s.Embedded() {
 		t.Fatalf("NATSEmbedded().Embedded() = false, want true")
 	}
@@ -47,7 +47,7 @@ func TestNATSEmbeddedRestartKeepsURLAndStream(t *testing.T) {
 	}
 
 	s.Stop()
-	if err := testutil.PingNATS(url, 200*time.Millisecond); err == nil {
+	if err := testenv.PingNATS(url, 200*time.Millisecond); err == nil {
 		t.Fatalf("PingNATS(%q) after Stop = nil, want an error", url)
 	}
 	s.Stop() // a second Stop does nothing
@@ -87,16 +87,16 @@ func TestNATSEmbeddedRestartKeepsURLAndStream(t *testing.T) {
 }
 
 func TestNATSExternalCannotRestart(t *testing.T) {
-	url := testutil.NATSEmbedded(t).URL()
+	url := testenv.NATSEmbedded(t).URL()
 	t.Setenv("NATS_URL", url)
-	s := testutil.NATS(t)
+	s := testenv.NATS(t)
 	if s.Embedded() {
 		t.Fatalf("NATS() with NATS_URL set: Embedded() = true, want false")
 	}
 	if got := s.URL(); got != url {
 		t.Fatalf("NATS().URL() = %q, want NATS_URL %q", got, url)
 	}
-	r := run(t, func(tb testing.TB) { testutil.NATS(tb).Restart() })
+	r := run(t, func(tb testing.TB) { testenv.NATS(tb).Restart() })
 	if !r.skipped || !strings.Contains(r.msg, "NATSEmbedded") {
 		t.Fatalf("Restart on an external server: skipped = %v, message %q; want a skip naming NATSEmbedded", r.skipped, r.msg)
 	}
@@ -105,11 +105,11 @@ func TestNATSExternalCannotRestart(t *testing.T) {
 func TestNATSUnreachableURL(t *testing.T) {
 	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
 	t.Setenv("CI", "")
-	if r := run(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.skipped || !strings.Contains(r.msg, "NATS_URL") {
+	if r := run(t, func(tb testing.TB) { testenv.NATS(tb) }); !r.skipped || !strings.Contains(r.msg, "NATS_URL") {
 		t.Fatalf("NATS with an unreachable NATS_URL: skipped = %v, message %q; want a skip saying how to get a server", r.skipped, r.msg)
 	}
 	t.Setenv("CI", "true")
-	if r := run(t, func(tb testing.TB) { testutil.NATS(tb) }); !r.failed {
+	if r := run(t, func(tb testing.TB) { testenv.NATS(tb) }); !r.failed {
 		t.Fatalf("NATS with an unreachable NATS_URL under CI=true did not fail")
 	}
 }

@@ -1,4 +1,4 @@
-package testutil_test
+package pacertest_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 // memQueue is an in-memory queue whose probe reports exactly what it
@@ -51,6 +51,6 @@ func (q *memQueue) Probe() pacer.Probe {
 }
 
 func TestProbeSuiteOnAnInMemoryQueue(t *testing.T) {
-	testutil.TestProbe(t, func(t *testing.T) testutil.ProbeQueue { return &memQueue{} },
-		testutil.ProbeFeatures{OldestAge: true})
+	pacertest.TestProbe(t, func(t *testing.T) pacertest.ProbeQueue { return &memQueue{} },
+		pacertest.ProbeFeatures{OldestAge: true})
 }

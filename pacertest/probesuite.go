@@ -1,4 +1,4 @@
-package testutil
+package pacertest
 
 import (
 	"context"
@@ -91,23 +91,11 @@ func TestProbe(t *testing.T, newQueue func(t *testing.T) ProbeQueue, f ProbeFeat
 		t.Run("the oldest age grows while a job waits", func(t *testing.T) {
 			q := newQueue(t)
 			q.Enqueue(t, 2)
-			time.Sleep(20 * time.Millisecond)
-			first := readBacklog(t, q.Probe(), "20ms after enqueuing 2")
-			if first.Pending != 2 || first.OldestAge <= 0 {
-				t.Fatalf("Backlog() 20ms after enqueuing 2 = %+v, want Pending 2 and OldestAge > 0", first)
-			}
-			prev := first.OldestAge
-			for i := range 3 {
-				time.Sleep(20 * time.Millisecond)
-				b := readBacklog(t, q.Probe(), "while the jobs wait")
-				if b.Pending != 2 || b.OldestAge < prev {
-					t.Fatalf("Backlog() read %d while the jobs wait = %+v, want Pending 2 and OldestAge >= %v (the previous read)", i+2, b, prev)
-				}
-				prev = b.OldestAge
-			}
-			if prev <= first.OldestAge {
-				t.Errorf("OldestAge after 60ms more of waiting = %v, want > %v (the first read)", prev, first.OldestAge)
-			}
+			// The jobs wait in real time on the backend's clock: read
+			// until the age is above zero, then until it has grown, and
+			// check every read on the way (no fixed sleep).
+			first := readUntil(t, q.Probe(), "while 2 jobs wait", pacer.Backlog{Pending: 2}, func(b pacer.Backlog) bool { return b.OldestAge > 0 })
+			readUntil(t, q.Probe(), "while 2 jobs wait", first, func(b pacer.Backlog) bool { return b.OldestAge > first.OldestAge })
 		})
 	}
 
@@ -126,6 +114,36 @@ func TestProbe(t *testing.T, newQueue func(t *testing.T) ProbeQueue, f ProbeFeat
 		}
 	})
 }
+
+// readUntil reads p every pollEvery until done holds, and fails t if a read
+// shows a Pending other than floor's or an OldestAge below the read before
+// it (starting at floor's), or if done does not hold within probeHangLimit.
+// It returns the read for which done held.
+func readUntil(t *testing.T, p pacer.Probe, when string, floor pacer.Backlog, done func(pacer.Backlog) bool) pacer.Backlog {
+	t.Helper()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	deadline := time.After(probeHangLimit)
+	prev := floor.OldestAge
+	for {
+		b := readBacklog(t, p, when)
+		if b.Pending != floor.Pending || b.OldestAge < prev {
+			t.Fatalf("Backlog() %s = %+v, want Pending %d and OldestAge ≥ %v (the read before)", when, b, floor.Pending, prev)
+		}
+		if done(b) {
+			return b
+		}
+		prev = b.OldestAge
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("Backlog() %s = %+v after %v of reads: the oldest age never grew", when, b, probeHangLimit)
+		}
+	}
+}
+
+// pollEvery is how often readUntil reads the probe.
+const pollEvery = 10 * time.Millisecond
 
 // readBacklog reads p with a live context and fails t on error or hang.
 func readBacklog(t *testing.T, p pacer.Probe, when string) pacer.Backlog {

@@ -1,4 +1,4 @@
-package testutil_test
+package testenv_test
 
 import (
 	"context"
@@ -12,20 +12,20 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 func TestRedisAnswersPing(t *testing.T) {
-	addr := testutil.Redis(t)
-	if err := testutil.PingRedis(addr, 2*time.Second); err != nil {
+	addr := testenv.Redis(t)
+	if err := testenv.PingRedis(addr, 2*time.Second); err != nil {
 		t.Fatalf("PingRedis(%q) = %v, want nil", addr, err)
 	}
 }
 
 func TestRedisProcessStopStartKeepsPortAndData(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs after the server's cleanup
-	s := testutil.RedisProcess(t)
-	if s.Addr() == testutil.DefaultRedisAddr {
+	s := testenv.RedisProcess(t)
+	if s.Addr() == testenv.DefaultRedisAddr {
 		t.Fatalf("RedisProcess().Addr() = %s, the shared server; want a port of its own", s.Addr())
 	}
 	ctx := context.Background()
@@ -37,7 +37,7 @@ func TestRedisProcessStopStartKeepsPortAndData(t *testing.T) {
 	addr := s.Addr()
 
 	s.Stop()
-	if err := testutil.PingRedis(addr, 200*time.Millisecond); err == nil {
+	if err := testenv.PingRedis(addr, 200*time.Millisecond); err == nil {
 		t.Fatalf("PingRedis after Stop = nil, want an error")
 	}
 	s.Stop() // a second Stop does nothing
@@ -106,8 +106,8 @@ func TestNoServer(t *testing.T) {
 		wantSkip bool
 		wantFail bool
 	}{
-		{"without redis-server on PATH, RedisProcess skips", "", func(tb testing.TB) { testutil.RedisProcess(tb) }, true, false},
-		{"without redis-server on PATH under CI=true, RedisProcess fails", "true", func(tb testing.TB) { testutil.RedisProcess(tb) }, false, true},
+		{"without redis-server on PATH, RedisProcess skips", "", func(tb testing.TB) { testenv.RedisProcess(tb) }, true, false},
+		{"without redis-server on PATH under CI=true, RedisProcess fails", "true", func(tb testing.TB) { testenv.RedisProcess(tb) }, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,14 +125,14 @@ func TestNoServer(t *testing.T) {
 	t.Run("with REDIS_ADDR refusing connections, Redis skips", func(t *testing.T) {
 		t.Setenv("REDIS_ADDR", "127.0.0.1:1")
 		t.Setenv("CI", "")
-		if r := run(t, func(tb testing.TB) { testutil.Redis(tb) }); !r.skipped {
+		if r := run(t, func(tb testing.TB) { testenv.Redis(tb) }); !r.skipped {
 			t.Fatalf("skipped = false, want true")
 		}
 	})
 	t.Run("with REDIS_ADDR refusing connections under CI=true, Redis fails", func(t *testing.T) {
 		t.Setenv("REDIS_ADDR", "127.0.0.1:1")
 		t.Setenv("CI", "true")
-		if r := run(t, func(tb testing.TB) { testutil.Redis(tb) }); !r.failed {
+		if r := run(t, func(tb testing.TB) { testenv.Redis(tb) }); !r.failed {
 			t.Fatalf("failed = false, want true")
 		}
 	})
