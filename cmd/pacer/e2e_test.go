@@ -256,17 +256,6 @@ func readStamps(t *testing.T, path string) *stamps {
 	return s
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func within(t *testing.T, what string, got int, want float64, tol float64) {
 	t.Helper()
 	if float64(got) < want*(1-tol) || float64(got) > want*(1+tol) {
@@ -302,8 +291,4 @@ func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server,
 	}))
 	t.Cleanup(srv.Close)
 	return srv, s
-}
-
-func uniq(t *testing.T) string {
-	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }
