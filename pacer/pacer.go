@@ -190,7 +190,7 @@ type Pacer struct {
 	probeErrors atomic.Uint64
 	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
 	slab        atomic.Pointer[permitSlab]
-	pauseStart  atomic.Int64  // base ticks at which the last pause began
+	pauseStart  atomic.Int64 // base ticks at which the last pause began
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
