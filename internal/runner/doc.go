@@ -4,7 +4,8 @@
 // the demo producer; and the status log. Reload applies new pace settings
 // in place; the end of Run's context drains.
 //
-// Goroutines of a Run: one per source (Source.Run), one per pacer
+// Goroutines of a Run: one per source (Source.Run, restarted by
+// supervise when it fails), one per pacer
 // (Pacer.Run, the controller), one per meter, the admin server, the
 // status log and, with a demo rate, one demo producer per worker. Run
 // waits for all of them before it returns.
