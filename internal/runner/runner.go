@@ -43,6 +43,7 @@ type Runner struct {
 	fleets  atomic.Pointer[fleet.Set] // the fleets the workers name; set by Run
 
 	hard      context.Context // the sinks' context, set by Run
+	calls     calls           // sink calls running
 	draining  atomic.Bool
 	adminAddr atomic.Pointer[string]
 	ready     chan struct{}
@@ -205,16 +206,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	case <-srcDone:
 	case <-killAt.C:
 		r.log.Warn("drain timeout: ending the jobs still running; they go back to their broker as not done", "timeout", drain)
-		kill()
 		for _, w := range r.workers {
 			w.p.Close() // a source waiting for a permit gives up
 		}
-		giveUp := time.NewTimer(stopMargin)
-		defer giveUp.Stop()
+	}
+	// A source may have handed its jobs back and returned while their
+	// sink calls still run (Asynq requeues at its ShutdownTimeout and
+	// does not wait): end them, and wait until they have returned, so no
+	// command outlives the process.
+	kill()
+	giveUp := time.NewTimer(stopMargin)
+	defer giveUp.Stop()
+	for _, c := range []<-chan struct{}{srcDone, r.calls.idle()} {
 		select {
-		case <-srcDone:
+		case <-c:
 		case <-giveUp.C:
-			r.log.Error("a source did not stop in time; exiting without it", "waited", drain+killDelay+stopMargin)
+			r.log.Error("a source or a sink did not stop in time; exiting without it", "waited", stopMargin)
 		}
 	}
 	for _, w := range r.workers {
@@ -230,10 +237,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	return failed
 }
 
-// The bounds of a drain: the sinks' jobs are ended killDelay after
-// drain_timeout (the sources hand theirs back to the broker at
-// drain_timeout: Asynq requeues them first), and Run returns at most
-// stopMargin later, whatever a source still does.
+// The bounds of a drain: the sinks' jobs are ended when the sources have
+// stopped, or killDelay after drain_timeout (the sources hand theirs back
+// to the broker at drain_timeout: Asynq requeues them first), and Run
+// returns at most stopMargin later, whatever a source or sink still does.
 const (
 	killDelay  = 250 * time.Millisecond
 	stopMargin = 2 * time.Second
@@ -244,6 +251,8 @@ const (
 // logged.
 func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	return func(j sink.Job) error {
+		r.calls.add()
+		defer r.calls.done()
 		out := w.snk.Handle(r.hard, j)
 		if out != nil {
 			if d, ok := pacer.IsThrottled(out); ok {
@@ -279,3 +288,40 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// calls counts the sink calls running, and says when there are none.
+type calls struct {
+	mu   sync.Mutex    // guards n, none
+	n    int           // calls running
+	none chan struct{} // closed while n is 0; nil means closed
+}
+
+func (c *calls) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		c.none = make(chan struct{})
+	}
+	c.n++
+}
+
+func (c *calls) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n == 0 {
+		close(c.none)
+	}
+}
+
+// idle returns a channel closed once no call runs.
+func (c *calls) idle() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return c.none
+}
