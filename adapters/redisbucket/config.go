@@ -111,6 +111,11 @@ func checkRate(field string, v float64) error {
 // share of the fleet during an outage is too small to run on.
 const MaxExpectedWorkers = 10000
 
+// Check reports whether New would accept c: nil, or a *pacer.FieldError
+// naming the first bad field, as New returns. It does not change c and
+// needs no Redis.
+func (c Config) Check() error { return c.fill() }
+
 // fill checks c and applies the defaults.
 func (c *Config) fill() error {
 	if c.Key == "" {

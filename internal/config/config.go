@@ -662,6 +662,17 @@ func (f *File) checkFleets() error {
 		if fl.Timeout <= 0 {
 			add("timeout", fl.Timeout, "a duration > 0s")
 		}
+		if len(errs) == 0 {
+			// Whatever else redisbucket objects to, at the line of its key.
+			if err := fl.Bucket().Check(); err != nil {
+				key := at
+				var fe *pacer.FieldError
+				if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
+					key = at + "." + fe.Field
+				}
+				errs = append(errs, f.errAt(key, fmt.Sprintf("fleet %q", name), err.Error()))
+			}
+		}
 	}
 	if len(errs) == 0 {
 		return nil
