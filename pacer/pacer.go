@@ -98,7 +98,7 @@ func (c *Config) fill() error {
 	if c.Burst == 0 {
 		c.Burst = DefaultBurst
 	}
-	if err := positive("burst", c.Burst); err != nil {
+	if err := checkCapacity("burst", c.Burst); err != nil {
 		return err
 	}
 	if c.Base == 0 {
@@ -113,14 +113,14 @@ func (c *Config) fill() error {
 	if c.BaseBurst == 0 {
 		c.BaseBurst = c.Burst
 	}
-	if err := positive("base_burst", c.BaseBurst); err != nil {
+	if err := checkCapacity("base_burst", c.BaseBurst); err != nil {
 		return err
 	}
 	if c.BaseBurst > c.Burst {
 		return invalid("base_burst", c.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts", c.Burst))
 	}
-	if c.MaxInFlight < 0 {
-		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
+	if c.MaxInFlight < 0 || c.MaxInFlight > InFlightLimit {
+		return invalid("max_in_flight", c.MaxInFlight, "in [0, 10000] (0: no cap)") // InFlightLimit
 	}
 	if c.BacklogTarget < 0 {
 		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
@@ -138,8 +138,8 @@ func (c *Config) fill() error {
 	if c.Period == 0 {
 		c.Period = DefaultControllerPeriod
 	}
-	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
+	if c.Period < MinPeriod {
+		return invalid("period", c.Period, "≥ 10ms (0: DefaultControllerPeriod, 1s)") // MinPeriod
 	}
 	if c.Cut == 0 {
 		c.Cut = DefaultCut
