@@ -91,8 +91,8 @@ func init() {
 		if c.Subject == "" {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
 		}
-		if c.Buffer < 0 {
-			return nil, o.Errorf("buffer", "%d: want jobs ≥ 0 (0: 1000)", c.Buffer)
+		if c.Buffer < 0 || c.Buffer > maxBuffer {
+			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: 1000)", c.Buffer, maxBuffer)
 		}
 		if c.Buffer == 0 {
 			c.Buffer = 1000
@@ -103,6 +103,9 @@ func init() {
 		return &natsSource{cfg: c}, nil
 	})
 }
+
+// maxBuffer bounds a nats source's buffer: the jobs it holds in memory.
+const maxBuffer = 1000000
 
 // concrete returns a subject that matches pattern: wildcards become "demo".
 func concrete(pattern string) string {
