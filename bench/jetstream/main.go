@@ -92,7 +92,7 @@ func main() {
 
 func (b *bench) throughput() {
 	fmt.Printf("\nthroughput: drain %d messages, %d rounds\n", *flagN, *flagRounds)
-	var raw, def, tuned, defRatios, tunedRatios []float64
+	var raw, def, tuned, defRatios, tunedRatios, defCPU, tunedCPU []float64
 	for r := range *flagRounds {
 		// Rotate the order: none always runs on a warmer machine.
 		var rr, dr, tr float64
@@ -107,6 +107,7 @@ func (b *bench) throughput() {
 		}
 		raw, def, tuned = append(raw, rr), append(def, dr), append(tuned, tr)
 		defRatios, tunedRatios = append(defRatios, dr/rr), append(tunedRatios, tr/rr)
+		defCPU, tunedCPU = append(defCPU, float64(dc)/float64(rc)), append(tunedCPU, float64(tc)/float64(rc))
 		if *flagFetchBase {
 			fr, fc := b.fetchRun(*flagN)
 			fmt.Printf("  round %d: raw Fetch loop (4 × %d in flight, ack each) %7.0f msgs/s (%.2f µs CPU/msg)\n", r+1, *flagBatch, fr, perMsg(fc))
@@ -122,7 +123,8 @@ func (b *bench) throughput() {
 		median(defRatios), verdict, maxOf(def)/maxOf(raw))
 	fmt.Printf("  paced/raw, tuned options:   median of the rounds %.3f, best of each %.3f\n",
 		median(tunedRatios), maxOf(tuned)/maxOf(raw))
-	fmt.Printf("  medians: raw %.0f msgs/s, paced default %.0f, paced tuned %.0f\n", median(raw), median(def), median(tuned))
+	fmt.Printf("  medians: raw %.0f msgs/s, paced default %.0f, paced tuned %.0f; CPU per message paced/raw: default %.2f, tuned %.2f\n",
+		median(raw), median(def), median(tuned), median(defCPU), median(tunedCPU))
 }
 
 func (b *bench) precision() {
