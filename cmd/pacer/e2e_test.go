@@ -70,7 +70,12 @@ type proc struct {
 // directory and starts `pacer run` there; it returns once /status answers.
 func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	t.Helper()
-	admin := freeAddr(t)
+	return startRunOn(t, freeAddr(t), dir, config, args...)
+}
+
+// startRunOn is startRun with the admin server on admin.
+func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
+	t.Helper()
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)

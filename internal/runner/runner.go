@@ -54,7 +54,7 @@ type runWorker struct {
 	fleet *redisbucket.Bucket // the fleet's limit; nil: no fleet
 	src   plugin.Source
 	snk   sink.Sink
-	rate  meter
+	hist  history // a sample a second, for /samples and the measured pace
 }
 
 // New returns a Runner for f, a config from plugin.Load.
@@ -131,7 +131,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		bound := ln.Addr().String()
 		r.adminAddr.Store(&bound)
-		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: admin.Handler(r.Status, r.Samples), ReadHeaderTimeout: 5 * time.Second}
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
 		defer func() {
@@ -139,14 +139,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status")
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "dashboard", "http://"+bound+"/")
 	}
 
 	var srcWG sync.WaitGroup
 	for _, w := range r.workers {
 		bgWG.Add(2)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
-		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
+		go func() { defer bgWG.Done(); w.hist.run(bg, w.take) }()
 		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
 			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
