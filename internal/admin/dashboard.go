@@ -54,7 +54,7 @@ func routeDashboard(mux *http.ServeMux, samples func(since time.Time) status.Sam
 				http.Error(w, fmt.Sprintf("admin: since: %q is not a time in Unix seconds (such as 1767225600.5)", v), http.StatusBadRequest)
 				return
 			}
-			since = time.UnixMilli(int64(f * 1000))
+			since = time.UnixMilli(int64(math.Round(f * 1000)))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

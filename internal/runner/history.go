@@ -77,14 +77,15 @@ func (h *history) add(s sample) {
 	h.n = min(h.n+1, historyLen)
 }
 
-// after returns the samples taken after t, oldest first, and the last
-// sample (ok false if there is none).
+// after returns the samples taken after t, to the millisecond (the
+// precision of /samples), oldest first, and the last sample (ok false if
+// there is none).
 func (h *history) after(t time.Time) (out []sample, last sample, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i := range h.n {
 		s := h.ring[(h.next-h.n+i+historyLen)%historyLen]
-		if s.at.After(t) {
+		if s.at.UnixMilli() > t.UnixMilli() {
 			out = append(out, s)
 		}
 	}
