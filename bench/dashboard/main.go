@@ -11,9 +11,10 @@
 // worker: a JetStream stream that this program fills at -rate jobs/s, an
 // http sink on this program's server, rate = base = -rate. An open page
 // is what the page does to the server: it loads / and its assets once,
-// then asks /samples?since=<newest sample> every second; this program
-// does exactly that over HTTP instead of a browser, so that the browser's
-// own CPU does not disturb the worker's on a shared machine. The CPU time
+// then asks /samples?since=<newest sample> every second on a kept-alive
+// connection; this program does exactly that over HTTP instead of a
+// browser, so that the browser's own CPU does not disturb the worker's on
+// a shared machine. The CPU time
 // is the process's user + system time as wait4 reports it at its exit
 // (microseconds, not clock ticks), so start-up and drain count in every
 // phase alike. Phases run round-robin (none, one page, -pages pages),
@@ -191,9 +192,13 @@ url = %q
 // page does to the admin server what an open dashboard does: load the
 // page and its assets, then ask for the new samples every second.
 func page(ctx context.Context, admin string, requests, bytes *atomic.Int64) {
+	// A connection of its own, kept alive, as a browser tab has.
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
 	get := func(path string) []byte {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, admin+path, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return nil
 		}
