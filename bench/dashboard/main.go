@@ -5,7 +5,7 @@
 // worker's own CPU.
 //
 //	go run ./bench/dashboard                 # NATS at $NATS_URL or nats://127.0.0.1:4222
-//	go run ./bench/dashboard -dur 20s -rounds 3 -pages 100
+//	go run ./bench/dashboard -dur 20s -rounds 3 -pages 50
 //
 // Each phase is a fresh `pacer run` (built once from ./cmd/pacer) with one
 // worker: a JetStream stream that this program fills at -rate jobs/s, an
@@ -50,7 +50,7 @@ func main() {
 	rate := flag.Float64("rate", 1000, "jobs per second the worker paces")
 	dur := flag.Duration("dur", 20*time.Second, "length of a phase")
 	rounds := flag.Int("rounds", 3, "phases of each kind")
-	pages := flag.Int("pages", 100, "pages open in the many-pages phase")
+	pages := flag.Int("pages", 50, "pages open in the many-pages phase (the admin server keeps at most admin.MaxConns connections open)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "bench-dashboard-")
