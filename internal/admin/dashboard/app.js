@@ -84,7 +84,7 @@
     for (const k of keys) {
       const s = S[k];
       series.push({
-        label: s.label, stroke: s.color, width: k === 'ceiling' ? 1.5 : 2, dash: s.dash, scale: opts.scales?.[k] || 'y',
+        label: s.label, stroke: s.color, width: k === 'ceiling' || k === 'in_flight' ? 1.5 : 2, dash: s.dash, scale: opts.scales?.[k] || 'y',
         value: (u, v) => (v == null ? '–' : k === 'factor' ? fmt2.format(v) : k === 'backlog' || k === 'in_flight' ? count(v) : rate(v)),
         points: { show: false },
       });
