@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jobpacer/pacer/internal/config"
@@ -16,16 +17,12 @@ import (
 // samples of every worker taken after since. It is safe for concurrent
 // use.
 func (r *Runner) Samples(since time.Time) status.Samples {
-	host, _ := os.Hostname()
 	s := status.Samples{
-		Process: status.Process{PID: os.Getpid(), Host: host, Version: version(), Started: r.started,
-			Uptime: time.Since(r.started).Seconds(), Draining: r.draining.Load()},
-		Every: sampleEvery.Seconds(), Window: (historyLen * sampleEvery).Seconds(),
+		Process: processInfo(),
+		Every:   sampleEvery.Seconds(), Window: (historyLen * sampleEvery).Seconds(),
 		Workers: []status.WorkerSamples{},
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		s.Process.Go = bi.GoVersion
-	}
+	s.Process.Started, s.Process.Uptime, s.Process.Draining = r.started, time.Since(r.started).Seconds(), r.draining.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.Brokers = brokerList(r.cfg, r.brokers.Embedded())
@@ -123,10 +120,16 @@ func redactURLs(list string) string {
 	return strings.Join(parts, ",")
 }
 
-// version returns the module version of the running binary.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+// processInfo returns what does not change while the process runs: its
+// pid, host, module version and Go version, read once.
+var processInfo = sync.OnceValue(func() status.Process {
+	p := status.Process{PID: os.Getpid(), Version: "(devel)"}
+	p.Host, _ = os.Hostname()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		p.Go = bi.GoVersion
+		if bi.Main.Version != "" {
+			p.Version = bi.Main.Version
+		}
 	}
-	return "(devel)"
-}
+	return p
+})

@@ -166,7 +166,11 @@
 
   function update(panel, w, draining) {
     const c = panel.cols;
-    for (const k of COLS) if (Array.isArray(w[k])) c[k].push(...w[k]);
+    for (const k of COLS) {
+      if (!Array.isArray(w[k])) continue;
+      // A capacity of 0 is "no estimate": a gap in its line, not a drop to 0.
+      c[k].push(...(k === 'capacity' ? w[k].map((v) => (v > 0 ? v : null)) : w[k]));
+    }
     // Keep the window, and a sample before it for the first paused band.
     const n = c.t.length, from = c.t[n - 1] - window_s;
     let cut = 0;
