@@ -91,7 +91,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 40))
+			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 4000))
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
