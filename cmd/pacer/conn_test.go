@@ -7,11 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
-	"sync"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -291,7 +292,8 @@ func TestRedisClusterSharedFleet(t *testing.T) {
 	c := connRun{
 		brokers: fmt.Sprintf("[redis]\ncluster_addrs = [%s]\n", strings.Join(addrs, ", ")),
 		fleet:   fmt.Sprintf("[fleet.%s]\nrate = %g\nexpected_workers = 2\nlease_time = \"200ms\"\n", fleet, rate),
-		worker:  fmt.Sprintf("fleet = %q\nrate = %g", fleet, rate),
+		worker:  fmt.Sprintf("fleet = %q", fleet),
+		rate:    rate, // alone, each process would take the fleet's whole rate
 		source:  fmt.Sprintf("kind = \"asynq\"\nqueue = %q", queue),
 		produce: []string{"enqueue", "--queue", queue},
 		n:       n,
@@ -382,7 +384,7 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 
 	const n = 400
 	killed := ""
-	drainAll(t, connRun{
+	ps, _ := drainAll(t, connRun{
 		brokers: fmt.Sprintf("[nats]\nurls = [%s]\n", strings.Join(quoted, ", ")),
 		rate:    100,
 		source:  fmt.Sprintf("kind = \"jetstream\"\nstream = %q\nack_wait = \"2s\"", stream),
@@ -404,4 +406,80 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 		}
 		t.Logf("killed %s (SIGKILL) with %d of %d jobs at the sink", killed, got.distinct(), n)
 	})
+	for _, want := range []string{"nats disconnected; reconnecting", "nats reconnected"} {
+		if !strings.Contains(ps[0].log.String(), want) {
+			t.Errorf("pacer run's log has no %q after its server was killed", want)
+		}
+	}
+}
+
+// Wrong passwords, tokens and seeds, and URLs that hold them: pacer check
+// --connect and pacer run fail, say why, and show none of them.
+func TestSecretsNeverShown(t *testing.T) {
+	files := testenv.NewTLSFiles(t)
+	const redisPW, wrongPW = "Redis-right-pw-a81f", "Redis-wrong-pw-3c2e"
+	r := testenv.RedisTLS(t, files, "--user", "default", "off", "--user", "pacer", "on", ">"+redisPW, "~*", "&*", "+@all")
+	const token, wrongToken = "nats-right-token-9d0a", "nats-wrong-token-64be"
+	ns := testenv.NATSEmbeddedWith(t, func(o *server.Options) { o.Authorization = token })
+	const natsPW = "nats-url-pw-e51b"
+	us := testenv.NATSEmbeddedWith(t, func(o *server.Options) { o.Username, o.Password = "pacer", "other" })
+	nkeyConf, seedFile, seed := testenv.NATSNKey(t)
+	_ = nkeyConf                    // the seed's user is not let in by ks
+	ks, _, _ := testenv.NATSNKey(t) // a server that lets in another nkey
+	kserver := testenv.NATSEmbeddedWith(t, ks)
+	asynqSrc := "[[worker]]\nname = \"w\"\nrate = 1\n[worker.source]\nkind = \"asynq\"\n[worker.sink]\nkind = \"log\"\n"
+	jsSrc := "[[worker]]\nname = \"w\"\nrate = 1\n[worker.source]\nkind = \"jetstream\"\nstream = \"S\"\n[worker.sink]\nkind = \"log\"\n"
+	cases := []struct {
+		name, config, why string
+		secrets           []string
+		loadError         bool // check fails at load, before connecting
+	}{
+		{"a wrong Redis password in the url",
+			fmt.Sprintf("[redis]\nurl = \"rediss://pacer:%s@%s\"\n[redis.tls]\nca = %q\n", wrongPW, r.Addr(), files.CA) + asynqSrc,
+			"WRONGPASS", []string{wrongPW}, false},
+		{"a wrong Redis password key",
+			fmt.Sprintf("[redis]\naddr = %q\nusername = \"pacer\"\npassword = %q\n[redis.tls]\nca = %q\n", r.Addr(), wrongPW, files.CA) + asynqSrc,
+			"WRONGPASS", []string{wrongPW}, false},
+		{"a Redis url that does not parse",
+			fmt.Sprintf("[redis]\nurl = \"rediss://pacer:%s@%s:port\"\n", redisPW, "127.0.0.1") + asynqSrc,
+			"redis.url: not a Redis URL", []string{redisPW}, true},
+		{"a wrong NATS token",
+			fmt.Sprintf("[nats]\nurl = %q\ntoken = %q\n", ns.URL(), wrongToken) + jsSrc,
+			"uthorization", []string{wrongToken}, false},
+		{"a NATS token in the url",
+			fmt.Sprintf("[nats]\nurl = %q\n", strings.Replace(ns.URL(), "://", "://"+wrongToken+"@", 1)) + jsSrc,
+			"uthorization", []string{wrongToken}, false},
+		{"a wrong NATS password in the url",
+			fmt.Sprintf("[nats]\nurl = %q\n", strings.Replace(us.URL(), "://", "://pacer:"+natsPW+"@", 1)) + jsSrc,
+			"uthorization", []string{natsPW}, false},
+		{"an nkey the server does not know",
+			fmt.Sprintf("[nats]\nurl = %q\nnkey = %q\n", kserver.URL(), seedFile) + jsSrc,
+			"uthorization", []string{seed}, false},
+		{"a variable that is not set",
+			"[redis]\naddr = \"127.0.0.1:1\"\npassword = \"${PACER_TEST_UNSET_VARIABLE}\"\n" + asynqSrc,
+			"redis.password: ${PACER_TEST_UNSET_VARIABLE}: the environment variable PACER_TEST_UNSET_VARIABLE is not set", nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cfg := writeCfg(t, dir, "admin = \"\"\n"+tc.config)
+			out, code := pacer(t, "check", "--connect", "--config", cfg)
+			if code == 0 || !strings.Contains(out, tc.why) {
+				t.Errorf("pacer check --connect: exit %d, output\n%s\nwant a failure that says %q", code, out, tc.why)
+			}
+			noSecrets(t, "pacer check --connect", out, tc.secrets)
+			if tc.loadError {
+				return
+			}
+			cmd := exec.Command(bin, "run", "--config", cfg, "--log-level", "debug")
+			cmd.Dir = dir
+			outb, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(outb), tc.why) {
+				t.Errorf("pacer run: %v, output\n%s\nwant a failure that says %q", err, outb, tc.why)
+			}
+			noSecrets(t, "pacer run", string(outb), tc.secrets)
+			t.Logf("pacer check --connect:\n%spacer run:\n%s", out, tailLines(string(outb), 3))
+		})
+	}
 }

@@ -50,7 +50,9 @@ func checkConnect(w io.Writer, f *config.File) error {
 		}
 		needRedis = needRedis || wk.Fleet != ""
 	}
-	b := brokers.New(f.Redis, f.NATS, slog.New(slog.DiscardHandler))
+	discard := slog.New(slog.DiscardHandler)
+	redis.SetLogger(redisLog{discard}) // its retries and sentinel switches are not the answer
+	b := brokers.New(f.Redis, f.NATS, discard)
 	failed := 0
 	if needRedis {
 		if f.Redis.Addr == config.Embedded {
