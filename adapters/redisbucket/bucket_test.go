@@ -202,9 +202,7 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 	t.Run("Close ends waiting and later waits", func(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { errc <- b.Wait(ctx, 5) }()
-		for redisbucket.Waiting(b) == 0 { // the Wait is blocked
-			time.Sleep(time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "the Wait to block", func() bool { return redisbucket.Waiting(b) > 0 })
 		select {
 		case err := <-errc:
 			t.Fatalf("Wait(ctx, 5) at 1/s returned %v before Close", err)
@@ -318,9 +316,7 @@ func TestUnusedLeasesGoBack(t *testing.T) {
 	}{
 		{"on Close", func(b *redisbucket.Bucket) { b.Close() }},
 		{"when the worker goes idle", func(b *redisbucket.Bucket) {
-			for deadline := time.Now().Add(time.Second); b.Stats().Returned == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testenv.Eventually(time.Second, func() bool { return b.Stats().Returned > 0 })
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

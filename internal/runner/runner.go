@@ -43,9 +43,8 @@ type Runner struct {
 	workers []*runWorker
 	fleets  atomic.Pointer[fleet.Set] // the fleets the workers name; set by Run
 
-	draining  atomic.Bool
-	adminAddr atomic.Pointer[string]
-	ready     chan struct{}
+	draining atomic.Bool
+	ready    chan struct{}
 }
 
 type runWorker struct {
@@ -69,14 +68,6 @@ func New(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
 
 // Ready is closed once every worker runs and the admin server listens.
 func (r *Runner) Ready() <-chan struct{} { return r.ready }
-
-// AdminAddr returns the address the admin server listens on, or "".
-func (r *Runner) AdminAddr() string {
-	if p := r.adminAddr.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
 
 // Run joins the fleets the workers name (one shared limit per fleet, held
 // in Redis), connects the sources, starts the workers, the admin server
@@ -130,7 +121,6 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker: admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
-		r.adminAddr.Store(&bound)
 		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
