@@ -188,6 +188,21 @@ func (b *Brokers) RedisTarget() string {
 	return s
 }
 
+// RedisKind returns the kind of Redis deployment that [redis] names
+// ("server", "cluster" or "sentinel") and whether TLS is on.
+func (b *Brokers) RedisKind() (kind string, tlsOn bool) {
+	c, _ := b.redisConn()
+	switch {
+	case len(c.cluster) > 0:
+		kind = "cluster"
+	case c.master != "":
+		kind = "sentinel"
+	default:
+		kind = "server"
+	}
+	return kind, c.tls != nil
+}
+
 // redisConn is the [redis] settings resolved: url parsed, files read.
 type redisConn struct {
 	addr                       string   // a single server

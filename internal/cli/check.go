@@ -118,17 +118,20 @@ func connectRedis(b *brokers.Brokers) (string, error) {
 			}
 		}
 		kind = fmt.Sprintf("a cluster of %d primaries, %d nodes", len(primaries), len(nodes))
-	default:
-		if b.RedisTarget() != "" && strings.Contains(b.RedisTarget(), "sentinel") {
-			role := infoField(rdb.Info(ctx, "replication").Val(), "role")
-			kind = "the primary that the sentinels name (role " + role + ")"
-		}
 	}
-	tlsOn := "TLS off"
-	if strings.HasSuffix(b.RedisTarget(), "(tls)") {
-		tlsOn = "TLS on"
+	deployment, tlsOn := b.RedisKind()
+	if deployment == "sentinel" {
+		role := infoField(rdb.Info(ctx, "replication").Val(), "role")
+		kind = "the primary that the sentinels name (role " + role + ")"
 	}
-	return fmt.Sprintf("Redis %s, %s, %s", version, kind, tlsOn), nil
+	return fmt.Sprintf("Redis %s, %s, %s", version, kind, onOff("TLS", tlsOn)), nil
+}
+
+func onOff(what string, on bool) string {
+	if on {
+		return what + " on"
+	}
+	return what + " off"
 }
 
 // infoField returns the value of key in the text of an INFO reply.
@@ -158,15 +161,11 @@ func connectNATS(b *brokers.Brokers) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	js := "JetStream off"
+	js := false
 	if j, err := jetstream.New(nc); err == nil {
-		if _, err := j.AccountInfo(ctx); err == nil {
-			js = "JetStream on"
-		}
+		_, err = j.AccountInfo(ctx)
+		js = err == nil
 	}
-	tlsOn := "TLS off"
-	if _, err := nc.TLSConnectionState(); err == nil {
-		tlsOn = "TLS on"
-	}
-	return s + ", " + js + ", " + tlsOn, nil
+	_, err = nc.TLSConnectionState()
+	return s + ", " + onOff("JetStream", js) + ", " + onOff("TLS", err == nil), nil
 }
