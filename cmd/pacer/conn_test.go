@@ -226,6 +226,7 @@ ca = %q
 // server is down), token, nkey seed file, and an account's creds file in
 // operator mode.
 func TestNATSTLSAndLogins(t *testing.T) {
+	t.Parallel()
 	files := testenv.NewTLSFiles(t)
 	dead := fmt.Sprintf("nats://127.0.0.1:%d", testenv.FreePort(t))
 	const password, token = "nats-pw-0b9d41", "nats-token-77c3ae"
@@ -282,6 +283,7 @@ func TestNATSTLSAndLogins(t *testing.T) {
 // drains an Asynq queue on it, and two processes share a [fleet.NAME]
 // limit held in the cluster.
 func TestRedisClusterSharedFleet(t *testing.T) {
+	t.Parallel()
 	nodes := testenv.RedisCluster(t, 3)
 	var addrs []string
 	for _, n := range nodes {
@@ -342,6 +344,7 @@ func TestRedisClusterSharedFleet(t *testing.T) {
 // A primary that a redis-sentinel monitors: pacer run finds it through
 // the sentinel.
 func TestRedisSentinel(t *testing.T) {
+	t.Parallel()
 	primary := testenv.RedisProcess(t)
 	sent := testenv.RedisSentinel(t, "pacerprimary", primary.Addr())
 	drainAll(t, connRun{
@@ -357,6 +360,7 @@ func TestRedisSentinel(t *testing.T) {
 // the server pacer run is connected to is killed (SIGKILL) mid-run, and
 // every job still reaches the sink.
 func TestNATSClusterNodeKilled(t *testing.T) {
+	t.Parallel()
 	procs := testenv.NATSCluster(t, 3)
 	var urls, quoted []string
 	for _, p := range procs {
@@ -377,9 +381,13 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subj + ".>"}, Replicas: 3}); err != nil {
-		t.Fatalf("CreateStream R3: %v", err)
-	}
+	// Right after the meta leader is elected, the other servers may not be
+	// known as peers yet ("no suitable peers for placement").
+	var cerr error
+	testenv.WaitFor(t, 20*time.Second, "a stream with three replicas", func() bool {
+		_, cerr = js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subj + ".>"}, Replicas: 3})
+		return cerr == nil
+	})
 	nc.Close()
 
 	const n = 400
@@ -393,12 +401,13 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 		connect: []string{"cluster \"pacer\" of 3 servers", "JetStream on"},
 	}, func(_ []*proc, got *arrivals) {
 		testenv.WaitFor(t, 20*time.Second, "a quarter of the jobs", func() bool { return got.distinct() >= n/4 })
+		// Kill one server, the one pacer run is on (not then the one it
+		// moves to).
 		for _, s := range procs {
-			for _, name := range s.NATSClients() {
-				if name == "pacer" {
-					killed = s.Name
-					s.Kill()
-				}
+			if slices.Contains(s.NATSClients(), "pacer") {
+				killed = s.Name
+				s.Kill()
+				break
 			}
 		}
 		if killed == "" {
@@ -416,6 +425,7 @@ func TestNATSClusterNodeKilled(t *testing.T) {
 // Wrong passwords, tokens and seeds, and URLs that hold them: pacer check
 // --connect and pacer run fail, say why, and show none of them.
 func TestSecretsNeverShown(t *testing.T) {
+	t.Parallel()
 	files := testenv.NewTLSFiles(t)
 	const redisPW, wrongPW = "Redis-right-pw-a81f", "Redis-wrong-pw-3c2e"
 	r := testenv.RedisTLS(t, files, "--user", "default", "off", "--user", "pacer", "on", ">"+redisPW, "~*", "&*", "+@all")

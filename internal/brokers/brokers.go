@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -340,14 +341,18 @@ func (b *Brokers) NATSTarget() string {
 // logged, with passwords hidden.
 func (b *Brokers) NATSOptions(name string) ([]nats.Option, error) {
 	n := b.nats
+	var on atomic.Value // the URL of the server the connection is on, password hidden
+	on.Store("")
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.ConnectHandler(func(nc *nats.Conn) { on.Store(nc.ConnectedUrlRedacted()) }),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
-				b.log.Warn("nats disconnected; reconnecting", "server", nc.ConnectedUrlRedacted(), "err", err.Error())
+				b.log.Warn("nats disconnected; reconnecting", "server", on.Load(), "err", err.Error())
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			on.Store(nc.ConnectedUrlRedacted())
+			b.log.Info("nats reconnected", "server", on.Load())
 		}),
 	}
 	switch {

@@ -104,20 +104,21 @@ func connectRedis(b *brokers.Brokers) (string, error) {
 	kind := "a single server"
 	switch c := rdb.(type) {
 	case *redis.ClusterClient:
-		slots, err := c.ClusterSlots(ctx).Result()
+		// CLUSTER NODES (every version): a line a node, its flags third.
+		out, err := c.ClusterNodes(ctx).Result()
 		if err != nil {
 			return "", err
 		}
-		primaries, nodes := map[string]bool{}, map[string]bool{}
-		for _, s := range slots {
-			for i, n := range s.Nodes {
-				nodes[n.Addr] = true
-				if i == 0 {
-					primaries[n.Addr] = true
+		primaries, nodes := 0, 0
+		for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(line); len(f) > 2 {
+				nodes++
+				if strings.Contains(f[2], "master") {
+					primaries++
 				}
 			}
 		}
-		kind = fmt.Sprintf("a cluster of %d primaries, %d nodes", len(primaries), len(nodes))
+		kind = fmt.Sprintf("a cluster of %d primaries, %d nodes", primaries, nodes)
 	}
 	deployment, tlsOn := b.RedisKind()
 	if deployment == "sentinel" {
