@@ -64,6 +64,21 @@ func (f *File) expandEnv() error {
 	return errs
 }
 
+// secretKeys are the keys whose values may hold a password or token.
+var secretKeys = map[string]bool{
+	"redis.url": true, "redis.password": true, "redis.sentinel.password": true,
+	"nats.url": true, "nats.urls": true, "nats.password": true, "nats.token": true,
+}
+
+// hideSecret returns the message of a TOML syntax error at key, without
+// the text it quotes if key may hold a secret.
+func hideSecret(key, msg string) string {
+	if !secretKeys[key] {
+		return msg
+	}
+	return "not a valid TOML value: write it as a quoted string, such as \"${NAME}\" to take it from the environment"
+}
+
 // RedactURL returns u with its password (or token) replaced by "xxxxx",
 // for logs and errors. A string that does not parse as a URL comes back
 // as "(a URL that does not parse)": its text may hold a secret.

@@ -44,6 +44,8 @@ func TestBrokerErrors(t *testing.T) {
 		{"a password without user", "[nats]\npassword = \"${PACER_TEST_PW}\"\n", "c.toml:2: nats.password: a password without a user"},
 		{"a creds file that is not there", "[nats]\ncreds = \"/nonexistent/x.creds\"\n", "c.toml:2: nats.creds: \"/nonexistent/x.creds\": no such file"},
 		{"embedded with a login", "[nats]\nurl = \"embedded\"\ntoken = \"t\"\n", "c.toml:2: nats.url: \"embedded\" takes no creds"},
+		{"a password that is not a quoted string, not quoted back", "[redis]\npassword = s3cret-unquoted\n",
+			"c.toml:2: redis.password: not a valid TOML value: write it as a quoted string"},
 		{"a variable that is not set", "[nats]\nuser = \"u\"\npassword = \"${PACER_TEST_NOT_SET}\"\n",
 			"c.toml:3: nats.password: ${PACER_TEST_NOT_SET}: the environment variable PACER_TEST_NOT_SET is not set"},
 	}

@@ -304,7 +304,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e := &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
+			e := &Error{File: name, Line: pe.Position.Line, Msg: hideSecret(pe.LastKey, pe.Message)}
 			if pe.LastKey != "" {
 				e.Key = pe.LastKey
 				if ls := f.pos.plain[pe.LastKey]; e.Line == 0 && len(ls) > 0 {
