@@ -513,7 +513,7 @@ func TestCloseWakesInFlightWaiters(t *testing.T) {
 // above the capacity never wraps into a success.
 func TestOverflowRefused(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ rate, capacity float64 }{{0.001, 1e6}, {1e-10, 1}} {
+	for _, c := range []struct{ rate, capacity float64 }{{0.001, 1e6}, {1e-7, 100}} {
 		_, err := pacer.NewTokenBucket(c.rate, c.capacity, nil)
 		checkInvalid(t, err, "capacity / rate")
 	}

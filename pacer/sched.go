@@ -307,6 +307,10 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 			if taken >= n {
 				return nil
 			}
+			if err := ctx.Err(); err != nil { // a take above the capacity, chunk by chunk
+				s.refund(s.now(), taken)
+				return err
+			}
 			continue
 		}
 		sleep := min(s.dueFrom(now, chunk, from), next)

@@ -362,7 +362,7 @@ func checkInvalid(t *testing.T, err error, field string) {
 func TestFieldErrorMessage(t *testing.T) {
 	t.Parallel()
 	_, err := pacer.New(pacer.Config{Rate: -1})
-	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number > 0 and ≤ 1e9 per second"; got != want {
+	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number ≥ 1e-08 and ≤ 1e+09 per second"; got != want {
 		t.Errorf("New(Config{Rate: -1}) = %q, want %q", got, want)
 	}
 	if !errors.Is(err, pacer.ErrInvalid) {

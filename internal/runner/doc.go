@@ -5,8 +5,9 @@
 // Reload applies new pace settings in place (reload.go); the end of Run's
 // context drains.
 //
-// Goroutines of a Run: one per source (Source.Run), one per pacer
-// (Pacer.Run, the controller), one meter per worker, the admin server, the
+// Goroutines of a Run: one per source (Source.Run, restarted by
+// supervise when it fails), one per pacer (Pacer.Run, the controller), one
+// meter per worker, the admin server, the
 // status log and, with a demo rate, one demo producer per worker. Run
 // waits for all of them before it returns.
 package runner

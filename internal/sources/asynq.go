@@ -45,8 +45,8 @@ func init() {
 		if c.TaskType == "" {
 			c.TaskType = "job"
 		}
-		if c.Concurrency < 0 {
-			return nil, o.Errorf("concurrency", "%d: want tasks ≥ 0 (0: max_in_flight, or 10)", c.Concurrency)
+		if c.Concurrency < 0 || c.Concurrency > pacer.InFlightLimit {
+			return nil, o.Errorf("concurrency", "%d: want tasks in [0, %d] (0: max_in_flight, or 10)", c.Concurrency, pacer.InFlightLimit)
 		}
 		if c.MaxRetry < 0 {
 			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)
