@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
 	"github.com/jobpacer/pacer/adapters/sink"
@@ -63,7 +62,7 @@ func init() {
 type asynqSource struct {
 	cfg     AsynqConfig
 	brokers *brokers.Brokers // set by UseBrokers
-	opt     asynq.RedisClientOpt
+	opt     asynq.RedisConnOpt
 	probe   *asynqpacer.Probe
 	client  *asynq.Client
 }
@@ -77,11 +76,14 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		return nil, err
 	}
 	s.opt = opt
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
+	rdb, err := b.RedisClient(nil)
+	if err != nil {
+		return nil, err
+	}
 	err = rdb.Ping(ctx).Err()
 	rdb.Close()
 	if err != nil {
-		return nil, fmt.Errorf("worker: asynq source: redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("worker: asynq source: %s: %w", b.RedisTarget(), err)
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
