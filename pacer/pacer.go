@@ -3,6 +3,7 @@ package pacer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -55,12 +56,34 @@ type Config struct {
 	AdjMap []AdjRow `toml:"adjmap"`
 	// Period is the controller's sample period. The default value is 1s.
 	Period time.Duration `toml:"period"`
-	// Cut multiplies the factor when the downstream pushes back. The
+	// Cut multiplies the pace on pushback when the good rate cannot be
+	// measured yet (less than 200ms of outcomes); otherwise the pace drops
+	// to just under the good rate measured (see docs/capacity.md). The
 	// default value is 0.5.
 	Cut float64 `toml:"cut"`
-	// DefaultRetryAfter is the pause after a Throttled outcome that gives
-	// no RetryAfter. The default value is 1s.
+	// DefaultRetryAfter is the retry-after of a Throttled outcome that
+	// gives none. The default value is 1s.
 	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
+	// PauseAfter is the shortest retry-after that pauses the whole queue
+	// until it ends. A shorter one only lowers the pace: the throttled job
+	// waits its own retry-after (its adapter retries it then) and the
+	// others go on at the lower pace. The default value is 5s.
+	PauseAfter time.Duration `toml:"pause_after"`
+	// StormShare is the share of throttled outcomes over the last second
+	// (at least 5 of them) that makes a storm: the downstream is
+	// overwhelmed, and the queue pauses for the retry-after however short.
+	// The default value is 0.5.
+	StormShare float64 `toml:"storm_share"`
+	// LatencyTarget, if set, makes latency soft pushback: when more than
+	// a tenth of the jobs dispatched since the last cut take longer than
+	// LatencyTarget from dispatch to Done (the 90th percentile is above
+	// it), the pace drops to just under the good rate, as on a 429, and
+	// probes back up. The default value, 0, means no target.
+	LatencyTarget time.Duration `toml:"latency_target"`
+	// Logger, if set, gets one INFO line per pace cut by pushback or
+	// latency (at most one a second; the cuts in between are counted in
+	// the next) and one per pause. The default value, nil, logs nothing.
+	Logger *slog.Logger `toml:"-"`
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
 	Clock Clock `toml:"-"`
@@ -130,6 +153,21 @@ func (c *Config) fill() error {
 	if c.DefaultRetryAfter < 0 {
 		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: 1s)")
 	}
+	if c.PauseAfter == 0 {
+		c.PauseAfter = 5 * time.Second
+	}
+	if c.PauseAfter < 0 {
+		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: 5s)")
+	}
+	if c.StormShare == 0 {
+		c.StormShare = 0.5
+	}
+	if math.IsNaN(c.StormShare) || c.StormShare < 0 || c.StormShare > 1 {
+		return invalid("storm_share", c.StormShare, "in (0, 1] (0: 0.5)")
+	}
+	if c.LatencyTarget < 0 {
+		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no target)")
+	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
 	}
@@ -166,13 +204,20 @@ type Pacer struct {
 	throttled   atomic.Uint64
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
-	pauseStart  atomic.Int64 // base ticks at which the last pause began
+	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
+	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
+	nextSample  atomic.Int64 // base ticks of the next sample; written under mu
+	latN        atomic.Uint64
+	latSlow     atomic.Uint64 // of latN, jobs slower than LatencyTarget
+	latSum      atomic.Uint64 // latency of latN's jobs, nanoseconds
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
-	factor      float64
+	factor      float64    // the base bucket's factor: pace ÷ Base
+	bfactor     float64    // the backlog rule's factor, ≥ 1
 	backlog     Backlog
 	pausedUntil int64 // base ticks
+	cap         capState
 }
 
 // New returns a Pacer configured by c, or an error that names the first
@@ -190,8 +235,12 @@ func New(c Config) (*Pacer, error) {
 		return nil, err
 	}
 	c.MinFactor, c.MaxFactor = base.minF, base.maxF
-	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1}
+	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, bfactor: 1}
 	p.pauseStart.Store(math.MinInt64)
+	p.cutAt.Store(math.MinInt64)
+	now := base.s.now()
+	p.cap.init(now)
+	p.nextSample.Store(now + sampleTicks)
 	if c.MaxInFlight > 0 {
 		p.slots = &slots{max: c.MaxInFlight}
 	}
@@ -278,9 +327,10 @@ func (p *Pacer) releaseSlots(n int) {
 
 // Done reports the outcome of the permit's jobs: nil for success, an error
 // that is or wraps a *Throttled for pushback, any other error for failure.
-// Pushback cuts the factor by Cut and pauses dispatch for its RetryAfter,
-// once per pause: throttled outcomes of jobs dispatched before the current
-// pause began only make the pause last until their own retry-after.
+// Pushback lowers the pace to just under the good rate measured, once per
+// event: throttled outcomes of jobs dispatched before the last cut add
+// nothing to it. A retry-after of at least PauseAfter, or a storm, also
+// pauses dispatch until the retry-after ends. See docs/capacity.md.
 func (pm Permit) Done(outcome error) {
 	p := pm.p
 	if p == nil {
@@ -288,20 +338,7 @@ func (pm Permit) Done(outcome error) {
 	}
 	p.inFlight.Add(-int64(pm.n))
 	p.releaseSlots(pm.n)
-	if outcome == nil {
-		p.succeeded.Add(uint64(pm.n))
-		return
-	}
-	retry, ok := IsThrottled(outcome)
-	if !ok {
-		p.failed.Add(uint64(pm.n))
-		return
-	}
-	p.throttled.Add(uint64(pm.n))
-	if retry <= 0 {
-		retry = p.cfg.DefaultRetryAfter
-	}
-	p.pushback(pm.at, retry)
+	p.observe(pm.at, pm.n, outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
@@ -330,23 +367,6 @@ func (pm Permit) CancelN(k int) Permit {
 		pm.p = nil
 	}
 	return pm
-}
-
-func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
-	now := p.base.s.now()
-	until := now + int64(min(retry, maxPause))<<tickShift
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if dispatchedAt >= p.pauseStart.Load() {
-		// A new pushback: this job was sent after the last pause began.
-		p.pauseStart.Store(now)
-		p.pauses.Add(1)
-		p.setFactor(p.factor * p.cfg.Cut)
-	}
-	if until > p.pausedUntil {
-		p.pausedUntil = until
-		p.base.s.hold(until)
-	}
 }
 
 // maxFactor is the highest factor allowed: MaxFactor, and Base × factor
@@ -392,28 +412,27 @@ func (p *Pacer) Step(ctx context.Context) {
 		b, err = p.cfg.Probe.Backlog(pctx)
 		cancel()
 	}
+	now := p.base.s.now()
 	p.mu.Lock()
+	rec := p.sample(now)
+	defer p.log(rec)
 	defer p.mu.Unlock()
 	if err != nil {
 		p.probeErrors.Add(1)
 		return
 	}
 	p.backlog = b
-	if p.base.s.now() < p.pausedUntil {
-		return // paused: hold the cut factor
-	}
 	r := 1 - min(1, float64(b.Pending)/p.cfg.BacklogHigh)
-	f := p.factor
+	f := p.bfactor
 	row := p.base.row // the ADJMAP row for BaseBurst, fixed at New
 	switch {
 	case r <= row.LBound:
 		f *= row.LFactor
-	case f < 1:
-		f = min(1, f/row.UFactor)
 	case f > 1 && r >= row.UBound:
 		f = max(1, f*row.UFactor)
 	}
-	p.setFactor(f)
+	p.bfactor = min(max(f, 1), p.maxFactor())
+	p.applyPace()
 }
 
 // SetRate changes the ceiling; the factor is cut back at once if
@@ -428,7 +447,8 @@ func (p *Pacer) SetRate(rate float64) error {
 		return invalid("rate", rate, fmt.Sprintf("≥ base (%g)", base))
 	}
 	p.rate = rate
-	p.setFactor(p.factor)
+	p.bfactor = min(p.bfactor, p.maxFactor())
+	p.applyPace()
 	return nil
 }
 
@@ -449,7 +469,8 @@ func (p *Pacer) SetBase(base float64) error {
 	if p.cfg.highDerived {
 		p.cfg.BacklogHigh = base * p.cfg.BacklogTarget.Seconds()
 	}
-	p.setFactor(p.factor)
+	p.bfactor = max(1, min(p.bfactor, p.maxFactor()))
+	p.applyPace()
 	return nil
 }
 
@@ -492,6 +513,10 @@ type Stats struct {
 	Pauses      uint64    // pauses, one per pushback
 	PausedUntil time.Time // end of the current pause; zero if not paused
 	ProbeErrors uint64    // probe reads that failed
+	Reason      Reason    // what sets the pace now
+	Goodput     float64   // jobs done (succeeded or failed) per second over the last second
+	Capacity    float64   // the downstream's estimated capacity, jobs per second; 0 while no pushback limits the pace
+	Cuts        uint64    // pace cuts by pushback or latency, one per event
 }
 
 // Stats returns a snapshot of the pacer's state and counters.
@@ -505,7 +530,9 @@ func (p *Pacer) Stats() Stats {
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
+		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 	}
+	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {
 		s.Pace = 0
