@@ -51,6 +51,10 @@ const (
 	// known limit: limit × (1 + probeStep × (2^(t/probeDoubleSecs) − 1)).
 	probeStep       = 0.05
 	probeDoubleSecs = 0.5
+	// noiseShare is the share of throttled outcomes in the window under
+	// which a 429 that comes while the pace is below the last known limit
+	// is taken for jitter, not for a lower capacity: it does not cut.
+	noiseShare = 0.02
 	// stormMin is the fewest throttled outcomes in the window that make a
 	// storm, whatever their share.
 	stormMin = 5
@@ -81,6 +85,9 @@ type capState struct {
 	from  float64 // limit just after the last cut
 	probe int64   // active ticks since the last cut: the probe curve's time
 	cuts  uint64
+	// tolerated counts 429s under the last known limit, rare enough to
+	// be dispatch jitter, that did not cut the pace.
+	tolerated uint64
 
 	lastAt            int64 // ticks of the last sample
 	lastDone, lastThr uint64
@@ -183,7 +190,21 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	}
 	c := &p.cap
 	pace := p.base.Leak() * p.factor
-	good, ok := p.recentGoodput(now)
+	if why == ReasonPushback && pace < c.wmax && p.throttledShare() < noiseShare {
+		// Under the last known limit, and rare: a burst the downstream's
+		// bucket could not take (dispatch jitter), not a lower capacity.
+		// The job waits its retry-after; the pace holds.
+		c.tolerated++
+		return nil
+	}
+	// The good rate over the last second, or over its recent part if
+	// higher (a pace that rose within the second): what the downstream
+	// has been seen to take. The recent part alone would ratchet the
+	// pace down when a 429 comes while the pace is still recovering.
+	good, ok := p.goodput(now)
+	if recent, rok := p.recentGoodput(now); rok {
+		good, ok = max(good, recent), true
+	}
 	var est float64
 	if ok {
 		est = min(good, pace)
@@ -343,6 +364,25 @@ func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (float64, bool
 		return 0, false
 	}
 	return float64(done) / (float64(ticks) / ticksPerSec), true
+}
+
+// throttledShare is the share of throttled outcomes in the window. It
+// requires mu held.
+func (p *Pacer) throttledShare() float64 {
+	c := &p.cap
+	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
+	for i := 0; i < windowSlots; i++ {
+		s := c.win[(c.head-i+windowSlots)%windowSlots]
+		if s.ticks == 0 {
+			break
+		}
+		done += s.done
+		thr += s.thr
+	}
+	if thr == 0 {
+		return 0
+	}
+	return float64(thr) / float64(thr+done)
 }
 
 // storm reports whether the window holds a storm of pushback: at least

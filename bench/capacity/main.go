@@ -57,6 +57,7 @@ var (
 	lworkers = flag.Int("latency-workers", 200, "latency scenario: workers per contender")
 	svgPath  = flag.String("svg", "", "write the moving scenario's picture to this SVG file")
 	only     = flag.String("scenario", "moving,latency", "scenarios to run")
+	trace    = flag.Bool("trace", false, "print pacer's Stats every half second to stderr")
 )
 
 const bin = 250 * time.Millisecond // the picture's resolution
@@ -288,8 +289,14 @@ func runMoving(ctx context.Context, l limiter, start time.Time, level func(time.
 				case <-ctx.Done():
 					return
 				case now := <-t.C:
-					if i := int(now.Sub(start) / bin); i < len(s.pace) {
-						s.pace[i].Store(int64(l.stats().Pace * 1000))
+					st := l.stats()
+					i := int(now.Sub(start) / bin)
+					if i < len(s.pace) {
+						s.pace[i].Store(int64(st.Pace * 1000))
+					}
+					if *trace && i%2 == 1 {
+						fmt.Fprintf(os.Stderr, "%6.2fs pace %7.1f good %7.1f capacity %7.1f reason %-8s cuts %4d pauses %3d throttled %5d\n",
+							now.Sub(start).Seconds(), st.Pace, st.Goodput, st.Capacity, st.Reason, st.Cuts, st.Pauses, st.Throttled)
 					}
 				}
 			}
