@@ -14,25 +14,25 @@ import (
 // admitted: what it costs a caller that is not being held back.
 const fast = 1e9
 
-func BenchmarkTryTake(b *testing.B) {
+func BenchmarkTryAcquire(b *testing.B) {
 	tb, err := pacer.NewTokenBucket(fast, fast, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if !tb.TryTake(1) {
+		if !tb.TryAcquire(1) {
 			b.Fatal("refused")
 		}
 	}
 }
 
-func BenchmarkTryTakeParallel(b *testing.B) {
+func BenchmarkTryAcquireParallel(b *testing.B) {
 	tb, _ := pacer.NewTokenBucket(fast, fast, nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			tb.TryTake(1)
+			tb.TryAcquire(1)
 		}
 	})
 }

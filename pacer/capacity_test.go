@@ -36,7 +36,7 @@ func (d *downstream) admit(t time.Duration) bool {
 }
 
 type job struct {
-	pm      pacer.Permit
+	pm      *pacer.Permit
 	retry   bool          // a throttled job coming back
 	doneAt  time.Duration // when its outcome arrives
 	outcome error
@@ -226,7 +226,7 @@ func steady(t *testing.T, c pacer.Config) *world {
 // retry-after d, after 5ms.
 func throttleNext(t *testing.T, w *world, n int, d time.Duration) {
 	t.Helper()
-	var pms []pacer.Permit
+	var pms []*pacer.Permit
 	for len(pms) < n {
 		pm, ok := w.p.TryAcquire(1)
 		if !ok {

@@ -15,13 +15,18 @@
 // Both buckets pace by a schedule of due times, not by a balance, so a
 // caller that keeps asking gets exactly the rate it was promised, even at a
 // million per second and even when Go's timers wake it late. The fast path
-// (TokenBucket.TryTake) is one atomic compare-and-swap and one monotonic
+// (TokenBucket.TryAcquire) is one atomic compare-and-swap and one monotonic
 // clock read, and allocates nothing.
 //
 // The buckets port asyncutils.buckets (Python); the README maps each of its
-// names to the Go one and lists the seed's bugs fixed here.
+// names to the Go one and lists its bugs fixed here.
 //
-// Time comes from a Clock; nil means the system clock, and package testutil
+// One vocabulary runs through the package: TryAcquire never blocks and
+// reports whether it took; Acquire(ctx, n) waits, in order, until ctx ends;
+// an At suffix (TryAcquireAt, TokensAt, SetRateAt) takes the time as an
+// argument. Counts of jobs and tokens are ints.
+//
+// Time comes from a Clock; nil means the system clock, and package pacertest
 // has a fake one for tests. Every method of every type here is safe for
 // concurrent use. The package imports the standard library only; adapters
 // for Asynq and NATS, and a Redis-held limit shared by a fleet, live in

@@ -10,32 +10,71 @@ import (
 var ErrClosed = errors.New("pacer: closed")
 
 // ErrInvalid is wrapped by every error about a bad argument or setting, so
-// callers can test for it with errors.Is.
+// callers can test for it with errors.Is. Those errors are *FieldError.
 var ErrInvalid = errors.New("invalid setting")
 
 // ErrFactorNotSettable is returned by LeakyBucket.SetFactor when the bucket
 // was made with FactorSettable false.
 var ErrFactorNotSettable = errors.New("pacer: factor is not settable on this bucket")
 
+// FieldError is the error for a bad setting or argument: it names the
+// field, the value given and what is allowed, as in
+//
+//	pacer: rate: -1: want a number > 0 and ≤ 1e+09
+//
+// errors.Is(err, ErrInvalid) holds for every FieldError, and errors.As
+// finds it, so a config loader can point at the line that set Field. The
+// core returns one for every bad field of Config, LeakyConfig,
+// NewTokenBucket and CheckAdjMap, and the adapters for their own settings.
+type FieldError struct {
+	// Pkg names the package that checked the value, the message's prefix.
+	// The default value, "", means "pacer".
+	Pkg string
+	// Field is the setting's name as its TOML key spells it ("rate",
+	// "adjmap[1].lbound"), or the argument's or option's name.
+	Field string
+	// Value is the value given.
+	Value any
+	// Want says what is allowed.
+	Want string
+	// Err is the sentinel the error wraps. The default value, nil, means
+	// ErrInvalid; an adapter may give its own, which must wrap ErrInvalid.
+	Err error
+}
+
+// Error returns "pkg: field: value: want …".
+func (e *FieldError) Error() string {
+	pkg := e.Pkg
+	if pkg == "" {
+		pkg = "pacer"
+	}
+	return fmt.Sprintf("%s: %s: %v: want %s", pkg, e.Field, e.Value, e.Want)
+}
+
+// Unwrap returns Err, or ErrInvalid if Err is nil.
+func (e *FieldError) Unwrap() error {
+	if e.Err == nil {
+		return ErrInvalid
+	}
+	return e.Err
+}
+
 func invalid(field string, v any, allowed string) error {
-	return fmt.Errorf("pacer: %w: %s = %v, want %s", ErrInvalid, field, v, allowed)
+	return &FieldError{Field: field, Value: v, Want: allowed}
 }
 
 // positive checks that v is a finite number > 0.
 func positive(field string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
-		return invalid(field, v, "a finite number > 0")
+		return invalid(field, v, "a number > 0")
 	}
 	return nil
 }
 
 // checkRate checks a rate in tokens per second.
 func checkRate(field string, v float64) error {
-	if err := positive(field, v); err != nil {
-		return err
-	}
-	if v > MaxRate {
-		return invalid(field, v, fmt.Sprintf("at most %g per second", float64(MaxRate)))
+	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v > MaxRate {
+		return invalid(field, v, "a number > 0 and ≤ 1e9 per second") // MaxRate
 	}
 	return nil
 }
@@ -54,4 +93,9 @@ func checkFill(rate, capacity float64) error {
 }
 
 // checkAmount checks a number of tokens asked for.
-func checkAmount(v float64) error { return positive("n", v) }
+func checkAmount(n int) error {
+	if n < 1 {
+		return invalid("n", n, "an integer ≥ 1")
+	}
+	return nil
+}

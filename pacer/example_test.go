@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 // A worker asks the Pacer before each job and reports how the job went. A
 // 429 lowers the pace to just under the good rate measured, and the queue
 // goes on; a long retry-after pauses it.
 func Example() {
-	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
 	p, err := pacer.New(pacer.Config{Rate: 100, Burst: 5, Clock: clk})
 	if err != nil {
 		panic(err)
@@ -40,13 +40,13 @@ func Example() {
 	// paused for 1m0s
 }
 
-// TryTake is the non-blocking fast path: a burst of 3, then one token every
+// TryAcquire is the non-blocking fast path: a burst of 3, then one token every
 // 100ms.
-func ExampleTokenBucket_TryTakeAt() {
+func ExampleTokenBucket_TryAcquireAt() {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := pacer.NewTokenBucket(10, 3, testutil.NewClock(start))
+	b, _ := pacer.NewTokenBucket(10, 3, pacertest.NewClock(start))
 	for _, at := range []time.Duration{0, 0, 0, 0, 50 * time.Millisecond, 100 * time.Millisecond} {
-		fmt.Println(at, b.TryTakeAt(start.Add(at), 1))
+		fmt.Println(at, b.TryAcquireAt(start.Add(at), 1))
 	}
 	// Output:
 	// 0s true
@@ -57,13 +57,14 @@ func ExampleTokenBucket_TryTakeAt() {
 	// 100ms true
 }
 
-// Wait returns how long it really waited; the seed's ADJMAP adapts the
-// factor once per period by the fill ratio.
+// Acquire returns how long it really waited; the ADJMAP of
+// asyncutils.buckets (Python) adapts the factor once per period by the fill
+// ratio.
 func ExampleLeakyBucket() {
-	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	b, _ := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 10, Leak: 5, Clock: clk})
-	fmt.Println(b.Acquire(10), b.Acquire(1)) // starts empty: 10 fit, then full
-	clk.Advance(100 * time.Millisecond)      // one period: full (ratio ≥ 0.7) → factor × 0.73
+	fmt.Println(b.TryAcquire(10), b.TryAcquire(1)) // starts empty: 10 fit, then full
+	clk.Advance(100 * time.Millisecond)            // one period: full (ratio ≥ 0.7) → factor × 0.73
 	fmt.Printf("factor %.2f, level %.2f\n", b.Factor(), b.Level())
 	// Output:
 	// true false

@@ -12,7 +12,8 @@ import (
 type op struct {
 	dt   time.Duration
 	kind byte
-	v    float64
+	v    float64 // a setting: rate ÷ 100, capacity or factor
+	n    int     // tokens to take
 }
 
 // decode turns fuzz bytes into ops: 4 bytes each.
@@ -20,7 +21,7 @@ func decode(data []byte) []op {
 	var ops []op
 	for len(data) >= 4 {
 		dt := time.Duration(int(data[0])<<8|int(data[1])) * 10 * time.Microsecond // up to ~655ms
-		ops = append(ops, op{dt: dt, kind: data[2] % 8, v: float64(data[3]%64)/8 + 0.125})
+		ops = append(ops, op{dt: dt, kind: data[2] % 8, v: float64(data[3]%64)/8 + 0.125, n: int(data[3]%8) + 1})
 		data = data[4:]
 	}
 	return ops
@@ -88,13 +89,14 @@ func FuzzTokenBucket(f *testing.F) {
 				maxCap = max(maxCap, capacity)
 			default:
 				before := b.TokensAt(now)
-				ok := b.TryTakeAt(now, o.v)
+				ok := b.TryAcquireAt(now, o.n)
+				n := float64(o.n)
 				tick := rate / 16e9 // one tick's worth of tokens: the rounding
-				if ok && before < o.v-tick || !ok && before >= o.v+tick {
-					t.Fatalf("TryTakeAt(%v) = %v with %v tokens", o.v, ok, before)
+				if ok && before < n-tick || !ok && before >= n+tick && n <= capacity {
+					t.Fatalf("TryAcquireAt(%v) = %v with %v tokens", o.n, ok, before)
 				}
 				if ok {
-					rel = append(rel, release{now.Sub(start), o.v})
+					rel = append(rel, release{now.Sub(start), n})
 				}
 			}
 			tok := b.TokensAt(now)
@@ -130,8 +132,8 @@ func FuzzLeakyBucket(f *testing.F) {
 					t.Fatal(err)
 				}
 			default:
-				if b.AcquireAt(now, o.v) {
-					rel = append(rel, release{now.Sub(start), o.v})
+				if b.TryAcquireAt(now, o.n) {
+					rel = append(rel, release{now.Sub(start), float64(o.n)})
 				}
 			}
 			lvl := b.LevelAt(now)

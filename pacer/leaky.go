@@ -21,8 +21,8 @@ type AdjRow struct {
 	UFactor float64 `toml:"ufactor"`
 }
 
-// DefaultAdjMap returns the seed's ADJMAP (asyncutils'
-// context.LEAKY_BUCKET_ADJMAP): rows for capacities from 256, from 128, and
+// DefaultAdjMap returns the ADJMAP of asyncutils.buckets (Python)
+// (context.LEAKY_BUCKET_ADJMAP): rows for capacities from 256, from 128, and
 // a catch-all from 0.
 func DefaultAdjMap() []AdjRow {
 	return []AdjRow{
@@ -35,11 +35,17 @@ func DefaultAdjMap() []AdjRow {
 // maxAdaptSteps bounds the periods adapt replays in one call.
 const maxAdaptSteps = 4096
 
-// Seed defaults.
+// Defaults of LeakyConfig, and of the same Config fields, taken from
+// asyncutils.buckets (Python).
 const (
-	DefaultMinFactor = 0.1                    // context.LEAKY_BUCKET_DEFAULT_MIN_FACTOR
-	DefaultMaxFactor = 10                     // context.LEAKY_BUCKET_DEFAULT_MAX_FACTOR
-	DefaultPeriod    = 100 * time.Millisecond // context.LEAKY_BUCKET_WAIT_FOR_TOKENS_TICK
+	// DefaultMinFactor is the least factor: context.LEAKY_BUCKET_DEFAULT_MIN_FACTOR.
+	DefaultMinFactor = 0.1
+	// DefaultMaxFactor is the greatest factor: context.LEAKY_BUCKET_DEFAULT_MAX_FACTOR.
+	DefaultMaxFactor = 10
+	// DefaultAdaptPeriod is how often a LeakyBucket adapts its factor
+	// (LeakyConfig.Period): context.LEAKY_BUCKET_WAIT_FOR_TOKENS_TICK. It
+	// is not the Pacer's controller period, DefaultControllerPeriod.
+	DefaultAdaptPeriod = 100 * time.Millisecond
 )
 
 // CheckAdjMap reports whether m is a usable ADJMAP: not empty, strictly
@@ -102,17 +108,17 @@ func (row AdjRow) next(f, r float64) float64 {
 }
 
 // LeakyConfig configures a LeakyBucket. Capacity and Leak are required; the
-// other fields default to the seed's values.
+// other fields default to the values of asyncutils.buckets (Python).
 type LeakyConfig struct {
 	// Capacity is the most the bucket holds, in tokens. Required.
 	Capacity float64
 	// Leak is the rate the level falls at, in tokens per second, before the
 	// factor is applied. Required.
 	Leak float64
-	// MinFactor and MaxFactor bound the factor. The default values are 0.1
-	// and 10.
+	// MinFactor and MaxFactor bound the factor. The default values are
+	// DefaultMinFactor (0.1) and DefaultMaxFactor (10).
 	MinFactor, MaxFactor float64
-	// FactorLocked forbids SetFactor (the seed's
+	// FactorLocked forbids SetFactor (asyncutils.buckets (Python)'s
 	// external_factor_settable=False). The default value is false: the
 	// factor may be set.
 	FactorLocked bool
@@ -120,7 +126,7 @@ type LeakyConfig struct {
 	// DefaultAdjMap().
 	AdjMap []AdjRow
 	// Period is how often the factor adapts, whatever the call rate. The
-	// default value is 100ms.
+	// default value is DefaultAdaptPeriod (100ms).
 	Period time.Duration
 	// Manual turns the ADJMAP adaptation off: the factor moves only by
 	// SetFactor. A Pacer's base bucket is manual; its controller sets it.
@@ -136,8 +142,8 @@ type LeakyConfig struct {
 // [MinFactor, MaxFactor]; the level is settled at the old factor before
 // every factor change.
 //
-// Like TokenBucket it runs on a schedule of due times, so Wait is exact at
-// any rate. All methods are safe for concurrent use.
+// Like TokenBucket it runs on a schedule of due times, so Acquire is exact
+// at any rate. TryAcquire never blocks; Acquire waits. All methods are safe for concurrent use.
 type LeakyBucket struct {
 	s sched
 
@@ -187,10 +193,10 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 		return nil, err
 	}
 	if c.Period == 0 {
-		c.Period = DefaultPeriod
+		c.Period = DefaultAdaptPeriod
 	}
 	if c.Period < 0 {
-		return nil, invalid("period", c.Period, "≥ 0 (0: 100ms)")
+		return nil, invalid("period", c.Period, "≥ 0 (0: DefaultAdaptPeriod, 100ms)")
 	}
 	if err := checkFill(c.Leak*c.MinFactor, c.Capacity); err != nil {
 		return nil, err
@@ -243,16 +249,19 @@ func (b *LeakyBucket) adapt(now int64) int64 {
 	return b.next
 }
 
-// Acquire adds n to the level if it fits under the capacity now, and
-// reports whether it did. It never waits, and fails while callers wait in
-// Wait (they are served first).
-func (b *LeakyBucket) Acquire(n float64) bool { return b.acquire(b.s.now(), n) }
+// TryAcquire adds n to the level if it fits under the capacity now, and
+// reports whether it did. It never blocks, and fails while callers wait in
+// Acquire (they are served first) and for n < 1.
+func (b *LeakyBucket) TryAcquire(n int) bool { return b.tryAcquire(b.s.now(), n) }
 
-// AcquireAt is Acquire at time now.
-func (b *LeakyBucket) AcquireAt(now time.Time, n float64) bool { return b.acquire(b.s.ticks(now), n) }
+// TryAcquireAt is TryAcquire at time now.
+func (b *LeakyBucket) TryAcquireAt(now time.Time, n int) bool {
+	return b.tryAcquire(b.s.ticks(now), n)
+}
 
-func (b *LeakyBucket) acquire(now int64, n float64) bool {
-	if !(n > 0) || n > b.s.cfg.Load().capacity || b.s.isClosed() {
+func (b *LeakyBucket) tryAcquire(now int64, n int) bool {
+	f := float64(n)
+	if n < 1 || f > b.s.cfg.Load().capacity || b.s.isClosed() {
 		return false
 	}
 	if !b.manual {
@@ -263,26 +272,27 @@ func (b *LeakyBucket) acquire(now int64, n float64) bool {
 	if b.s.waiters.Load() != 0 {
 		return false
 	}
-	_, ok := b.s.take(now, n)
+	_, ok := b.s.take(now, f)
 	return ok
 }
 
-// Wait adds n to the level, waiting in order behind earlier callers until
-// it fits, and returns how long it really waited. n larger than the
-// capacity can never fit and is an error at once. If ctx ends first, Wait
-// adds nothing and returns ctx.Err(); after Close it returns ErrClosed.
-func (b *LeakyBucket) Wait(ctx context.Context, n float64) (time.Duration, error) {
+// Acquire adds n to the level, waiting in order behind earlier callers
+// until it fits, and returns how long it really waited. n larger than the
+// capacity can never fit and is an error at once, as is n < 1. If ctx ends
+// first, Acquire adds nothing and returns ctx.Err(); after Close it
+// returns ErrClosed.
+func (b *LeakyBucket) Acquire(ctx context.Context, n int) (time.Duration, error) {
 	if err := checkAmount(n); err != nil {
 		return 0, err
 	}
-	if c := b.s.cfg.Load().capacity; n > c {
+	if c := b.s.cfg.Load().capacity; float64(n) > c {
 		return 0, invalid("n", n, fmt.Sprintf("≤ capacity (%g): it can never fit", c))
 	}
 	if b.s.isClosed() {
 		return 0, ErrClosed
 	}
 	start := b.s.clock.Now()
-	err := b.s.wait(ctx, n)
+	err := b.s.wait(ctx, float64(n))
 	return b.s.clock.Now().Sub(start), err
 }
 
@@ -369,8 +379,9 @@ func (b *LeakyBucket) SetLeak(leak float64) error {
 	return nil
 }
 
-// Close makes every waiting and future Wait return ErrClosed and every
-// Acquire fail: the seed's context exit, which stops the bucket.
+// Close makes every waiting and future Acquire return ErrClosed and every
+// TryAcquire fail: asyncutils.buckets (Python)'s context exit, which stops
+// the bucket.
 func (b *LeakyBucket) Close() { b.s.close() }
 
 // give takes n back off the level (an acquire that was not used).

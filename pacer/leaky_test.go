@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
-func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *testutil.Clock) {
+func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *pacertest.Clock) {
 	t.Helper()
-	clk := testutil.NewClock(t0)
+	clk := pacertest.NewClock(t0)
 	c.Clock = clk
 	b, err := pacer.NewLeakyBucket(c)
 	if err != nil {
@@ -24,35 +24,35 @@ func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *testutil.
 
 const tick = 100 * time.Millisecond
 
-// The seed's bucket starts full, so the first acquires after creation fail.
+// The bucket of asyncutils.buckets (Python) starts full, so the first acquires after creation fail.
 func TestSeedBugStartsFull(t *testing.T) {
 	t.Parallel()
 	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 10, Leak: 1, Manual: true})
 	if got := b.LevelAt(t0); got != 0 {
 		t.Fatalf("LevelAt(t0) = %v on a new bucket, want 0", got)
 	}
-	if !b.AcquireAt(t0, 10) {
-		t.Fatal("AcquireAt(t0, capacity) = false on a new bucket, want true: it starts empty")
+	if !b.TryAcquireAt(t0, 10) {
+		t.Fatal("TryAcquireAt(t0, capacity) = false on a new bucket, want true: it starts empty")
 	}
-	if b.AcquireAt(t0, 0.01) {
-		t.Fatal("AcquireAt(t0, 0.01) = true on a full bucket")
+	if b.TryAcquireAt(t0, 1) {
+		t.Fatal("TryAcquireAt(t0, 1) = true on a full bucket")
 	}
 }
 
-// The seed adapts the factor on every call, so its pace depends on how
+// asyncutils.buckets (Python) adapts the factor on every call, so its pace depends on how
 // often it is called. Here it adapts once per period whatever the calls.
 func TestSeedBugAdaptsPerCall(t *testing.T) {
 	t.Parallel()
 	// Empty bucket: fill ratio 0 ≤ lbound 0.3, so each period multiplies
 	// the factor by the catch-all row's lfactor, 1.4.
-	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 10, Leak: 0.001})
+	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 100, Leak: 0.001})
 	for i := 0; i < 1000; i++ {
 		if f := b.FactorAt(t0.Add(tick / 2)); f != 1 {
 			t.Fatalf("call %d within the first period: factor %v, want 1", i, f)
 		}
 	}
-	for i := 0; i < 1000; i++ {
-		b.AcquireAt(t0.Add(tick/2), 0.000001)
+	for i := 0; i < 20; i++ { // fill ratio 0.2, still ≤ lbound
+		b.TryAcquireAt(t0.Add(tick/2), 1)
 	}
 	if f := b.FactorAt(t0.Add(tick)); f != 1.4 {
 		t.Fatalf("after one period the factor is %v, want 1.4", f)
@@ -67,13 +67,17 @@ func TestSeedBugAdaptsPerCall(t *testing.T) {
 func holdLevel(t *testing.T, capacity, ratio float64) *pacer.LeakyBucket {
 	t.Helper()
 	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: capacity, Leak: 1e-6 * capacity})
-	if ratio > 0 && !b.AcquireAt(t0, ratio*capacity) {
+	n := int(math.Round(ratio * capacity))
+	if float64(n) != ratio*capacity {
+		t.Fatalf("fill %v × capacity %v is not a whole number of tokens", ratio, capacity)
+	}
+	if ratio > 0 && !b.TryAcquireAt(t0, n) {
 		t.Fatalf("could not fill to %v", ratio)
 	}
 	return b
 }
 
-// The seed's factor, once above 1, never comes back down in the middle
+// In asyncutils.buckets (Python) the factor, once above 1, never comes back down in the middle
 // band. Here it returns to exactly 1 from both sides.
 func TestSeedBugNeverReturnsFromAbove(t *testing.T) {
 	t.Parallel()
@@ -95,7 +99,7 @@ func TestSeedBugNeverReturnsFromAbove(t *testing.T) {
 	}
 }
 
-// The seed stops adapting within 1 % of a bound, so the factor strands
+// asyncutils.buckets (Python) stops adapting within 1 % of a bound, so the factor strands
 // short of it. Here it reaches the bounds exactly.
 func TestSeedBugDeadZoneNearBounds(t *testing.T) {
 	t.Parallel()
@@ -115,12 +119,12 @@ func TestSeedBugDeadZoneNearBounds(t *testing.T) {
 	}
 }
 
-// The seed applies a new factor to the time elapsed before the change.
+// asyncutils.buckets (Python) applies a new factor to the time elapsed before the change.
 // Here the level is settled at the old factor first.
 func TestSeedBugFactorChangeActsOnElapsedTime(t *testing.T) {
 	t.Parallel()
 	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 10, Leak: 1, Manual: true})
-	b.AcquireAt(t0, 10)
+	b.TryAcquireAt(t0, 10)
 	at5 := t0.Add(5 * time.Second)
 	if got := b.LevelAt(at5); got != 5 {
 		t.Fatalf("level after 5s at 1/s = %v, want 5", got)
@@ -136,7 +140,7 @@ func TestSeedBugFactorChangeActsOnElapsedTime(t *testing.T) {
 	}
 }
 
-// The seed divides by zero on a zero capacity, leak or factor, and takes
+// asyncutils.buckets (Python) divides by zero on a zero capacity, leak or factor, and takes
 // bad numbers silently. Here every one is an error naming the field.
 func TestSeedBugDivideByZero(t *testing.T) {
 	t.Parallel()
@@ -163,11 +167,11 @@ func TestSeedBugDivideByZero(t *testing.T) {
 	b, _ := newLeaky(t, pacer.LeakyConfig{Capacity: 1, Leak: 1})
 	checkInvalid(t, b.SetFactor(0), "factor")
 	checkInvalid(t, b.SetFactor(math.Inf(1)), "factor")
-	_, err := b.Wait(context.Background(), -1)
+	_, err := b.Acquire(context.Background(), -1)
 	checkInvalid(t, err, "n")
 }
 
-// The seed takes an ADJMAP without a row for small capacities and then
+// asyncutils.buckets (Python) takes an ADJMAP without a row for small capacities and then
 // never adapts them. Here it is rejected, as is one not descending.
 func TestSeedBugAdjMapWithoutCatchAll(t *testing.T) {
 	t.Parallel()
@@ -196,11 +200,11 @@ func TestAdjMapTiersAndBands(t *testing.T) {
 		// row 128: 0.23, 1.2, 0.77, 0.81
 		{200, 0.20, 1.2}, {200, 0.50, 1}, {200, 0.80, 0.81},
 		// catch-all row 0: 0.3, 1.4, 0.7, 0.73
-		{10, 0.20, 1.4}, {10, 0.50, 1}, {10, 0.75, 0.73},
+		{10, 0.20, 1.4}, {10, 0.50, 1}, {20, 0.75, 0.73},
 		// lbound itself belongs to the lower band (the level only falls
 		// before the period ends, so ubound cannot be held exactly)
-		{10, 0.30, 1.4}, {10, 0.7001, 0.73},
-		{256, 0.10, 1.1}, {255, 0.20, 1.2},
+		{10, 0.30, 1.4}, {100, 0.71, 0.73},
+		{256, 0.125, 1.1}, {255, 0.20, 1.2},
 	}
 	for _, tc := range cases {
 		b := holdLevel(t, tc.capacity, tc.ratio)
@@ -213,20 +217,20 @@ func TestAdjMapTiersAndBands(t *testing.T) {
 func TestLeakyWaitReturnsTimeWaited(t *testing.T) {
 	t.Parallel()
 	b, clk := newLeaky(t, pacer.LeakyConfig{Capacity: 2, Leak: 10, Manual: true})
-	b.AcquireAt(t0, 2)
+	b.TryAcquireAt(t0, 2)
 	type result struct {
 		d   time.Duration
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() { d, err := b.Wait(context.Background(), 1); ch <- result{d, err} }()
+	go func() { d, err := b.Acquire(context.Background(), 1); ch <- result{d, err} }()
 	clk.WaitTimers(1)
 	clk.Advance(ms(100))
 	r := <-ch
 	if r.err != nil || r.d != ms(100) {
 		t.Fatalf("Wait(1) = %v, %v; want 100ms, nil", r.d, r.err)
 	}
-	_, err := b.Wait(context.Background(), 3)
+	_, err := b.Acquire(context.Background(), 3)
 	checkInvalid(t, err, "n")
 }
 
@@ -235,9 +239,9 @@ func TestLeakyWaitAdaptsWhileWaiting(t *testing.T) {
 	// Full bucket, adaptive: the factor falls each period (ratio ≥ 0.7),
 	// so a waiter's due time moves out as it waits.
 	b, clk := newLeaky(t, pacer.LeakyConfig{Capacity: 1, Leak: 1})
-	b.AcquireAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := make(chan time.Duration, 1)
-	go func() { d, _ := b.Wait(context.Background(), 1); ch <- d }()
+	go func() { d, _ := b.Acquire(context.Background(), 1); ch <- d }()
 	for clk.Now().Sub(t0) < time.Minute {
 		select {
 		case d := <-ch:
@@ -274,15 +278,15 @@ func TestLeakyFactorLocked(t *testing.T) {
 func TestLeakyClose(t *testing.T) {
 	t.Parallel()
 	b, clk := newLeaky(t, pacer.LeakyConfig{Capacity: 1, Leak: 1, Manual: true})
-	b.AcquireAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := make(chan error, 1)
-	go func() { _, err := b.Wait(context.Background(), 1); ch <- err }()
+	go func() { _, err := b.Acquire(context.Background(), 1); ch <- err }()
 	clk.WaitTimers(1)
 	b.Close()
 	if err := <-ch; !errors.Is(err, pacer.ErrClosed) {
-		t.Fatalf("Wait after Close = %v, want ErrClosed", err)
+		t.Fatalf("Acquire after Close = %v, want ErrClosed", err)
 	}
-	if b.Acquire(0.1) {
-		t.Fatal("Acquire succeeded on a closed bucket")
+	if b.TryAcquire(1) {
+		t.Fatal("TryAcquire succeeded on a closed bucket")
 	}
 }

@@ -10,14 +10,41 @@ import (
 	"time"
 )
 
+// Defaults of Config's optional fields. A config loader uses these rather
+// than literals, so that the library and the CLI share one default.
+const (
+	// DefaultBurst is Config.Burst's default, in jobs.
+	DefaultBurst = 1
+	// DefaultBacklogTarget is Config.BacklogTarget's default: BacklogHigh
+	// is then ten seconds of work at the base pace.
+	DefaultBacklogTarget = 10 * time.Second
+	// DefaultControllerPeriod is Config.Period's default, the controller's
+	// sample period. It is not a LeakyBucket's adaptation period,
+	// DefaultAdaptPeriod.
+	DefaultControllerPeriod = time.Second
+	// DefaultCut is Config.Cut's default: pushback before any good rate
+	// is measured halves the pace.
+	DefaultCut = 0.5
+	// DefaultRetryAfter is Config.DefaultRetryAfter's default: the
+	// retry-after of a Throttled outcome that gives none.
+	DefaultRetryAfter = time.Second
+	// DefaultPauseAfter is Config.PauseAfter's default: a retry-after of
+	// 5s or more pauses the whole queue.
+	DefaultPauseAfter = 5 * time.Second
+	// DefaultStormShare is Config.StormShare's default: half the outcomes
+	// of the last second throttled is a storm.
+	DefaultStormShare = 0.5
+)
+
 // Config configures a Pacer. Rate is required; every other field has a
-// default, given in its doc.
+// default, given in its doc. New checks every field and returns a
+// *FieldError naming the first bad one.
 type Config struct {
 	// Rate is the hard ceiling in jobs per second: no window of dispatches
 	// holds more than Burst + Rate × its length. Required.
 	Rate float64 `toml:"rate"`
 	// Burst is the ceiling's burst in jobs: the most dispatched at once
-	// after idle time. The default value is 1.
+	// after idle time. The default value is DefaultBurst (1).
 	Burst float64 `toml:"burst"`
 	// Base is the smooth base pace in jobs per second, which the
 	// controller's factor multiplies. It must not exceed Rate. The default
@@ -27,52 +54,57 @@ type Config struct {
 	// at most Burst. The default value is Burst.
 	BaseBurst float64 `toml:"base_burst"`
 	// MinFactor and MaxFactor bound the factor. The factor also never
-	// takes Base × factor above Rate. The default values are 0.1 and 10.
+	// takes Base × factor above Rate. The default values are
+	// DefaultMinFactor (0.1) and DefaultMaxFactor (10).
 	MinFactor float64 `toml:"min_factor"`
 	MaxFactor float64 `toml:"max_factor"`
 	// MaxInFlight caps the permits held at once (acquired, not yet Done).
 	// The default value, 0, means no cap.
 	MaxInFlight int `toml:"max_in_flight"`
 	// Probe reads the queue's backlog for the controller. The default
-	// value, nil, means no backlog: the controller then only recovers the
-	// factor after pushback.
+	// value, nil, means no backlog: the pace is then the base pace, or
+	// less after pushback.
 	Probe Probe `toml:"-"`
 	// Limiter, if set, is obeyed after the pace: a limit shared with
 	// other processes, say. The default value, nil, means none.
 	Limiter Limiter `toml:"-"`
 	// BacklogHigh is the backlog, in jobs, at which the pressure is
-	// highest. The default value is BacklogTarget × Base.
+	// highest. The default value is BacklogTarget × Base, derived again
+	// when SetBase changes Base.
 	BacklogHigh float64 `toml:"backlog_high"`
 	// BacklogTarget is BacklogHigh given as seconds of work at the base
-	// pace. The default value is 10s.
+	// pace. The default value is DefaultBacklogTarget (10s).
 	BacklogTarget time.Duration `toml:"backlog_target"`
 	// AdjMap is the rule the controller applies each period to the
 	// pressure ratio r = 1 − min(1, backlog ÷ BacklogHigh), with the row
 	// chosen by BaseBurst: r ≤ LBound (deep backlog) multiplies the factor
 	// by LFactor; r ≥ UBound (shallow) lets a factor above 1 sink back by
-	// UFactor; in between the factor holds (hysteresis). A factor below 1
-	// (after pushback) recovers by 1/UFactor a period unless the backlog
-	// is deep. The default value is DefaultAdjMap().
+	// UFactor; in between the factor holds (hysteresis). This factor never
+	// goes under 1: backlog alone never slows the pace below Base; only
+	// pushback does (see Done). The default value is DefaultAdjMap().
 	AdjMap []AdjRow `toml:"adjmap"`
-	// Period is the controller's sample period. The default value is 1s.
+	// Period is the controller's sample period. The default value is
+	// DefaultControllerPeriod (1s).
 	Period time.Duration `toml:"period"`
 	// Cut multiplies the pace on pushback when the good rate cannot be
 	// measured yet (less than 200ms of outcomes); otherwise the pace drops
 	// to just under the good rate measured (see docs/capacity.md). The
-	// default value is 0.5.
+	// default value is DefaultCut (0.5).
 	Cut float64 `toml:"cut"`
 	// DefaultRetryAfter is the retry-after of a Throttled outcome that
-	// gives none. The default value is 1s.
+	// gives none. The default value is DefaultRetryAfter
+	// (1s).
 	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
 	// PauseAfter is the shortest retry-after that pauses the whole queue
 	// until it ends. A shorter one only lowers the pace: the throttled job
 	// waits its own retry-after (its adapter retries it then) and the
-	// others go on at the lower pace. The default value is 5s.
+	// others go on at the lower pace. The default value is
+	// DefaultPauseAfter (5s).
 	PauseAfter time.Duration `toml:"pause_after"`
 	// StormShare is the share of throttled outcomes over the last second
 	// (at least 5 of them) that makes a storm: the downstream is
 	// overwhelmed, and the queue pauses for the retry-after however short.
-	// The default value is 0.5.
+	// The default value is DefaultStormShare (0.5).
 	StormShare float64 `toml:"storm_share"`
 	// LatencyTarget, if set, makes latency soft pushback: when more than
 	// a tenth of the jobs dispatched since the last cut take longer than
@@ -96,7 +128,7 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Burst == 0 {
-		c.Burst = 1
+		c.Burst = DefaultBurst
 	}
 	if err := positive("burst", c.Burst); err != nil {
 		return err
@@ -123,10 +155,10 @@ func (c *Config) fill() error {
 		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
 	}
 	if c.BacklogTarget < 0 {
-		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: 10s)")
+		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
 	}
 	if c.BacklogTarget == 0 {
-		c.BacklogTarget = 10 * time.Second
+		c.BacklogTarget = DefaultBacklogTarget
 	}
 	c.highDerived = c.BacklogHigh == 0
 	if c.highDerived {
@@ -136,34 +168,34 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Period == 0 {
-		c.Period = time.Second
+		c.Period = DefaultControllerPeriod
 	}
 	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: 1s)")
+		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
 	}
 	if c.Cut == 0 {
-		c.Cut = 0.5
+		c.Cut = DefaultCut
 	}
 	if math.IsNaN(c.Cut) || c.Cut <= 0 || c.Cut > 1 {
 		return invalid("cut", c.Cut, "in (0, 1]")
 	}
 	if c.DefaultRetryAfter == 0 {
-		c.DefaultRetryAfter = time.Second
+		c.DefaultRetryAfter = DefaultRetryAfter
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: 1s)")
+		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
 	}
 	if c.PauseAfter == 0 {
-		c.PauseAfter = 5 * time.Second
+		c.PauseAfter = DefaultPauseAfter
 	}
 	if c.PauseAfter < 0 {
-		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: 5s)")
+		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: DefaultPauseAfter, 5s)")
 	}
 	if c.StormShare == 0 {
-		c.StormShare = 0.5
+		c.StormShare = DefaultStormShare
 	}
 	if math.IsNaN(c.StormShare) || c.StormShare < 0 || c.StormShare > 1 {
-		return invalid("storm_share", c.StormShare, "in (0, 1] (0: 0.5)")
+		return invalid("storm_share", c.StormShare, "in (0, 1] (0: DefaultStormShare, 0.5)")
 	}
 	if c.LatencyTarget < 0 {
 		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no target)")
@@ -180,9 +212,11 @@ const maxPause = 24 * time.Hour
 // Pacer is what a worker asks before it takes a job: it composes a manual
 // LeakyBucket (the base pace, Base × factor, whose factor the controller
 // sets), the ceiling (Rate, Burst) and an in-flight cap. Acquire waits for
-// a slot and the pace; Permit.Done reports the job's outcome. Run drives
-// the controller that moves the factor with the backlog and cuts it on
-// pushback.
+// a slot and the pace; Permit.Done reports the job's outcome. The pace is
+// the lowest of three: the ceiling; what the backlog rule asks (Run moves
+// its factor with the backlog); and the downstream's capacity as the
+// pacer has learned it from pushback and latency, which it probes back up
+// and past (docs/capacity.md). Stats.Reason says which one it is.
 //
 // The ceiling is enforced by construction rather than by a second bucket
 // in series: the factor is clamped so that Base × factor ≤ Rate, and
@@ -204,9 +238,10 @@ type Pacer struct {
 	throttled   atomic.Uint64
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
-	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
-	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
-	nextSample  atomic.Int64 // base ticks of the next sample; written under mu
+	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
+	pauseStart  atomic.Int64  // base ticks at which the last pause began; written under mu
+	cutAt       atomic.Int64  // base ticks of the last cut; written under mu
+	nextSample  atomic.Int64  // base ticks of the next sample; written under mu
 	latN        atomic.Uint64
 	latSlow     atomic.Uint64 // of latN, jobs slower than LatencyTarget
 	latSum      atomic.Uint64 // latency of latN's jobs, nanoseconds
@@ -247,76 +282,94 @@ func New(c Config) (*Pacer, error) {
 	return p, nil
 }
 
-// Permit is the right to run n jobs, given by Acquire. Call Done exactly
-// once when the jobs are finished.
+// Permit is the right to run n jobs, given by Acquire and TryAcquire.
+// Call Done once when the jobs are finished, or Cancel if they never ran.
+//
+// A Permit is a pointer with an atomic state, like x/time/rate's
+// *Reservation: Done, Cancel and CancelN are safe to call from several
+// goroutines, and only the first Done or Cancel takes effect. A second one
+// is a no-op counted in Stats.PermitMisuse, so a permit given back twice
+// can never free an in-flight slot it does not hold. The methods of a nil
+// *Permit do nothing.
 type Permit struct {
 	p  *Pacer
-	n  int
-	at int64 // base ticks at dispatch
+	at int64        // base ticks at dispatch
+	n  atomic.Int64 // jobs the permit still holds; 0 once Done or fully cancelled
 }
 
-// N returns the number of jobs the permit admits.
-func (pm Permit) N() int { return pm.n }
+// N returns the number of jobs the permit admits now: n at Acquire, less
+// what CancelN gave back, and 0 once Done or Cancel has been called.
+func (pm *Permit) N() int {
+	if pm == nil {
+		return 0
+	}
+	return int(pm.n.Load())
+}
 
 // Acquire waits until n jobs may start: a free in-flight slot, then the
 // pace (and the Limiter, if any), each first come first served. It
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
-// Close.
-func (p *Pacer) Acquire(ctx context.Context, n int) (Permit, error) {
+// Close. It is safe for concurrent use.
+func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 	if n < 1 {
-		return Permit{}, invalid("n", n, "≥ 1")
+		return nil, invalid("n", n, "an integer ≥ 1")
 	}
 	if p.base.s.isClosed() {
-		return Permit{}, ErrClosed
+		return nil, ErrClosed
 	}
 	if p.slots != nil {
 		if n > p.cfg.MaxInFlight {
-			return Permit{}, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
+			return nil, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
 		}
 		if err := p.slots.acquire(ctx, n, p.base.s.closed); err != nil {
-			return Permit{}, err
+			return nil, err
 		}
 	}
 	f := float64(n)
 	if err := p.base.s.wait(ctx, f); err != nil {
 		p.releaseSlots(n)
-		return Permit{}, err
+		return nil, err
 	}
 	if p.cfg.Limiter != nil {
 		if err := p.cfg.Limiter.Wait(ctx, n); err != nil {
 			p.base.give(f)
 			p.releaseSlots(n)
-			return Permit{}, err
+			return nil, err
 		}
 	}
-	p.inFlight.Add(int64(n))
-	p.dispatched.Add(uint64(n))
-	return Permit{p: p, n: n, at: p.base.s.now()}, nil
+	return p.grant(n, p.base.s.now()), nil
 }
 
 // TryAcquire is Acquire without waiting: it returns a permit for n jobs
-// and true if they may start now, or false and takes nothing. It fails
-// while callers wait in Acquire, and always with a Config.Limiter, which
-// can only wait.
-func (p *Pacer) TryAcquire(n int) (Permit, bool) {
+// and true if they may start now, or nil and false and takes nothing. It
+// never blocks. It fails while callers wait in Acquire, and always with a
+// Config.Limiter, which can only wait.
+func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
-		return Permit{}, false
+		return nil, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
-		return Permit{}, false
+		return nil, false
 	}
 	now := p.base.s.now()
 	if p.base.s.waiters.Load() != 0 {
 		p.releaseSlots(n)
-		return Permit{}, false
+		return nil, false
 	}
 	if _, ok := p.base.s.take(now, float64(n)); !ok {
 		p.releaseSlots(n)
-		return Permit{}, false
+		return nil, false
 	}
+	return p.grant(n, now), true
+}
+
+// grant counts n jobs dispatched at now and returns their permit.
+func (p *Pacer) grant(n int, now int64) *Permit {
 	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))
-	return Permit{p: p, n: n, at: now}, true
+	pm := &Permit{p: p, at: now}
+	pm.n.Store(int64(n))
+	return pm
 }
 
 func (p *Pacer) releaseSlots(n int) {
@@ -331,30 +384,67 @@ func (p *Pacer) releaseSlots(n int) {
 // event: throttled outcomes of jobs dispatched before the last cut add
 // nothing to it. A retry-after of at least PauseAfter, or a storm, also
 // pauses dispatch until the retry-after ends. See docs/capacity.md.
-func (pm Permit) Done(outcome error) {
-	p := pm.p
-	if p == nil {
+//
+// Only the first Done or Cancel counts: a later one does nothing but add
+// one to Stats.PermitMisuse. Done never blocks.
+func (pm *Permit) Done(outcome error) {
+	if pm == nil || pm.p == nil {
 		return
 	}
-	p.inFlight.Add(-int64(pm.n))
-	p.releaseSlots(pm.n)
-	p.observe(pm.at, pm.n, outcome)
+	p := pm.p
+	n := pm.n.Swap(0)
+	if n == 0 {
+		p.misuse.Add(1)
+		return
+	}
+	p.inFlight.Add(-n)
+	p.releaseSlots(int(n))
+	p.observe(pm.at, int(n), outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
 // or a fetch brought fewer jobs than the permit admits): its tokens go back
-// to the pace, and to the Limiter if it is a Refunder, and it counts as
-// neither dispatched nor done. Call it instead of Done, at most once.
-func (pm Permit) Cancel() { pm.CancelN(pm.n) }
-
-// CancelN gives back k of the permit's n jobs and keeps the rest, so that
-// Done then reports the other n−k: Done on the returned Permit. A k outside
-// [1, n] gives back nothing and returns pm.
-func (pm Permit) CancelN(k int) Permit {
-	p := pm.p
-	if p == nil || k < 1 || k > pm.n {
-		return pm
+// to the pace, and to the Limiter if it is a Refunder, and they count as
+// neither dispatched nor done. Call it instead of Done. Only the first
+// Done or Cancel counts: a later one does nothing but add one to
+// Stats.PermitMisuse. Cancel never blocks.
+func (pm *Permit) Cancel() {
+	if pm == nil || pm.p == nil {
+		return
 	}
+	if n := pm.n.Swap(0); n > 0 {
+		pm.p.giveBack(int(n))
+	} else {
+		pm.p.misuse.Add(1)
+	}
+}
+
+// CancelN gives back k of the permit's jobs and keeps the rest, changing
+// the permit in place: Done then reports the other N()−k. CancelN(N()) is
+// Cancel. A k outside [1, N()], or a permit already Done or cancelled,
+// gives back nothing and counts as a misuse in Stats.PermitMisuse. It is
+// safe to call concurrently with Done and Cancel: the jobs given back and
+// the jobs reported never add up to more than the permit held.
+func (pm *Permit) CancelN(k int) {
+	if pm == nil || pm.p == nil {
+		return
+	}
+	for {
+		n := pm.n.Load()
+		if k < 1 || int64(k) > n {
+			pm.p.misuse.Add(1)
+			return
+		}
+		if pm.n.CompareAndSwap(n, n-int64(k)) {
+			pm.p.giveBack(k)
+			return
+		}
+	}
+}
+
+// giveBack returns k jobs that never ran: to the pace, to the Limiter if it
+// is a Refunder, to the in-flight cap, and off the dispatched count.
+func (p *Pacer) giveBack(k int) {
 	p.base.give(float64(k))
 	if r, ok := p.cfg.Limiter.(Refunder); ok {
 		r.Refund(k)
@@ -362,11 +452,6 @@ func (pm Permit) CancelN(k int) Permit {
 	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)
-	pm.n -= k
-	if pm.n == 0 {
-		pm.p = nil
-	}
-	return pm
 }
 
 // maxFactor is the highest factor allowed: MaxFactor, and Base × factor
@@ -384,10 +469,11 @@ func (p *Pacer) setFactor(f float64) {
 }
 
 // Run runs the controller until ctx ends, then returns nil. Every Period it
-// reads the Probe (if any) and moves the factor: up while the backlog is
-// deep, back toward 1 as it drains and after pushback. A probe error keeps
-// the factor as it is and is counted in Stats.ProbeErrors. Without Run the
-// factor never recovers from a cut.
+// reads the Probe (if any) and moves the backlog rule's factor: up while
+// the backlog is deep, back toward 1 as it drains. A probe error keeps the
+// factor as it is and is counted in Stats.ProbeErrors. The capacity probe
+// after pushback moves with outcomes (every 100ms while jobs finish) and
+// at each Step; without Run and without outcomes it stands still.
 func (p *Pacer) Run(ctx context.Context) error {
 	clock := p.base.s.clock
 	for {
@@ -517,6 +603,10 @@ type Stats struct {
 	Goodput     float64   // jobs done (succeeded or failed) per second over the last second
 	Capacity    float64   // the downstream's estimated capacity, jobs per second; 0 while no pushback limits the pace
 	Cuts        uint64    // pace cuts by pushback or latency, one per event
+	// PermitMisuse counts the calls on a Permit that did nothing: Done or
+	// Cancel after the first Done or Cancel, and CancelN of more jobs than
+	// the permit holds. It is a caller bug; the pacer's counts stay right.
+	PermitMisuse uint64
 }
 
 // Stats returns a snapshot of the pacer's state and counters.
@@ -531,6 +621,7 @@ func (p *Pacer) Stats() Stats {
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
 		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
+		PermitMisuse: p.misuse.Load(),
 	}
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)

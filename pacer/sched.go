@@ -28,7 +28,7 @@ import (
 type sched struct {
 	// Read on every take, written rarely: kept off zero's cache line so
 	// that concurrent takers do not miss on them each time zero moves.
-	waiters atomic.Int64 // blocking takers queued; TryTake fails while any wait
+	waiters atomic.Int64 // blocking takers queued; TryAcquire fails while any wait
 	cfg     atomic.Pointer[schedCfg]
 	credit  atomic.Pointer[credit]
 	busy    atomic.Int64 // ticks at which the queue last became non-empty

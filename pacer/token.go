@@ -6,8 +6,9 @@ import (
 )
 
 // TokenBucket is a token bucket: it refills continuously at Rate tokens per
-// second up to Capacity and starts full. It is the hard ceiling of a Pacer,
-// and can be used alone.
+// second up to Capacity and starts full. It stands alone: a Pacer does not
+// use one (its ceiling is a clamp on the base pace, see Pacer), and the
+// worker uses one to pace a load generator.
 //
 // It paces by a schedule of due times rather than by a balance, so it is
 // exact at every rate up to MaxRate: a caller that keeps asking gets
@@ -18,12 +19,13 @@ import (
 // a waiter that woke d late lets the takers right after it (within 2d +
 // 5ms) take the d × Rate tokens that fell due while it overslept. So over
 // any window W no more than Capacity + Rate × (W + d) pass, d being the
-// timer's lateness (about 1ms here); with explicit times (TryTakeAt) no
+// timer's lateness (about 1ms here); with explicit times (TryAcquireAt) no
 // more than Capacity + Rate × W.
 //
-// TryTake is the fast path: it never blocks, allocates nothing, and fails
-// while blocking takers are queued so that they are served in order. Take
-// waits. All methods are safe for concurrent use.
+// Its words are the Pacer's and the LeakyBucket's: TryAcquire is the fast
+// path, it never blocks, allocates nothing, and fails while callers are
+// queued in Acquire so that they are served in order; Acquire waits. All
+// methods are safe for concurrent use.
 type TokenBucket struct {
 	s sched
 }
@@ -47,45 +49,47 @@ func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
 	return b, nil
 }
 
-// TryTake takes n tokens if they are there now and reports whether it did.
-// It fails, taking nothing, while other callers wait in Take, and for any n
-// larger than the capacity or not > 0. It never blocks.
-func (b *TokenBucket) TryTake(n float64) bool {
-	return b.tryTake(b.s.now(), n)
+// TryAcquire takes n tokens if they are there now and reports whether it
+// did. It fails, taking nothing, while other callers wait in Acquire, and
+// for any n larger than the capacity or below 1. It never blocks.
+func (b *TokenBucket) TryAcquire(n int) bool {
+	return b.tryAcquire(b.s.now(), n)
 }
 
-// tryTake is the fast path: nothing while others wait, nothing above the
-// capacity, and nothing for n not > 0.
-func (b *TokenBucket) tryTake(now int64, n float64) bool {
-	if b.s.waiters.Load() != 0 || !(n > 0) || n > b.s.cfg.Load().capacity {
+// tryAcquire is the fast path: nothing while others wait, nothing above
+// the capacity, and nothing for n < 1.
+func (b *TokenBucket) tryAcquire(now int64, n int) bool {
+	f := float64(n)
+	if b.s.waiters.Load() != 0 || n < 1 || f > b.s.cfg.Load().capacity {
 		return false
 	}
-	_, ok := b.s.take(now, n)
+	_, ok := b.s.take(now, f)
 	return ok
 }
 
-// TryTakeAt is TryTake at time now, for callers that keep their own time
-// (tests, simulations). Times count from the bucket's clock at creation,
-// when it was full. now must not go backwards across calls; a time before
-// the last take finds no tokens.
-func (b *TokenBucket) TryTakeAt(now time.Time, n float64) bool {
-	return b.tryTake(b.s.ticks(now), n)
+// TryAcquireAt is TryAcquire at time now, for callers that keep their own
+// time (tests, simulations). Times count from the bucket's clock at
+// creation, when it was full. now must not go backwards across calls; a
+// time before the last take finds no tokens.
+func (b *TokenBucket) TryAcquireAt(now time.Time, n int) bool {
+	return b.tryAcquire(b.s.ticks(now), n)
 }
 
-// Take takes n tokens, waiting until they are there. Waiters are served in
-// the order they called. If ctx ends first, Take returns ctx.Err() and
-// takes nothing, and the waiters behind it move up. n larger than the
-// capacity is allowed: Take waits until the bucket has refilled n tokens in
-// all and leaves it empty (as the seed's consume does). Take returns
-// ErrClosed after Close.
-func (b *TokenBucket) Take(ctx context.Context, n float64) error {
+// Acquire takes n tokens, waiting until they are there. Waiters are served
+// in the order they called. If ctx ends first, Acquire returns ctx.Err()
+// and takes nothing, and the waiters behind it move up. n larger than the
+// capacity is allowed: Acquire waits until the bucket has refilled n
+// tokens in all and leaves it empty (as asyncutils.buckets (Python)'s
+// consume does). Acquire returns ErrClosed after Close, and an error
+// wrapping ErrInvalid for n < 1.
+func (b *TokenBucket) Acquire(ctx context.Context, n int) error {
 	if err := checkAmount(n); err != nil {
 		return err
 	}
 	if b.s.isClosed() {
 		return ErrClosed
 	}
-	return b.s.wait(ctx, n)
+	return b.s.wait(ctx, float64(n))
 }
 
 // Tokens returns the tokens in the bucket now.
@@ -138,6 +142,6 @@ func (b *TokenBucket) SetCapacityAt(now time.Time, capacity float64) error {
 	return nil
 }
 
-// Close makes every waiting and future Take return ErrClosed. TryTake keeps
-// working.
+// Close makes every waiting and future Acquire return ErrClosed.
+// TryAcquire keeps working.
 func (b *TokenBucket) Close() { b.s.close() }

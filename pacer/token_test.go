@@ -3,13 +3,14 @@ package pacer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -18,22 +19,22 @@ func ms(n float64) time.Duration { return time.Duration(n * float64(time.Millise
 
 type takeStep struct {
 	at time.Duration // since t0
-	n  float64
+	n  int
 	ok bool
 }
 
 func runTakeSteps(t *testing.T, b *pacer.TokenBucket, steps []takeStep) {
 	t.Helper()
 	for i, s := range steps {
-		if got := b.TryTakeAt(t0.Add(s.at), s.n); got != s.ok {
-			t.Fatalf("step %d: TryTakeAt(t0+%v, %v) = %v, want %v", i, s.at, s.n, got, s.ok)
+		if got := b.TryAcquireAt(t0.Add(s.at), s.n); got != s.ok {
+			t.Fatalf("step %d: TryAcquireAt(t0+%v, %v) = %v, want %v", i, s.at, s.n, got, s.ok)
 		}
 	}
 }
 
-func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *testutil.Clock) {
+func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *pacertest.Clock) {
 	t.Helper()
-	clk := testutil.NewClock(t0)
+	clk := pacertest.NewClock(t0)
 	b, err := pacer.NewTokenBucket(rate, capacity, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -50,21 +51,22 @@ func TestTokenBucketRefillAndBurst(t *testing.T) {
 		{ms(99), 1, false},
 		{ms(100), 1, true},
 		{ms(100), 1, false},
-		{ms(250), 1, true}, // 1.5 tokens had refilled
-		{ms(300), 1, true}, // the half left plus half refilled
-		{ms(300), 0.5, false},
+		{ms(250), 1, true},  // 1.5 tokens had refilled
+		{ms(300), 1, true},  // the half left plus half refilled
+		{ms(399), 1, false}, // 0.99 tokens
+		{ms(400), 1, true},
 		{ms(10_000), 4, false}, // more than the capacity never fits at once
 		{ms(10_000), 3, true},  // idle catch-up is capped at the capacity
-		{ms(10_000), 0.01, false},
+		{ms(10_000), 1, false},
 	})
 }
 
-func TestTokenBucketTryTakeRejectsNonPositive(t *testing.T) {
+func TestTokenBucketTryAcquireRejectsNonPositive(t *testing.T) {
 	t.Parallel()
 	b, _ := newClockBucket(t, 10, 3)
-	for _, n := range []float64{0, -1, math.NaN()} {
-		if b.TryTakeAt(t0, n) {
-			t.Errorf("TryTakeAt(t0, %v) = true, want false", n)
+	for _, n := range []int{0, -1, math.MinInt} {
+		if b.TryAcquireAt(t0, n) {
+			t.Errorf("TryAcquireAt(t0, %v) = true, want false", n)
 		}
 	}
 	if got := b.TokensAt(t0); got != 3 {
@@ -72,10 +74,10 @@ func TestTokenBucketTryTakeRejectsNonPositive(t *testing.T) {
 	}
 }
 
-// start runs Take in a goroutine and returns a channel with its result.
-func start(ctx context.Context, b *pacer.TokenBucket, n float64) <-chan error {
+// start runs Acquire in a goroutine and returns a channel with its result.
+func start(ctx context.Context, b *pacer.TokenBucket, n int) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- b.Take(ctx, n) }()
+	go func() { ch <- b.Acquire(ctx, n) }()
 	return ch
 }
 
@@ -93,17 +95,17 @@ func mustDone(t *testing.T, ch <-chan error, want error) {
 	select {
 	case err := <-ch:
 		if !errors.Is(err, want) {
-			t.Fatalf("Take returned %v, want %v", err, want)
+			t.Fatalf("Acquire returned %v, want %v", err, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Take did not return")
+		t.Fatal("Acquire did not return")
 	}
 }
 
 func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 10, 1)
-	if !b.TryTakeAt(t0, 1) {
+	if !b.TryAcquireAt(t0, 1) {
 		t.Fatal("first take failed on a full bucket")
 	}
 	ctx := context.Background()
@@ -115,8 +117,8 @@ func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	waitQueued(t, b, 2)
 	third := start(ctx, b, 1)
 	waitQueued(t, b, 3)
-	if b.TryTake(1) {
-		t.Fatal("TryTake jumped the queue of waiters")
+	if b.TryAcquire(1) {
+		t.Fatal("TryAcquire jumped the queue of waiters")
 	}
 	clk.Advance(ms(100))
 	mustDone(t, first, nil)
@@ -137,7 +139,7 @@ func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 func TestTokenBucketCancelledWaiterTakesNothing(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 10, 2)
-	if !b.TryTakeAt(t0, 2) {
+	if !b.TryAcquireAt(t0, 2) {
 		t.Fatal("take of the burst failed")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -182,7 +184,7 @@ func TestTokenBucketTakeMoreThanCapacityEndsEmpty(t *testing.T) {
 	}
 	mustDone(t, ch, nil)
 	if got, want := clk.Now().Sub(t0), ms(300); got != want {
-		t.Fatalf("Take(5) on capacity 2 at 10/s finished after %v, want %v", got, want)
+		t.Fatalf("Acquire(5) on capacity 2 at 10/s finished after %v, want %v", got, want)
 	}
 	if got := b.Tokens(); got != 0 {
 		t.Fatalf("Tokens() = %v, want 0", got)
@@ -192,7 +194,7 @@ func TestTokenBucketTakeMoreThanCapacityEndsEmpty(t *testing.T) {
 func TestTokenBucketSetRateMidWait(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1, 1) // one a second
-	b.TryTakeAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	if next, _ := clk.Next(); next != t0.Add(time.Second) {
@@ -218,7 +220,7 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 	got := make(chan int)
 	go func() { // the backlogged caller
 		n := 0
-		for b.Take(ctx, 1) == nil {
+		for b.Acquire(ctx, 1) == nil {
 			n++
 		}
 		got <- n
@@ -232,7 +234,7 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 	clk.WaitTimers(1)
 	cancel()
 	n := <-got
-	for b.TryTake(1) { // fell due, not asked for yet
+	for b.TryAcquire(1) { // fell due, not asked for yet
 		n++
 	}
 	elapsed := clk.Now().Sub(t0)
@@ -247,31 +249,31 @@ func TestTokenBucketLateTimersKeepTheSchedule(t *testing.T) {
 func TestTokenBucketIdleCatchUpCapped(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1000, 5)
-	b.TryTakeAt(t0, 5)
+	b.TryAcquireAt(t0, 5)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	clk.Advance(ms(3)) // woke 2ms late: 2 more fell due
 	mustDone(t, ch, nil)
 	clk.Advance(time.Minute)
 	n := 0
-	for b.TryTake(1) {
+	for b.TryAcquire(1) {
 		n++
 	}
 	if n != 5 {
-		t.Fatalf("after a minute idle TryTake succeeded %d times, want the capacity, 5", n)
+		t.Fatalf("after a minute idle TryAcquire succeeded %d times, want the capacity, 5", n)
 	}
 }
 
 func TestTokenBucketClose(t *testing.T) {
 	t.Parallel()
 	b, clk := newClockBucket(t, 1, 1)
-	b.TryTakeAt(t0, 1)
+	b.TryAcquireAt(t0, 1)
 	ch := start(context.Background(), b, 1)
 	clk.WaitTimers(1)
 	b.Close()
 	mustDone(t, ch, pacer.ErrClosed)
-	if err := b.Take(context.Background(), 1); !errors.Is(err, pacer.ErrClosed) {
-		t.Fatalf("Take after Close = %v, want ErrClosed", err)
+	if err := b.Acquire(context.Background(), 1); !errors.Is(err, pacer.ErrClosed) {
+		t.Fatalf("Acquire after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -302,13 +304,13 @@ func TestTokenBucketValidation(t *testing.T) {
 	b, _ := newClockBucket(t, 1, 1)
 	checkInvalid(t, b.SetRate(math.NaN()), "rate")
 	checkInvalid(t, b.SetCapacity(-1), "capacity")
-	checkInvalid(t, b.Take(context.Background(), 0), "n")
+	checkInvalid(t, b.Acquire(context.Background(), 0), "n")
 	if b.Rate() != 1 || b.Capacity() != 1 {
 		t.Fatalf("a refused setter changed the bucket: rate %v capacity %v", b.Rate(), b.Capacity())
 	}
 }
 
-// waitQueued waits until n callers are queued in b.Take.
+// waitQueued waits until n callers are queued in b.Acquire.
 func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -323,7 +325,7 @@ func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 // waitNext waits until the clock's earliest timer is due at want: a
 // waiter that recomputes its due time stops its old timer and makes a new
 // one in its own goroutine.
-func waitNext(t *testing.T, clk *testutil.Clock, want time.Time) {
+func waitNext(t *testing.T, clk *pacertest.Clock, want time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -343,8 +345,34 @@ func checkInvalid(t *testing.T, err error, field string) {
 	if !errors.Is(err, pacer.ErrInvalid) {
 		t.Fatalf("err = %v, want one wrapping ErrInvalid", err)
 	}
-	if msg := err.Error(); !containsAll(msg, "pacer: ", field+" = ") {
-		t.Fatalf("error %q does not name the field %q and its value", msg, field)
+	var fe *pacer.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v (%T), want a *pacer.FieldError", err, err)
+	}
+	if fe.Field != field {
+		t.Fatalf("error %q names field %q, want %q", err, fe.Field, field)
+	}
+	if want := "pacer: " + field + ": "; !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("error %q does not start with %q", err, want)
+	}
+}
+
+func TestFieldErrorMessage(t *testing.T) {
+	t.Parallel()
+	_, err := pacer.New(pacer.Config{Rate: -1})
+	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number > 0 and ≤ 1e9 per second"; got != want {
+		t.Errorf("New(Config{Rate: -1}) = %q, want %q", got, want)
+	}
+	if !errors.Is(err, pacer.ErrInvalid) {
+		t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+	}
+	var fe *pacer.FieldError
+	if !errors.As(err, &fe) || fe.Field != "rate" || fe.Value != -1.0 {
+		t.Errorf("errors.As(%v) = %+v, want Field rate, Value -1", err, fe)
+	}
+	adapter := &pacer.FieldError{Pkg: "redisbucket", Field: "key", Value: `""`, Want: "a name"}
+	if got, want := adapter.Error(), `redisbucket: key: "": want a name`; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
 

@@ -1,6 +1,5 @@
-// Package worker runs pacer's paced workers from a config.toml: the logic
-// behind the pacer command (cmd/pacer), importable so that a Go program can
-// add a source or a sink of its own and build its own binary:
+// Package worker is pacer's plugin API: a Go program adds a source or a
+// sink kind of its own to config.toml and builds its own pacer binary.
 //
 //	func main() {
 //		worker.RegisterSink("grpc", func(o worker.Options) (sink.Sink, error) {
@@ -13,9 +12,10 @@
 //		os.Exit(worker.Main(os.Args))
 //	}
 //
-// A worker takes jobs from a source (kinds asynq, jetstream, nats), asks
-// its pacer.Pacer before each one, and hands it to a sink (kinds exec,
-// http, log); the sink's outcome steers the pace. Runner runs the workers
-// of a config, serves /metrics and /status on the admin address, reloads
-// pace settings in place and drains on stop.
+// A worker takes jobs from a Source (built-in kinds asynq, jetstream,
+// nats), asks its pacer.Pacer before each one, and hands it to a sink
+// (built-in kinds exec, http, log; see package sink); the sink's outcome
+// steers the pace. Each source or sink gets its own config table through
+// Options. Main runs the pacer command (run, check, status, simulate,
+// enqueue, publish) with every registered kind.
 package worker

@@ -1,27 +1,56 @@
 package worker_test
 
 import (
+	"context"
 	"fmt"
-	"time"
 
+	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/pacer"
 	"github.com/jobpacer/pacer/worker"
 )
 
-// Simulate shows what a setting does before it is deployed: here a burst
-// three times the base pace lifts the factor to the ceiling (20/s ÷ 5/s),
-// and the backlog drains.
-func ExampleSimulate() {
-	sc, _ := worker.ScenarioByName("burst")
-	samples, err := worker.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
-	if err != nil {
-		panic(err)
+// countdown is a source of a fixed number of jobs.
+type countdown struct{ jobs int }
+
+func (c *countdown) Connect(context.Context) (pacer.Probe, error) { return nil, nil }
+
+func (c *countdown) Run(ctx context.Context, env worker.Env) error {
+	for n := 1; n <= c.jobs; n++ {
+		pm, err := env.Pacer.Acquire(ctx, 1)
+		if err != nil {
+			return nil // ctx ended: nothing is in flight
+		}
+		pm.Done(env.Handle(sink.Job{ID: fmt.Sprint(n), Type: "countdown", Attempt: 1, Worker: env.Worker}))
 	}
-	peak := 0.0
-	for _, s := range samples {
-		peak = max(peak, s.Factor)
-	}
-	last := samples[len(samples)-1]
-	fmt.Printf("peak factor %g, backlog at the end %d, all done: %v\n", peak, last.Backlog, last.Done == last.Arrived)
-	// Output: peak factor 4, backlog at the end 0, all done: true
+	<-ctx.Done()
+	return nil
+}
+
+// A program adds a source kind and a sink kind to config.toml, then runs
+// the pacer command with them; here `pacer check`, which builds every
+// table of testdata/example.toml and connects nothing.
+func Example() {
+	worker.RegisterSource("memory", func(o worker.Options) (worker.Source, error) {
+		var c struct {
+			Jobs int `toml:"jobs"`
+		}
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		if c.Jobs < 1 {
+			return nil, o.Errorf("jobs", "%d: want ≥ 1", c.Jobs)
+		}
+		return &countdown{jobs: c.Jobs}, nil
+	})
+	worker.RegisterSink("stdout", func(o worker.Options) (sink.Sink, error) {
+		return sink.Func(func(_ context.Context, j sink.Job) error {
+			fmt.Println("job", j.ID)
+			return nil
+		}), o.Decode(&struct{}{})
+	})
+	code := worker.Main([]string{"pacer", "check", "-c", "testdata/example.toml"})
+	fmt.Println("exit code", code)
+	// Output:
+	// testdata/example.toml: ok: 1 worker(s): mail (memory → stdout, rate 5/s, base 5/s)
+	// exit code 0
 }

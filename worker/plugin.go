@@ -2,19 +2,17 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/pacer"
 )
 
 // Options is a plugin's table in config.toml ([worker.source] or
-// [worker.sink]).
+// [worker.sink]): the source or sink's own settings. Its methods are safe
+// for concurrent use.
 type Options interface {
 	// Kind returns the table's kind key.
 	Kind() string
@@ -34,99 +32,83 @@ type Options interface {
 type SinkFunc func(o Options) (sink.Sink, error)
 
 // SourceFunc makes a source from its table. It must not connect: pacer
-// check calls it too; Source.Connect does that.
+// check calls it too; Source.Connect does that. What the source needs to
+// connect (addresses, credentials, names) comes from its own table.
 type SourceFunc func(o Options) (Source, error)
 
-// Source takes jobs from a broker for one worker.
+// Source takes jobs from a queue for one worker. The runner calls
+// Connect, then Run in a goroutine of its own.
 type Source interface {
-	// Connect connects to the broker of b and returns the backlog probe
-	// for the worker's pacer, or nil if the source cannot tell.
-	Connect(ctx context.Context, b *Brokers) (pacer.Probe, error)
+	// Connect connects to the queue and returns the backlog probe for
+	// the worker's pacer, or nil if the source cannot tell. ctx bounds
+	// the connection attempt (30 s).
+	Connect(ctx context.Context) (pacer.Probe, error)
 	// Run takes jobs until ctx ends: each once env.Pacer admits it, handed
 	// to env.Handle, its permit's Done called with the outcome, and acked
-	// or returned to the broker. When ctx ends, Run stops taking, waits
+	// or returned to the queue. When ctx ends, Run stops taking, waits
 	// for the jobs in flight (at most env.DrainTimeout; jobs not finished
-	// by then go back to the broker), closes what Connect opened, and
+	// by then go back to the queue), closes what Connect opened, and
 	// returns nil.
 	Run(ctx context.Context, env Env) error
 }
 
-// Producer is a Source that can also put jobs into its queue: the demo
-// producer and the load generators use it.
+// Producer is a Source that can also put jobs into its queue: with it,
+// pacer run --demo feeds the worker with demo jobs. Produce may be called
+// from another goroutine than Run's, once Connect has returned.
 type Producer interface {
 	Produce(ctx context.Context, payload []byte) error
 }
 
-// Dropper is a Source that can lose jobs (core NATS when its buffer is
-// full); Dropped returns how many so far.
+// Dropper is a Source that can lose jobs (as core NATS does when its
+// buffer is full); Dropped returns how many so far, for /status and
+// /metrics. It must be safe to call from any goroutine.
 type Dropper interface {
 	Dropped() uint64
 }
 
-// Env is what Runner gives a Source's Run.
+// Env is what the runner gives a Source's Run.
 type Env struct {
+	// Worker is the worker's name.
 	Worker string
-	Pacer  *pacer.Pacer
+	// Pacer is the worker's pacer: Acquire before each job.
+	Pacer *pacer.Pacer
 	// Handle runs one job through the sink and returns its outcome. It is
 	// not cancelled by Run's ctx: jobs in flight finish during a drain.
-	Handle       func(j sink.Job) error
-	Log          *slog.Logger
+	// It is safe for concurrent use.
+	Handle func(j sink.Job) error
+	// Log is the run's logger.
+	Log *slog.Logger
+	// DrainTimeout bounds the wait for jobs in flight once Run's ctx ends.
 	DrainTimeout time.Duration
 	// MaxInFlight is the worker's max_in_flight (0: no cap).
 	MaxInFlight int
 }
 
-var (
-	regMu   sync.RWMutex
-	sinks   = map[string]SinkFunc{}
-	sources = map[string]SourceFunc{}
-)
-
 // RegisterSink makes a sink kind available to config.toml. It panics if
-// kind is empty or already registered; call it from init or main, before
-// Main or NewRunner.
+// kind is empty or already registered (the built-in kinds are exec, http
+// and log); call it from init or main, before Main. It is safe for
+// concurrent use.
 func RegisterSink(kind string, f SinkFunc) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if kind == "" || sinks[kind] != nil {
-		panic(fmt.Sprintf("worker: RegisterSink(%q): empty or registered twice", kind))
-	}
-	sinks[kind] = f
+	plugin.RegisterSink(kind, func(o plugin.Options) (sink.Sink, error) { return f(o) })
 }
 
 // RegisterSource makes a source kind available to config.toml. It panics
-// if kind is empty or already registered.
+// if kind is empty or already registered (the built-in kinds are asynq,
+// jetstream and nats); call it from init or main, before Main. It is safe
+// for concurrent use.
 func RegisterSource(kind string, f SourceFunc) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if kind == "" || sources[kind] != nil {
-		panic(fmt.Sprintf("worker: RegisterSource(%q): empty or registered twice", kind))
-	}
-	sources[kind] = f
+	plugin.RegisterSource(kind, func(o plugin.Options) (plugin.Source, error) {
+		s, err := f(o)
+		if err != nil || s == nil {
+			return nil, err
+		}
+		return source{s}, nil
+	})
 }
 
-// SinkKinds returns the registered sink kinds, sorted.
-func SinkKinds() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return slices.Sorted(maps.Keys(sinks))
-}
+// source adapts a Source to the runner's.
+type source struct{ s Source }
 
-// SourceKinds returns the registered source kinds, sorted.
-func SourceKinds() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return slices.Sorted(maps.Keys(sources))
-}
-
-func sinkFunc(kind string) SinkFunc {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return sinks[kind]
-}
-
-func sourceFunc(kind string) SourceFunc {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return sources[kind]
-}
+func (a source) Connect(ctx context.Context) (pacer.Probe, error) { return a.s.Connect(ctx) }
+func (a source) Run(ctx context.Context, env plugin.Env) error    { return a.s.Run(ctx, Env(env)) }
+func (a source) Unwrap() any                                      { return a.s }

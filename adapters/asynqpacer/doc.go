@@ -26,7 +26,7 @@
 //	go p.Run(ctx) // the controller
 //	err := srv.Run(mux)
 //
-// QueueBacklog makes a pacer.Probe that reads the pending count and the age
+// NewProbe makes a pacer.Probe that reads the pending count and the age
 // of the oldest pending task of one or more queues straight from Asynq's
 // Redis keys, a much lighter read than Inspector.GetQueueInfo.
 package asynqpacer

@@ -33,7 +33,7 @@ func sendEmail(ctx context.Context, t *asynq.Task) error {
 func Example() {
 	redisOpt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
 
-	probe, err := asynqpacer.QueueBacklog(redisOpt, "email")
+	probe, err := asynqpacer.NewProbe(redisOpt, "email")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 // The worker process: the test binary run again with these variables set.
@@ -116,7 +116,7 @@ func startWorker(t *testing.T, addr, q string, rate float64) *exec.Cmd {
 // Nothing lost: 5,000 tasks; the worker process is killed with SIGKILL
 // mid-run and started again; every task is handled at least once.
 func TestNothingLostWhenTheWorkerIsKilled(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const n, rate = 5000, 2000
 	ids := enqueue(t, addr, q, "kill", n)
@@ -126,7 +126,7 @@ func TestNothingLostWhenTheWorkerIsKilled(t *testing.T) {
 	handled := func() int64 { return rc.SCard(ctx, handledKey(q)).Val() }
 
 	w1 := startWorker(t, addr, q, rate)
-	if !waitFor(30*time.Second, func() bool { return handled() >= n/4 }) {
+	if !testenv.Eventually(30*time.Second, func() bool { return handled() >= n/4 }) {
 		t.Fatalf("the first worker handled %d tasks in 30s", handled())
 	}
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
@@ -157,7 +157,7 @@ func TestNothingLostWhenTheWorkerIsKilled(t *testing.T) {
 	}
 	w2 := startWorker(t, addr, q, rate)
 	start := time.Now()
-	done := waitFor(wait, func() bool {
+	done := testenv.Eventually(wait, func() bool {
 		if handled() < n {
 			return false
 		}
@@ -195,7 +195,7 @@ func TestNothingLostWhenTheWorkerIsKilled(t *testing.T) {
 // Nothing lost: Redis is restarted mid-run; the worker recovers by itself
 // and finishes the queue.
 func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
-	srv := testutil.RedisProcess(t)
+	srv := testenv.RedisProcess(t)
 	addr := srv.Addr()
 	q := uniqueQueue(t, addr)
 	const n = 3000
@@ -204,12 +204,12 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: addr})
 	defer rc.Close()
 
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	p := newPacer(t, pacer.Config{Rate: 1000, Probe: probe, Period: 100 * time.Millisecond})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000, Probe: probe, Period: 100 * time.Millisecond})
 	runPacer(t, p)
 
 	var mu sync.Mutex
@@ -235,7 +235,7 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 	}))
 	startServer(t, addr, serverConfig(q, 20), h)
 
-	if !waitFor(30*time.Second, func() bool { return count() >= n/3 }) {
+	if !testenv.Eventually(30*time.Second, func() bool { return count() >= n/3 }) {
 		t.Fatalf("handled %d tasks in 30s", count())
 	}
 	srv.Stop() // SHUTDOWN SAVE: what Redis held is kept
@@ -251,7 +251,7 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 		info := queueInfo(t, addr, q)
 		return info.Pending+info.Active+info.Retry == 0
 	}
-	done := waitFor(30*time.Second, finished)
+	done := testenv.Eventually(30*time.Second, finished)
 	if !done && os.Getenv(realLeaseEnv) != "1" {
 		// A task whose dequeue reply was lost in the outage is left active
 		// with a lease and no worker. Asynq v0.26 recovers it after its
@@ -269,9 +269,9 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 		}
 		t.Logf("%d of %d handled 30s after the restart; %d task(s) left leased: back-dating the leases and starting a second server", count(), n, len(leased))
 		startServer(t, addr, serverConfig(q, 20), h)
-		done = waitFor(30*time.Second, finished)
+		done = testenv.Eventually(30*time.Second, finished)
 	} else if !done {
-		done = waitFor(3*time.Minute, finished)
+		done = testenv.Eventually(3*time.Minute, finished)
 	}
 	info := queueInfo(t, addr, q)
 	s := p.Stats()

@@ -142,21 +142,6 @@ func runPacer(t testing.TB, p *pacer.Pacer) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-// waitFor polls cond every 10ms until it holds or d passes, and reports
-// whether it held.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // starts records when handlers start.
 type starts struct {
 	mu sync.Mutex

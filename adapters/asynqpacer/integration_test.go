@@ -11,26 +11,26 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 // Rate: 3 s of a full queue paced at 200/s with concurrency 20 dispatches
 // 600 ± 2 %.
 func TestRateHoldsOnAFullQueue(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const rate, window = 200, 3 * time.Second
 	enqueue(t, addr, q, "rate", 1000)
 
-	p := newPacer(t, pacer.Config{Rate: rate})
+	p := testenv.NewPacer(t, pacer.Config{Rate: rate})
 	var st starts
 	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		st.add(time.Now())
 		return nil
 	}))
 	stop := startServer(t, addr, serverConfig(q, 20), h)
-	if !waitFor(10*time.Second, func() bool {
+	if !testenv.Eventually(10*time.Second, func() bool {
 		ts := st.sorted()
 		return len(ts) > 0 && time.Since(ts[0]) > window+200*time.Millisecond
 	}) {
@@ -56,17 +56,17 @@ func TestRateHoldsOnAFullQueue(t *testing.T) {
 // the factor, drains faster than the base, never exceeds the ceiling, and
 // the factor returns to 1 once the queue is empty.
 func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const base, ceiling, burst = 50, 400, 2000
 	enqueue(t, addr, q, "burst", burst)
 
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	p := newPacer(t, pacer.Config{Rate: ceiling, Base: base, Probe: probe, Period: 200 * time.Millisecond})
+	p := testenv.NewPacer(t, pacer.Config{Rate: ceiling, Base: base, Probe: probe, Period: 200 * time.Millisecond})
 	runPacer(t, p)
 
 	// The sampler reads the pacer's own counters: the factor, the pace, and
@@ -110,7 +110,7 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 		return nil
 	}))
 	startServer(t, addr, serverConfig(q, 20), h)
-	if !waitFor(40*time.Second, func() bool { return st.len() >= burst }) {
+	if !testenv.Eventually(40*time.Second, func() bool { return st.len() >= burst }) {
 		t.Fatalf("handled %d of %d tasks in 40s", st.len(), burst)
 	}
 	ts := st.sorted()
@@ -153,7 +153,7 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 	if allowed := 2 + ceiling*max(late, 5*time.Millisecond).Seconds(); worst > allowed {
 		t.Errorf("the pacer admitted %.1f tasks more than burst 1 + ceiling × window in a window of ≥ 1 s, want ≤ %.1f (2 + ceiling × timer lateness %v)", worst, allowed, late)
 	}
-	if !waitFor(5*time.Second, func() bool { return p.Stats().Factor == 1 }) {
+	if !testenv.Eventually(5*time.Second, func() bool { return p.Stats().Factor == 1 }) {
 		t.Errorf("factor = %.2f 5s after the queue emptied, want 1", p.Stats().Factor)
 	}
 }
@@ -161,12 +161,12 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 // Pushback: 10 tasks in a row answered "throttled, retry after 500 ms" make
 // one pause; none is counted failed; every task completes exactly once.
 func TestPushbackPausesOnceAndLosesNothing(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const n, throttledN, retryAfter = 30, 10, 500 * time.Millisecond
 	ids := enqueue(t, addr, q, "push", n)
 
-	p := newPacer(t, pacer.Config{Rate: 200})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 200})
 	runPacer(t, p)
 	var (
 		mu         sync.Mutex
@@ -202,7 +202,7 @@ func TestPushbackPausesOnceAndLosesNothing(t *testing.T) {
 	}))
 	startServer(t, addr, serverConfig(q, throttledN), h)
 
-	if !waitFor(20*time.Second, func() bool {
+	if !testenv.Eventually(20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(succeeded) == n
@@ -239,12 +239,12 @@ func TestPushbackPausesOnceAndLosesNothing(t *testing.T) {
 // A task whose wait for a permit cannot end before its deadline goes back
 // to Asynq as rate-limited, is not counted failed, and runs later.
 func TestTasksThatCannotMakeTheirDeadlineAreRetriedNotFailed(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const n = 8
 	ids := enqueue(t, addr, q, "deadline", n, asynq.Timeout(time.Second))
 
-	p := newPacer(t, pacer.Config{Rate: 4}) // 8 tasks need 1.75 s; each may wait < 1 s
+	p := testenv.NewPacer(t, pacer.Config{Rate: 4}) // 8 tasks need 1.75 s; each may wait < 1 s
 	var mu sync.Mutex
 	handled := map[string]int{}
 	var rateLimited atomic.Int64
@@ -262,7 +262,7 @@ func TestTasksThatCannotMakeTheirDeadlineAreRetriedNotFailed(t *testing.T) {
 		}
 	})
 	startServer(t, addr, cfg, h)
-	if !waitFor(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == n }) {
+	if !testenv.Eventually(20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == n }) {
 		t.Fatalf("handled %d of %d tasks in 20s", len(handled), n)
 	}
 	mu.Lock()
@@ -285,7 +285,7 @@ func TestTasksThatCannotMakeTheirDeadlineAreRetriedNotFailed(t *testing.T) {
 // tasks back to pending; none is lost or failed, and a new server finishes
 // them.
 func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const n = 40
 	ids := enqueue(t, addr, q, "stop", n)
@@ -301,10 +301,10 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 	})
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
 
-	slow := newPacer(t, pacer.Config{Rate: 5})
+	slow := testenv.NewPacer(t, pacer.Config{Rate: 5})
 	cfg := serverConfig(q, 10) // ShutdownTimeout 500ms
 	stop := startServer(t, addr, cfg, asynqpacer.Middleware(slow)(handler))
-	if !waitFor(5*time.Second, func() bool { return count() >= 3 }) {
+	if !testenv.Eventually(5*time.Second, func() bool { return count() >= 3 }) {
 		t.Fatalf("handled %d tasks in 5s, want 3", count())
 	}
 	stop() // 10 workers, most of them waiting on the pacer
@@ -319,9 +319,9 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 		t.Errorf("after Shutdown: pending %d + handled %d = %d, want %d (nothing lost)", info.Pending, first, info.Pending+first, n)
 	}
 
-	fast := newPacer(t, pacer.Config{Rate: 1000})
+	fast := testenv.NewPacer(t, pacer.Config{Rate: 1000})
 	startServer(t, addr, serverConfig(q, 10), asynqpacer.Middleware(fast)(handler))
-	if !waitFor(10*time.Second, func() bool { return count() == n }) {
+	if !testenv.Eventually(10*time.Second, func() bool { return count() == n }) {
 		t.Fatalf("the second server brought the total to %d of %d in 10s", count(), n)
 	}
 	mu.Lock()
@@ -372,12 +372,12 @@ func (d *limitedDownstream) call() error {
 // exactly once, none is counted failed, and the throttled ones are retried
 // after their retry-after (Asynq's retry set), not counted as failures.
 func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q := uniqueQueue(t, addr)
 	const n = 600
 	ids := enqueue(t, addr, q, "limited", n)
 
-	p := newPacer(t, pacer.Config{Rate: 200, Burst: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
 	runPacer(t, p)
 	ds := &limitedDownstream{rate: 100}
 	var mu sync.Mutex
@@ -395,7 +395,7 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	}))
 	start := time.Now()
 	startServer(t, addr, serverConfig(q, 20), h)
-	if !waitFor(60*time.Second, func() bool {
+	if !testenv.Eventually(60*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(succeeded) == n

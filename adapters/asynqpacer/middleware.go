@@ -37,7 +37,7 @@ type config struct {
 }
 
 func invalid(field string, v any, allowed string) error {
-	return fmt.Errorf("asynqpacer: %w: %s = %v, want %s", pacer.ErrInvalid, field, v, allowed)
+	return &pacer.FieldError{Pkg: "asynqpacer", Field: field, Value: v, Want: allowed}
 }
 
 // Route paces the tasks whose type matches pattern with p instead of the

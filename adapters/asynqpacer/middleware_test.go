@@ -3,6 +3,7 @@ package asynqpacer_test
 import (
 	"context"
 	"errors"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -13,16 +14,6 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-func newPacer(t testing.TB, c pacer.Config) *pacer.Pacer {
-	t.Helper()
-	p, err := pacer.New(c)
-	if err != nil {
-		t.Fatalf("pacer.New(%+v): %v", c, err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
 // counting is a handler that counts its calls and returns err.
 type counting struct {
 	calls int
@@ -32,18 +23,18 @@ type counting struct {
 func (h *counting) ProcessTask(context.Context, *asynq.Task) error { h.calls++; return h.err }
 
 func TestNewMiddlewareRejectsBadInput(t *testing.T) {
-	p := newPacer(t, pacer.Config{Rate: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 10})
 	tests := []struct {
 		name string
 		p    *pacer.Pacer
 		opts []asynqpacer.Option
 		want string // in the error
 	}{
-		{"with a nil pacer", nil, nil, "pacer = nil"},
-		{"with an empty route pattern", p, []asynqpacer.Option{asynqpacer.Route("", p)}, `Route pattern = ""`},
-		{"with a nil route pacer", p, []asynqpacer.Option{asynqpacer.Route("email:", nil)}, `Route("email:") pacer = nil`},
+		{"with a nil pacer", nil, nil, "pacer: nil"},
+		{"with an empty route pattern", p, []asynqpacer.Option{asynqpacer.Route("", p)}, `Route pattern: ""`},
+		{"with a nil route pacer", p, []asynqpacer.Option{asynqpacer.Route("email:", nil)}, `Route("email:") pacer: nil`},
 		{"with a pattern routed twice", p, []asynqpacer.Option{asynqpacer.Route("a", p), asynqpacer.Route("a", p)}, "not already routed"},
-		{"with a negative handler time", p, []asynqpacer.Option{asynqpacer.HandlerTime(-time.Second)}, "HandlerTime = -1s"},
+		{"with a negative handler time", p, []asynqpacer.Option{asynqpacer.HandlerTime(-time.Second)}, "HandlerTime: -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +70,7 @@ func TestMiddlewareReportsOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPacer(t, pacer.Config{Rate: 1e6})
+			p := testenv.NewPacer(t, pacer.Config{Rate: 1e6})
 			h := &counting{err: tt.err}
 			got := asynqpacer.Middleware(p)(h).ProcessTask(context.Background(), asynq.NewTask("t", nil))
 			if !errors.Is(got, tt.err) || h.calls != 1 {
@@ -95,7 +86,7 @@ func TestMiddlewareReportsOutcomes(t *testing.T) {
 }
 
 func TestMiddlewareReleasesThePermitWhenTheHandlerPanics(t *testing.T) {
-	p := newPacer(t, pacer.Config{Rate: 1e6, MaxInFlight: 1})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e6, MaxInFlight: 1})
 	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { panic("handler bug") }))
 	func() {
 		defer func() {
@@ -111,9 +102,9 @@ func TestMiddlewareReleasesThePermitWhenTheHandlerPanics(t *testing.T) {
 }
 
 func TestRouteChoosesThePacerByTaskType(t *testing.T) {
-	def := newPacer(t, pacer.Config{Rate: 1e6})
-	email := newPacer(t, pacer.Config{Rate: 1e6})
-	welcome := newPacer(t, pacer.Config{Rate: 1e6})
+	def := testenv.NewPacer(t, pacer.Config{Rate: 1e6})
+	email := testenv.NewPacer(t, pacer.Config{Rate: 1e6})
+	welcome := testenv.NewPacer(t, pacer.Config{Rate: 1e6})
 	mw, err := asynqpacer.NewMiddleware(def, asynqpacer.Route("email:", email), asynqpacer.Route("email:welcome", welcome))
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +128,7 @@ func TestRouteChoosesThePacerByTaskType(t *testing.T) {
 
 func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 	t.Run("when the estimated wait passes the deadline, at once", func(t *testing.T) {
-		p := newPacer(t, pacer.Config{Rate: 1})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1})
 		h := &counting{}
 		mw := asynqpacer.Middleware(p)(h)
 		if err := mw.ProcessTask(context.Background(), asynq.NewTask("t", nil)); err != nil {
@@ -161,7 +152,7 @@ func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 		}
 	})
 	t.Run("when a pause starts during the wait, before the deadline", func(t *testing.T) {
-		p := newPacer(t, pacer.Config{Rate: 5})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 5})
 		pm, err := p.Acquire(context.Background(), 1) // the next permit is due in 200ms
 		if err != nil {
 			t.Fatal(err)
@@ -172,7 +163,7 @@ func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 		h := &counting{}
 		go func() { res <- asynqpacer.Middleware(p)(h).ProcessTask(ctx, asynq.NewTask("t", nil)) }()
 		// With the task waiting, a new Acquire would wait for two permits.
-		waitFor(time.Second, func() bool { return p.EstimateWait(1) > 250*time.Millisecond })
+		testenv.Eventually(time.Second, func() bool { return p.EstimateWait(1) > 250*time.Millisecond })
 		pm.Done(pacer.Throttle(time.Minute, nil)) // pushback: pause a minute
 		err = <-res
 		if !errors.Is(err, asynqpacer.ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
@@ -186,7 +177,7 @@ func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 		}
 	})
 	t.Run("when the pacer is closed", func(t *testing.T) {
-		p := newPacer(t, pacer.Config{Rate: 1})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1})
 		mw := asynqpacer.Middleware(p)(&counting{})
 		_ = mw.ProcessTask(context.Background(), asynq.NewTask("t", nil)) // takes the one token
 		p.Close()
@@ -196,7 +187,7 @@ func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 		}
 	})
 	t.Run("when the task's context is cancelled", func(t *testing.T) {
-		p := newPacer(t, pacer.Config{Rate: 1})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1})
 		mw := asynqpacer.Middleware(p)(&counting{})
 		_ = mw.ProcessTask(context.Background(), asynq.NewTask("t", nil))
 		ctx, cancel := context.WithCancel(context.Background())

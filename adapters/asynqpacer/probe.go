@@ -15,7 +15,7 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// ErrQueueNotFound is wrapped by the error QueueProbe.Backlog returns for a
+// ErrQueueNotFound is wrapped by the error Probe.Backlog returns for a
 // queue Asynq does not know: no task was ever enqueued to it, or it was
 // deleted.
 var ErrQueueNotFound = errors.New("asynqpacer: queue not found")
@@ -48,7 +48,7 @@ end
 return {n, redis.call("HGET", ARGV[1] .. id, "pending_since")}
 `)
 
-// QueueProbe is a pacer.Probe that reads the backlog of one or more Asynq
+// Probe is a pacer.Probe that reads the backlog of one or more Asynq
 // queues: the sum of their pending counts and the age of the oldest pending
 // task among them. Each Backlog is one round trip to Redis: a pipeline of
 // one small script per queue (LLEN and LINDEX of the pending list, HGET of
@@ -57,9 +57,9 @@ return {n, redis.call("HGET", ARGV[1] .. id, "pending_since")}
 // statistics script and samples MEMORY USAGE of up to 20 tasks of every
 // task state on each call.
 //
-// A QueueProbe is safe for concurrent use. Make one with QueueBacklog or
-// QueueBacklogFromRedisClient.
-type QueueProbe struct {
+// A Probe is safe for concurrent use. Make one with NewProbe or
+// NewProbeFromRedisClient.
+type Probe struct {
 	client    redis.UniversalClient
 	ownClient bool
 	queues    []string
@@ -69,15 +69,16 @@ type QueueProbe struct {
 	known map[string]bool // queues seen in asynq:queues
 }
 
-var _ pacer.Probe = (*QueueProbe)(nil)
+var _ pacer.Probe = (*Probe)(nil)
 
-// QueueBacklog returns a QueueProbe reading the given queues through a
-// Redis client made from r, the asynq.RedisConnOpt the server uses. Close
+// NewProbe returns a Probe reading the given queues through a Redis
+// client made from r, the asynq.RedisConnOpt the server uses: the source
+// the tasks come from, as natspacer.NewProbe takes the consumer. Close
 // the probe to close that client. It does not connect: a Redis that is
 // down shows as errors from Backlog.
-func QueueBacklog(r asynq.RedisConnOpt, queues ...string) (*QueueProbe, error) {
+func NewProbe(r asynq.RedisConnOpt, queues ...string) (*Probe, error) {
 	if r == nil {
-		return nil, invalid("QueueBacklog redis option", "nil", "an asynq.RedisConnOpt such as asynq.RedisClientOpt{Addr: ...}")
+		return nil, invalid("redis option", "nil", "an asynq.RedisConnOpt such as asynq.RedisClientOpt{Addr: ...}")
 	}
 	if err := checkQueues(queues); err != nil {
 		return nil, err
@@ -86,7 +87,7 @@ func QueueBacklog(r asynq.RedisConnOpt, queues ...string) (*QueueProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newProbe(c, true, queues), nil
+	return makeProbe(c, true, queues), nil
 }
 
 // makeClient makes the probe's client from r. For an asynq.RedisClientOpt
@@ -112,23 +113,22 @@ func makeClient(r asynq.RedisConnOpt) (redis.UniversalClient, error) {
 	}
 	c, ok := r.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		return nil, invalid("QueueBacklog redis option", fmt.Sprintf("%T", r), "an asynq.RedisConnOpt whose MakeRedisClient returns a go-redis v9 UniversalClient")
+		return nil, invalid("redis option", fmt.Sprintf("%T", r), "an asynq.RedisConnOpt whose MakeRedisClient returns a go-redis v9 UniversalClient")
 	}
 	return c, nil
 }
 
-// QueueBacklogFromRedisClient returns a QueueProbe reading the given queues
+// NewProbeFromRedisClient returns a Probe reading the given queues
 // through c, which the caller keeps and closes. c's own retry settings
-// apply to each read (QueueBacklog's client tries each read once). c's own retry settings
-// apply to each read (QueueBacklog's client tries once).
-func QueueBacklogFromRedisClient(c redis.UniversalClient, queues ...string) (*QueueProbe, error) {
+// apply to each read (NewProbe's client tries each read once).
+func NewProbeFromRedisClient(c redis.UniversalClient, queues ...string) (*Probe, error) {
 	if c == nil {
-		return nil, invalid("QueueBacklogFromRedisClient client", "nil", "a go-redis v9 client")
+		return nil, invalid("client", "nil", "a go-redis v9 client")
 	}
 	if err := checkQueues(queues); err != nil {
 		return nil, err
 	}
-	return newProbe(c, false, queues), nil
+	return makeProbe(c, false, queues), nil
 }
 
 func checkQueues(queues []string) error {
@@ -148,22 +148,22 @@ func checkQueues(queues []string) error {
 	return nil
 }
 
-func newProbe(c redis.UniversalClient, own bool, queues []string) *QueueProbe {
-	return &QueueProbe{
+func makeProbe(c redis.UniversalClient, own bool, queues []string) *Probe {
+	return &Probe{
 		client: c, ownClient: own, queues: append([]string(nil), queues...),
 		now: time.Now, known: make(map[string]bool),
 	}
 }
 
 // Queues returns the names of the queues the probe reads.
-func (q *QueueProbe) Queues() []string { return append([]string(nil), q.queues...) }
+func (q *Probe) Queues() []string { return append([]string(nil), q.queues...) }
 
 // Backlog returns the pending count summed over the probe's queues and the
 // age of the oldest pending task among them. It makes one round trip to
 // Redis and returns ctx's error if ctx ends first. A queue Asynq does not
 // know is an error wrapping ErrQueueNotFound; a Redis that cannot be reached
 // is an error naming the queues and the cause. Safe for concurrent use.
-func (q *QueueProbe) Backlog(ctx context.Context) (pacer.Backlog, error) {
+func (q *Probe) Backlog(ctx context.Context) (pacer.Backlog, error) {
 	q.mu.Lock()
 	var check []string
 	for _, name := range q.queues {
@@ -228,9 +228,9 @@ func (q *QueueProbe) Backlog(ctx context.Context) (pacer.Backlog, error) {
 	return b, nil
 }
 
-// Close closes the Redis client the probe made (QueueBacklog); a probe made
-// by QueueBacklogFromRedisClient leaves its client open.
-func (q *QueueProbe) Close() error {
+// Close closes the Redis client the probe made (NewProbe); a probe made
+// by NewProbeFromRedisClient leaves its client open.
+func (q *Probe) Close() error {
 	if q.ownClient {
 		return q.client.Close()
 	}

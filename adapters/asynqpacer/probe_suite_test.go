@@ -6,33 +6,34 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
-// suiteQueue is a testutil.ProbeQueue over one Asynq queue of a subtest's
+// suiteQueue is a pacertest.ProbeQueue over one Asynq queue of a subtest's
 // own, on real Redis.
 type suiteQueue struct {
 	addr  string
 	name  string
 	in    *asynq.Inspector
-	probe *asynqpacer.QueueProbe
+	probe *asynqpacer.Probe
 }
 
-// newSuiteQueue makes a queue of t's own and a QueueProbe reading it.
-// Asynq knows a queue only once a task was enqueued to it, and QueueProbe
+// newSuiteQueue makes a queue of t's own and a Probe reading it.
+// Asynq knows a queue only once a task was enqueued to it, and Probe
 // reports a queue it does not know as ErrQueueNotFound (see
 // TestQueueBacklogReadsPendingAndOldestAge), so an empty queue here is one
 // that had a task, since deleted.
-func newSuiteQueue(t *testing.T) testutil.ProbeQueue {
-	addr := testutil.Redis(t)
+func newSuiteQueue(t *testing.T) pacertest.ProbeQueue {
+	addr := testenv.Redis(t)
 	q := &suiteQueue{addr: addr, name: uniqueQueue(t, addr), in: asynq.NewInspector(asynq.RedisClientOpt{Addr: addr})}
 	t.Cleanup(func() { q.in.Close() })
 	q.Enqueue(t, 1)
 	if n, err := q.in.DeleteAllPendingTasks(q.name); err != nil || n != 1 {
 		t.Fatalf("Inspector.DeleteAllPendingTasks(%q) = %d, %v; want 1, nil", q.name, n, err)
 	}
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q.name)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q.name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,5 +69,5 @@ func (q *suiteQueue) Take(t *testing.T, n int) {
 func (q *suiteQueue) Probe() pacer.Probe { return q.probe }
 
 func TestQueueBacklogPassesTheProbeSuite(t *testing.T) {
-	testutil.TestProbe(t, newSuiteQueue, testutil.ProbeFeatures{OldestAge: true})
+	pacertest.TestProbe(t, newSuiteQueue, pacertest.ProbeFeatures{OldestAge: true})
 }

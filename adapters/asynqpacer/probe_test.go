@@ -12,14 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 func TestQueueBacklogReadsPendingAndOldestAge(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	q1, q2 := uniqueQueue(t, addr), uniqueQueue(t, addr)
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr}, q1, q2)
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q1, q2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,14 +70,14 @@ func TestQueueBacklogRejectsBadInput(t *testing.T) {
 	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
 	tests := []struct {
 		name string
-		make func() (*asynqpacer.QueueProbe, error)
+		make func() (*asynqpacer.Probe, error)
 		want string
 	}{
-		{"with a nil redis option", func() (*asynqpacer.QueueProbe, error) { return asynqpacer.QueueBacklog(nil, "q") }, "redis option = nil"},
-		{"with no queues", func() (*asynqpacer.QueueProbe, error) { return asynqpacer.QueueBacklog(opt) }, "queues = []"},
-		{"with an empty queue name", func() (*asynqpacer.QueueProbe, error) { return asynqpacer.QueueBacklog(opt, "a", " ") }, `queues[1] = " "`},
-		{"with a queue listed twice", func() (*asynqpacer.QueueProbe, error) { return asynqpacer.QueueBacklog(opt, "a", "a") }, "not already listed"},
-		{"with a nil client", func() (*asynqpacer.QueueProbe, error) { return asynqpacer.QueueBacklogFromRedisClient(nil, "q") }, "client = nil"},
+		{"with a nil redis option", func() (*asynqpacer.Probe, error) { return asynqpacer.NewProbe(nil, "q") }, "redis option: nil"},
+		{"with no queues", func() (*asynqpacer.Probe, error) { return asynqpacer.NewProbe(opt) }, "queues: []"},
+		{"with an empty queue name", func() (*asynqpacer.Probe, error) { return asynqpacer.NewProbe(opt, "a", " ") }, `queues[1]: " "`},
+		{"with a queue listed twice", func() (*asynqpacer.Probe, error) { return asynqpacer.NewProbe(opt, "a", "a") }, "not already listed"},
+		{"with a nil client", func() (*asynqpacer.Probe, error) { return asynqpacer.NewProbeFromRedisClient(nil, "q") }, "client: nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,9 +97,9 @@ func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 
-	probe, err := asynqpacer.QueueBacklog(asynq.RedisClientOpt{Addr: addr, DialTimeout: time.Second}, "default")
+	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr, DialTimeout: time.Second}, "default")
 	if err != nil {
-		t.Fatalf("QueueBacklog = %v; want no error before the first read", err)
+		t.Fatalf("NewProbe = %v; want no error before the first read", err)
 	}
 	defer probe.Close()
 	_, err = probe.Backlog(context.Background())
@@ -108,7 +108,7 @@ func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
 	}
 
 	// In a pacer, a failing probe is counted and keeps the factor.
-	p := newPacer(t, pacer.Config{Rate: 100, Probe: probe})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100, Probe: probe})
 	p.Step(context.Background())
 	if s := p.Stats(); s.ProbeErrors != 1 || s.Factor != 1 {
 		t.Fatalf("after a failed probe: ProbeErrors = %d, Factor = %v; want 1, 1", s.ProbeErrors, s.Factor)
@@ -116,11 +116,11 @@ func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
 }
 
 // BenchmarkBacklogRead compares a backlog read by Inspector.GetQueueInfo
-// with QueueProbe.Backlog on a queue of 10,000 pending tasks.
+// with Probe.Backlog on a queue of 10,000 pending tasks.
 //
 //	go test -run '^$' -bench BacklogRead ./adapters/asynqpacer/
 func BenchmarkBacklogRead(b *testing.B) {
-	addr := testutil.Redis(b)
+	addr := testenv.Redis(b)
 	q := uniqueQueue(b, addr)
 	enqueue(b, addr, q, "bench", 10_000, asynq.Retention(time.Hour))
 	b.Run("Inspector.GetQueueInfo", func(b *testing.B) {
@@ -132,10 +132,10 @@ func BenchmarkBacklogRead(b *testing.B) {
 			}
 		}
 	})
-	b.Run("QueueProbe.Backlog", func(b *testing.B) {
+	b.Run("Probe.Backlog", func(b *testing.B) {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
-		probe, err := asynqpacer.QueueBacklogFromRedisClient(c, q)
+		probe, err := asynqpacer.NewProbeFromRedisClient(c, q)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package natspacer_test
 import (
 	"context"
 	"errors"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -29,14 +30,14 @@ func TestBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPacer(t, pacer.Config{Rate: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 10})
 	h := natspacer.HandlerFunc(func(context.Context, jetstream.Msg) error { return nil })
 	mh := natspacer.MsgHandlerFunc(func(context.Context, *nats.Msg) error { return nil })
 
 	t.Run("zero pace is refused by the pacer, naming the field", func(t *testing.T) {
 		_, err := pacer.New(pacer.Config{Rate: 0})
-		if !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate = 0") {
-			t.Errorf("pacer.New(Rate: 0) = %v, want an ErrInvalid naming rate = 0", err)
+		if !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate: 0") {
+			t.Errorf("pacer.New(Rate: 0) = %v, want an ErrInvalid naming rate: 0", err)
 		}
 	})
 
@@ -48,17 +49,17 @@ func TestBadInput(t *testing.T) {
 		opts  []natspacer.Option
 		wants []string // in the message
 	}{
-		{"nil consumer", nil, p, h, nil, []string{"consumer = nil"}},
-		{"nil pacer (no pace)", f.cons, nil, h, nil, []string{"pacer = nil", "pacer.New"}},
-		{"nil handler", f.cons, p, nil, nil, []string{"handler = nil"}},
+		{"nil consumer", nil, p, h, nil, []string{"consumer: nil"}},
+		{"nil pacer (no pace)", f.cons, nil, h, nil, []string{"pacer: nil", "pacer.New"}},
+		{"nil handler", f.cons, p, nil, nil, []string{"handler: nil"}},
 		{"a consumer with AckPolicy none", ackNone, p, h, nil, []string{`"acknone"`, "AckPolicy = AckNone", "want explicit"}},
 		{"a consumer with AckPolicy all", ackAll, p, h, nil, []string{`"ackall"`, "AckPolicy = AckAll", "want explicit"}},
-		{"Concurrency 0", f.cons, p, h, []natspacer.Option{natspacer.Concurrency(0)}, []string{"Concurrency = 0", "≥ 1"}},
-		{"MaxBatch -1", f.cons, p, h, []natspacer.Option{natspacer.MaxBatch(-1)}, []string{"MaxBatch = -1"}},
-		{"ProgressEvery past AckWait", f.cons, p, h, []natspacer.Option{natspacer.ProgressEvery(3 * time.Second)}, []string{"ProgressEvery = 3s", "AckWait (2s)"}},
-		{"PollWait 1ms", f.cons, p, h, []natspacer.Option{natspacer.PollWait(time.Millisecond)}, []string{"PollWait = 1ms", "≥ 10ms"}},
+		{"Concurrency 0", f.cons, p, h, []natspacer.Option{natspacer.Concurrency(0)}, []string{"Concurrency: 0", "≥ 1"}},
+		{"MaxBatch -1", f.cons, p, h, []natspacer.Option{natspacer.MaxBatch(-1)}, []string{"MaxBatch: -1"}},
+		{"ProgressEvery past AckWait", f.cons, p, h, []natspacer.Option{natspacer.ProgressEvery(3 * time.Second)}, []string{"ProgressEvery: 3s", "AckWait (2s)"}},
+		{"PollWait 1ms", f.cons, p, h, []natspacer.Option{natspacer.PollWait(time.Millisecond)}, []string{"PollWait: 1ms", "≥ 10ms"}},
 		{"PollWait past the consumer's MaxRequestExpires", limited, p, h, []natspacer.Option{natspacer.PollWait(2 * time.Second)},
-			[]string{"PollWait = 2s", "MaxRequestExpires (500ms)", `consumer "limited"`}},
+			[]string{"PollWait: 2s", "MaxRequestExpires (500ms)", `consumer "limited"`}},
 		{"a Subscribe option", f.cons, p, h, []natspacer.Option{natspacer.Buffer(10)}, []string{"Buffer applies to Subscribe"}},
 	}
 	for _, tc := range consumeCases {
@@ -83,11 +84,11 @@ func TestBadInput(t *testing.T) {
 		opts    []natspacer.Option
 		wants   []string
 	}{
-		{"nil conn", nil, "x", p, mh, nil, []string{"conn = nil"}},
-		{"no subject", nc, "", p, mh, nil, []string{`subject = ""`}},
-		{"nil pacer", nc, "x", nil, mh, nil, []string{"pacer = nil"}},
-		{"nil handler", nc, "x", p, nil, nil, []string{"handler = nil"}},
-		{"Buffer 0", nc, "x", p, mh, []natspacer.Option{natspacer.Buffer(0)}, []string{"Buffer = 0"}},
+		{"nil conn", nil, "x", p, mh, nil, []string{"conn: nil"}},
+		{"no subject", nc, "", p, mh, nil, []string{`subject: ""`}},
+		{"nil pacer", nc, "x", nil, mh, nil, []string{"pacer: nil"}},
+		{"nil handler", nc, "x", p, nil, nil, []string{"handler: nil"}},
+		{"Buffer 0", nc, "x", p, mh, []natspacer.Option{natspacer.Buffer(0)}, []string{"Buffer: 0"}},
 		{"a Consume option", nc, "x", p, mh, []natspacer.Option{natspacer.MaxBatch(5)}, []string{"MaxBatch applies to Consume"}},
 	}
 	for _, tc := range subscribeCases {

@@ -62,7 +62,7 @@ type Consumption struct {
 	busy atomic.Int64 // messages received, not yet finished
 
 	mu         sync.Mutex // guards the fields below
-	pool       []pacer.Permit
+	pool       []*pacer.Permit
 	out        int       // permits in fetches in flight, not yet matched to a message
 	gathering  int       // permits the gatherers are acquiring now
 	poolSince  time.Time // when the oldest permit in pool came
@@ -90,7 +90,7 @@ type Consumption struct {
 // job is one message received, with its permit.
 type job struct {
 	msg  jetstream.Msg
-	pm   pacer.Permit
+	pm   *pacer.Permit
 	b    *batch
 	done atomic.Bool // finished: no InProgress for it any more
 	// mu makes "done is false, send InProgress" and "set done, send the
@@ -442,7 +442,7 @@ const gatherers = 2
 // together; otherwise one at a time, each as soon as it is given.
 func (c *Consumption) gather() {
 	defer c.loops.Done()
-	var got []pacer.Permit
+	var got []*pacer.Permit
 	for {
 		c.mu.Lock()
 		for !c.stopping && (c.wanted() == 0 || c.gathering >= c.capacity) {
@@ -473,7 +473,7 @@ func (c *Consumption) gather() {
 		reserved := n
 		got = got[:0]
 		for i := 0; i < n; i++ {
-			var pm pacer.Permit
+			var pm *pacer.Permit
 			if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
 				break
 			}
@@ -498,7 +498,7 @@ func (c *Consumption) gather() {
 
 // hand puts permits into the pool and ends the reservation of reserved
 // permits (len(pms) of which were got).
-func (c *Consumption) hand(pms []pacer.Permit, reserved int) {
+func (c *Consumption) hand(pms []*pacer.Permit, reserved int) {
 	c.mu.Lock()
 	c.gathering -= reserved
 	if len(pms) > 0 {
@@ -565,7 +565,7 @@ func (c *Consumption) fetchLoop() {
 			}
 		}
 		k := min(len(c.pool), c.cfg.maxBatch)
-		pms := append([]pacer.Permit(nil), c.pool[:k]...)
+		pms := append([]*pacer.Permit(nil), c.pool[:k]...)
 		c.pool = append(c.pool[:0], c.pool[k:]...)
 		if len(c.pool) > 0 {
 			c.poolSince = time.Now()
@@ -597,7 +597,7 @@ func (c *Consumption) fetchLoop() {
 // (Permit.Cancel: no outcome, not dispatched). dry means the consumer had
 // no more messages: until the next message says otherwise, one permit is
 // wanted, for the long poll.
-func (c *Consumption) giveBack(pms []pacer.Permit, dry bool) {
+func (c *Consumption) giveBack(pms []*pacer.Permit, dry bool) {
 	for _, pm := range pms {
 		pm.Cancel()
 	}
@@ -691,7 +691,7 @@ func requestLimitErr(err error) bool {
 // the metadata of the last message only: its NumPending is the newest,
 // and parsing every reply subject would cost more than a raw consumer
 // spends on the whole message.
-func (c *Consumption) read(mb jetstream.MessageBatch, pms []pacer.Permit) {
+func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit) {
 	defer c.readers.Done()
 	b := &batch{jobs: make([]job, len(pms))} // one allocation for the Fetch's jobs
 	b.remaining.Store(1)                     // the reader's own reference

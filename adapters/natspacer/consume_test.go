@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"math"
 	"strings"
 	"sync"
@@ -39,7 +40,7 @@ func TestConsumeRate(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	const burst = 1
-	p := newPacer(t, pacer.Config{Rate: pace})
+	p := testenv.NewPacer(t, pacer.Config{Rate: pace})
 	rec := newRecorder(nil)
 
 	start := time.Now()
@@ -80,17 +81,17 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, url, jetstream.ConsumerConfig{AckWait: ackWait})
 		f.publish(t, msgs)
-		p := newPacer(t, pacer.Config{Rate: pace})
+		p := testenv.NewPacer(t, pacer.Config{Rate: pace})
 		rec := newRecorder(nil)
 		c := consume(t, t.Context(), f.cons, p, rec)
-		waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+		testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 
 		for seq, d := range rec.delivered {
 			if len(d) != 1 || d[0] != 1 {
 				t.Errorf("message %d: NumDelivered of each call = %v, want [1]", seq, d)
 			}
 		}
-		waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+		testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 		info := f.info(t)
 		if info.NumRedelivered != 0 || info.NumPending != 0 {
 			t.Errorf("consumer info: NumRedelivered = %d, NumPending = %d; want 0, 0", info.NumRedelivered, info.NumPending)
@@ -122,7 +123,7 @@ func TestNoRedeliveryFromPacing(t *testing.T) {
 		// behind the limiter; their AckWait ends at 2s and the server
 		// sends them again.
 		var info *jetstream.ConsumerInfo
-		waitFor(t, 3*ackWait, "the server to redeliver prefetched messages", func() bool {
+		testenv.WaitFor(t, 3*ackWait, "the server to redeliver prefetched messages", func() bool {
 			info = f.info(t)
 			return info.NumRedelivered > 0
 		})
@@ -144,7 +145,7 @@ func TestBacklog(t *testing.T) {
 	// MaxFactor 40 lets base × factor reach past the ceiling, so the
 	// ceiling is what binds.
 	permits := &stampLimiter{}
-	p := newPacer(t, pacer.Config{Rate: ceiling, Burst: burst, BaseBurst: burst, Base: base, MaxFactor: 40,
+	p := testenv.NewPacer(t, pacer.Config{Rate: ceiling, Burst: burst, BaseBurst: burst, Base: base, MaxFactor: 40,
 		Period: 100 * time.Millisecond, Probe: probe, Limiter: permits})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -178,7 +179,7 @@ func TestBacklog(t *testing.T) {
 	rec := newRecorder(nil)
 	start := time.Now()
 	c := consume(t, ctx, f.cons, p, rec, natspacer.WithProbe(probe), natspacer.Concurrency(64))
-	waitFor(t, 60*time.Second, "the burst to drain", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 60*time.Second, "the burst to drain", func() bool { return rec.distinct() == msgs })
 	drain := time.Since(start)
 	ps := probe.Stats()
 
@@ -213,7 +214,7 @@ func TestBacklog(t *testing.T) {
 	if ps.InfoCalls*10 > ps.Samples {
 		t.Errorf("probe made %d Info calls in %d samples while messages flowed, want ≤ 1 in 10 (metadata is free)", ps.InfoCalls, ps.Samples)
 	}
-	waitFor(t, 5*time.Second, "the factor to return toward 1", func() bool { return p.Stats().Factor <= 1.5 })
+	testenv.WaitFor(t, 5*time.Second, "the factor to return toward 1", func() bool { return p.Stats().Factor <= 1.5 })
 	t.Logf("factor after drain: %.2f; consumption %+v", p.Stats().Factor, c.Stats())
 }
 
@@ -226,7 +227,7 @@ func TestPushback(t *testing.T) {
 	const msgs, retry = 50, 500 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	var first atomic.Int64 // unix nanos of the first call
 	var throttled atomic.Int64
 	var mu sync.Mutex
@@ -251,8 +252,8 @@ func TestPushback(t *testing.T) {
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(8))
-	waitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
-	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	s := p.Stats()
 	t.Logf("throttled answers %d; pacer pauses %d, cuts %d, throttled %d, failed %d; longest gap between starts %v; consumption %+v",
@@ -293,13 +294,13 @@ func TestInProgress(t *testing.T) {
 	const msgs, ackWait, work = 3, time.Second, 2500 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		time.Sleep(work)
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(msgs))
-	waitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 	st := c.Stats()
 	if st.Progress < 2*msgs {
 		t.Errorf("Stats().Progress = %d, want ≥ %d (2 per message of %v with AckWait %v)", st.Progress, 2*msgs, work, ackWait)
@@ -319,10 +320,10 @@ func TestBatching(t *testing.T) {
 	const msgs = 5000
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1e9})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 	rec := newRecorder(nil)
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(256))
-	waitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 	st := c.Stats()
 	t.Logf("%d messages in %d fetches; stats %+v", msgs, st.Fetches, st)
 	if st.Fetches*10 > msgs {
@@ -336,12 +337,12 @@ func TestBatching(t *testing.T) {
 // left in flight.
 func TestStopIdle(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
-	p := newPacer(t, pacer.Config{Rate: 10, MaxInFlight: 4})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 10, MaxInFlight: 4})
 	c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
+	testenv.WaitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
 	c.Stop()
 	select {
 	case <-c.Closed():
@@ -366,7 +367,7 @@ func TestTerminate(t *testing.T) {
 	const msgs = 20
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: time.Second})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1000})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 		if md.Sequence.Stream%5 == 0 {
 			return fmt.Errorf("http 400: %w", natspacer.ErrTerminate)
@@ -374,7 +375,7 @@ func TestTerminate(t *testing.T) {
 		return nil
 	})
 	c := consume(t, t.Context(), f.cons, p, rec)
-	waitFor(t, 10*time.Second, "every message settled", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "every message settled", func() bool {
 		st := c.Stats()
 		return st.Acked+st.Terminated == msgs && f.info(t).NumAckPending == 0
 	})
@@ -400,14 +401,14 @@ func TestRequestLimits(t *testing.T) {
 		const msgs = 100
 		f := newFixture(t, url, jetstream.ConsumerConfig{MaxRequestBatch: 10, MaxRequestExpires: 300 * time.Millisecond})
 		f.publish(t, msgs)
-		p := newPacer(t, pacer.Config{Rate: 1e9})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 		rec := newRecorder(nil)
 		// Concurrency 64: the in-flight cap alone would ask for 64 at once.
 		// The default PollWait (1s) is lowered to MaxRequestExpires.
 		c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
-		waitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+		testenv.WaitFor(t, 10*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
 		idle := c.Stats().Fetches
-		waitFor(t, 5*time.Second, "two long polls on the idle stream", func() bool { return c.Stats().Fetches >= idle+2 })
+		testenv.WaitFor(t, 5*time.Second, "two long polls on the idle stream", func() bool { return c.Stats().Fetches >= idle+2 })
 		st := c.Stats()
 		t.Logf("%d messages with MaxRequestBatch 10: %d fetches, %d fetch errors; stats %+v", msgs, st.Fetches, st.FetchErrors, st)
 		if st.FetchErrors != 0 {
@@ -420,13 +421,13 @@ func TestRequestLimits(t *testing.T) {
 
 	t.Run("limits lowered under a running consumption stop it", func(t *testing.T) {
 		f := newFixture(t, url, jetstream.ConsumerConfig{})
-		p := newPacer(t, pacer.Config{Rate: 100})
+		p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 		c, err := natspacer.Consume(t.Context(), f.cons, p, newRecorder(nil), natspacer.PollWait(200*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Stop(); _ = c.Wait() })
-		waitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
+		testenv.WaitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
 		if _, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{
 			Durable: "worker", MaxRequestExpires: 50 * time.Millisecond}); err != nil {
 			t.Fatalf("lowering MaxRequestExpires: %v", err)
@@ -456,7 +457,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 	const ackWait, backoff = 4 * time.Second, 100 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, 1)
-	p := newPacer(t, pacer.Config{Rate: 100})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	touching := make(chan struct{})
 	var hooked, sawDone atomic.Int64
 	hook := func(done func() bool) {
@@ -483,7 +484,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.ProgressEvery(50*time.Millisecond),
 		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook))
-	waitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
+	testenv.WaitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
 	rec.mu.Lock()
 	again := rec.starts[1].Sub(rec.starts[0])
 	rec.mu.Unlock()
@@ -520,7 +521,7 @@ func TestShortFetchKeepsPending(t *testing.T) {
 	if n != 8 || held.Error() != nil {
 		t.Fatalf("the other worker's Fetch(8) got %d messages, error %v", n, held.Error())
 	}
-	p := newPacer(t, pacer.Config{Rate: 1e9})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
 	release := make(chan struct{})
 	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		select {
@@ -533,7 +534,7 @@ func TestShortFetchKeepsPending(t *testing.T) {
 	// consumer's cached NumPending is 0), the second for 9 and gets 1.
 	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
 	defer close(release)
-	waitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
+	testenv.WaitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
 	time.Sleep(100 * time.Millisecond) // the next Fetch is sent; it waits PollWait
 	st := c.Stats()
 	t.Logf("after a Fetch of 9 that brought 1 with NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
@@ -576,7 +577,7 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	const msgs = 400
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 200, Burst: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
 	ds := &limitedDownstream{rate: 100}
 	rec := newRecorder(func(context.Context, jetstream.Msg, *jetstream.MsgMetadata) error {
 		time.Sleep(5 * time.Millisecond)
@@ -584,9 +585,9 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	})
 	start := time.Now()
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(20))
-	waitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
 	took := time.Since(start)
-	waitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	s, cs := p.Stats(), c.Stats()
 	t.Logf("%d messages in %v (%.0f/s; the downstream takes 100/s); pacer: dispatched %d, throttled %d, cuts %d, pauses %d, reason %s, capacity %.0f/s; consumption %+v",

@@ -19,6 +19,6 @@
 // NATS is at-most-once, so what does not fit is dropped: each drop is
 // counted in Stats and logged, never silent.
 //
-// Tests run against a real nats-server: testutil.NATS starts one embedded,
+// Tests run against a real nats-server: testenv.NATS starts one embedded,
 // with JetStream, or uses NATS_URL.
 package natspacer

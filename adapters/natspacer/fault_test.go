@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 // TestFaultServerRestart restarts the nats-server (same port, same store)
@@ -21,19 +21,19 @@ import (
 // handled again after AckWait: at least once, none lost).
 func TestFaultServerRestart(t *testing.T) {
 	const msgs = 3000
-	srv := testutil.NATSEmbedded(t) // its own: this test restarts it
+	srv := testenv.NATSEmbedded(t) // its own: this test restarts it
 	f := newFixture(t, srv.URL(), jetstream.ConsumerConfig{AckWait: 2 * time.Second})
 	f.publish(t, msgs)
-	p := newPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10})
 	rec := newRecorder(nil)
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.PollWait(500*time.Millisecond))
 
-	waitFor(t, 10*time.Second, "800 messages handled", func() bool { return rec.distinct() >= 800 })
+	testenv.WaitFor(t, 10*time.Second, "800 messages handled", func() bool { return rec.distinct() >= 800 })
 	before := rec.distinct()
 	srv.Restart()
 	t.Logf("nats-server restarted after %d of %d messages", before, msgs)
 
-	waitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
 	select {
 	case <-c.Closed():
 		t.Fatalf("the consumption stopped (Wait() = %v); it should have carried on", c.Wait())
@@ -71,7 +71,7 @@ func TestFaultWorkerStopStart(t *testing.T) {
 		}
 	})
 	start := func(ctx context.Context, opts ...natspacer.Option) (*natspacer.Consumption, *pacer.Pacer) {
-		p := newPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10}) // a new worker, a new pacer
+		p := testenv.NewPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10}) // a new worker, a new pacer
 		opts = append([]natspacer.Option{natspacer.Concurrency(32), natspacer.PollWait(300 * time.Millisecond)}, opts...)
 		c, err := natspacer.Consume(ctx, f.cons, p, rec, opts...)
 		if err != nil {
@@ -82,7 +82,7 @@ func TestFaultWorkerStopStart(t *testing.T) {
 
 	// Worker 1 stops gracefully.
 	c1, _ := start(t.Context())
-	waitFor(t, 10*time.Second, "500 messages handled", func() bool { return rec.distinct() >= 500 })
+	testenv.WaitFor(t, 10*time.Second, "500 messages handled", func() bool { return rec.distinct() >= 500 })
 	c1.Stop()
 	if err := c1.Wait(); err != nil {
 		t.Fatalf("worker 1: Wait() = %v", err)
@@ -91,14 +91,14 @@ func TestFaultWorkerStopStart(t *testing.T) {
 	if s1.InFlight != 0 || s1.Acked != s1.Received {
 		t.Errorf("worker 1 after Stop: InFlight = %d, Acked = %d of Received %d; want 0 and all", s1.InFlight, s1.Acked, s1.Received)
 	}
-	waitFor(t, 5*time.Second, "worker 1's acks processed", func() bool { return f.info(t).NumAckPending == 0 })
+	testenv.WaitFor(t, 5*time.Second, "worker 1's acks processed", func() bool { return f.info(t).NumAckPending == 0 })
 	after1 := rec.distinct()
 
 	// Worker 2 is killed mid-run. Its 4 handlers (800/s) are slower than
 	// its pace (1,000/s): received messages queue for them, up to 128.
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	c2, p2 := start(ctx2, natspacer.Concurrency(4), natspacer.MaxInFlight(128))
-	waitFor(t, 10*time.Second, "1200 messages handled", func() bool { return rec.distinct() >= 1200 })
+	testenv.WaitFor(t, 10*time.Second, "1200 messages handled", func() bool { return rec.distinct() >= 1200 })
 	cancel2()
 	if err := c2.Wait(); err != nil {
 		t.Fatalf("worker 2: Wait() = %v", err)
@@ -125,7 +125,7 @@ func TestFaultWorkerStopStart(t *testing.T) {
 
 	// Worker 3 finishes the stream.
 	c3, _ := start(t.Context())
-	waitFor(t, 30*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 30*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
 	c3.Stop()
 	if err := c3.Wait(); err != nil {
 		t.Fatalf("worker 3: Wait() = %v", err)
@@ -149,7 +149,7 @@ func TestFaultConsumerDeleted(t *testing.T) {
 	const cap_ = 4
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 5 * time.Second})
 	f.publish(t, 20)
-	p := newPacer(t, pacer.Config{Rate: 1000})
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
 	release := make(chan struct{})
 	var calls atomic.Int64
 	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
@@ -172,7 +172,7 @@ func TestFaultConsumerDeleted(t *testing.T) {
 		c.Stop()
 		_ = c.Wait()
 	})
-	waitFor(t, 5*time.Second, "the in-flight cap full, no Fetch out", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the in-flight cap full, no Fetch out", func() bool {
 		st := c.Stats()
 		return st.InFlight == cap_ && st.Permits == 0
 	})

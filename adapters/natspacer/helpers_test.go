@@ -3,10 +3,8 @@ package natspacer_test
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,19 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var nameSeq atomic.Int64
-
-// uniqueName returns a stream or consumer name of t's own.
-func uniqueName(t testing.TB) string {
-	return fmt.Sprintf("%s_%d_%d", regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"),
-		time.Now().UnixNano()%1e6, nameSeq.Add(1))
-}
 
 // connect connects to url, reconnecting forever, and closes at cleanup.
 func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
@@ -59,7 +48,7 @@ type fixture struct {
 func newFixture(t testing.TB, url string, cc jetstream.ConsumerConfig) *fixture {
 	t.Helper()
 	nc, js := connect(t, url)
-	name := uniqueName(t)
+	name := testenv.UniqueName(t)
 	f := &fixture{nc: nc, js: js, stream: name, subject: "jobs." + name}
 	ctx := context.Background()
 	// The server has, rarely and under load, answered a stream creation
@@ -258,31 +247,8 @@ func (r *recorder) longestGap() time.Duration {
 	return longestGap(s)
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// newPacer returns a pacer.Pacer for c or fails t.
-func newPacer(t testing.TB, c pacer.Config) *pacer.Pacer {
-	t.Helper()
-	p, err := pacer.New(c)
-	if err != nil {
-		t.Fatalf("pacer.New(%+v): %v", c, err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
 // natsServer returns the test's NATS server.
-func natsServer(t testing.TB) *testutil.NATSServer {
+func natsServer(t testing.TB) *testenv.NATSServer {
 	t.Helper()
-	return testutil.NATS(t)
+	return testenv.NATS(t)
 }

@@ -1,7 +1,6 @@
 package natspacer
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,7 +20,7 @@ func (invalidError) Error() string { return "invalid argument" }
 func (invalidError) Unwrap() error { return pacer.ErrInvalid }
 
 func invalid(field string, v any, allowed string) error {
-	return fmt.Errorf("natspacer: %w: %s = %v, want %s", ErrInvalid, field, v, allowed)
+	return &pacer.FieldError{Pkg: "natspacer", Field: field, Value: v, Want: allowed, Err: ErrInvalid}
 }
 
 // Option configures Consume or Subscribe. Options that apply to only one of

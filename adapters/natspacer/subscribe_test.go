@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 // TestSubscribeDropsCounted publishes far faster than the pace into a
@@ -33,8 +33,8 @@ func TestSubscribeDropsCounted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc, _ := connect(t, url)
-			subject := "core." + uniqueName(t)
-			var logs testutil.SyncBuffer
+			subject := "core." + testenv.UniqueName(t)
+			var logs testenv.SyncBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			var handled atomic.Int64
 			h := natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {
@@ -43,7 +43,7 @@ func TestSubscribeDropsCounted(t *testing.T) {
 			})
 			var subs []*natspacer.Subscription
 			for range tc.subs {
-				p := newPacer(t, pacer.Config{Rate: 200, Burst: 2, BaseBurst: 2})
+				p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 2, BaseBurst: 2})
 				s, err := natspacer.Subscribe(t.Context(), nc, subject, tc.queue, p, h,
 					natspacer.Buffer(10), natspacer.Concurrency(1), natspacer.Logger(logger))
 				if err != nil {
@@ -71,7 +71,7 @@ func TestSubscribeDropsCounted(t *testing.T) {
 				}
 				return n
 			}
-			waitFor(t, 10*time.Second, "every message received", func() bool { return received() == published })
+			testenv.WaitFor(t, 10*time.Second, "every message received", func() bool { return received() == published })
 			time.Sleep(20 * time.Millisecond) // a few more are handled at the pace; the rest wait in the buffer or were dropped
 			var st natspacer.SubscribeStats
 			for _, s := range subs {
@@ -110,8 +110,8 @@ func TestSubscribePaced(t *testing.T) {
 	const published = 300
 	url := natsServer(t).URL()
 	nc, _ := connect(t, url)
-	subject := "core." + uniqueName(t)
-	p := newPacer(t, pacer.Config{Rate: 500, Burst: 5, BaseBurst: 5})
+	subject := "core." + testenv.UniqueName(t)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 500, Burst: 5, BaseBurst: 5})
 	var handled atomic.Int64
 	s, err := natspacer.Subscribe(t.Context(), nc, subject, "", p, natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {
 		handled.Add(1)
@@ -130,7 +130,7 @@ func TestSubscribePaced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "every message handled", func() bool { return handled.Load() == published })
+	testenv.WaitFor(t, 10*time.Second, "every message handled", func() bool { return handled.Load() == published })
 	elapsed := time.Since(start)
 	// 300 at 500/s with 5 at once: 590ms at the least.
 	if min := time.Duration(float64(published-5) / 500 * float64(time.Second)); elapsed < min {
@@ -155,8 +155,8 @@ func TestSubscribeDrain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc, _ := connect(t, url)
-			subject := "core." + uniqueName(t)
-			p := newPacer(t, pacer.Config{Rate: 100})
+			subject := "core." + testenv.UniqueName(t)
+			p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 			var handled atomic.Int64
 			s, err := natspacer.Subscribe(context.Background(), nc, subject, "", p, natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {
 				handled.Add(1)
@@ -173,7 +173,7 @@ func TestSubscribeDrain(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, 10*time.Second, "every message received", func() bool { return s.Stats().Received == published })
+			testenv.WaitFor(t, 10*time.Second, "every message received", func() bool { return s.Stats().Received == published })
 			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
 			defer cancel()
 			if err := s.Drain(ctx); err != nil {

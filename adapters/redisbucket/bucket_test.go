@@ -15,8 +15,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -79,17 +79,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		edit  func(*redisbucket.Config)
 		field string
 	}{
-		{"a zero rate", func(c *redisbucket.Config) { c.Rate = 0 }, "rate = 0"},
-		{"a negative rate", func(c *redisbucket.Config) { c.Rate = -5 }, "rate = -5"},
-		{"a NaN rate", func(c *redisbucket.Config) { c.Rate = math.NaN() }, "rate = NaN"},
-		{"a rate above 1e9", func(c *redisbucket.Config) { c.Rate = 2e9 }, "rate = 2e+09"},
-		{"an empty key", func(c *redisbucket.Config) { c.Key = "" }, `key = ""`},
-		{"a negative burst", func(c *redisbucket.Config) { c.Burst = -1 }, "burst = -1"},
-		{"negative expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = -2 }, "expected_workers = -2"},
-		{"a lease time under 1ms", func(c *redisbucket.Config) { c.LeaseTime = time.Microsecond }, "lease_time = 1µs"},
-		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time = 1m0s"},
-		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval = -1s"},
-		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout = -1s"},
+		{"a zero rate", func(c *redisbucket.Config) { c.Rate = 0 }, "rate: 0"},
+		{"a negative rate", func(c *redisbucket.Config) { c.Rate = -5 }, "rate: -5"},
+		{"a NaN rate", func(c *redisbucket.Config) { c.Rate = math.NaN() }, "rate: NaN"},
+		{"a rate above 1e9", func(c *redisbucket.Config) { c.Rate = 2e9 }, "rate: 2e+09"},
+		{"an empty key", func(c *redisbucket.Config) { c.Key = "" }, `key: ""`},
+		{"a negative burst", func(c *redisbucket.Config) { c.Burst = -1 }, "burst: -1"},
+		{"negative expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = -2 }, "expected_workers: -2"},
+		{"a lease time under 1ms", func(c *redisbucket.Config) { c.LeaseTime = time.Microsecond }, "lease_time: 1µs"},
+		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time: 1m0s"},
+		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval: -1s"},
+		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout: -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
@@ -131,7 +131,7 @@ prefix = "myapp:fleet:"
 }
 
 func TestNewFailsWhenRedisRefusesTheScript(t *testing.T) {
-	srv := testutil.RedisProcess(t) // its own server: the test changes its ACL
+	srv := testenv.RedisProcess(t) // its own server: the test changes its ACL
 	rdb := client(t, srv.Addr())
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -149,7 +149,7 @@ func TestNewFailsWhenRedisRefusesTheScript(t *testing.T) {
 				t.Fatalf("ACL SETUSER: %v", err)
 			}
 			t.Cleanup(func() { rdb.Do(ctx, "ACL", "SETUSER", "default", "+@all", "allkeys") })
-			b, err := redisbucket.New(rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 10})
+			b, err := redisbucket.New(rdb, redisbucket.Config{Key: testenv.UniqueName(t), Rate: 10})
 			if err == nil {
 				b.Close()
 				t.Fatal("New = nil error, want ErrRefused")
@@ -162,12 +162,12 @@ func TestNewFailsWhenRedisRefusesTheScript(t *testing.T) {
 }
 
 func TestWaitArgumentsCancelAndClose(t *testing.T) {
-	rdb := client(t, testutil.Redis(t))
-	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 1}) // one token a second
+	rdb := client(t, testenv.Redis(t))
+	b := newBucket(t, rdb, redisbucket.Config{Key: testenv.UniqueName(t), Rate: 1}) // one token a second
 	ctx := context.Background()
 	t.Run("n below 1 is an error", func(t *testing.T) {
-		if err := b.Wait(ctx, 0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "n = 0") {
-			t.Errorf("Wait(ctx, 0) = %v, want an error naming n = 0", err)
+		if err := b.Wait(ctx, 0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "n: 0") {
+			t.Errorf("Wait(ctx, 0) = %v, want an error naming n: 0", err)
 		}
 	})
 	t.Run("the burst is there at once", func(t *testing.T) {
@@ -222,9 +222,9 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 }
 
 func TestLeasesBatchRedisCalls(t *testing.T) {
-	rdb := client(t, testutil.Redis(t))
+	rdb := client(t, testenv.Redis(t))
 	const rate = 2000.0
-	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: rate})
+	b := newBucket(t, rdb, redisbucket.Config{Key: testenv.UniqueName(t), Rate: rate})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	got := drain(ctx, b, 2)
@@ -244,9 +244,9 @@ func TestLeasesBatchRedisCalls(t *testing.T) {
 // their share at a time: about one Redis call per lease, not one per slot
 // with empty grants between while they contend.
 func TestContendingWorkersLeaseTheirShare(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	const rate, dur, waiters = 40.0, 3 * time.Second, 10
-	key := uniqueKey(t)
+	key := testenv.UniqueName(t)
 	var bs [2]*redisbucket.Bucket
 	var counts [2]atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
@@ -310,7 +310,7 @@ func redisTime(t *testing.T, rdb *redis.Client) float64 {
 }
 
 func TestUnusedLeasesGoBack(t *testing.T) {
-	rdb := client(t, testutil.Redis(t))
+	rdb := client(t, testenv.Redis(t))
 	const rate = 1000.0
 	for _, tc := range []struct {
 		name string
@@ -324,7 +324,7 @@ func TestUnusedLeasesGoBack(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := uniqueKey(t)
+			key := testenv.UniqueName(t)
 			b := newBucket(t, rdb, redisbucket.Config{Key: key, Rate: rate})
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			drain(ctx, b, 1) // busy: leases reach ahead of now
@@ -351,12 +351,12 @@ func TestUnusedLeasesGoBack(t *testing.T) {
 }
 
 func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
-	var logs testutil.SyncBuffer
+	var logs testenv.SyncBuffer
 	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true, DialerRetries: 1})
 	defer rdb.Close()
 	const rate, workers = 200.0, 4
 	b := newBucket(t, rdb, redisbucket.Config{
-		Key: uniqueKey(t), Rate: rate, ExpectedWorkers: workers, RetryInterval: 100 * time.Millisecond,
+		Key: testenv.UniqueName(t), Rate: rate, ExpectedWorkers: workers, RetryInterval: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	s := b.Stats()
@@ -379,10 +379,10 @@ func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
 }
 
 func TestSetRate(t *testing.T) {
-	rdb := client(t, testutil.Redis(t))
-	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 100})
-	if err := b.SetRate(0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate = 0") {
-		t.Errorf("SetRate(0) = %v, want an error naming rate = 0", err)
+	rdb := client(t, testenv.Redis(t))
+	b := newBucket(t, rdb, redisbucket.Config{Key: testenv.UniqueName(t), Rate: 100})
+	if err := b.SetRate(0); !errors.Is(err, pacer.ErrInvalid) || !strings.Contains(err.Error(), "rate: 0") {
+		t.Errorf("SetRate(0) = %v, want an error naming rate: 0", err)
 	}
 	if err := b.SetRate(1000); err != nil {
 		t.Fatal(err)
@@ -398,9 +398,9 @@ func TestSetRate(t *testing.T) {
 }
 
 func TestBurstIsThereAtOnce(t *testing.T) {
-	rdb := client(t, testutil.Redis(t))
+	rdb := client(t, testenv.Redis(t))
 	// Burst 10 at 10/s: ten slots a second old, far beyond LeaseTime.
-	b := newBucket(t, rdb, redisbucket.Config{Key: uniqueKey(t), Rate: 10, Burst: 10})
+	b := newBucket(t, rdb, redisbucket.Config{Key: testenv.UniqueName(t), Rate: 10, Burst: 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	// The burst, plus the slots due at 0.1s and 0.2s (0.3s is on the edge).
@@ -414,7 +414,7 @@ func TestBurstIsThereAtOnce(t *testing.T) {
 // real Redis above.
 func TestRunsOnMiniredis(t *testing.T) {
 	m := miniredis.RunT(t)
-	b := newBucket(t, client(t, m.Addr()), redisbucket.Config{Key: uniqueKey(t), Rate: 200})
+	b := newBucket(t, client(t, m.Addr()), redisbucket.Config{Key: testenv.UniqueName(t), Rate: 200})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	got := drain(ctx, b, 1)

@@ -11,8 +11,10 @@ import (
 )
 
 // Config configures a Bucket. Key and Rate are required; every other field
-// has a default, given in its doc. The toml tags are the names the CLI reads
-// under a worker's fleet settings.
+// has a default, given in its doc. New checks every field and returns a
+// *pacer.FieldError naming the first bad one; the toml tags give each
+// field's name in those errors and in a config file a program decodes
+// into a Config.
 type Config struct {
 	// Key names the shared limit: every worker whose Config has the same
 	// Key (and Prefix) on the same Redis shares one bucket. Required.
@@ -23,7 +25,8 @@ type Config struct {
 	// the last caller wins. Required.
 	Rate float64 `toml:"rate"`
 	// Burst is the fleet-wide bucket's capacity in jobs: how many may go
-	// at once after the fleet was idle. The default value is 1.
+	// at once after the fleet was idle. The default value is
+	// pacer.DefaultBurst (1).
 	Burst float64 `toml:"burst"`
 	// ExpectedWorkers is how many workers normally share the Key. During
 	// a Redis outage each worker paces itself at Rate ÷ max(ExpectedWorkers,
@@ -36,11 +39,12 @@ type Config struct {
 	// used: a worker leases about LeaseTime's worth of its share at a
 	// time, and a leased token not used within LeaseTime of its due time
 	// expires. Longer means fewer Redis calls and a looser short-window
-	// bound (see the package doc). The default value is 100ms; it must be
-	// in [1ms, 10s].
+	// bound (see the package doc). The default value is DefaultLeaseTime
+	// (100ms); it must be in [MinLeaseTime, MaxLeaseTime], [1ms, 10s].
 	LeaseTime time.Duration `toml:"lease_time"`
 	// RetryInterval is how often a worker that fell back to its local
-	// share tries Redis again. The default value is 500ms.
+	// share tries Redis again. The default value is DefaultRetryInterval
+	// (500ms).
 	RetryInterval time.Duration `toml:"retry_interval"`
 	// Timeout bounds each Redis call (through its context; a go-redis
 	// client honours it when its Options.ContextTimeoutEnabled is set,
@@ -49,12 +53,12 @@ type Config struct {
 	// whose leases run out waits, so this is also the longest stall an
 	// outage causes (a go-redis client retries a refused dial 5 times,
 	// 100ms apart, by default: such a call lasts the whole Timeout). The
-	// default value is 250ms.
+	// default value is DefaultTimeout (250ms).
 	Timeout time.Duration `toml:"timeout"`
 	// Prefix is put before Key to make the Redis key names:
 	// Prefix+"{"+Key+"}" holds the bucket and Prefix+"{"+Key+"}:workers"
 	// the workers seen lately (one hash slot, so Redis Cluster works). The
-	// default value is "pacer:fleet:".
+	// default value is DefaultPrefix ("pacer:fleet:").
 	Prefix string `toml:"prefix"`
 	// Logger receives fallback and rejoin events. The default value, nil,
 	// means slog.Default().
@@ -66,12 +70,19 @@ type Config struct {
 	Clock pacer.Clock `toml:"-"`
 }
 
-// Default values of Config's optional fields.
+// Default values and bounds of Config's optional fields.
 const (
-	DefaultLeaseTime     = 100 * time.Millisecond
+	// DefaultLeaseTime is Config.LeaseTime's default.
+	DefaultLeaseTime = 100 * time.Millisecond
+	// MinLeaseTime and MaxLeaseTime bound Config.LeaseTime.
+	MinLeaseTime = time.Millisecond
+	MaxLeaseTime = 10 * time.Second
+	// DefaultRetryInterval is Config.RetryInterval's default.
 	DefaultRetryInterval = 500 * time.Millisecond
-	DefaultTimeout       = 250 * time.Millisecond
-	DefaultPrefix        = "pacer:fleet:"
+	// DefaultTimeout is Config.Timeout's default.
+	DefaultTimeout = 250 * time.Millisecond
+	// DefaultPrefix is Config.Prefix's default.
+	DefaultPrefix = "pacer:fleet:"
 )
 
 // ErrClosed is returned by Wait after Close.
@@ -84,7 +95,7 @@ var ErrClosed = errors.New("redisbucket: closed")
 var ErrRefused = errors.New("redisbucket: Redis refuses the bucket script")
 
 func invalid(field string, v any, allowed string) error {
-	return fmt.Errorf("redisbucket: %w: %s = %v, want %s", pacer.ErrInvalid, field, v, allowed)
+	return &pacer.FieldError{Pkg: "redisbucket", Field: field, Value: v, Want: allowed}
 }
 
 func checkRate(field string, v float64) error {
@@ -103,7 +114,7 @@ func (c *Config) fill() error {
 		return err
 	}
 	if c.Burst == 0 {
-		c.Burst = 1
+		c.Burst = pacer.DefaultBurst
 	}
 	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < 0 {
 		return invalid("burst", c.Burst, "a finite number > 0 (jobs)")
@@ -114,8 +125,8 @@ func (c *Config) fill() error {
 	if c.LeaseTime == 0 {
 		c.LeaseTime = DefaultLeaseTime
 	}
-	if c.LeaseTime < time.Millisecond || c.LeaseTime > 10*time.Second {
-		return invalid("lease_time", c.LeaseTime, "in [1ms, 10s]")
+	if c.LeaseTime < MinLeaseTime || c.LeaseTime > MaxLeaseTime {
+		return invalid("lease_time", c.LeaseTime, fmt.Sprintf("in [%v, %v]", MinLeaseTime, MaxLeaseTime))
 	}
 	if c.RetryInterval == 0 {
 		c.RetryInterval = DefaultRetryInterval

@@ -10,8 +10,6 @@ package redisbucket_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -24,8 +22,8 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
@@ -135,12 +133,6 @@ func workerMain(js string) int {
 	return 0
 }
 
-func uniqueKey(t *testing.T) string {
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	return "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":" + hex.EncodeToString(r[:])
-}
-
 // runFleet runs one worker process per spec, all starting lead from now;
 // during, if set, runs in the test meanwhile with the common start time.
 func runFleet(t *testing.T, specs []workerSpec, during func(start time.Time)) []workerResult {
@@ -209,7 +201,7 @@ func fleetBins(res []workerResult) []int64 {
 }
 
 func TestFleetSharesOneLimit(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	const (
 		workers = 4
 		rate    = 400.0
@@ -223,7 +215,7 @@ func TestFleetSharesOneLimit(t *testing.T) {
 		{"one worker's clock 2s ahead", 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := uniqueKey(t)
+			key := testenv.UniqueName(t)
 			specs := make([]workerSpec, workers)
 			for i := range specs {
 				specs[i] = workerSpec{Addr: addr, Key: key, Rate: rate, Dur: dur, Bin: 100 * time.Millisecond}
@@ -257,7 +249,7 @@ func TestFleetSharesOneLimit(t *testing.T) {
 }
 
 func TestFleetSurvivesRedisRestart(t *testing.T) {
-	srv := testutil.RedisProcess(t)
+	srv := testenv.RedisProcess(t)
 	const (
 		workers  = 4
 		rate     = 400.0
@@ -268,7 +260,7 @@ func TestFleetSurvivesRedisRestart(t *testing.T) {
 		retry    = 250 * time.Millisecond
 		detected = stopAt + 500*time.Millisecond // every worker has needed a lease by then
 	)
-	key := uniqueKey(t)
+	key := testenv.UniqueName(t)
 	specs := make([]workerSpec, workers)
 	for i := range specs {
 		specs[i] = workerSpec{Addr: srv.Addr(), Key: key, Rate: rate, Expected: workers,

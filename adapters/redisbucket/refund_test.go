@@ -8,18 +8,18 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/testutil"
 )
 
 // An adapter acquires permits before it knows there is work (a long poll)
 // and cancels those it does not use: the bucket takes the slots back, so
 // a worker polling an empty queue does not use up the fleet's rate.
 func TestRefund(t *testing.T) {
-	addr := testutil.Redis(t)
+	addr := testenv.Redis(t)
 	t.Run("a worker that acquires and cancels leaves the rate to the others", func(t *testing.T) {
 		const rate, dur, pollers = 400.0, 2 * time.Second, 2
-		key := uniqueKey(t)
+		key := testenv.UniqueName(t)
 		idle := newBucket(t, client(t, addr), redisbucket.Config{Key: key, Rate: rate})
 		busy := newBucket(t, client(t, addr), redisbucket.Config{Key: key, Rate: rate})
 		p, err := pacer.New(pacer.Config{Rate: rate, Limiter: idle})
@@ -80,7 +80,7 @@ func TestRefund(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// One slot every 2 s; a 1 s lease leaves time to go idle
 			// before the slot would expire.
-			c := redisbucket.Config{Key: uniqueKey(t), Rate: 0.5, LeaseTime: time.Second}
+			c := redisbucket.Config{Key: testenv.UniqueName(t), Rate: 0.5, LeaseTime: time.Second}
 			a := newBucket(t, client(t, addr), c)
 			p, err := pacer.New(pacer.Config{Rate: 1e9, Limiter: a})
 			if err != nil {

@@ -103,6 +103,10 @@ func NewExec(c ExecConfig) (*Exec, error) {
 // ctx ending kills it (and, on unix, its process group). It is safe for
 // concurrent use.
 func (e *Exec) Handle(ctx context.Context, j Job) error {
+	if strings.ContainsRune(j.ID, 0) || strings.ContainsRune(j.Type, 0) {
+		// The environment cannot hold a NUL: no retry can run this job.
+		return permanent(fmt.Errorf("sink: exec %s: job %q of type %q: a NUL cannot be passed in the environment", e.cfg.Command[0], j.ID, j.Type))
+	}
 	tctx, cancel := context.WithTimeoutCause(ctx, e.cfg.Timeout, errTimedOut)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, e.cfg.Command[0], e.cfg.Command[1:]...)

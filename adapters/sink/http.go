@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -36,23 +37,38 @@ type HTTPConfig struct {
 	// one, the worker's default_retry_after is. The default value is
 	// [429, 503].
 	ThrottleStatus []int `toml:"throttle_status"`
+	// RetryRedirects makes a 3xx answer an error that is retried. The
+	// sink never follows a redirect: following one would turn a POST into
+	// a GET without its body (302, 303) or send the payload and the
+	// headers, credentials included, to another host (307, 308). A 3xx is
+	// a failure that names its Location; it is permanent unless
+	// RetryRedirects is set. The default value is false.
+	RetryRedirects bool `toml:"retry_redirects"`
 	// MaxRetryAfter caps the pause a Retry-After header asks for, so that
 	// one answer cannot stall the worker for long: the pause holds every
 	// job of the worker. The default value is 5m.
 	MaxRetryAfter time.Duration `toml:"max_retry_after"`
-	// Client sends the requests. The default value is a client with
-	// Timeout. Not settable from config.toml.
+	// Client sends the requests; the sink uses a copy of it that follows
+	// no redirect. The default value is a client with Timeout. Not
+	// settable from config.toml.
 	Client *http.Client `toml:"-"`
 }
 
 // HTTP is a Sink that sends each job's payload to a URL, with the job's
 // id, type and attempt in X-Pacer-Job-Id, X-Pacer-Job-Type and
-// X-Pacer-Job-Attempt. A 2xx answer is success; a status in
-// ThrottleStatus is a throttled outcome carrying its Retry-After; other
-// 5xx, 408 and transport errors (timeouts included) are errors, retried;
-// other 4xx are permanent errors (ErrPermanent).
+// X-Pacer-Job-Attempt, and the id again in Idempotency-Key so that the
+// downstream can drop a job delivered twice. A 2xx answer is success; a
+// status in ThrottleStatus is a throttled outcome carrying its
+// Retry-After; other 5xx, 408 and transport errors (timeouts included) are
+// errors, retried; a 3xx is never followed (see RetryRedirects); other 4xx
+// are permanent errors (ErrPermanent), and so is a job whose id or type
+// cannot be sent in a header.
+//
+// The URL's password and query never appear in an error: they are shown
+// as "xxxxx" and "?…".
 type HTTP struct {
-	cfg HTTPConfig
+	cfg   HTTPConfig
+	shown string // cfg.URL without its password or query, for errors
 }
 
 var _ Sink = (*HTTP)(nil)
@@ -61,7 +77,7 @@ var _ Sink = (*HTTP)(nil)
 func NewHTTP(c HTTPConfig) (*HTTP, error) {
 	u, err := url.Parse(c.URL)
 	if c.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, invalid("http", "url", fmt.Sprintf("%q", c.URL), "an http:// or https:// URL")
+		return nil, invalid("http", "url", fmt.Sprintf("%q", redactURL(c.URL)), "an http:// or https:// URL")
 	}
 	if c.Method == "" {
 		c.Method = http.MethodPost
@@ -86,7 +102,8 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 			return nil, invalid("http", "headers", fmt.Sprintf("%q", k), "header names of letters, digits and !#$%&'*+-.^_`|~")
 		}
 		if !validHeaderValue(v) {
-			return nil, invalid("http", fmt.Sprintf("headers.%s", k), fmt.Sprintf("%q", v), "a header value without control characters")
+			// The value may be a secret: say where it is wrong, not what it is.
+			return nil, invalid("http", fmt.Sprintf("headers.%s", k), "(a value of "+strconv.Itoa(len(v))+" bytes)", "a header value without control characters")
 		}
 	}
 	if c.ThrottleStatus == nil {
@@ -106,16 +123,42 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.Timeout}
 	}
-	return &HTTP{cfg: c}, nil
+	cl := *c.Client
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Client = &cl
+	return &HTTP{cfg: c, shown: redactURL(c.URL)}, nil
 }
+
+// redactURL returns raw with its password shown as "xxxxx" and its query
+// as "?…": both often hold credentials.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	q := u.RawQuery != "" || u.ForceQuery
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	s := u.Redacted()
+	if q {
+		s += "?…"
+	}
+	return s
+}
+
+// headerSafe reports whether s can be sent as a header value.
+func headerSafe(s string) bool { return validHeaderValue(s) }
 
 // Handle sends j and reads the answer.
 func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
+	if !headerSafe(j.ID) || !headerSafe(j.Type) {
+		// CR, LF or NUL in an id or type: no retry can send it.
+		return permanent(fmt.Errorf("sink: http: job %q of type %q: a control character cannot be sent in a header", j.ID, j.Type))
+	}
 	req, err := http.NewRequestWithContext(ctx, h.cfg.Method, h.cfg.URL, bytes.NewReader(j.Payload))
 	if err != nil {
-		return permanent(fmt.Errorf("sink: http: %w", err))
+		return permanent(fmt.Errorf("sink: http: %s %s: cannot build the request", h.cfg.Method, h.shown))
 	}
 	req.Header.Set("Content-Type", h.cfg.ContentType)
 	for k, v := range h.cfg.Headers {
@@ -124,8 +167,15 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	req.Header.Set("X-Pacer-Job-Id", j.ID)
 	req.Header.Set("X-Pacer-Job-Type", j.Type)
 	req.Header.Set("X-Pacer-Job-Attempt", strconv.Itoa(j.Attempt))
+	if j.ID != "" {
+		req.Header.Set("Idempotency-Key", j.ID)
+	}
 	resp, err := h.cfg.Client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = h.shown // net/http hides the password but not the query
+		}
 		return fmt.Errorf("sink: http: job %s: %w", j.ID, err)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -138,9 +188,20 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	if slices.Contains(h.cfg.ThrottleStatus, code) {
 		v := resp.Header.Get("Retry-After")
 		d, note := capRetryAfter(RetryAfter(v, time.Now()), h.cfg.MaxRetryAfter, v)
-		return pacer.Throttle(d, fmt.Errorf("sink: http: job %s: %s %s: %s%s%s", j.ID, h.cfg.Method, h.cfg.URL, resp.Status, note, bodySuffix(body)))
+		return pacer.Throttle(d, fmt.Errorf("sink: http: job %s: %s %s: %s%s%s", j.ID, h.cfg.Method, h.shown, resp.Status, note, bodySuffix(body)))
 	}
-	cause := fmt.Errorf("sink: http: job %s: %s %s: %s%s", j.ID, h.cfg.Method, h.cfg.URL, resp.Status, bodySuffix(body))
+	if code >= 300 && code < 400 {
+		loc := "no Location"
+		if l := resp.Header.Get("Location"); l != "" {
+			loc = "Location " + redactURL(l)
+		}
+		cause := fmt.Errorf("sink: http: job %s: %s %s: %s to %s: redirects are not followed (set url to the final address)", j.ID, h.cfg.Method, h.shown, resp.Status, loc)
+		if h.cfg.RetryRedirects {
+			return cause
+		}
+		return permanent(cause)
+	}
+	cause := fmt.Errorf("sink: http: job %s: %s %s: %s%s", j.ID, h.cfg.Method, h.shown, resp.Status, bodySuffix(body))
 	switch {
 	case code >= 500 || code == http.StatusRequestTimeout:
 		return cause

@@ -296,7 +296,7 @@ func TestNewHTTPInvalid(t *testing.T) {
 		{sink.HTTPConfig{URL: u, Headers: map[string]string{"Bad Header": "x"}}, `headers = "Bad Header"`},
 		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token:": "x"}}, `headers = "X-Token:"`},
 		{sink.HTTPConfig{URL: u, Headers: map[string]string{"": "x"}}, `headers = ""`},
-		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token": "a\nb"}}, `headers.X-Token = "a\nb"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token": "a\nb"}}, `headers.X-Token = (a value of 3 bytes)`},
 		{sink.HTTPConfig{URL: u, ThrottleStatus: []int{99}}, "throttle_status = 99"},
 		{sink.HTTPConfig{URL: u, MaxRetryAfter: -time.Second}, "max_retry_after = -1s"},
 		{sink.HTTPConfig{URL: u, MaxRetryAfter: 300}, "max_retry_after = 300ns"},

@@ -2,7 +2,7 @@
 // it holds a rate, on one Redis in one run:
 //
 //   - throughput: raw Asynq and Asynq with asynqpacer.Middleware at an
-//     unlimited rate (1e9/s, with its QueueBacklog probe and controller
+//     unlimited rate (1e9/s, with its NewProbe probe and controller
 //     running) drain the same number of pre-enqueued no-op tasks, in
 //     alternating rounds; it prints tasks/s for both and paced/raw per round
 //     and over all rounds (target: median round ≥ 0.95, as other processes
@@ -10,7 +10,7 @@
 //   - precision: at 100, 1,000 and 5,000 tasks/s (burst 1) on a full queue,
 //     the tasks started in a window, achieved/target (target 1 ± 1 %), at
 //     worker concurrency 20 and 50;
-//   - backlog read: Inspector.GetQueueInfo against QueueProbe.Backlog on a
+//   - backlog read: Inspector.GetQueueInfo against Probe.Backlog on a
 //     full queue.
 //
 // Usage:
@@ -134,7 +134,7 @@ func main() {
 		"   Asynq's one-at-a-time dequeue loop longer than their few ms of slack loses permits on a busy machine)\n", *pconc, *concurrency)
 	fmt.Printf("\nbacklog read on a queue of %d pending tasks, %d reads each:\n", *n, *reads)
 	fmt.Printf("  Inspector.GetQueueInfo  %8.3f ms/read\n", b.inspectorRead.Seconds()*1e3)
-	fmt.Printf("  QueueProbe.Backlog      %8.3f ms/read  (%.0fx lighter)\n", b.probeRead.Seconds()*1e3, b.inspectorRead.Seconds()/b.probeRead.Seconds())
+	fmt.Printf("  Probe.Backlog      %8.3f ms/read  (%.0fx lighter)\n", b.probeRead.Seconds()*1e3, b.inspectorRead.Seconds()/b.probeRead.Seconds())
 	fmt.Printf("\ntotal %v\n", time.Since(start).Round(100*time.Millisecond))
 	if !ok {
 		b.cleanup()
@@ -304,7 +304,7 @@ func (b *bench) throughput(n int, withPacer, timeReads bool, reads int) (result,
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if withPacer {
-		probe, err := asynqpacer.QueueBacklog(b.opt(), q)
+		probe, err := asynqpacer.NewProbe(b.opt(), q)
 		if err != nil {
 			return result{}, err
 		}
@@ -366,11 +366,11 @@ func (b *bench) precision(r float64, window time.Duration, concurrency int) (int
 	return got, nil
 }
 
-// timeReads times Inspector.GetQueueInfo and QueueProbe.Backlog on q.
+// timeReads times Inspector.GetQueueInfo and Probe.Backlog on q.
 func (b *bench) timeReads(q string, reads int) error {
 	in := asynq.NewInspector(b.opt())
 	defer in.Close()
-	probe, err := asynqpacer.QueueBacklog(b.opt(), q)
+	probe, err := asynqpacer.NewProbe(b.opt(), q)
 	if err != nil {
 		return err
 	}

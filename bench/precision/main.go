@@ -42,7 +42,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		p := drive(*d, r, func() { _ = tb.Take(ctx, 1) })
+		p := drive(*d, r, func() { _ = tb.Acquire(ctx, 1) })
 		xl := rate.NewLimiter(rate.Limit(r), 1)
 		x := drive(*d, r, func() { _ = xl.Wait(ctx) })
 		ul := ratelimit.New(int(r))

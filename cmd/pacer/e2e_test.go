@@ -18,8 +18,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/jobpacer/pacer/testutil"
-	"github.com/jobpacer/pacer/worker"
+	"github.com/jobpacer/pacer/internal/status"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 // bin is the pacer binary, built once by TestMain.
@@ -62,7 +62,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	admin string
 	cfg   string
-	log   *testutil.SyncBuffer
+	log   *testenv.SyncBuffer
 	done  chan struct{}
 }
 
@@ -75,7 +75,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, admin: admin, cfg: path, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -96,7 +96,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, _, err := worker.FetchStatus(admin); err == nil {
+		if _, _, err := status.Fetch(admin); err == nil {
 			return p
 		}
 		select {
@@ -119,9 +119,9 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (p *proc) status() worker.Status {
+func (p *proc) status() status.Status {
 	p.t.Helper()
-	st, _, err := worker.FetchStatus(p.admin)
+	st, _, err := status.Fetch(p.admin)
 	if err != nil {
 		p.t.Fatal(err)
 	}

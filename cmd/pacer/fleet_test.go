@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 // Two `pacer run` processes take from one Asynq queue, each alone allowed
@@ -21,7 +21,7 @@ import (
 // lease_time (100ms) and with 1s leases, which cost fewer Redis calls.
 func TestFleetSharedByTwoProcesses(t *testing.T) {
 	t.Parallel()
-	redis := testutil.Redis(t)
+	redis := testenv.Redis(t)
 	for _, lease := range []string{"", "1s"} {
 		name := "lease_time default"
 		if lease != "" {
@@ -35,7 +35,7 @@ func TestFleetSharedByTwoProcesses(t *testing.T) {
 }
 
 func fleetSharedByTwo(t *testing.T, redis, lease string) {
-	queue, fleet := uniq(t), uniq(t)
+	queue, fleet := testenv.UniqueName(t), testenv.UniqueName(t)
 	const rate = 40.0
 	leaseKey := ""
 	if lease != "" {
@@ -93,7 +93,7 @@ headers = { X-Proc = %q }
 		t.Fatalf("pacer enqueue: exit %d: %s", code, o)
 	}
 	var first []hit
-	waitFor(t, 20*time.Second, "jobs from both processes", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "jobs from both processes", func() bool {
 		first = snapshot()
 		seen := map[string]bool{}
 		for _, h := range first {

@@ -7,6 +7,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/jobpacer/pacer/internal/embedded" // broker address "embedded": miniredis and nats-server in process
 	"github.com/jobpacer/pacer/worker"
 )
 

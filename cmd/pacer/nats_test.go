@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 // Core NATS to an http sink: jobs run at the pace, and SIGTERM drains the
@@ -15,9 +15,9 @@ import (
 // back).
 func TestCoreNATSToHTTPDrainsOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	nats := testutil.NATS(t)
+	nats := testenv.NATS(t)
 	srv, got := httpSink(t, nil)
-	subj := uniq(t) + ".job"
+	subj := testenv.UniqueName(t) + ".job"
 	p := startRun(t, t.TempDir(), fmt.Sprintf(`
 status_every = "0s"
 [nats]
@@ -38,7 +38,7 @@ url = %q
 		t.Fatalf("pacer publish: exit %d: %s", code, o)
 	}
 	var times []time.Time
-	waitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = got.snapshot(); return len(times) >= 5 })
+	testenv.WaitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = got.snapshot(); return len(times) >= 5 })
 	from := times[0].Add(time.Second)
 	time.Sleep(time.Until(from.Add(3*time.Second + 300*time.Millisecond)))
 	times, _ = got.snapshot()

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/jobpacer/pacer/testutil"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 // remotePorts returns the remote TCP ports of the sockets process pid
@@ -66,7 +66,7 @@ func TestDefaultConfigRunsOnEmbeddedBrokers(t *testing.T) {
 	start := time.Now()
 	p := startRun(t, t.TempDir(), string(cfg))
 	seen := map[int]bool{}
-	waitFor(t, 10*time.Second-time.Since(start), "jobs flowing in every worker of the default config", func() bool {
+	testenv.WaitFor(t, 10*time.Second-time.Since(start), "jobs flowing in every worker of the default config", func() bool {
 		if runtime.GOOS == "linux" {
 			for port := range remotePorts(t, p.cmd.Process.Pid) {
 				seen[port] = true
@@ -97,9 +97,9 @@ func TestDefaultConfigRunsOnEmbeddedBrokers(t *testing.T) {
 // configured pace, all of them, and /metrics parses.
 func TestAsynqToExecAtPace(t *testing.T) {
 	t.Parallel()
-	redis := testutil.Redis(t)
+	redis := testenv.Redis(t)
 	dir := t.TempDir()
-	queue := uniq(t)
+	queue := testenv.UniqueName(t)
 	out := filepath.Join(dir, "jobs.txt")
 	p := startRun(t, dir, fmt.Sprintf(`
 status_every = "0s"
@@ -121,7 +121,7 @@ command = ["sh", "-c", "echo \"$PACER_JOB_ID $(date +%%s.%%N)\" >> %s"]
 		t.Fatalf("pacer enqueue: exit %d: %s", code, o)
 	}
 	var times []time.Time
-	waitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = readStamps(t, out).snapshot(); return len(times) >= 5 })
+	testenv.WaitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = readStamps(t, out).snapshot(); return len(times) >= 5 })
 	// Count over 5 s, starting 1 s after the first job.
 	from := times[0].Add(time.Second)
 	time.Sleep(time.Until(from.Add(5*time.Second + 500*time.Millisecond)))
@@ -155,7 +155,7 @@ command = ["sh", "-c", "echo \"$PACER_JOB_ID $(date +%%s.%%N)\" >> %s"]
 		}
 	}
 
-	waitFor(t, 20*time.Second, "every job", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= n })
+	testenv.WaitFor(t, 20*time.Second, "every job", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= n })
 	_, ids := readStamps(t, out).snapshot()
 	if len(ids) != n {
 		t.Errorf("%d distinct jobs reached the sink, want %d", len(ids), n)
@@ -168,7 +168,7 @@ command = ["sh", "-c", "echo \"$PACER_JOB_ID $(date +%%s.%%N)\" >> %s"]
 // Retry-After slows the worker, and no job is lost.
 func TestJetStreamToHTTP(t *testing.T) {
 	t.Parallel()
-	nats := testutil.NATS(t)
+	nats := testenv.NATS(t)
 	for _, throttle := range []bool{false, true} {
 		t.Run(fmt.Sprintf("throttle=%v", throttle), func(t *testing.T) {
 			t.Parallel()
@@ -183,7 +183,7 @@ func TestJetStreamToHTTP(t *testing.T) {
 				}
 			}
 			srv, got := httpSink(t, answer)
-			stream := strings.ToUpper(uniq(t))
+			stream := strings.ToUpper(testenv.UniqueName(t))
 			subj := strings.ToLower(stream) + ".job"
 			dir := t.TempDir()
 			p := startRun(t, dir, fmt.Sprintf(`
@@ -208,7 +208,7 @@ timeout = "5s"
 				t.Fatalf("pacer publish: exit %d: %s", code, o)
 			}
 			var times []time.Time
-			waitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = got.snapshot(); return len(times) >= 5 })
+			testenv.WaitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ = got.snapshot(); return len(times) >= 5 })
 			from := times[0].Add(time.Second)
 			time.Sleep(time.Until(from.Add(6*time.Second + 300*time.Millisecond)))
 			times, _ = got.snapshot()
@@ -222,7 +222,7 @@ timeout = "5s"
 				}
 				t.Logf("http sink jobs in 6 s with two 429s (Retry-After 2): %d (120 without)", count)
 			}
-			waitFor(t, 40*time.Second, "every job", func() bool { _, ids := got.snapshot(); return len(ids) >= n })
+			testenv.WaitFor(t, 40*time.Second, "every job", func() bool { _, ids := got.snapshot(); return len(ids) >= n })
 			_, ids := got.snapshot()
 			if len(ids) != n {
 				t.Errorf("%d distinct jobs handled, want %d", len(ids), n)
@@ -240,9 +240,9 @@ timeout = "5s"
 // periods; a structural change is refused and changes nothing.
 func TestSIGHUPReloadsRate(t *testing.T) {
 	t.Parallel()
-	nats := testutil.NATS(t)
+	nats := testenv.NATS(t)
 	srv, got := httpSink(t, nil)
-	stream := strings.ToUpper(uniq(t))
+	stream := strings.ToUpper(testenv.UniqueName(t))
 	subj := strings.ToLower(stream) + ".job"
 	dir := t.TempDir()
 	config := `
@@ -265,7 +265,7 @@ url = %q
 	if o, code := pacer(t, "publish", "--nats", nats.URL(), "--subject", subj, "--jetstream", "-n", "400", "-q"); code != 0 {
 		t.Fatalf("pacer publish: exit %d: %s", code, o)
 	}
-	waitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ := got.snapshot(); return len(times) >= 10 })
+	testenv.WaitFor(t, 30*time.Second, "the first jobs", func() bool { times, _ := got.snapshot(); return len(times) >= 10 })
 	time.Sleep(3 * time.Second)
 	before := time.Now()
 	times, _ := got.snapshot()
@@ -277,7 +277,7 @@ url = %q
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.log.String(), "reload refused") })
+	testenv.WaitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.log.String(), "reload refused") })
 	if c := p.status().Workers[0].Ceiling; c != 10 {
 		t.Fatalf("after a refused reload the ceiling is %g, want 10", c)
 	}
@@ -299,14 +299,14 @@ url = %q
 // every job reached the sink.
 func TestSIGTERMLosesNothing(t *testing.T) {
 	t.Parallel()
-	redis := testutil.Redis(t)
-	nats := testutil.NATS(t)
+	redis := testenv.Redis(t)
+	nats := testenv.NATS(t)
 	for _, kind := range []string{"asynq", "jetstream"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			out := filepath.Join(dir, "jobs.txt")
-			name := uniq(t)
+			name := testenv.UniqueName(t)
 			source := fmt.Sprintf("kind = \"asynq\"\nqueue = %q", name)
 			if kind == "jetstream" {
 				source = fmt.Sprintf("kind = \"jetstream\"\nstream = %q\nsubjects = [\"%s.>\"]", strings.ToUpper(name), strings.ToLower(name))
@@ -338,7 +338,7 @@ command = ["sh", "-c", "sleep 0.3; echo \"$PACER_JOB_ID $(date +%%s.%%N)\" >> %s
 			if o, code := pacer(t, append(args, "-n", strconv.Itoa(n), "-q")...); code != 0 {
 				t.Fatalf("pacer %s: exit %d: %s", args[0], code, o)
 			}
-			waitFor(t, 30*time.Second, "20 jobs", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= 20 })
+			testenv.WaitFor(t, 30*time.Second, "20 jobs", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= 20 })
 			inflight := p.status().Workers[0].InFlight
 			p.stop(20 * time.Second)
 			_, ids := readStamps(t, out).snapshot()
@@ -347,7 +347,7 @@ command = ["sh", "-c", "sleep 0.3; echo \"$PACER_JOB_ID $(date +%%s.%%N)\" >> %s
 				t.Fatalf("all %d jobs were done before SIGTERM: the test proves nothing", n)
 			}
 			p2 := startRun(t, dir, config)
-			waitFor(t, 40*time.Second, "every job after the restart", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= n })
+			testenv.WaitFor(t, 40*time.Second, "every job after the restart", func() bool { _, ids := readStamps(t, out).snapshot(); return len(ids) >= n })
 			p2.stop(15 * time.Second)
 			_, ids = readStamps(t, out).snapshot()
 			if len(ids) != n {

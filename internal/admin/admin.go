@@ -1,0 +1,121 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/status"
+)
+
+// Handler serves /metrics (Prometheus text format) and /status (JSON),
+// both from what get returns at each request. It is safe for concurrent
+// use if get is.
+func Handler(get func() status.Status) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{get})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(get())
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("pacer: /metrics, /status\n"))
+	})
+	return mux
+}
+
+var (
+	labels     = []string{"worker"}
+	descPace   = prometheus.NewDesc("pacer_pace_jobs_per_second", "Jobs per second the pacer admits now: min(base × factor, ceiling); 0 while paused.", labels, nil)
+	descCeil   = prometheus.NewDesc("pacer_ceiling_jobs_per_second", "The hard ceiling (rate), jobs per second.", labels, nil)
+	descBase   = prometheus.NewDesc("pacer_base_jobs_per_second", "The base pace, jobs per second.", labels, nil)
+	descFactor = prometheus.NewDesc("pacer_factor", "The controller's factor on the base pace.", labels, nil)
+	descBack   = prometheus.NewDesc("pacer_backlog_jobs", "Jobs pending in the source at the last probe.", labels, nil)
+	descAge    = prometheus.NewDesc("pacer_backlog_oldest_age_seconds", "Age of the oldest pending job at the last probe.", labels, nil)
+	descIn     = prometheus.NewDesc("pacer_in_flight_jobs", "Jobs admitted and not done.", labels, nil)
+	descDisp   = prometheus.NewDesc("pacer_jobs_dispatched_total", "Jobs admitted by the pacer.", labels, nil)
+	descOK     = prometheus.NewDesc("pacer_jobs_succeeded_total", "Jobs the sink handled.", labels, nil)
+	descFail   = prometheus.NewDesc("pacer_jobs_failed_total", "Jobs the sink failed (retried by the source).", labels, nil)
+	descThr    = prometheus.NewDesc("pacer_jobs_throttled_total", "Jobs the sink's downstream pushed back on.", labels, nil)
+	descDrop   = prometheus.NewDesc("pacer_jobs_dropped_total", "Core NATS jobs lost to a full buffer.", labels, nil)
+	descPause  = prometheus.NewDesc("pacer_pauses_total", "Pauses after pushback, one per pushback.", labels, nil)
+	descProbe  = prometheus.NewDesc("pacer_probe_errors_total", "Backlog probes that failed.", labels, nil)
+
+	fleetLabels     = []string{"fleet"}
+	descFleetMode   = prometheus.NewDesc("pacer_fleet_mode", "1 for the fleet limit's current mode (redis: shared in Redis; fallback: Redis unreachable, local share; rejoining), 0 for the others.", []string{"fleet", "mode"}, nil)
+	descFleetRate   = prometheus.NewDesc("pacer_fleet_rate_jobs_per_second", "The fleet-wide limit, jobs per second.", fleetLabels, nil)
+	descFleetProcs  = prometheus.NewDesc("pacer_fleet_processes", "Processes seen sharing the fleet limit at the last Redis call.", fleetLabels, nil)
+	descFleetShare  = prometheus.NewDesc("pacer_fleet_share_jobs_per_second", "The rate this process keeps to while Redis is unreachable.", fleetLabels, nil)
+	descFleetDisp   = prometheus.NewDesc("pacer_fleet_jobs_dispatched_total", "Jobs this process took from the fleet limit.", fleetLabels, nil)
+	descFleetCalls  = prometheus.NewDesc("pacer_fleet_redis_calls_total", "Redis calls of the fleet limit, failed ones included.", fleetLabels, nil)
+	descFleetErrs   = prometheus.NewDesc("pacer_fleet_redis_errors_total", "Redis calls of the fleet limit that failed.", fleetLabels, nil)
+	descFleetFallbk = prometheus.NewDesc("pacer_fleet_fallbacks_total", "Times the fleet limit fell back to this process's local share.", fleetLabels, nil)
+)
+
+var fleetModes = []string{redisbucket.ModeRedis.String(), redisbucket.ModeFallback.String(), redisbucket.ModeRejoining.String()}
+
+type collector struct{ get func() status.Status }
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe,
+		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.get()
+	for _, f := range st.Fleets {
+		for _, m := range fleetModes {
+			v := 0.0
+			if m == f.Mode {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descFleetMode, prometheus.GaugeValue, v, f.Name, m)
+		}
+		g := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, f.Name)
+		}
+		n := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), f.Name)
+		}
+		g(descFleetRate, f.Rate)
+		g(descFleetProcs, float64(f.Processes))
+		g(descFleetShare, f.Share)
+		n(descFleetDisp, f.Dispatched)
+		n(descFleetCalls, f.RedisCalls)
+		n(descFleetErrs, f.RedisErrors)
+		n(descFleetFallbk, f.Fallbacks)
+	}
+	for _, w := range st.Workers {
+		g := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, w.Name)
+		}
+		n := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), w.Name)
+		}
+		g(descPace, w.Pace)
+		g(descCeil, w.Ceiling)
+		g(descBase, w.Base)
+		g(descFactor, w.Factor)
+		g(descBack, float64(w.Backlog))
+		g(descAge, w.OldestAge)
+		g(descIn, float64(w.InFlight))
+		n(descDisp, w.Dispatched)
+		n(descOK, w.Succeeded)
+		n(descFail, w.Failed)
+		n(descThr, w.Throttled)
+		n(descDrop, w.Dropped)
+		n(descPause, w.Pauses)
+		n(descProbe, w.ProbeErrors)
+	}
+}

@@ -1,0 +1,3 @@
+// Package admin serves a run's admin address: /metrics in the Prometheus
+// text format and /status as JSON.
+package admin

@@ -1,0 +1,90 @@
+package simulate_test
+
+import (
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobpacer/pacer/internal/simulate"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+func runScenario(t *testing.T, scenario string) []simulate.Sample {
+	t.Helper()
+	sc, err := simulate.ScenarioByName(scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := simulate.Simulate(pacer.Config{Rate: 20, Base: 5, Burst: 5, BacklogTarget: 4 * time.Second}, sc, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSimulate(t *testing.T) {
+	t.Parallel()
+	t.Run("steady: everything that arrives is done at factor 1", func(t *testing.T) {
+		s := runScenario(t, "steady")
+		last := s[len(s)-1]
+		if last.Arrived-last.Done > 1 {
+			t.Errorf("arrived %d, done %d", last.Arrived, last.Done)
+		}
+		for _, x := range s {
+			if x.Factor != 1 || x.DoneRate > 5+1 {
+				t.Fatalf("at %v: factor %g, done %g/s; want 1 and ≤ base", x.T, x.Factor, x.DoneRate)
+			}
+		}
+	})
+	t.Run("burst: the factor rises with the backlog, never past the ceiling, and the backlog drains", func(t *testing.T) {
+		s := runScenario(t, "burst")
+		maxF, maxDone := 0.0, 0.0
+		for _, x := range s {
+			maxF, maxDone = max(maxF, x.Factor), max(maxDone, x.DoneRate)
+		}
+		if maxF <= 1.5 || maxDone > 20+1 {
+			t.Errorf("peak factor %g, peak done %g/s; want > 1.5 and ≤ the ceiling 20 (+1 for the window)", maxF, maxDone)
+		}
+		if last := s[len(s)-1]; last.Backlog > 2 || last.Factor != 1 {
+			t.Errorf("at the end: backlog %d, factor %g; want drained and back to 1", last.Backlog, last.Factor)
+		}
+	})
+	t.Run("throttle-storm: pushback cuts the factor below 1 and pauses", func(t *testing.T) {
+		s := runScenario(t, "throttle-storm")
+		minF, paused := 10.0, false
+		for _, x := range s {
+			minF = min(minF, x.Factor)
+			paused = paused || x.Pace == 0
+		}
+		if last := s[len(s)-1]; minF >= 1 || !paused || last.Throttled == 0 {
+			t.Errorf("min factor %g, paused %v, throttled %d; want < 1, true, > 0", minF, paused, last.Throttled)
+		}
+	})
+}
+
+func TestSVGIsWellFormed(t *testing.T) {
+	t.Parallel()
+	svg := simulate.SVG("a <title>", runScenario(t, "burst"))
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := d.Token(); err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+	}
+	for _, want := range []string{"time (s)", "throughput (jobs/s)", "factor (× base)", "backlog (jobs)", "ceiling (rate)", "pace admitted", "a &lt;title&gt;"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+}
+
+func TestScenarioByNameUnknown(t *testing.T) {
+	t.Parallel()
+	if _, err := simulate.ScenarioByName("rain"); err == nil || !strings.Contains(err.Error(), "steady, burst or throttle-storm") {
+		t.Fatalf("ScenarioByName(rain) = %v", err)
+	}
+}

@@ -1,0 +1,127 @@
+package simulate
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"strings"
+)
+
+type series struct {
+	name  string
+	color string
+	dash  string
+	y     func(Sample) float64
+}
+
+type panel struct {
+	title  string
+	unit   string
+	series []series
+}
+
+// SVG draws samples as three stacked charts sharing the time axis: jobs
+// per second (arrivals, pace, done, ceiling), the factor, and the backlog.
+func SVG(title string, samples []Sample) string {
+	panels := []panel{
+		{"throughput", "jobs/s", []series{
+			{"ceiling (rate)", "#d62728", "6,4", func(s Sample) float64 { return s.Ceiling }},
+			{"arrivals", "#7f7f7f", "2,3", func(s Sample) float64 { return s.Arrival }},
+			{"pace admitted", "#1f77b4", "", func(s Sample) float64 { return s.Pace }},
+			{"done (1 s window)", "#2ca02c", "", func(s Sample) float64 { return s.DoneRate }},
+		}},
+		{"factor", "× base", []series{
+			{"factor", "#9467bd", "", func(s Sample) float64 { return s.Factor }},
+		}},
+		{"backlog", "jobs", []series{
+			{"backlog", "#ff7f0e", "", func(s Sample) float64 { return float64(s.Backlog) }},
+		}},
+	}
+	const (
+		W, left, right, top = 960, 80, 190, 50
+		ph, gap             = 190, 50
+	)
+	H := top + len(panels)*(ph+gap) + 20
+	pw := W - left - right
+	tmax := samples[len(samples)-1].T.Seconds()
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
+	xs := func(t float64) float64 { return left + t/tmax*float64(pw) }
+	for i, p := range panels {
+		y0 := top + i*(ph+gap)
+		ymax := 0.0
+		for _, s := range p.series {
+			for _, sm := range samples {
+				ymax = math.Max(ymax, s.y(sm))
+			}
+		}
+		step := niceStep(ymax / 4)
+		ymax = math.Max(step*math.Ceil(ymax/step*1.05), step)
+		ys := func(v float64) float64 { return float64(y0+ph) - v/ymax*float64(ph) }
+		// Frame, grid and y ticks.
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", left, y0, pw, ph)
+		for v := 0.0; v <= ymax+step/2; v += step {
+			y := ys(v)
+			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e5e5e5"/>`, left+1, y, left+pw-1, y)
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y+4, fmtTick(v))
+		}
+		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">%s (%s)</text>`+"\n",
+			left-52, y0+ph/2, p.title, html.EscapeString(p.unit))
+		// x ticks.
+		xstep := niceStep(tmax / 8)
+		for t := 0.0; t <= tmax+xstep/100; t += xstep {
+			x := xs(t)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333"/>`, x, y0+ph, x, y0+ph+4)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x, y0+ph+16, fmtTick(t))
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="#555">time (s)</text>`+"\n", left+pw, y0+ph+32)
+		// Lines.
+		for _, s := range p.series {
+			var pts strings.Builder
+			for _, sm := range samples {
+				fmt.Fprintf(&pts, "%.1f,%.1f ", xs(sm.T.Seconds()), ys(s.y(sm)))
+			}
+			dash := ""
+			if s.dash != "" {
+				dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6"%s points="%s"/>`+"\n", s.color, dash, strings.TrimSpace(pts.String()))
+		}
+		// Legend.
+		for j, s := range p.series {
+			ly := y0 + 14 + j*18
+			lx := left + pw + 14
+			dash := ""
+			if s.dash != "" {
+				dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
+			}
+			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`, lx, ly, lx+24, ly, s.color, dash)
+			fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+30, ly+4, html.EscapeString(s.name))
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// niceStep returns 1, 2 or 5 × a power of ten, at least x.
+func niceStep(x float64) float64 {
+	if x <= 0 || math.IsNaN(x) {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= x {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func fmtTick(v float64) string {
+	if math.Abs(v-math.Round(v)) < 1e-9 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
+}

@@ -1,0 +1,143 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// AsynqConfig is the [worker.source] table of kind "asynq".
+type AsynqConfig struct {
+	// Queue is the Asynq queue to take tasks from. The default value is
+	// "default".
+	Queue string `toml:"queue"`
+	// Concurrency is how many tasks the Asynq server holds at once
+	// (waiting for the pace or running). The default value is the
+	// worker's max_in_flight, or 10 without one.
+	Concurrency int `toml:"concurrency"`
+	// TaskType is the type of the tasks that the demo producer and pacer
+	// enqueue put in. The default value is "job".
+	TaskType string `toml:"task_type"`
+	// MaxRetry is the retry budget of tasks that the demo producer and
+	// pacer enqueue put in. The default value is 25 (Asynq's).
+	MaxRetry int `toml:"max_retry"`
+}
+
+func init() {
+	plugin.RegisterSource("asynq", func(o plugin.Options) (plugin.Source, error) {
+		var c AsynqConfig
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		if c.Queue == "" {
+			c.Queue = "default"
+		}
+		if c.TaskType == "" {
+			c.TaskType = "job"
+		}
+		if c.Concurrency < 0 {
+			return nil, o.Errorf("concurrency", "%d: want tasks ≥ 0 (0: max_in_flight, or 10)", c.Concurrency)
+		}
+		if c.MaxRetry < 0 {
+			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)
+		}
+		if c.MaxRetry == 0 {
+			c.MaxRetry = 25
+		}
+		return &asynqSource{cfg: c}, nil
+	})
+}
+
+type asynqSource struct {
+	cfg     AsynqConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	opt     asynq.RedisClientOpt
+	probe   *asynqpacer.Probe
+	client  *asynq.Client
+}
+
+func (s *asynqSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
+	opt, err := b.Redis()
+	if err != nil {
+		return nil, err
+	}
+	s.opt = opt
+	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
+	err = rdb.Ping(ctx).Err()
+	rdb.Close()
+	if err != nil {
+		return nil, fmt.Errorf("worker: asynq source: redis %s: %w", opt.Addr, err)
+	}
+	// The probe reads the pending list and the oldest task's age: a light
+	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
+	if s.probe, err = asynqpacer.NewProbe(opt, s.cfg.Queue); err != nil {
+		return nil, fmt.Errorf("worker: asynq source: %w", err)
+	}
+	s.client = asynq.NewClient(opt)
+	return s.probe, nil
+}
+
+func (s *asynqSource) Produce(ctx context.Context, payload []byte) error {
+	_, err := s.client.EnqueueContext(ctx, asynq.NewTask(s.cfg.TaskType, payload),
+		asynq.Queue(s.cfg.Queue), asynq.MaxRetry(s.cfg.MaxRetry))
+	return err
+}
+
+// Run serves the queue with an Asynq server whose handler is gated by
+// asynqpacer.Middleware. On stop, Asynq stops dequeuing; the tasks it
+// holds run at the pace for up to the drain timeout, and the rest go back
+// to the queue.
+func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
+	defer s.probe.Close()
+	defer s.client.Close()
+	conc := s.cfg.Concurrency
+	if conc == 0 {
+		conc = env.MaxInFlight
+	}
+	if conc == 0 {
+		conc = 10
+	}
+	srv := asynq.NewServer(s.opt, asynq.Config{
+		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},
+		ShutdownTimeout: env.DrainTimeout, DelayedTaskCheckInterval: time.Second,
+		IsFailure: asynqpacer.IsFailure, RetryDelayFunc: asynqpacer.RetryDelay,
+		Logger: asynqLogger{env.Log}, LogLevel: asynq.WarnLevel,
+	})
+	h := asynqpacer.Middleware(env.Pacer)(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(tctx)
+		n, _ := asynq.GetRetryCount(tctx)
+		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
+		if errors.Is(out, sink.ErrPermanent) {
+			return fmt.Errorf("%w: %w", out, asynq.SkipRetry)
+		}
+		return out
+	}))
+	if err := srv.Start(h); err != nil {
+		return fmt.Errorf("worker: asynq source: %w", err)
+	}
+	<-ctx.Done()
+	srv.Shutdown() // waits up to DrainTimeout; unfinished tasks go back to the queue
+	return nil
+}
+
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "from", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "from", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "from", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "from", "asynq") }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "from", "asynq") }

@@ -1,0 +1,277 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobpacer/pacer/adapters/natspacer"
+	"github.com/jobpacer/pacer/adapters/sink"
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// JetStreamConfig is the [worker.source] table of kind "jetstream".
+type JetStreamConfig struct {
+	// Stream is the stream to consume. Required. If it does not exist it
+	// is created with Subjects.
+	Stream string `toml:"stream"`
+	// Subjects are the subjects of a stream pacer creates. The default
+	// value is ["<stream in lower case>.>"].
+	Subjects []string `toml:"subjects"`
+	// Durable names the durable pull consumer. The default value is
+	// "pacer-<worker>".
+	Durable string `toml:"durable"`
+	// FilterSubject narrows the consumer to a subject. The default value,
+	// "", takes the whole stream.
+	FilterSubject string `toml:"filter_subject"`
+	// AckWait is the consumer's ack deadline; pacer sends progress for a
+	// job that waits for the pace longer than half of it. The default
+	// value is 30s.
+	AckWait time.Duration `toml:"ack_wait"`
+	// MaxDeliver bounds deliveries of a job. The default value, 0, means
+	// no bound.
+	MaxDeliver int `toml:"max_deliver"`
+}
+
+// NATSConfig is the [worker.source] table of kind "nats" (core NATS,
+// at-most-once: jobs that arrive while the buffer is full are dropped and
+// counted).
+type NATSConfig struct {
+	// Subject to subscribe to, wildcards allowed. Required.
+	Subject string `toml:"subject"`
+	// Queue is the queue group, so that several workers share the
+	// subject. The default value is "pacer".
+	Queue string `toml:"queue"`
+	// Buffer is how many jobs wait for the pace before new ones are
+	// dropped. The default value is 1000.
+	Buffer int `toml:"buffer"`
+}
+
+func init() {
+	plugin.RegisterSource("jetstream", func(o plugin.Options) (plugin.Source, error) {
+		var c JetStreamConfig
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		switch {
+		case c.Stream == "":
+			return nil, o.Errorf("stream", "missing: want the stream's name, such as \"JOBS\"")
+		case strings.ContainsAny(c.Stream, ".*> "):
+			return nil, o.Errorf("stream", "%q: want a name without '.', '*', '>' or spaces", c.Stream)
+		case c.AckWait < 0 || c.AckWait > 0 && c.AckWait < time.Second:
+			return nil, o.Errorf("ack_wait", "%v: want a duration ≥ 1s with a unit, such as \"30s\"", c.AckWait)
+		case c.MaxDeliver < 0:
+			return nil, o.Errorf("max_deliver", "%d: want ≥ 0 (0: no bound)", c.MaxDeliver)
+		}
+		if len(c.Subjects) == 0 {
+			c.Subjects = []string{strings.ToLower(c.Stream) + ".>"}
+		}
+		if c.AckWait == 0 {
+			c.AckWait = 30 * time.Second
+		}
+		if c.Durable == "" {
+			c.Durable = "pacer-" + o.WorkerName()
+		}
+		return &jetStreamSource{cfg: c}, nil
+	})
+	plugin.RegisterSource("nats", func(o plugin.Options) (plugin.Source, error) {
+		var c NATSConfig
+		if err := o.Decode(&c); err != nil {
+			return nil, err
+		}
+		if c.Subject == "" {
+			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
+		}
+		if c.Buffer < 0 {
+			return nil, o.Errorf("buffer", "%d: want jobs ≥ 0 (0: 1000)", c.Buffer)
+		}
+		if c.Buffer == 0 {
+			c.Buffer = 1000
+		}
+		if c.Queue == "" {
+			c.Queue = "pacer"
+		}
+		return &natsSource{cfg: c}, nil
+	})
+}
+
+// concrete returns a subject that matches pattern: wildcards become "demo".
+func concrete(pattern string) string {
+	parts := strings.Split(pattern, ".")
+	for i, p := range parts {
+		if p == "*" || p == ">" {
+			parts[i] = "demo"
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+type jetStreamSource struct {
+	cfg     JetStreamConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	probe   *natspacer.Probe
+}
+
+func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
+	nc, err := b.NATS()
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: %w", err)
+	}
+	s.js = js
+	if _, err := js.Stream(ctx, s.cfg.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: s.cfg.Stream, Subjects: s.cfg.Subjects})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("worker: jetstream source: create stream %s: %w", s.cfg.Stream, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
+	}
+	s.cons, err = js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable: s.cfg.Durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
+		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: jetstream source: consumer %s: %w", s.cfg.Durable, err)
+	}
+	s.probe = natspacer.NewProbe(s.cons)
+	return s.probe, nil
+}
+
+func (s *jetStreamSource) subject() string {
+	if s.cfg.FilterSubject != "" {
+		return concrete(s.cfg.FilterSubject)
+	}
+	return concrete(s.cfg.Subjects[0])
+}
+
+func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
+	_, err := s.js.Publish(ctx, s.subject(), payload)
+	return err
+}
+
+// Run consumes with natspacer.Consume, which fetches only as many
+// messages as the pacer has admitted. On stop it fetches no more and
+// handles what it holds, for up to the drain timeout; then what is left
+// is nakked for redelivery.
+func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
+	conc := env.MaxInFlight
+	if conc == 0 {
+		conc = 16
+	}
+	hard, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := natspacer.Consume(hard, s.cons, env.Pacer, natspacer.HandlerFunc(func(_ context.Context, msg jetstream.Msg) error {
+		j := sink.Job{Type: msg.Subject(), Payload: msg.Data(), Worker: env.Worker, Attempt: 1}
+		if md, err := msg.Metadata(); err == nil {
+			j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+			j.Attempt = int(md.NumDelivered)
+		}
+		out := env.Handle(j)
+		if errors.Is(out, sink.ErrPermanent) {
+			return fmt.Errorf("%w: %w", out, natspacer.ErrTerminate) // retrying cannot help
+		}
+		return out
+	}), natspacer.WithProbe(s.probe), natspacer.Concurrency(conc), natspacer.Logger(env.Log))
+	if err != nil {
+		return fmt.Errorf("worker: jetstream source: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-c.Closed():
+		return c.Wait()
+	}
+	c.Stop()
+	t := time.NewTimer(env.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-c.Closed():
+	case <-t.C:
+		env.Log.Warn("drain timeout: jobs not finished go back to the stream", "worker", env.Worker)
+		cancel()
+	}
+	return c.Wait()
+}
+
+type natsSource struct {
+	cfg     NATSConfig
+	brokers *brokers.Brokers // set by UseBrokers
+	nc      *nats.Conn
+	sub     atomic.Pointer[natspacer.Subscription] // set by Run
+	seq     atomic.Uint64
+}
+
+func (s *natsSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+
+func (s *natsSource) Connect(ctx context.Context) (pacer.Probe, error) {
+	b := s.brokers
+	nc, err := b.NATS()
+	if err != nil {
+		return nil, err
+	}
+	s.nc = nc
+	return pacer.ProbeFunc(func(context.Context) (pacer.Backlog, error) {
+		if sub := s.sub.Load(); sub != nil {
+			return pacer.Backlog{Pending: int64(sub.Stats().Buffered)}, nil
+		}
+		return pacer.Backlog{}, nil
+	}), nil
+}
+
+// Dropped counts the jobs core NATS delivered that were never run: a full
+// buffer, the client library's slow-consumer limit, or a drain cut short.
+func (s *natsSource) Dropped() uint64 {
+	if sub := s.sub.Load(); sub != nil {
+		return sub.Stats().Dropped
+	}
+	return 0
+}
+
+func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
+	return s.nc.Publish(concrete(s.cfg.Subject), payload)
+}
+
+// Run runs natspacer.Subscribe until ctx ends, then drains: core NATS
+// cannot take a job back, so what is buffered runs at the pace until the
+// drain timeout, and the rest is dropped and counted.
+func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
+	concurrency := env.MaxInFlight
+	if concurrency <= 0 {
+		concurrency = 16
+	}
+	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
+		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
+	})
+	// The subscription outlives ctx: Drain, not ctx, ends it.
+	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h,
+		natspacer.Buffer(s.cfg.Buffer), natspacer.Concurrency(concurrency), natspacer.Logger(env.Log.With("worker", env.Worker)))
+	if err != nil {
+		return fmt.Errorf("worker: nats source: %w", err)
+	}
+	s.sub.Store(sub)
+	select {
+	case <-ctx.Done():
+	case <-sub.Closed(): // the pacer was closed
+		return sub.Wait()
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), env.DrainTimeout)
+	defer cancel()
+	return sub.Drain(dctx)
+}
