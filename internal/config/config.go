@@ -113,6 +113,9 @@ type Worker struct {
 	Period            Duration       `toml:"period"`
 	Cut               float64        `toml:"cut"`
 	DefaultRetryAfter Duration       `toml:"default_retry_after"`
+	PauseAfter        Duration       `toml:"pause_after"`
+	StormShare        float64        `toml:"storm_share"`
+	LatencyTarget     Duration       `toml:"latency_target"`
 	AdjMap            []pacer.AdjRow `toml:"adjmap"`
 	SourceRaw         toml.Primitive `toml:"source"`
 	SinkRaw           toml.Primitive `toml:"sink"`
@@ -150,6 +153,7 @@ func (w *Worker) Pacer() pacer.Config {
 		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
 		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
 		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
+		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: w.LatencyTarget.D(),
 	}
 }
 
@@ -563,9 +567,14 @@ func (f *File) checkWorker(w *Worker) error {
 		errs = append(errs, e)
 	}
 	if len(errs) == 0 && rateOK {
-		// Whatever else the core objects to.
+		// Whatever else the core objects to, at the key it names.
 		if _, err := pacer.New(w.Pacer()); err != nil {
-			errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q", w.Name), err.Error()))
+			var fe *pacer.FieldError
+			if errors.As(err, &fe) {
+				errs = append(errs, f.errAt(at+"."+fe.Field, fmt.Sprintf("worker %q %s", w.Name, fe.Field), err.Error()))
+			} else {
+				errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q", w.Name), err.Error()))
+			}
 		}
 	}
 	if len(errs) == 0 {
