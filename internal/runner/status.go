@@ -21,6 +21,7 @@ func (r *Runner) Status() status.Status {
 			Backlog: st.Backlog.Pending, OldestAge: st.Backlog.OldestAge.Seconds(), InFlight: st.InFlight,
 			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
 			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
+			Reason: string(st.Reason), Goodput: st.Goodput, Capacity: st.Capacity, Cuts: st.Cuts,
 		}
 		if d, ok := plugin.As[plugin.Dropper](w.src); ok {
 			ws.Dropped = d.Dropped()
