@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,5 +412,25 @@ func TestPushbackLoggedOnce(t *testing.T) {
 	throttleNext(t, w, 3, time.Second)
 	if n := strings.Count(buf.String(), "pace lowered"); n != 1 || !strings.Contains(buf.String(), "reason=pushback") {
 		t.Fatalf("3 throttled jobs of one event logged %d lines, want 1 with reason=pushback:\n%s", n, buf.String())
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("400 Bad Request"), false},
+		{fmt.Errorf("calling the API: %w", refused), true},
+		{fmt.Errorf("calling the API: %w", context.DeadlineExceeded), true},
+		{&net.DNSError{Err: "i/o timeout", IsTimeout: true}, true},
+		{context.Canceled, false},
+	} {
+		if got := pacer.Unavailable(tc.err); got != tc.want {
+			t.Errorf("Unavailable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"github.com/jobpacer/pacer/internal/testenv"
 	"math"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -594,6 +597,37 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 		msgs, took.Round(time.Millisecond), msgs/took.Seconds(), s.Dispatched, s.Throttled, s.Cuts, s.Pauses, s.Reason, s.Capacity, cs)
 	if s.Failed != 0 || s.Throttled == 0 || cs.Terminated != 0 {
 		t.Errorf("pacer Failed = %d, Throttled = %d, Terminated = %d; want 0, > 0 (else the test proves nothing), 0", s.Failed, s.Throttled, cs.Terminated)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if n := rec.succeeded[seq]; n != 1 {
+			t.Errorf("message %d acked %d times, want exactly once", seq, n)
+		}
+	}
+}
+
+// A handler whose downstream refuses the connection reports pushback: the
+// message is nakked with the RetryAfter delay (not the failure backoff),
+// the pacer counts it throttled, not failed, and it is acked once later.
+func TestUnavailableDownstreamIsPushback(t *testing.T) {
+	const msgs = 10
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	rec := newRecorder(func(_ context.Context, _ jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if md.NumDelivered == 1 {
+			return fmt.Errorf("calling the API: %w", refused)
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.RetryAfter(100*time.Millisecond))
+	testenv.WaitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	s, cs := p.Stats(), c.Stats()
+	if cs.Throttled != msgs || cs.Nakked != 0 || s.Throttled != msgs || s.Failed != 0 {
+		t.Errorf("consumption throttled %d, nakked %d; pacer throttled %d, failed %d; want %d, 0, %d, 0", cs.Throttled, cs.Nakked, s.Throttled, s.Failed, msgs, msgs)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
