@@ -229,7 +229,11 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	attrs := []slog.Attr{
 		slog.String("reason", string(why)),
 		slog.Float64("from", round3(pace)), slog.Float64("to", round3(p.base.Leak()*p.factor)),
-		slog.Float64("good_rate", round3(good)),
+	}
+	if ok {
+		attrs = append(attrs, slog.Float64("good_rate", round3(good)))
+	} else {
+		attrs = append(attrs, slog.String("good_rate", "not measured yet: cut by Config.Cut"))
 	}
 	if c.unlogged > 0 {
 		attrs = append(attrs, slog.Int("more_cuts", c.unlogged))
@@ -409,9 +413,13 @@ func (p *Pacer) storm(now int64) bool {
 func (p *Pacer) applyPace() {
 	base := p.base.Leak()
 	pace := min(p.maxPace(), base*p.bfactor)
-	if p.cap.limit < pace {
+	limited := p.cap.limit < pace
+	if limited {
 		pace = max(p.cap.limit, p.floorPace())
 	}
+	// Under the downstream's limit, no catch-up bursts after a late
+	// wake: a burst the downstream cannot take is throttled.
+	p.base.s.smooth.Store(limited)
 	p.setFactor(pace / base)
 }
 

@@ -11,11 +11,15 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 // downstream is a simulated rate-limited downstream on the fake clock: a
@@ -432,5 +436,54 @@ func TestUnavailable(t *testing.T) {
 		if got := pacer.Unavailable(tc.err); got != tc.want {
 			t.Errorf("Unavailable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// While the downstream's capacity limits the pace, callers woken late (by
+// a busy machine) do not catch up on the schedule in a burst the
+// downstream would throttle: at most the burst passes at once. Without a
+// limit the schedule catches up, as it is made to (exact rate).
+func TestNoCatchUpBurstUnderAPushbackLimit(t *testing.T) {
+	for _, limited := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			w := newWorld(t, pacer.Config{Rate: 100, Burst: 5}, nil)
+			w.run(2 * time.Second)
+			if limited {
+				throttleNext(t, w, 1, time.Second)
+				if st := w.p.Stats(); st.Reason != pacer.ReasonPushback {
+					t.Fatalf("after a 429: reason %q, want pushback", st.Reason)
+				}
+			}
+			clk := w.clk.(*pacertest.Clock)
+			ctx, cancel := context.WithCancel(context.Background())
+			var granted atomic.Int64
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					for {
+						pm, err := w.p.Acquire(ctx, 1)
+						if err != nil {
+							return
+						}
+						granted.Add(1)
+						pm.Done(nil)
+					}
+				})
+			}
+			synctest.Wait()
+			before := granted.Load()
+			clk.Advance(200 * time.Millisecond) // every waiter wakes 200ms late
+			synctest.Wait()
+			burst := granted.Load() - before
+			cancel()
+			wg.Wait()
+			if limited && burst > 6 {
+				t.Errorf("under a pushback limit, %d permits at the same instant after a 200ms late wake, want ≤ the burst (5) + 1", burst)
+			}
+			if !limited && burst < 15 {
+				t.Errorf("at the ceiling, %d permits at once after a 200ms late wake, want the schedule's ~20 (exact rate)", burst)
+			}
+			t.Logf("limited %v: %d permits at once after a 200ms late wake", limited, burst)
+		})
 	}
 }

@@ -46,6 +46,7 @@ var (
 	levelsF  = flag.String("levels", "100,500,50,250", "the downstream's capacity in each phase, jobs per second")
 	settle   = flag.Duration("settle", 5*time.Second, "the start of each phase left out of its figures")
 	ceiling  = flag.Float64("ceiling", 2000, "the ceiling every contender is held to, jobs per second")
+	ceilingB = flag.Int("ceiling-burst", 5, "the ceiling's burst, jobs, the same for every contender")
 	workers  = flag.Int("workers", 20, "workers per contender")
 	burst    = flag.Float64("burst", 5, "the downstream's burst, jobs")
 	latency  = flag.Duration("latency", 5*time.Millisecond, "the downstream's answer time")
@@ -126,14 +127,14 @@ type limiter struct {
 }
 
 func static() limiter {
-	l := rate.NewLimiter(rate.Limit(*ceiling), 20)
+	l := rate.NewLimiter(rate.Limit(*ceiling), *ceilingB)
 	return limiter{name: "static", acquire: func(ctx context.Context) (func(error), error) {
 		return func(error) {}, l.Wait(ctx)
 	}}
 }
 
 func awsAdaptive() limiter {
-	l := rate.NewLimiter(rate.Limit(*ceiling), 20)
+	l := rate.NewLimiter(rate.Limit(*ceiling), *ceilingB)
 	am := retry.NewAdaptiveMode()
 	return limiter{name: "aws adaptive", acquire: func(ctx context.Context) (func(error), error) {
 		if err := l.Wait(ctx); err != nil {
@@ -312,7 +313,7 @@ func moving(levels []float64) {
 	start := time.Now()
 	ls := []limiter{
 		static(), awsAdaptive(),
-		pacerLimiter(ctx, pacer.Config{Rate: *ceiling, Burst: 20, MinFactor: 0.01}),
+		pacerLimiter(ctx, pacer.Config{Rate: *ceiling, Burst: float64(*ceilingB), MinFactor: 0.01}),
 	}
 	ss := make([]*series, len(ls))
 	var wg sync.WaitGroup
@@ -320,8 +321,8 @@ func moving(levels []float64) {
 		ss[i] = newSeries(start, total)
 		runMoving(ctx, l, start, level, ss[i], &wg)
 	}
-	fmt.Printf("moving capacity: %d workers each, ceiling %g/s, downstream burst %g, answer in %v, Retry-After 1s; each phase %v, its first %v left out\n\n",
-		*workers, *ceiling, *burst, *latency, *phase, *settle)
+	fmt.Printf("moving capacity: %d workers each, ceiling %g/s (burst %d), downstream burst %g, answer in %v, Retry-After 1s; each phase %v, its first %v left out; load average %s\n\n",
+		*workers, *ceiling, *ceilingB, *burst, *latency, *phase, *settle, loadavg())
 	wg.Wait()
 
 	fmt.Printf("%-6s %9s", "phase", "capacity")
@@ -352,6 +353,7 @@ func moving(levels []float64) {
 	if worst[0] < 0.95 || worst[1] > 0.02 {
 		verdict = "NOT met"
 	}
+	fmt.Printf("\nload average at the end: %s", loadavg())
 	fmt.Printf("\npacer, worst phase: goodput ÷ capacity %.3f, throttled ÷ attempts %.4f (target ≥ 0.95 and ≤ 0.02: %s)\n\n", worst[0], worst[1], verdict)
 	if *svgPath != "" {
 		if err := writeSVG(*svgPath, ls, ss, level, total); err != nil {
@@ -369,7 +371,7 @@ func latencyScenario() {
 	start := time.Now()
 	ls := []limiter{
 		static(),
-		pacerLimiter(ctx, pacer.Config{Rate: *ceiling, Burst: 20, MinFactor: 0.01, LatencyTarget: *target}),
+		pacerLimiter(ctx, pacer.Config{Rate: *ceiling, Burst: float64(*ceilingB), MinFactor: 0.01, LatencyTarget: *target}),
 	}
 	ss := make([]*series, len(ls))
 	var wg sync.WaitGroup
@@ -408,6 +410,20 @@ func latencyScenario() {
 		verdict = "NOT met"
 	}
 	fmt.Printf("\npacer: p90 %v under the target %v and goodput ≥ 0.9 of capacity: %s\n", p90.Round(time.Millisecond), *target, verdict)
+}
+
+// loadavg returns the machine's load averages (1, 5, 15 min), or "?": a
+// real-time bench on a shared machine is only as steady as the machine.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func main() {
