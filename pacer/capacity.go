@@ -38,6 +38,11 @@ const (
 	// cut measures the good rate over.
 	recentTicks = int64(300*time.Millisecond) << tickShift
 	recentDone  = 20
+	// minUsed is the least share of what the pace allowed that the queue
+	// must have dispatched for the pace to count as used: above it, the
+	// shortfall is dispatches a busy machine lost, and a cut makes up for
+	// it; below it, the queue did not want more.
+	minUsed = 0.8
 	// minWindow is the shortest measured window the good rate is trusted
 	// on; with less, a cut multiplies the pace by Config.Cut instead.
 	minWindow = int64(200*time.Millisecond) << tickShift
@@ -74,6 +79,7 @@ const (
 type slot struct {
 	done, thr uint64
 	ticks     int64
+	paced     float64 // jobs the pace allowed in it: pace × active seconds
 }
 
 // capState is the capacity-seeking controller's state. It is guarded by
@@ -201,13 +207,18 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	// higher (a pace that rose within the second): what the downstream
 	// has been seen to take. The recent part alone would ratchet the
 	// pace down when a 429 comes while the pace is still recovering.
-	good, ok := p.goodput(now)
-	if recent, rok := p.recentGoodput(now); rok {
-		good, ok = max(good, recent), true
+	good, est1, ok := p.goodputOver(now, windowSlots*sampleTicks, 0)
+	if rgood, rest, rok := p.goodputOver(now, recentTicks, recentDone); rok {
+		good, est1, ok = max(good, rgood), max(est1, rest), true
+	}
+	if why == ReasonLatency {
+		// Latency: cut by what was served; making up for dispatches
+		// this machine lost would only lengthen the downstream's queue.
+		est1 = good
 	}
 	var est float64
 	if ok {
-		est = min(good, pace)
+		est = min(est1, pace)
 	} else {
 		est = pace * p.cfg.Cut / beta
 	}
@@ -278,7 +289,8 @@ func (p *Pacer) sample(now int64) *slog.Record {
 		c.win = [windowSlots]slot{}
 	} else if active > 0 {
 		c.head = (c.head + 1) % windowSlots
-		c.win[c.head] = slot{done: done - c.lastDone, thr: thr - c.lastThr, ticks: active}
+		c.win[c.head] = slot{done: done - c.lastDone, thr: thr - c.lastThr, ticks: active,
+			paced: p.base.Leak() * p.factor * float64(active) / ticksPerSec}
 	}
 	c.lastAt, c.lastDone, c.lastThr = now, done, thr
 	var rec *slog.Record
@@ -340,34 +352,41 @@ func (p *Pacer) probeCurve() float64 {
 // the current partial sample, and whether the window is long enough to
 // trust. It requires mu held.
 func (p *Pacer) goodput(now int64) (float64, bool) {
-	return p.goodputOver(now, windowSlots*sampleTicks, 0)
+	g, _, ok := p.goodputOver(now, windowSlots*sampleTicks, 0)
+	return g, ok
 }
 
-// recentGoodput is goodput over the most recent part of the window that
-// holds both recentTicks and recentDone jobs: it tracks a pace that moved
-// within the last second, and stays steady at low rates.
-func (p *Pacer) recentGoodput(now int64) (float64, bool) {
-	return p.goodputOver(now, recentTicks, recentDone)
-}
-
-// goodputOver measures over the newest samples until they cover ticks and
-// hold done jobs, or the window ends. It requires mu held.
-func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (float64, bool) {
+// goodputOver measures over the newest samples until they cover enough
+// ticks and hold enoughDone jobs, or the window ends. It returns the good
+// rate, and the pace that good rate asks for: the same, divided by the
+// share of what the pace allowed that was dispatched when that share is
+// between minUsed and 1 (the dispatches a busy machine lost, late, which
+// the downstream never saw); below minUsed the queue did not use the
+// pace, and the good rate stands. It requires mu held.
+func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (good, pace float64, ok bool) {
 	c := &p.cap
-	done := p.doneCount() - c.lastDone
+	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
 	ticks := p.activeTicks(c.lastAt, now)
+	paced := p.base.Leak() * p.factor * float64(ticks) / ticksPerSec
 	for i := 0; i < windowSlots && (ticks < enough || done < enoughDone); i++ {
 		s := c.win[(c.head-i+windowSlots)%windowSlots]
 		if s.ticks == 0 {
 			break
 		}
 		done += s.done
+		thr += s.thr
 		ticks += s.ticks
+		paced += s.paced
 	}
 	if ticks < minWindow {
-		return 0, false
+		return 0, 0, false
 	}
-	return float64(done) / (float64(ticks) / ticksPerSec), true
+	good = float64(done) / (float64(ticks) / ticksPerSec)
+	pace = good
+	if used := float64(done+thr) / paced; used >= minUsed && used < 1 {
+		pace = good / used
+	}
+	return good, pace, true
 }
 
 // throttledShare is the share of throttled outcomes in the window. It
