@@ -38,11 +38,6 @@ const (
 	// cut measures the good rate over.
 	recentTicks = int64(300*time.Millisecond) << tickShift
 	recentDone  = 20
-	// minUsed is the least share of what the pace allowed that the queue
-	// must have dispatched for the pace to count as used: above it, the
-	// shortfall is dispatches a busy machine lost, and a cut makes up for
-	// it; below it, the queue did not want more.
-	minUsed = 0.8
 	// minWindow is the shortest measured window the good rate is trusted
 	// on; with less, a cut multiplies the pace by Config.Cut instead.
 	minWindow = int64(200*time.Millisecond) << tickShift
@@ -51,7 +46,7 @@ const (
 	beta = 0.95
 	// recoverSecs is how long the concave part of the probe takes to
 	// bring the pace from the cut back to the last known limit.
-	recoverSecs = 1.0
+	recoverSecs = 0.75
 	// probeStep and probeDoubleSecs shape the convex part beyond the last
 	// known limit: limit × (1 + probeStep × (2^(t/probeDoubleSecs) − 1)).
 	probeStep       = 0.05
@@ -358,11 +353,12 @@ func (p *Pacer) goodput(now int64) (float64, bool) {
 
 // goodputOver measures over the newest samples until they cover enough
 // ticks and hold enoughDone jobs, or the window ends. It returns the good
-// rate, and the pace that good rate asks for: the same, divided by the
-// share of what the pace allowed that was dispatched when that share is
-// between minUsed and 1 (the dispatches a busy machine lost, late, which
-// the downstream never saw); below minUsed the queue did not use the
-// pace, and the good rate stands. It requires mu held.
+// rate, and the pace the downstream took: the pace over the same time
+// times the share of outcomes not throttled. The two differ when fewer
+// jobs left than the pace allowed: a busy machine lost dispatches, or
+// stalled its workers, or the queue had fewer jobs; the good rate then
+// says little about the downstream, the share still does. It requires mu
+// held.
 func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (good, pace float64, ok bool) {
 	c := &p.cap
 	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
@@ -383,8 +379,8 @@ func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (good, pace fl
 	}
 	good = float64(done) / (float64(ticks) / ticksPerSec)
 	pace = good
-	if used := float64(done+thr) / paced; used >= minUsed && used < 1 {
-		pace = good / used
+	if done+thr > 0 {
+		pace = paced / (float64(ticks) / ticksPerSec) * float64(done) / float64(done+thr)
 	}
 	return good, pace, true
 }

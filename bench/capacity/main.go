@@ -57,6 +57,7 @@ var (
 	latSkip  = flag.Duration("latency-settle", 10*time.Second, "latency scenario: the start left out of its figures")
 	lworkers = flag.Int("latency-workers", 200, "latency scenario: workers per contender")
 	svgPath  = flag.String("svg", "", "write the moving scenario's picture to this SVG file")
+	csvPath  = flag.String("csv", "", "write the moving scenario's series (per 250ms) to this CSV file")
 	only     = flag.String("scenario", "moving,latency", "scenarios to run")
 	trace    = flag.Bool("trace", false, "print pacer's Stats every half second to stderr")
 )
@@ -355,6 +356,12 @@ func moving(levels []float64) {
 	}
 	fmt.Printf("\nload average at the end: %s", loadavg())
 	fmt.Printf("\npacer, worst phase: goodput ÷ capacity %.3f, throttled ÷ attempts %.4f (target ≥ 0.95 and ≤ 0.02: %s)\n\n", worst[0], worst[1], verdict)
+	if *csvPath != "" {
+		if err := writeCSV(*csvPath, ls, ss, level, total); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	if *svgPath != "" {
 		if err := writeSVG(*svgPath, ls, ss, level, total); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -7,6 +7,32 @@ import (
 	"time"
 )
 
+// writeCSV writes the moving scenario's series: per bin, the capacity and
+// each contender's goodput and throttled per second (and pacer's pace).
+func writeCSV(path string, ls []limiter, ss []*series, level func(time.Duration) float64, total time.Duration) error {
+	var b bytes.Buffer
+	b.WriteString("t_s,capacity")
+	for _, l := range ls {
+		fmt.Fprintf(&b, ",%s_good,%s_throttled", l.name, l.name)
+		if l.stats != nil {
+			fmt.Fprintf(&b, ",%s_pace", l.name)
+		}
+	}
+	b.WriteString("\n")
+	for i := 0; i < int(total/bin); i++ {
+		t := time.Duration(i) * bin
+		fmt.Fprintf(&b, "%g,%g", t.Seconds(), level(t))
+		for k, s := range ss {
+			fmt.Fprintf(&b, ",%g,%g", float64(s.ok[i].Load())/bin.Seconds(), float64(s.thr[i].Load())/bin.Seconds())
+			if ls[k].stats != nil {
+				fmt.Fprintf(&b, ",%g", float64(s.pace[i].Load())/1000)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
 // writeSVG draws the moving scenario: goodput of each contender per bin
 // over the downstream's capacity (top), and the share of attempts
 // throttled (bottom).
