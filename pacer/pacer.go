@@ -130,7 +130,7 @@ func (c *Config) fill() error {
 	if c.Burst == 0 {
 		c.Burst = DefaultBurst
 	}
-	if err := positive("burst", c.Burst); err != nil {
+	if err := checkCapacity("burst", c.Burst); err != nil {
 		return err
 	}
 	if c.Base == 0 {
@@ -145,14 +145,14 @@ func (c *Config) fill() error {
 	if c.BaseBurst == 0 {
 		c.BaseBurst = c.Burst
 	}
-	if err := positive("base_burst", c.BaseBurst); err != nil {
+	if err := checkCapacity("base_burst", c.BaseBurst); err != nil {
 		return err
 	}
 	if c.BaseBurst > c.Burst {
 		return invalid("base_burst", c.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts", c.Burst))
 	}
-	if c.MaxInFlight < 0 {
-		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
+	if c.MaxInFlight < 0 || c.MaxInFlight > InFlightLimit {
+		return invalid("max_in_flight", c.MaxInFlight, "in [0, 10000] (0: no cap)") // InFlightLimit
 	}
 	if c.BacklogTarget < 0 {
 		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
@@ -170,8 +170,8 @@ func (c *Config) fill() error {
 	if c.Period == 0 {
 		c.Period = DefaultControllerPeriod
 	}
-	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
+	if c.Period < MinPeriod {
+		return invalid("period", c.Period, "≥ 10ms (0: DefaultControllerPeriod, 1s)") // MinPeriod
 	}
 	if c.Cut == 0 {
 		c.Cut = DefaultCut
@@ -231,7 +231,6 @@ type Pacer struct {
 	base  *LeakyBucket
 	slots *slots // nil: no cap
 
-	inFlight    atomic.Int64
 	dispatched  atomic.Uint64
 	succeeded   atomic.Uint64
 	failed      atomic.Uint64
@@ -239,9 +238,10 @@ type Pacer struct {
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
 	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
-	pauseStart  atomic.Int64  // base ticks at which the last pause began; written under mu
-	cutAt       atomic.Int64  // base ticks of the last cut; written under mu
-	nextSample  atomic.Int64  // base ticks of the next sample; written under mu
+	slab        atomic.Pointer[permitSlab]
+	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
+	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
+	nextSample  atomic.Int64 // base ticks of the next sample; written under mu
 	latN        atomic.Uint64
 	latSlow     atomic.Uint64 // of latN, jobs slower than LatencyTarget
 	latSum      atomic.Uint64 // latency of latN's jobs, nanoseconds
@@ -292,9 +292,10 @@ func New(c Config) (*Pacer, error) {
 // can never free an in-flight slot it does not hold. The methods of a nil
 // *Permit do nothing.
 type Permit struct {
-	p  *Pacer
-	at int64        // base ticks at dispatch
-	n  atomic.Int64 // jobs the permit still holds; 0 once Done or fully cancelled
+	used atomic.Int32 // jobs reported by Done or given back; n once finished
+	n    int32        // jobs admitted; set before the permit is handed out, then read only
+	at   int64        // base ticks at dispatch; likewise
+	p    *Pacer       // likewise
 }
 
 // N returns the number of jobs the permit admits now: n at Acquire, less
@@ -303,7 +304,7 @@ func (pm *Permit) N() int {
 	if pm == nil {
 		return 0
 	}
-	return int(pm.n.Load())
+	return int(pm.n - pm.used.Load())
 }
 
 // Acquire waits until n jobs may start: a free in-flight slot, then the
@@ -311,8 +312,8 @@ func (pm *Permit) N() int {
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
 // Close. It is safe for concurrent use.
 func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
-	if n < 1 {
-		return nil, invalid("n", n, "an integer ≥ 1")
+	if n < 1 || n > math.MaxInt32 {
+		return nil, invalid("n", n, "an integer in [1, 2³¹-1]")
 	}
 	if p.base.s.isClosed() {
 		return nil, ErrClosed
@@ -345,7 +346,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 // never blocks. It fails while callers wait in Acquire, and always with a
 // Config.Limiter, which can only wait.
 func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
-	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
+	if n < 1 || n > math.MaxInt32 || p.cfg.Limiter != nil || p.base.s.isClosed() {
 		return nil, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
@@ -365,11 +366,41 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 
 // grant counts n jobs dispatched at now and returns their permit.
 func (p *Pacer) grant(n int, now int64) *Permit {
-	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))
-	pm := &Permit{p: p, at: now}
-	pm.n.Store(int64(n))
+	pm := p.newPermit()
+	pm.p, pm.at, pm.n = p, now, int32(n)
 	return pm
+}
+
+// permitSlabSize is how many permits newPermit allocates at once.
+const permitSlabSize = 64
+
+// permitSlab is a block of fresh permits, handed out once each in order.
+// A permit is never reused (that would let a stale Done reach the next
+// holder); the block is garbage once none of its permits is referenced.
+type permitSlab struct {
+	next atomic.Int64 // index of the next permit to hand out
+	ps   [permitSlabSize]Permit
+}
+
+// newPermit returns a zero Permit never handed out before. It allocates
+// one slab per permitSlabSize permits rather than one object per permit,
+// which keeps Acquire's cost and the garbage collector's work close to
+// what they were when Permit was a value.
+func (p *Pacer) newPermit() *Permit {
+	for {
+		s := p.slab.Load()
+		if s != nil {
+			if i := s.next.Add(1) - 1; i < permitSlabSize {
+				return &s.ps[i]
+			}
+		}
+		ns := new(permitSlab)
+		ns.next.Store(1)
+		if p.slab.CompareAndSwap(s, ns) {
+			return &ns.ps[0]
+		}
+	}
 }
 
 func (p *Pacer) releaseSlots(n int) {
@@ -392,12 +423,11 @@ func (pm *Permit) Done(outcome error) {
 		return
 	}
 	p := pm.p
-	n := pm.n.Swap(0)
+	n := pm.finish()
 	if n == 0 {
 		p.misuse.Add(1)
 		return
 	}
-	p.inFlight.Add(-n)
 	p.releaseSlots(int(n))
 	p.observe(pm.at, int(n), outcome)
 }
@@ -412,7 +442,7 @@ func (pm *Permit) Cancel() {
 	if pm == nil || pm.p == nil {
 		return
 	}
-	if n := pm.n.Swap(0); n > 0 {
+	if n := pm.finish(); n > 0 {
 		pm.p.giveBack(int(n))
 	} else {
 		pm.p.misuse.Add(1)
@@ -430,14 +460,28 @@ func (pm *Permit) CancelN(k int) {
 		return
 	}
 	for {
-		n := pm.n.Load()
-		if k < 1 || int64(k) > n {
+		used := pm.used.Load()
+		if k < 1 || k > int(pm.n-used) {
 			pm.p.misuse.Add(1)
 			return
 		}
-		if pm.n.CompareAndSwap(n, n-int64(k)) {
+		if pm.used.CompareAndSwap(used, used+int32(k)) {
 			pm.p.giveBack(k)
 			return
+		}
+	}
+}
+
+// finish marks every job the permit still holds as used and returns how
+// many that was: 0 if the permit was already finished.
+func (pm *Permit) finish() int64 {
+	for {
+		used := pm.used.Load()
+		if used >= pm.n {
+			return 0
+		}
+		if pm.used.CompareAndSwap(used, pm.n) {
+			return int64(pm.n - used)
 		}
 	}
 }
@@ -449,7 +493,6 @@ func (p *Pacer) giveBack(k int) {
 	if r, ok := p.cfg.Limiter.(Refunder); ok {
 		r.Refund(k)
 	}
-	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)
 }
@@ -609,6 +652,17 @@ type Stats struct {
 	PermitMisuse uint64
 }
 
+// inFlightNow returns the jobs admitted and neither done nor given back.
+// It is derived from the counters rather than kept in one more, so that
+// the fast path does two atomic adds fewer. Done counts a job's outcome
+// before it gives back its slot, and the finished counters are read
+// before dispatched, so the result is never negative: at most it counts
+// as in flight a job that finished while it read.
+func (p *Pacer) inFlightNow() int64 {
+	done := p.succeeded.Load() + p.failed.Load() + p.throttled.Load()
+	return int64(p.dispatched.Load() - done)
+}
+
 // Stats returns a snapshot of the pacer's state and counters.
 func (p *Pacer) Stats() Stats {
 	now := p.base.s.now()
@@ -616,7 +670,7 @@ func (p *Pacer) Stats() Stats {
 	defer p.mu.Unlock()
 	s := Stats{
 		Ceiling: p.rate, Base: p.base.Leak(), Factor: p.factor,
-		Backlog: p.backlog, InFlight: p.inFlight.Load(),
+		Backlog: p.backlog, InFlight: p.inFlightNow(),
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,9 +15,12 @@ import (
 )
 
 // Handler serves /metrics (Prometheus text format) and /status (JSON),
-// both from what get returns at each request. It is safe for concurrent
-// use if get is.
-func Handler(get func() status.Status) http.Handler {
+// both from what get returns at each request, and the dashboard: the page
+// at / and the samples it draws, /samples (JSON), from what samples
+// returns for the time in its query (?since=Unix seconds; the zero time
+// without). Every route is a GET; none changes anything. It is safe for
+// concurrent use if get and samples are.
+func Handler(get func() status.Status, samples func(since time.Time) status.Samples) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{get})
 	mux := http.NewServeMux()
@@ -27,9 +31,7 @@ func Handler(get func() status.Status) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(get())
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("pacer: /metrics, /status\n"))
-	})
+	routeDashboard(mux, samples)
 	return mux
 }
 
@@ -53,6 +55,9 @@ var (
 	descCap    = prometheus.NewDesc("pacer_capacity_jobs_per_second", "The downstream's capacity as the pacer estimates it from pushback and latency; 0 while none limits the pace.", labels, nil)
 	descCuts   = prometheus.NewDesc("pacer_cuts_total", "Pace cuts by pushback or latency, one per event.", labels, nil)
 	descReason = prometheus.NewDesc("pacer_pace_reason", "1 for what sets the pace now (ceiling, backlog, pushback, latency), 0 for the others.", []string{"worker", "reason"}, nil)
+	descUp     = prometheus.NewDesc("pacer_worker_up", "1 while the worker's source runs, 0 while it is down and being restarted.", labels, nil)
+	descRestrt = prometheus.NewDesc("pacer_worker_restarts_total", "Attempts to restart the worker's source after it failed.", labels, nil)
+	descReady  = prometheus.NewDesc("pacer_ready", "1 when every worker runs and the run is not draining (what /readyz says).", nil, nil)
 
 	fleetLabels     = []string{"fleet"}
 	descFleetMode   = prometheus.NewDesc("pacer_fleet_mode", "1 for the fleet limit's current mode (redis: shared in Redis; fallback: Redis unreachable, local share; rejoining), 0 for the others.", []string{"fleet", "mode"}, nil)
@@ -73,7 +78,7 @@ type collector struct{ get func() status.Status }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
-		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descGood, descCap, descCuts, descReason,
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descGood, descCap, descCuts, descReason, descUp, descRestrt, descReady,
 		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
 		ch <- d
 	}
@@ -81,6 +86,11 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.get()
+	ready := 0.0
+	if st.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
 	for _, f := range st.Fleets {
 		for _, m := range fleetModes {
 			v := 0.0
@@ -134,5 +144,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descReason, prometheus.GaugeValue, v, w.Name, r)
 		}
+		up := 0.0
+		if w.Up {
+			up = 1
+		}
+		g(descUp, up)
+		n(descRestrt, w.Restarts)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net"
@@ -27,8 +28,27 @@ const (
 	DefaultNATS         = "nats://127.0.0.1:4222"
 	DefaultStatusEvery  = 5 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultRecoverTimeout is how long a worker may stay down (its
+	// source failed and cannot be restarted) before pacer run exits 1.
+	DefaultRecoverTimeout = 5 * time.Minute
 	// Embedded is the broker address that starts an in-process broker.
 	Embedded = "embedded"
+)
+
+// Bounds of the top-level settings, and of the file.
+const (
+	// MaxWorkers is the most [[worker]] tables a file may have: each holds
+	// connections, goroutines and file descriptors.
+	MaxWorkers = 256
+	// MinStatusEvery is the shortest status_every other than 0s.
+	MinStatusEvery = time.Second
+	// MaxDrainTimeout is the longest drain_timeout.
+	MaxDrainTimeout = time.Hour
+	// MinRecoverTimeout and MaxRecoverTimeout bound recover_timeout.
+	MinRecoverTimeout = time.Second
+	MaxRecoverTimeout = 24 * time.Hour
+	// MaxFileSize is the largest config file Load reads.
+	MaxFileSize = 1 << 20
 )
 
 // File is a loaded and checked config file.
@@ -39,9 +59,12 @@ type File struct {
 	LogLevel     string   `toml:"log_level"`     // debug, info, warn, error
 	StatusEvery  Duration `toml:"status_every"`  // period of the status log line; "0s" turns it off
 	DrainTimeout Duration `toml:"drain_timeout"` // how long SIGTERM waits for in-flight jobs
-	Redis        Redis    `toml:"redis"`
-	NATS         NATS     `toml:"nats"`
-	Demo         Demo     `toml:"demo"`
+	// RecoverTimeout is how long a worker whose source failed may stay
+	// down, restarted with backoff, before pacer run exits 1.
+	RecoverTimeout Duration `toml:"recover_timeout"`
+	Redis          Redis    `toml:"redis"`
+	NATS           NATS     `toml:"nats"`
+	Demo           Demo     `toml:"demo"`
 	// Fleets are the [fleet.NAME] tables, by name: limits shared through
 	// Redis by every worker that names them.
 	Fleets  map[string]Fleet `toml:"fleet"`
@@ -51,17 +74,59 @@ type File struct {
 	pos *positions
 }
 
-// Redis says where the Redis server of Asynq sources and of fleets is.
+// Redis says where the Redis server of Asynq sources and of fleets is, and
+// how to log in. One of addr, url, cluster_addrs and sentinel names the
+// server (addr by default). Every string may hold ${NAME}, replaced by the
+// environment variable NAME when the file loads (see docs/connections.md).
 type Redis struct {
-	Addr     string `toml:"addr"` // host:port, or "embedded"
-	Password string `toml:"password"`
-	DB       int    `toml:"db"`
+	Addr         string   `toml:"addr"`          // host:port, or "embedded"
+	URL          string   `toml:"url"`           // redis://[user:password@]host:port[/db], or rediss:// for TLS
+	ClusterAddrs []string `toml:"cluster_addrs"` // seed nodes of a Redis Cluster, host:port
+	Sentinel     Sentinel `toml:"sentinel"`      // a primary found through Redis Sentinel
+	Username     string   `toml:"username"`      // ACL user; "" = default
+	Password     string   `toml:"password"`
+	DB           int      `toml:"db"`
+	TLS          TLS      `toml:"tls"`
 }
 
-// NATS says where the NATS server of jetstream and nats sources is.
+// Sentinel is the [redis.sentinel] table: the primary named Master, found
+// through the sentinels at Addrs.
+type Sentinel struct {
+	Master   string   `toml:"master"`   // the name the sentinels monitor
+	Addrs    []string `toml:"addrs"`    // sentinels, host:port
+	Username string   `toml:"username"` // of the sentinels, if they ask for one
+	Password string   `toml:"password"` // of the sentinels, if they ask for one
+}
+
+// TLS is a [redis.tls] or [nats.tls] table. Any key turns TLS on; with no
+// CA the system's roots verify the server.
+type TLS struct {
+	Enabled    bool   `toml:"enabled"`     // TLS with the system's roots and no other key
+	CA         string `toml:"ca"`          // PEM file of the CA that signed the server's certificate
+	Cert       string `toml:"cert"`        // PEM file of the client certificate, with key
+	Key        string `toml:"key"`         // PEM file of the client certificate's key
+	ServerName string `toml:"server_name"` // name to verify the server's certificate against; "" = the host dialled
+}
+
+// On reports whether any key of the table asks for TLS.
+func (t TLS) On() bool {
+	return t.Enabled || t.CA != "" || t.Cert != "" || t.Key != "" || t.ServerName != ""
+}
+
+// NATS says where the NATS server (or cluster) of jetstream and nats
+// sources is, and how to log in: at most one of creds, nkey, user and
+// token. Every string may hold ${NAME}, replaced by the environment
+// variable NAME when the file loads.
 type NATS struct {
-	URL      string `toml:"url"`       // nats://host:port, or "embedded"
-	StoreDir string `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	URL      string   `toml:"url"`       // nats://host:port (several comma-separated), or "embedded"
+	URLs     []string `toml:"urls"`      // servers of a cluster; instead of url
+	StoreDir string   `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	Creds    string   `toml:"creds"`     // a .creds file (user JWT and nkey seed)
+	NKey     string   `toml:"nkey"`      // a file holding an nkey seed (SU...)
+	User     string   `toml:"user"`
+	Password string   `toml:"password"`
+	Token    string   `toml:"token"`
+	TLS      TLS      `toml:"tls"`
 }
 
 // Demo is a producer that feeds every worker's source, for demos.
@@ -251,9 +316,17 @@ type BuildFunc func(p *Plugin) (any, error)
 // checks; then keys that nothing decoded are errors. All problems come back
 // as Errors, in line order.
 func Load(path string, build BuildFunc) (*File, error) {
-	data, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, Errors{{File: filepath.Base(path), Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
 	}
 	return Parse(path, string(data), build)
 }
@@ -266,7 +339,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e := &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
+			e := &Error{File: name, Line: pe.Position.Line, Msg: hideSecret(pe.LastKey, pe.Message)}
 			if pe.LastKey != "" {
 				e.Key = pe.LastKey
 				if ls := f.pos.plain[pe.LastKey]; e.Line == 0 && len(ls) > 0 {
@@ -294,8 +367,10 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			errs = append(errs, &Error{File: name, Msg: err.Error()})
 		}
 	}
+	add(f.expandEnv())
 	f.defaults()
 	add(f.checkTop())
+	add(f.checkBrokers())
 	add(f.checkFleets())
 	seen := map[string]int{}
 	for i := range f.Workers {
@@ -382,10 +457,13 @@ func (f *File) defaults() {
 	if f.DrainTimeout == 0 {
 		f.DrainTimeout = Duration(DefaultDrainTimeout)
 	}
-	if f.Redis.Addr == "" {
+	if f.RecoverTimeout == 0 {
+		f.RecoverTimeout = Duration(DefaultRecoverTimeout)
+	}
+	if f.Redis.Addr == "" && f.Redis.URL == "" && len(f.Redis.ClusterAddrs) == 0 && f.Redis.Sentinel.Master == "" {
 		f.Redis.Addr = DefaultRedis
 	}
-	if f.NATS.URL == "" {
+	if f.NATS.URL == "" && len(f.NATS.URLs) == 0 {
 		f.NATS.URL = DefaultNATS
 	}
 	for name, fl := range f.Fleets {
@@ -461,11 +539,14 @@ func (f *File) checkTop() error {
 	default:
 		add("log_level", fmt.Sprintf("%q: want debug, info, warn or error", f.LogLevel))
 	}
-	if f.StatusEvery < 0 {
-		add("status_every", fmt.Sprintf("%v: want ≥ 0s (0s turns the status line off)", f.StatusEvery))
+	if f.StatusEvery != 0 && (f.StatusEvery.D() < MinStatusEvery) {
+		add("status_every", fmt.Sprintf("%v: want ≥ %v, or 0s to turn the status line off", f.StatusEvery, MinStatusEvery))
 	}
-	if f.DrainTimeout < 0 {
-		add("drain_timeout", fmt.Sprintf("%v: want > 0s", f.DrainTimeout))
+	if d := f.DrainTimeout.D(); d < 0 || d > MaxDrainTimeout {
+		add("drain_timeout", fmt.Sprintf("%v: want a duration in (0s, %v]", f.DrainTimeout, MaxDrainTimeout))
+	}
+	if d := f.RecoverTimeout.D(); d < MinRecoverTimeout || d > MaxRecoverTimeout {
+		add("recover_timeout", fmt.Sprintf("%v: want a duration in [%v, %v]", f.RecoverTimeout, MinRecoverTimeout, MaxRecoverTimeout))
 	}
 	if f.Redis.DB < 0 {
 		add("redis.db", fmt.Sprintf("%d: want ≥ 0", f.Redis.DB))
@@ -475,6 +556,9 @@ func (f *File) checkTop() error {
 	}
 	if len(f.Workers) == 0 {
 		errs = append(errs, &Error{File: filepath.Base(f.Path), Msg: "no [[worker]]: add at least one worker (see the default config.toml)"})
+	}
+	if n := len(f.Workers); n > MaxWorkers {
+		errs = append(errs, f.errAt(fmt.Sprintf("worker[%d]", MaxWorkers), "worker", fmt.Sprintf("%d [[worker]] tables: want at most %d in one process (run more processes, sharing a fleet limit)", n, MaxWorkers)))
 	}
 	if len(errs) == 0 {
 		return nil
@@ -545,17 +629,11 @@ func (f *File) checkWorker(w *Worker) error {
 	case w.MaxFactor < 1:
 		add("max_factor", w.MaxFactor, "≥ 1: the factor starts at 1")
 	}
-	if w.MaxInFlight < 0 {
-		add("max_in_flight", w.MaxInFlight, "jobs ≥ 0 (0: no cap)")
-	}
 	if bad(w.BacklogHigh) || w.BacklogHigh < 0 {
 		add("backlog_high", w.BacklogHigh, "jobs ≥ 0 (0: backlog_target × base)")
 	}
 	if w.BacklogTarget < 0 {
 		add("backlog_target", w.BacklogTarget, "a duration > 0s")
-	}
-	if w.Period <= 0 {
-		add("period", w.Period, "a duration > 0s")
 	}
 	if bad(w.Cut) || w.Cut <= 0 || w.Cut > 1 {
 		add("cut", w.Cut, "a factor in (0, 1]")
@@ -569,12 +647,12 @@ func (f *File) checkWorker(w *Worker) error {
 	if len(errs) == 0 && rateOK {
 		// Whatever else the core objects to, at the key it names.
 		if _, err := pacer.New(w.Pacer()); err != nil {
+			key, label := at, fmt.Sprintf("worker %q", w.Name)
 			var fe *pacer.FieldError
-			if errors.As(err, &fe) {
-				errs = append(errs, f.errAt(at+"."+fe.Field, fmt.Sprintf("worker %q %s", w.Name, fe.Field), err.Error()))
-			} else {
-				errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q", w.Name), err.Error()))
+			if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
+				key = at + "." + fe.Field // the line that set it
 			}
+			errs = append(errs, f.errAt(key, label, err.Error()))
 		}
 	}
 	if len(errs) == 0 {
@@ -631,6 +709,17 @@ func (f *File) checkFleets() error {
 		}
 		if fl.Timeout <= 0 {
 			add("timeout", fl.Timeout, "a duration > 0s")
+		}
+		if len(errs) == 0 {
+			// Whatever else redisbucket objects to, at the line of its key.
+			if err := fl.Bucket().Check(); err != nil {
+				key := at
+				var fe *pacer.FieldError
+				if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
+					key = at + "." + fe.Field
+				}
+				errs = append(errs, f.errAt(key, fmt.Sprintf("fleet %q", name), err.Error()))
+			}
 		}
 	}
 	if len(errs) == 0 {

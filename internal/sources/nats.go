@@ -91,8 +91,8 @@ func init() {
 		if c.Subject == "" {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
 		}
-		if c.Buffer < 0 {
-			return nil, o.Errorf("buffer", "%d: want jobs ≥ 0 (0: 1000)", c.Buffer)
+		if c.Buffer < 0 || c.Buffer > maxBuffer {
+			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: 1000)", c.Buffer, maxBuffer)
 		}
 		if c.Buffer == 0 {
 			c.Buffer = 1000
@@ -103,6 +103,9 @@ func init() {
 		return &natsSource{cfg: c}, nil
 	})
 }
+
+// maxBuffer bounds a nats source's buffer: the jobs it holds in memory.
+const maxBuffer = 1000000
 
 // concrete returns a subject that matches pattern: wildcards become "demo".
 func concrete(pattern string) string {
@@ -174,7 +177,7 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	conc := env.MaxInFlight
 	if conc == 0 {
-		conc = 16
+		conc = natspacer.DefaultConcurrency
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -198,7 +201,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	case <-c.Closed():
 		return c.Wait()
 	}
-	c.Stop()
+	c.Drain()
 	t := time.NewTimer(env.DrainTimeout)
 	defer t.Stop()
 	select {
@@ -254,7 +257,7 @@ func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
 	concurrency := env.MaxInFlight
 	if concurrency <= 0 {
-		concurrency = 16
+		concurrency = natspacer.DefaultConcurrency
 	}
 	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
 		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
