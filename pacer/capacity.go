@@ -63,6 +63,9 @@ const (
 	// LatencyTarget that is soft pushback (0.1: the 90th percentile).
 	latencyMin   = 20
 	latencyShare = 0.1
+	// latencyEarly is the part of LatencyTarget a job's latency is judged
+	// against: a latency is known only when its job ends, so the rule
+	// acts before the 90th percentile reaches the target itself.
 	latencyEarly = 0.75
 	// logEvery spaces the INFO lines of pace cuts; cuts in between are
 	// counted in the next line.
@@ -82,7 +85,7 @@ type slot struct {
 type capState struct {
 	limit float64 // jobs per second the downstream is held to; +Inf: none
 	cause Reason  // ReasonPushback or ReasonLatency: what set limit
-	wmax  float64 // the last known limit: the good rate at the last cut
+	wmax  float64 // the last known limit: the pace the downstream took at the last cut
 	from  float64 // limit just after the last cut
 	probe int64   // active ticks since the last cut: the probe curve's time
 	cuts  uint64
@@ -113,7 +116,7 @@ func (p *Pacer) floorPace() float64 { return p.base.Leak() * p.cfg.MinFactor }
 // requires mu held.
 func (p *Pacer) maxPace() float64 { return min(p.rate, p.base.Leak()*p.cfg.MaxFactor) }
 
-// done returns the jobs done (succeeded or failed) so far.
+// doneCount returns the jobs done (succeeded or failed) so far.
 func (p *Pacer) doneCount() uint64 { return p.succeeded.Load() + p.failed.Load() }
 
 // observe records the outcome of a permit of n jobs dispatched at ticks at.
@@ -157,7 +160,7 @@ func (p *Pacer) pushback(now, at int64, retry time.Duration) {
 		rec = r
 	}
 	long := retry >= p.cfg.PauseAfter
-	if long || p.storm(now) {
+	if long || p.storm() {
 		until := now + int64(min(retry, maxPause))<<tickShift
 		if until > p.pausedUntil {
 			if now >= p.pausedUntil {
@@ -181,10 +184,11 @@ func (p *Pacer) pushback(now, at int64, retry time.Duration) {
 	p.log(rec)
 }
 
-// cut lowers the pace to depth × the good rate for pushback or latency of
-// a job dispatched at ticks at, once per event: an outcome of a job
-// dispatched before the last cut reports what that cut already answered.
-// It returns the log record to emit, if any. It requires mu held.
+// cut lowers the pace to depth × the rate the downstream took, for
+// pushback or latency of a job dispatched at ticks at, once per event: an
+// outcome of a job dispatched before the last cut reports what that cut
+// already answered. It returns the log record to emit, if any. It
+// requires mu held.
 func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	if at < p.cutAt.Load() {
 		return nil
@@ -198,10 +202,10 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 		c.tolerated++
 		return nil
 	}
-	// The good rate over the last second, or over its recent part if
-	// higher (a pace that rose within the second): what the downstream
-	// has been seen to take. The recent part alone would ratchet the
-	// pace down when a 429 comes while the pace is still recovering.
+	// The pace the downstream took over the last second, or over its
+	// recent part if higher (a pace that rose within the second). The
+	// recent part alone would ratchet the pace down when a 429 comes
+	// while the pace is still recovering.
 	good, est1, ok := p.goodputOver(now, windowSlots*sampleTicks, 0)
 	if rgood, rest, rok := p.goodputOver(now, recentTicks, recentDone); rok {
 		good, est1, ok = max(good, rgood), max(est1, rest), true
@@ -407,9 +411,8 @@ func (p *Pacer) throttledShare() float64 {
 // storm reports whether the window holds a storm of pushback: at least
 // stormMin throttled outcomes and a share of at least StormShare. It
 // requires mu held.
-func (p *Pacer) storm(now int64) bool {
+func (p *Pacer) storm() bool {
 	c := &p.cap
-	_ = now
 	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
 	for i := 0; i < windowSlots; i++ {
 		s := c.win[(c.head-i+windowSlots)%windowSlots]
