@@ -87,7 +87,7 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
 	cfg := r.cfg
-	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
+	fleets, err := fleet.Open(cfg, r.brokers, r.log)
 	if err != nil {
 		return err
 	}
