@@ -410,6 +410,59 @@ func TestStopIdle(t *testing.T) {
 	}
 }
 
+// TestStopNaksWhatWaits: Stop, unlike Drain, does not handle what the
+// consumption holds: the messages received that wait for a handler are
+// nakked for immediate redelivery, their permits given back, and the
+// running handler finishes with its outcome sent.
+func TestStopNaksWhatWaits(t *testing.T) {
+	t.Parallel()
+	const msgs = 20
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 30 * time.Second})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
+	started, release := make(chan struct{}, msgs), make(chan struct{})
+	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(1), natspacer.PollWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	var before natspacer.ConsumeStats
+	testenv.WaitFor(t, 5*time.Second, "messages waiting for the busy handler", func() bool {
+		before = c.Stats()
+		return before.Waiting > 0
+	})
+	c.Stop()
+	close(release)
+	if err := c.Wait(); err != nil {
+		t.Fatalf("Wait() = %v, want nil", err)
+	}
+	st, ps := c.Stats(), p.Stats()
+	t.Logf("before Stop %+v; after %+v; pacer %+v", before, st, ps)
+	if st.Acked != 1 || st.Unstarted != st.Received-1 || st.Canceled != st.Unstarted || st.Unstarted < uint64(before.Waiting) {
+		t.Errorf("after Stop: Acked %d, Unstarted %d, Canceled %d of Received %d (%d waited at Stop); "+
+			"want 1 acked (the running handler) and every other received message nakked unstarted",
+			st.Acked, st.Unstarted, st.Canceled, st.Received, before.Waiting)
+	}
+	if ps.Dispatched != 1 || ps.InFlight != 0 {
+		t.Errorf("pacer: Dispatched %d, InFlight %d; want 1 and 0 (the unstarted messages' permits given back)", ps.Dispatched, ps.InFlight)
+	}
+	// Nakked, they are delivered again at once: the next consumer gets
+	// every message but the one acked.
+	rec := newRecorder(nil)
+	consume(t, t.Context(), f.cons, testenv.NewPacer(t, pacer.Config{Rate: 1e9}), rec)
+	testenv.WaitFor(t, 10*time.Second, "the other messages handled by the next consumer", func() bool { return rec.distinct() == msgs-1 })
+	for seq, d := range rec.delivered {
+		if want := uint64(1); seq <= st.Received && d[0] == want {
+			t.Errorf("message %d, nakked at Stop, came with NumDelivered %d, want > 1", seq, d[0])
+		}
+	}
+}
+
 // TestTerminate: a handler error wrapping ErrTerminate sends Term: the
 // message is not redelivered, and the others are acked.
 func TestTerminate(t *testing.T) {
