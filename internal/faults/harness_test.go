@@ -58,14 +58,17 @@ type proc struct {
 	err  error               // Wait's, once done
 }
 
-// startPacer runs pacer with args (the config path appended with -c) and
+// startPacer runs pacer with args (and -c cfg, unless cfg is "") and
 // kills it when t's cleanup runs, if it still runs.
 func startPacer(t *testing.T, out *testenv.SyncBuffer, cfg string, args ...string) *proc {
 	t.Helper()
 	if out == nil {
 		out = new(testenv.SyncBuffer)
 	}
-	cmd := exec.Command(pacerBin, append(args, "-c", cfg)...)
+	if cfg != "" {
+		args = append(args, "-c", cfg)
+	}
+	cmd := exec.Command(pacerBin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting pacer: %v", err)
