@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -36,8 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pacerBin = filepath.Join(dir, "pacer")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(gobin, "build", "-o", pacerBin, "github.com/jobpacer/pacer/cmd/pacer")
+	build := exec.Command("go", "build", "-o", pacerBin, "github.com/jobpacer/pacer/cmd/pacer")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: building cmd/pacer:", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/internal/testenv"
 )
 
@@ -223,4 +224,47 @@ func TestDownstreamDownThenBack(t *testing.T) {
 	if code := p.wait(exitTime); code != 0 {
 		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
 	}
+}
+
+// A downstream that refuses connections slows the pace: the attempts are
+// pushback, not failures spent at full speed, and every job arrives once
+// it is back. This rests on the capacity work (a refused connection is
+// pushback); until main has it, /status has no "reason" and the test
+// skips.
+func TestRefusedConnectionSlowsThePace(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, nil)
+	c.down()
+	stream, subject := streamName(t)
+	sent := jobs(t, 100)
+	publish(t, ns.URL(), stream, subject, sent)
+	admin := freeAddr(t)
+	const rate = 150
+	p := startPacer(t, nil, jetStreamConfig(t, admin, ns.URL(), stream, c.url()), "run")
+	var raw []byte
+	testenv.WaitFor(t, 30*time.Second, "/status", func() bool {
+		var err error
+		_, raw, err = status.Fetch(admin)
+		return err == nil
+	})
+	if !strings.Contains(string(raw), `"reason"`) {
+		t.Skip("awaits the capacity merge: a refused connection is not pushback yet (/status has no reason)")
+	}
+	var st status.Status
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("the pace to drop below half the rate (%d/s) while the downstream refuses connections", rate/2), func() bool {
+		var ok bool
+		st, ok = fetchStatus(admin)
+		return ok && len(st.Workers) == 1 && st.Workers[0].Pace < rate/2 && st.Workers[0].Throttled > 0
+	})
+	w := st.Workers[0]
+	t.Logf("faults: refused connections: pace %.1f/s (rate %d/s), %d throttled, %d failed attempts", w.Pace, rate, w.Throttled, w.Failed)
+	if w.Failed != 0 {
+		t.Errorf("%d attempts counted failed while the downstream refused connections, want them pushback (throttled)", w.Failed)
+	}
+	c.up()
+	c.waitAll(allTime, sent)
+	c.report("downstream refusing connections, then back (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
 }
