@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,6 +99,41 @@ func TestSIGTERM(t *testing.T) {
 	p = startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
 	c.report("SIGTERM (asynq → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
+// SIGTERM while the downstream hangs: the jobs in flight cannot finish,
+// so pacer ends them at the drain timeout (they go back to the stream)
+// and exits within drain_timeout and its margin; a JetStream source once
+// took 17 s with a drain_timeout of 2s.
+func TestSIGTERMWhileDownstreamHangs(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	var hanging atomic.Bool
+	hanging.Store(true)
+	c := newCounter(t, func(string, int) int {
+		if hanging.Load() {
+			return hang
+		}
+		return http.StatusOK
+	})
+	stream, subject := streamName(t)
+	sent := jobs(t, 50)
+	publish(t, ns.URL(), stream, subject, sent)
+	cfg := rewrite(t, jetStreamConfig(t, "", ns.URL(), stream, c.url()), `timeout = "1s"`, `timeout = "1m"`)
+	p := startPacer(t, nil, cfg, "run")
+	testenv.WaitFor(t, 30*time.Second, "16 requests hanging", func() bool { return c.totalAttempts() >= 16 })
+	p.signal(syscall.SIGTERM)
+	start := time.Now()
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+	t.Logf("faults: SIGTERM while the downstream hangs (jetstream → http): exit after %v (drain_timeout %v)", time.Since(start).Round(10*time.Millisecond), drain)
+	hanging.Store(false)
+	p = startPacer(t, nil, cfg, "run")
+	c.waitAll(allTime, sent)
+	c.report("SIGTERM while the downstream hangs (jetstream → http)", sent)
 	p.signal(syscall.SIGTERM)
 	p.wait(exitTime)
 }
