@@ -232,10 +232,10 @@ func New(c Config) (*Pacer, error) {
 // can never free an in-flight slot it does not hold. The methods of a nil
 // *Permit do nothing.
 type Permit struct {
-	used atomic.Int64 // jobs reported by Done or given back; n once finished
-	p    *Pacer       // set before the permit is handed out, then read only
+	used atomic.Int32 // jobs reported by Done or given back; n once finished
+	n    int32        // jobs admitted; set before the permit is handed out, then read only
 	at   int64        // base ticks at dispatch; likewise
-	n    int64        // jobs admitted; likewise
+	p    *Pacer       // likewise
 }
 
 // N returns the number of jobs the permit admits now: n at Acquire, less
@@ -252,8 +252,8 @@ func (pm *Permit) N() int {
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
 // Close. It is safe for concurrent use.
 func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
-	if n < 1 {
-		return nil, invalid("n", n, "an integer ≥ 1")
+	if n < 1 || n > math.MaxInt32 {
+		return nil, invalid("n", n, "an integer in [1, 2³¹-1]")
 	}
 	if p.base.s.isClosed() {
 		return nil, ErrClosed
@@ -286,7 +286,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 // never blocks. It fails while callers wait in Acquire, and always with a
 // Config.Limiter, which can only wait.
 func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
-	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
+	if n < 1 || n > math.MaxInt32 || p.cfg.Limiter != nil || p.base.s.isClosed() {
 		return nil, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
@@ -308,7 +308,7 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 func (p *Pacer) grant(n int, now int64) *Permit {
 	p.dispatched.Add(uint64(n))
 	pm := p.newPermit()
-	pm.p, pm.at, pm.n = p, now, int64(n)
+	pm.p, pm.at, pm.n = p, now, int32(n)
 	return pm
 }
 
@@ -413,11 +413,11 @@ func (pm *Permit) CancelN(k int) {
 	}
 	for {
 		used := pm.used.Load()
-		if k < 1 || int64(k) > pm.n-used {
+		if k < 1 || k > int(pm.n-used) {
 			pm.p.misuse.Add(1)
 			return
 		}
-		if pm.used.CompareAndSwap(used, used+int64(k)) {
+		if pm.used.CompareAndSwap(used, used+int32(k)) {
 			pm.p.giveBack(k)
 			return
 		}
@@ -433,7 +433,7 @@ func (pm *Permit) finish() int64 {
 			return 0
 		}
 		if pm.used.CompareAndSwap(used, pm.n) {
-			return pm.n - used
+			return int64(pm.n - used)
 		}
 	}
 }

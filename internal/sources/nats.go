@@ -177,7 +177,7 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	conc := env.MaxInFlight
 	if conc == 0 {
-		conc = 16
+		conc = natspacer.DefaultConcurrency
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -201,7 +201,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	case <-c.Closed():
 		return c.Wait()
 	}
-	c.Stop()
+	c.Drain()
 	t := time.NewTimer(env.DrainTimeout)
 	defer t.Stop()
 	select {
@@ -257,7 +257,7 @@ func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
 	concurrency := env.MaxInFlight
 	if concurrency <= 0 {
-		concurrency = 16
+		concurrency = natspacer.DefaultConcurrency
 	}
 	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
 		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
