@@ -302,11 +302,11 @@ func TestAbsurdSettingsRefused(t *testing.T) {
 		want   []string
 	}{
 		{"257 workers (the fault run had 10,000)", many.String(), []string{"257 [[worker]] tables", "at most 256"}},
-		{"max_in_flight = MaxInt64", worker("max_in_flight = 9223372036854775807"), []string{"max_in_flight: 9223372036854775807", "want in [0, 10000]"}},
-		{`period = "1ns"`, worker(`period = "1ns"`), []string{"period: 1ns", "want ≥ 10ms"}},
+		{"max_in_flight = MaxInt64", worker("max_in_flight = 9223372036854775807"), []string{"config.toml:4:", "max_in_flight: 9223372036854775807", "want in [0, 10000]"}},
+		{`period = "1ns"`, worker(`period = "1ns"`), []string{"config.toml:4:", "period: 1ns", "want ≥ 10ms"}},
 		{`status_every = "1ns"`, "status_every = \"1ns\"\n" + worker(""), []string{"status_every", "1ns", "want ≥ 1s"}},
 		{"burst = 1e-300", worker("burst = 1e-300"), []string{"burst", "1e-300", "want"}},
-		{"fleet burst = 1e300", fleet("burst = 1e300"), []string{"burst / rate", "1e+300", "want at most"}},
+		{"fleet burst = 1e300", fleet("burst = 1e300"), []string{"config.toml:3:", "burst / rate", "1e+300", "want at most"}},
 		{"fleet rate = 1e-300", strings.Replace(fleet(""), "rate = 10\n", "rate = 1e-300\n", 1), []string{"rate", "1e-300", "want"}},
 		{"asynq concurrency = 1e9", strings.Replace(worker(""), "kind = \"nats\"\nsubject = \"a\"", "kind = \"asynq\"\nconcurrency = 1000000000", 1), []string{"concurrency", "1000000000", "[0, 10000]"}},
 		{"a config file that never ends", "", []string{"larger than 1048576 bytes"}},
