@@ -255,7 +255,7 @@ func TestDownstreamDownThenBack(t *testing.T) {
 	c.waitAll(allTime, sent)
 	c.report("downstream down, then back (jetstream → http)", sent)
 	st, _ := fetchStatus(admin)
-	t.Logf("faults: downstream down: %d failed or throttled attempts in all, %d pauses", st.Workers[0].Failed+st.Workers[0].Throttled, st.Workers[0].Pauses)
+	t.Logf("faults: downstream down: %d failed and %d throttled attempts in all, %d pauses, %d cuts", st.Workers[0].Failed, st.Workers[0].Throttled, st.Workers[0].Pauses, st.Workers[0].Cuts)
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(exitTime); code != 0 {
 		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
@@ -263,10 +263,8 @@ func TestDownstreamDownThenBack(t *testing.T) {
 }
 
 // A downstream that refuses connections slows the pace: the attempts are
-// pushback, not failures spent at full speed, and every job arrives once
-// it is back. This rests on the capacity work (a refused connection is
-// pushback); until main has it, /status has no "reason" and the test
-// skips.
+// pushback (the http sink reports a refused connection as throttled), not
+// failures spent at full speed, and every job arrives once it is back.
 func TestRefusedConnectionSlowsThePace(t *testing.T) {
 	t.Parallel()
 	ns := testenv.NATSEmbedded(t)
@@ -278,15 +276,6 @@ func TestRefusedConnectionSlowsThePace(t *testing.T) {
 	admin := freeAddr(t)
 	const rate = 150
 	p := startPacer(t, nil, jetStreamConfig(t, admin, ns.URL(), stream, c.url()), "run")
-	var raw []byte
-	testenv.WaitFor(t, 30*time.Second, "/status", func() bool {
-		var err error
-		_, raw, err = status.Fetch(admin)
-		return err == nil
-	})
-	if !strings.Contains(string(raw), `"reason"`) {
-		t.Skip("awaits the capacity merge: a refused connection is not pushback yet (/status has no reason)")
-	}
 	var st status.Status
 	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("the pace to drop below half the rate (%d/s) while the downstream refuses connections", rate/2), func() bool {
 		var ok bool
@@ -294,7 +283,7 @@ func TestRefusedConnectionSlowsThePace(t *testing.T) {
 		return ok && len(st.Workers) == 1 && st.Workers[0].Pace < rate/2 && st.Workers[0].Throttled > 0
 	})
 	w := st.Workers[0]
-	t.Logf("faults: refused connections: pace %.1f/s (rate %d/s), %d throttled, %d failed attempts", w.Pace, rate, w.Throttled, w.Failed)
+	t.Logf("faults: refused connections: pace %.1f/s (rate %d/s, reason %s), %d throttled, %d failed attempts", w.Pace, rate, w.Reason, w.Throttled, w.Failed)
 	if w.Failed != 0 {
 		t.Errorf("%d attempts counted failed while the downstream refused connections, want them pushback (throttled)", w.Failed)
 	}
