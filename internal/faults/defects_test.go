@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/internal/admin"
 	"github.com/jobpacer/pacer/internal/testenv"
@@ -337,12 +338,17 @@ func TestAbsurdSettingsRefused(t *testing.T) {
 
 func firstLine(s string) string { l, _, _ := strings.Cut(strings.TrimSpace(s), "\n"); return l }
 
-// A URL password and query never appear in pacer's output, its /status,
-// its /metrics or the errors Asynq stores with a task.
+// A URL password and query (of the http sink's url and of the Redis url)
+// never appear in pacer's output, its /status, its /metrics or the errors
+// Asynq stores with a task.
 func TestPasswordAbsentFromOutput(t *testing.T) {
 	t.Parallel()
-	const password, token = "S3CRETPW", "S3CRETTOKEN"
+	const password, token, redisPassword = "S3CRETPW", "S3CRETTOKEN", "S3CRETREDIS"
 	redis := testenv.RedisProcess(t)
+	if _, err := redisCommand(redis.Addr(), "CONFIG", "SET", "requirepass", redisPassword); err != nil {
+		t.Fatal(err)
+	}
+	ropt := asynq.RedisClientOpt{Addr: redis.Addr(), Password: redisPassword}
 	// Every job fails once with 500 (its error names the URL), then is
 	// answered 200; one job is always answered 500, so its error stays
 	// stored with the task.
@@ -358,13 +364,20 @@ func TestPasswordAbsentFromOutput(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := asynqConfig(t, addr, redis.Addr(), queue, url)
 	cfg = rewrite(t, cfg, `status_every = "0s"`, `status_every = "1s"`)
+	cfg = rewrite(t, cfg, fmt.Sprintf("addr = %q", redis.Addr()), fmt.Sprintf("url = %q", "redis://:"+redisPassword+"@"+redis.Addr()))
 	var out testenv.SyncBuffer
 	chk := startPacer(t, &out, cfg, "check")
 	chk.wait(30 * time.Second)
-	enqueue(t, redis.Addr(), queue, "job", sent)
+	cl := asynq.NewClient(ropt)
+	for _, j := range sent {
+		if _, err := cl.Enqueue(asynq.NewTask("job", []byte(j)), asynq.Queue(queue), asynq.MaxRetry(25)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
 	p := startPacer(t, &out, cfg, "run", "--log-level", "debug")
 	testenv.WaitFor(t, allTime, "every job but one received", func() bool { d, _ := c.received(); return d >= len(sent)-1 })
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: redis.Addr()})
+	insp := asynq.NewInspector(ropt)
 	defer insp.Close()
 	var stored []string
 	testenv.WaitFor(t, 30*time.Second, "the failing task's error stored", func() bool {
@@ -384,7 +397,7 @@ func TestPasswordAbsentFromOutput(t *testing.T) {
 		t.Fatalf("no failure shown (the test shows nothing): stored %q", all["stored task error"])
 	}
 	for where, s := range all {
-		for _, secret := range []string{password, token} {
+		for _, secret := range []string{password, token, redisPassword} {
 			if strings.Contains(s, secret) {
 				t.Errorf("%s shows %q:\n%s", where, secret, grepLines(s, secret))
 			}
@@ -431,4 +444,18 @@ func TestBadTaskTypeFailsOnce(t *testing.T) {
 	t.Logf("faults: CR/LF in a task type: %d tasks archived after 0 retries, %d good jobs delivered", len(archived), len(good))
 	p.signal(syscall.SIGTERM)
 	p.wait(exitTime)
+}
+
+// redisCommand sends one command to the Redis at addr and returns its
+// reply.
+func redisCommand(addr string, args ...string) (string, error) {
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a := make([]any, len(args))
+	for i, x := range args {
+		a[i] = x
+	}
+	return rdb.Do(ctx, a...).Text()
 }
