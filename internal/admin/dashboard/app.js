@@ -222,6 +222,7 @@
     }
     $('#brokers').replaceChildren(...bs);
     uptimeAt = [p.uptime_seconds, performance.now()];
+    $('#uptime').textContent = dur(p.uptime_seconds);
     document.title = `pacer · ${p.host}`;
   }
 
