@@ -126,7 +126,8 @@ const readPanels = `[...document.querySelectorAll('section.panel')].map((p) => {
   return {
     worker: p.dataset.worker, t: Number(p.dataset.t || 0),
     values: { pace: v('pace'), ceiling: v('ceiling'), backlog: v('backlog'), in_flight: v('in_flight'), factor: v('factor'),
-      succeeded: s('succeeded'), failed: s('failed'), throttled: s('throttled'), pauses: s('pauses') },
+      capacity: v('capacity'), succeeded: s('succeeded'), failed: s('failed'), throttled: s('throttled'), pauses: s('pauses'),
+      cuts: s('cuts'), reason: s('reason') },
     charts: [...p.querySelectorAll('.chart')].map((c) => {
       const cv = c.querySelector('canvas');
       const copy = document.createElement('canvas');
@@ -158,12 +159,18 @@ var fields = map[string]func(w status.WorkerStatus) float64{
 	"failed":    func(w status.WorkerStatus) float64 { return float64(w.Failed) },
 	"throttled": func(w status.WorkerStatus) float64 { return float64(w.Throttled) },
 	"pauses":    func(w status.WorkerStatus) float64 { return float64(w.Pauses) },
+	"capacity":  func(w status.WorkerStatus) float64 { return w.Capacity },
+	"cuts":      func(w status.WorkerStatus) float64 { return float64(w.Cuts) },
 }
 
-// shown parses a number as the page shows it ("1,234.5") and returns it
-// with half a unit of its last digit: the rounding of the display.
+// shown parses a number as the page shows it ("1,234.5"; "–" for a
+// capacity not estimated, 0 in /status) and returns it with half a unit
+// of its last digit: the rounding of the display.
 func shown(s string) (v, tol float64, err error) {
 	s = strings.ReplaceAll(strings.TrimSpace(s), ",", "")
+	if s == "–" {
+		return 0, 0, nil
+	}
 	v, err = strconv.ParseFloat(s, 64)
 	decimals := 0
 	if _, frac, ok := strings.Cut(s, "."); ok {
@@ -263,6 +270,15 @@ func TestDashboardInChromium(t *testing.T) {
 				if v < lo-tol || v > hi+tol {
 					t.Errorf("worker %q: %s shown as %q; /status within 1 s of that sample: [%g, %g]", pp.Worker, k, pp.Values[k], lo, hi)
 				}
+			}
+			var reasons []string
+			for _, r := range rows {
+				if !slices.Contains(reasons, r.Reason) {
+					reasons = append(reasons, r.Reason)
+				}
+			}
+			if !slices.Contains(reasons, pp.Values["reason"]) {
+				t.Errorf("worker %q: the pace shown as set by %q; /status within 1 s of that sample: %q", pp.Worker, pp.Values["reason"], reasons)
 			}
 			t.Logf("worker %q at %s: %v (charts %+v)", pp.Worker, at.Format("15:04:05.000"), pp.Values, pp.Charts)
 		}
