@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,14 +75,31 @@ func StartProcess(t testing.TB, name string, port int, ready, bin string, args .
 	return p
 }
 
-// FreePort returns a TCP port of 127.0.0.1 that nothing listens on now.
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out by FreePort; guarded by portsMu
+)
+
+// FreePort returns a TCP port of 127.0.0.1 that nothing listens on now
+// and that FreePort has not returned before in this process (a test that
+// asks for several ports before starting its servers gets distinct ones).
+// It is safe for concurrent use.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := freePort()
-	if err != nil {
-		t.Fatalf("testenv: finding a free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatalf("testenv: finding a free port: %v", err)
+		}
+		if !ports[p] {
+			ports[p] = true
+			return p
+		}
 	}
-	return p
+	t.Fatalf("testenv: no new free port in 100 tries")
+	return 0
 }
 
 // redisArgs are the arguments of every redis-server a test starts here:
