@@ -178,6 +178,9 @@ type Worker struct {
 	Period            Duration       `toml:"period"`
 	Cut               float64        `toml:"cut"`
 	DefaultRetryAfter Duration       `toml:"default_retry_after"`
+	PauseAfter        Duration       `toml:"pause_after"`
+	StormShare        float64        `toml:"storm_share"`
+	LatencyTarget     Duration       `toml:"latency_target"`
 	AdjMap            []pacer.AdjRow `toml:"adjmap"`
 	SourceRaw         toml.Primitive `toml:"source"`
 	SinkRaw           toml.Primitive `toml:"sink"`
@@ -215,6 +218,7 @@ func (w *Worker) Pacer() pacer.Config {
 		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
 		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
 		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
+		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: w.LatencyTarget.D(),
 	}
 }
 
@@ -641,7 +645,7 @@ func (f *File) checkWorker(w *Worker) error {
 		errs = append(errs, e)
 	}
 	if len(errs) == 0 && rateOK {
-		// Whatever else the core objects to.
+		// Whatever else the core objects to, at the key it names.
 		if _, err := pacer.New(w.Pacer()); err != nil {
 			key, label := at, fmt.Sprintf("worker %q", w.Name)
 			var fe *pacer.FieldError

@@ -110,6 +110,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			w.probe.set(probe)
 			pc.Probe = &w.probe
 		}
+		pc.Logger = r.log.With("worker", wc.Name) // one INFO line per pace cut or pause
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
 			pc.Limiter = w.fleet
@@ -266,7 +267,8 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 		}
 		st := r.Status()
 		for _, ws := range st.Workers {
-			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "done_per_s", round(ws.Measured),
+			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "reason", ws.Reason,
+				"capacity", round(ws.Capacity), "done_per_s", round(ws.Measured),
 				"factor", round(ws.Factor), "backlog", ws.Backlog, "in_flight", ws.InFlight,
 				"done", ws.Succeeded, "failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped)
 		}
