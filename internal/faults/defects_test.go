@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,11 +167,17 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	first := jobs(t, 50)
 	publish(t, ns.URL(), stream, subject, first)
 	addr := freeAddr(t)
-	p := startPacer(t, nil, jetStreamConfig(t, addr, ns.URL(), stream, c.url()), "run")
+	cfg := jetStreamConfig(t, addr, ns.URL(), stream, c.url())
+	p := startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, first)
 
 	js := jetStreamOf(t, ns.URL())
-	if err := js.DeleteConsumer(context.Background(), stream, "pacer-w"); err != nil {
+	ctx := context.Background()
+	before, err := js.Consumer(ctx, stream, "pacer-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, stream, "pacer-w"); err != nil {
 		t.Fatal(err)
 	}
 	p.waitLog(30*time.Second, "worker down")
@@ -180,6 +187,27 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	all := append(first, second...)
 	c.waitAll(allTime, all)
 	c.report("JetStream consumer deleted, worker restarted", all)
+
+	// The consumer was made again as it was, but starting right after the
+	// 50 jobs done (stream sequences 1-50), and none of them ran again: the
+	// source remembers every job it settled, so the bound on repeats is 0
+	// for one process (docs/reliability.md).
+	after, err := js.Consumer(ctx, stream, "pacer-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, ac := before.CachedInfo().Config, after.CachedInfo().Config
+	t.Logf("faults: consumer deleted: recreated with deliver policy %v, start sequence %d", ac.DeliverPolicy, ac.OptStartSeq)
+	if ac.DeliverPolicy != jetstream.DeliverByStartSequencePolicy || ac.OptStartSeq != uint64(len(first))+1 {
+		t.Errorf("recreated consumer: deliver policy %v, start %d: want by start sequence, %d", ac.DeliverPolicy, ac.OptStartSeq, len(first)+1)
+	}
+	ac.DeliverPolicy, ac.OptStartSeq = bc.DeliverPolicy, bc.OptStartSeq
+	if !reflect.DeepEqual(ac, bc) {
+		t.Errorf("recreated consumer's config\n%+v\nwant the old one but for where it starts\n%+v", ac, bc)
+	}
+	if _, deliveries := c.received(); deliveries != len(all) {
+		t.Errorf("%d deliveries of %d jobs: want each once, none of the jobs done before the consumer was deleted run again", deliveries, len(all))
+	}
 	st, ok := fetchStatus(addr)
 	if !ok || len(st.Workers) != 1 || !st.Workers[0].Up || st.Workers[0].Restarts < 1 || !st.Ready {
 		t.Errorf("/status after recovery = %+v, want the worker up, ready, with a restart counted", st)
@@ -188,6 +216,19 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	if code := p.wait(exitTime); code != 0 {
 		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
 	}
+
+	// A new pacer run takes the recreated consumer as it is (its start
+	// cannot be updated) and goes on.
+	p = startPacer(t, nil, cfg, "run")
+	third := jobs(t, 10)
+	publish(t, ns.URL(), stream, subject, third)
+	all = append(all, third...)
+	c.waitAll(allTime, all)
+	if _, deliveries := c.received(); deliveries != len(all) {
+		t.Errorf("%d deliveries of %d jobs after a restart, want %d", deliveries, len(all), len(all))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
 }
 
 // A worker that cannot be restarted (its stream deleted, and another

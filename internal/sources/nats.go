@@ -124,6 +124,7 @@ type jetStreamSource struct {
 	js      jetstream.JetStream
 	cons    jetstream.Consumer
 	probe   *natspacer.Probe
+	resume  resume // where the consumer got, to recreate it there
 }
 
 func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
@@ -139,15 +140,22 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		return nil, fmt.Errorf("worker: jetstream source: %w", err)
 	}
 	s.js = js
-	if _, err := js.Stream(ctx, s.cfg.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+	st, err := js.Stream(ctx, s.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: s.cfg.Stream, Subjects: s.cfg.Subjects})
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return nil, fmt.Errorf("worker: jetstream source: create stream %s: %w", s.cfg.Stream, err)
 		}
-	} else if err != nil {
+		st, err = js.Stream(ctx, s.cfg.Stream)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
 	}
-	s.cons, err = js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+	s.resume.streamIs(st.CachedInfo().Created)
+	if s.cons != nil { // a reconnect: the last ack floor the old consumer showed
+		s.resume.observe(s.cons.CachedInfo())
+	}
+	s.cons, err = s.resume.consumer(ctx, js, st, jetstream.ConsumerConfig{
 		Durable: s.cfg.Durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
 		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
 	})
@@ -179,15 +187,32 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	if conc == 0 {
 		conc = natspacer.DefaultConcurrency
 	}
+	if start, above := s.resume.recreated(); start > 0 {
+		env.Log.Info("consumer recreated after the jobs already done", "worker", env.Worker,
+			"stream", s.cfg.Stream, "consumer", s.cfg.Durable, "start_seq", start, "done_above", above)
+	}
 	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := natspacer.Consume(hard, s.cons, env.Pacer, natspacer.HandlerFunc(func(_ context.Context, msg jetstream.Msg) error {
 		j := sink.Job{Type: msg.Subject(), Payload: msg.Data(), Worker: env.Worker, Attempt: 1}
+		var seq uint64
 		if md, err := msg.Metadata(); err == nil {
-			j.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+			seq = md.Sequence.Stream
+			j.ID = strconv.FormatUint(seq, 10)
 			j.Attempt = int(md.NumDelivered)
 		}
+		if seq != 0 && s.resume.seen(seq) {
+			// Settled already, on a consumer since recreated (or its ack
+			// was lost): ack it without running it again.
+			env.Log.Debug("job done already: acked without running it", "worker", env.Worker, "seq", seq)
+			return nil
+		}
 		out := env.Handle(j)
+		if out == nil || errors.Is(out, sink.ErrPermanent) {
+			if seq != 0 {
+				s.resume.settled(seq)
+			}
+		}
 		if errors.Is(out, sink.ErrPermanent) {
 			return fmt.Errorf("%w: %w", out, natspacer.ErrTerminate) // retrying cannot help
 		}
@@ -196,10 +221,20 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	if err != nil {
 		return fmt.Errorf("worker: jetstream source: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-	case <-c.Closed():
-		return c.Wait()
+	tick := time.NewTicker(refreshEvery)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-c.Closed():
+			return c.Wait()
+		case <-tick.C:
+			if err := s.resume.refresh(ctx, s.cons); err != nil {
+				env.Log.Debug("ack floor not read", "worker", env.Worker, "err", err)
+			}
+		}
 	}
 	c.Drain()
 	t := time.NewTimer(env.DrainTimeout)

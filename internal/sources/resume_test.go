@@ -1,0 +1,67 @@
+package sources
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestResumeFloorAndDone(t *testing.T) {
+	var r resume
+	for _, seq := range []uint64{2, 1, 5, 3} {
+		r.settled(seq)
+	}
+	// 1, 2, 3 are contiguous from the floor: the floor moves to 3; 5 is
+	// remembered above it, 4 (not settled, or another subject's) is not.
+	if r.floor != 3 || len(r.done) != 1 || r.done[0] != 5 {
+		t.Fatalf("floor %d, done %v: want floor 3, done [5]", r.floor, r.done)
+	}
+	for seq, want := range map[uint64]bool{1: true, 3: true, 4: false, 5: true, 6: false} {
+		if got := r.seen(seq); got != want {
+			t.Errorf("seen(%d) = %v, want %v", seq, got, want)
+		}
+	}
+	// An ack floor read from the server for another consumer is ignored;
+	// the consumer's own raises the floor and drops what it covers.
+	created := time.Unix(100, 0)
+	r.cons = created
+	r.observe(&jetstream.ConsumerInfo{Created: created.Add(time.Second), AckFloor: jetstream.SequenceInfo{Stream: 9}})
+	if r.floor != 3 {
+		t.Errorf("floor %d after another consumer's info, want 3", r.floor)
+	}
+	r.settled(7)
+	r.observe(&jetstream.ConsumerInfo{Created: created, AckFloor: jetstream.SequenceInfo{Stream: 5}})
+	if r.floor != 5 || len(r.done) != 1 || r.done[0] != 7 {
+		t.Errorf("floor %d, done %v after the ack floor 5: want floor 5, done [7]", r.floor, r.done)
+	}
+	r.settled(6) // fills the gap: the floor moves over 6 and 7
+	if r.floor != 7 || len(r.done) != 0 {
+		t.Errorf("floor %d, done %v: want floor 7, done []", r.floor, r.done)
+	}
+	// Another stream (deleted and made again) forgets everything.
+	r.streamIs(time.Unix(200, 0))
+	if r.floor != 0 || len(r.done) != 0 || r.seen(1) {
+		t.Errorf("after a new stream: floor %d, done %v, want nothing remembered", r.floor, r.done)
+	}
+}
+
+// The remembered set is bounded: beyond maxDone the lowest sequences are
+// forgotten (they may run again), the newest maxDone stay, and the floor
+// does not move over the gaps between them (jobs not settled, which must
+// run).
+func TestResumeBounded(t *testing.T) {
+	var r resume
+	for i := range uint64(maxDone + 10) {
+		r.settled(2 + 2*i) // every other sequence: nothing contiguous
+	}
+	if len(r.done) != maxDone {
+		t.Fatalf("%d remembered, want %d", len(r.done), maxDone)
+	}
+	if r.floor != 0 {
+		t.Errorf("floor %d, want 0: sequences 1, 3, 5 … were never settled", r.floor)
+	}
+	if r.seen(2) || r.seen(3) || !r.seen(2+2*(maxDone+9)) || r.seen(2*(maxDone+10)+1) {
+		t.Error("seen: want the lowest forgotten, the newest remembered, and none never settled")
+	}
+}
