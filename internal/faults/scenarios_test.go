@@ -1,13 +1,17 @@
 package faults
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/internal/testenv"
@@ -153,6 +157,62 @@ func TestSIGKILL(t *testing.T) {
 	p = startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
 	c.report("SIGKILL (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
+// realLeaseEnv = "1" makes the Asynq SIGKILL scenario wait for Asynq's own
+// recovery of the dead worker's tasks (up to about two minutes) instead of
+// back-dating their leases.
+const realLeaseEnv = "PACER_FAULTS_REAL_LEASE"
+
+// SIGKILL with an Asynq source: the tasks the dead process held stay
+// active, leased to it, until Asynq v0.26 sees the lease (30 s, fixed)
+// expired for 30 s more, at its recoverer's next pass (once a minute, and
+// when a server starts). The suite stands in for that wait as
+// adapters/asynqpacer's SIGKILL test does: it back-dates the dead
+// worker's leases past that grace before the new pacer run starts, whose
+// recoverer then takes them at once. With PACER_FAULTS_REAL_LEASE=1 it
+// waits for the real recovery.
+func TestSIGKILLAsynq(t *testing.T) {
+	t.Parallel()
+	redis := testenv.RedisProcess(t)
+	c := newCounter(t, nil)
+	queue := testenv.UniqueName(t)
+	sent := jobs(t, nJobs)
+	enqueue(t, redis.Addr(), queue, "job", sent)
+	cfg := asynqConfig(t, "", redis.Addr(), queue, c.url())
+	p := startPacer(t, nil, cfg, "run")
+	atLeast(t, c, nJobs/3)
+	p.signal(syscall.SIGKILL)
+	p.wait(exitTime)
+	atKill, _ := c.received()
+
+	rc := goredis.NewClient(&goredis.Options{Addr: redis.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	leaseKey := "asynq:{" + queue + "}:lease"
+	leased, err := rc.ZRangeWithScores(ctx, leaseKey, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, how := allTime, "leases back-dated"
+	if os.Getenv(realLeaseEnv) == "1" {
+		wait, how = allTime+3*time.Minute, "Asynq's own lease expiry"
+	} else {
+		past := float64(time.Now().Add(-61 * time.Second).Unix())
+		for _, z := range leased {
+			if err := rc.ZAdd(ctx, leaseKey, goredis.Z{Score: past, Member: z.Member}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := time.Now()
+	p = startPacer(t, nil, cfg, "run")
+	c.waitAll(wait, sent)
+	t.Logf("faults: SIGKILL (asynq): killed after %d jobs received, %d tasks left leased to the dead process; all received %v after the restart (%s)",
+		atKill, len(leased), time.Since(start).Round(100*time.Millisecond), how)
+	c.report("SIGKILL (asynq → http)", sent)
 	p.signal(syscall.SIGTERM)
 	p.wait(exitTime)
 }

@@ -117,7 +117,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 	srv := asynq.NewServer(s.opt, asynq.Config{
 		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},
 		ShutdownTimeout: env.DrainTimeout, DelayedTaskCheckInterval: time.Second,
-		IsFailure: asynqpacer.IsFailure, RetryDelayFunc: asynqpacer.RetryDelay,
+		IsFailure: asynqpacer.IsFailure, RetryDelayFunc: retryDelay,
 		Logger: asynqLogger{env.Log}, LogLevel: asynq.WarnLevel,
 	})
 	h := asynqpacer.Middleware(env.Pacer)(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
@@ -143,6 +143,17 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 	<-ctx.Done()
 	srv.Shutdown() // waits up to DrainTimeout; unfinished tasks go back to the queue
 	return nil
+}
+
+// retryDelay is asynqpacer.RetryDelay, but a task recovered from a worker
+// that died (its lease expired, which takes Asynq one to two minutes to
+// see) runs again at once: it did not fail, and it waited long enough.
+// Asynq's default would add 15-45 s more.
+func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		return 0
+	}
+	return asynqpacer.RetryDelay(n, err, t)
 }
 
 type asynqLogger struct{ l *slog.Logger }
