@@ -192,6 +192,7 @@
     setTile(panel, 'throttled_per_s', rate(c.throttled_per_s[i]),
       [num('throttled', last.throttled), ' throttled · ', num('pauses', last.pauses), ' pauses']);
     if (panel.hasCap) {
+      panel.el.dataset.capacityPoints = String(c.capacity.filter((v) => v != null).length);
       const est = c.capacity[i] > 0;
       setTile(panel, 'capacity', est ? rate(c.capacity[i]) : '–',
         [est ? 'estimated · ' : 'no estimate · ', num('cuts', last.cuts), ' cuts']);
