@@ -7,8 +7,8 @@
 // again (nats.go issue 1929). Consume turns that around: it acquires a
 // permit per message first, and fetches only as many messages as it holds
 // permits, so a message is fetched when it may start. Outcomes become
-// acks, naks with the retry-after delay (pausing the pacer once for a
-// throttled downstream) or naks with backoff; InProgress keeps long work
+// acks, naks with the retry-after delay (a throttled or unavailable
+// downstream lowers the pace) or naks with backoff; InProgress keeps long work
 // from being redelivered; Drain ends it without losing anything, and Stop
 // ends it at once, nakking what has not started for redelivery.
 //

@@ -57,8 +57,8 @@ func newApp() *cli.App {
 			},
 			{
 				Name:   "check",
-				Usage:  "check a config: every problem with file, line and key",
-				Flags:  []cli.Flag{configFlag},
+				Usage:  "check a config: every problem with file, line and key; --connect also connects to its brokers",
+				Flags:  []cli.Flag{configFlag, &cli.BoolFlag{Name: "connect", Usage: "connect to the Redis and NATS the workers use and say what answered (version, cluster, TLS)"}},
 				Action: checkCmd,
 			},
 			statusCommand(),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/loadgen"
 	"github.com/jobpacer/pacer/internal/status"
 )
@@ -30,23 +33,43 @@ func enqueueCommand() *cli.Command {
 		Name:  "enqueue",
 		Usage: "put jobs into an Asynq queue (a load generator)",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "redis", Value: "127.0.0.1:6379", Usage: "Redis `ADDR`"},
+			&cli.StringFlag{Name: "redis", Value: "127.0.0.1:6379", Usage: "Redis `ADDR`, or a redis:// or rediss:// URL"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "connect as the [redis] table of this config `FILE` says (TLS, ACL user, cluster, sentinel)"},
 			&cli.StringFlag{Name: "queue", Value: "default", Usage: "Asynq queue"},
 			&cli.StringFlag{Name: "type", Value: "job", Usage: "task type"},
 			&cli.IntFlag{Name: "max-retry", Value: 25, Usage: "the tasks' retry budget"},
 		}, loadFlags...),
 		Action: func(c *cli.Context) error {
-			addr := c.String("redis")
+			r := config.Redis{Addr: c.String("redis")}
+			if strings.Contains(r.Addr, "://") {
+				r = config.Redis{URL: r.Addr}
+			}
+			if path := c.String("config"); path != "" {
+				f, err := loadOrExit(path)
+				if err != nil {
+					return err
+				}
+				r = f.Redis
+			}
 			if from := c.String("from"); from != "" {
-				var err error
-				if addr, err = embeddedAddr(from, "redis"); err != nil {
+				addr, err := embeddedAddr(from, "redis")
+				if err != nil {
 					return cli.Exit("pacer enqueue: "+err.Error(), 1)
 				}
+				r = config.Redis{Addr: addr}
 			}
-			cl := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
+			if r.Addr == config.Embedded {
+				return cli.Exit(`pacer enqueue: [redis] addr is "embedded": use --from with the admin address of the pacer run that started it`, 2)
+			}
+			b := brokers.New(r, config.NATS{}, nil)
+			opt, err := b.Redis()
+			if err != nil {
+				return cli.Exit("pacer enqueue: "+err.Error(), 1)
+			}
+			cl := asynq.NewClient(opt)
 			defer cl.Close()
 			q, typ, retry := c.String("queue"), c.String("type"), c.Int("max-retry")
-			return generate(c, "enqueue", fmt.Sprintf("redis %s queue %s", addr, q), func(ctx context.Context, payload []byte) error {
+			return generate(c, "enqueue", fmt.Sprintf("%s queue %s", b.RedisTarget(), q), func(ctx context.Context, payload []byte) error {
 				_, err := cl.EnqueueContext(ctx, asynq.NewTask(typ, payload), asynq.Queue(q), asynq.MaxRetry(retry))
 				return err
 			})
@@ -59,21 +82,34 @@ func publishCommand() *cli.Command {
 		Name:  "publish",
 		Usage: "publish jobs to a NATS subject (a load generator); --jetstream waits for the stream's ack",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "nats", Value: nats.DefaultURL, Usage: "NATS `URL`"},
+			&cli.StringFlag{Name: "nats", Value: nats.DefaultURL, Usage: "NATS `URL` (several comma-separated)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "connect as the [nats] table of this config `FILE` says (cluster, creds, nkey, user, token, TLS)"},
 			&cli.StringFlag{Name: "subject", Value: "jobs.demo", Usage: "subject"},
 			&cli.BoolFlag{Name: "jetstream", Aliases: []string{"js"}, Usage: "publish to JetStream and wait for each ack"},
 		}, loadFlags...),
 		Action: func(c *cli.Context) error {
-			url := c.String("nats")
+			n := config.NATS{URL: c.String("nats")}
+			if path := c.String("config"); path != "" {
+				f, err := loadOrExit(path)
+				if err != nil {
+					return err
+				}
+				n = f.NATS
+			}
 			if from := c.String("from"); from != "" {
-				var err error
-				if url, err = embeddedAddr(from, "nats"); err != nil {
+				url, err := embeddedAddr(from, "nats")
+				if err != nil {
 					return cli.Exit("pacer publish: "+err.Error(), 1)
 				}
+				n = config.NATS{URL: url}
 			}
-			nc, err := nats.Connect(url, nats.Name("pacer publish"))
+			if n.URL == config.Embedded {
+				return cli.Exit(`pacer publish: [nats] url is "embedded": use --from with the admin address of the pacer run that started it`, 2)
+			}
+			b := brokers.New(config.Redis{}, n, nil)
+			nc, err := b.ConnectNATS("pacer publish")
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("pacer publish: %s: %v", url, err), 1)
+				return cli.Exit("pacer publish: "+err.Error(), 1)
 			}
 			defer nc.Close()
 			subj := c.String("subject")
@@ -88,7 +124,7 @@ func publishCommand() *cli.Command {
 					return err
 				}
 			}
-			err = generate(c, "publish", fmt.Sprintf("nats %s subject %s", url, subj), pub)
+			err = generate(c, "publish", fmt.Sprintf("%s subject %s", b.NATSTarget(), subj), pub)
 			if err == nil {
 				err = nc.Flush()
 			}

@@ -74,17 +74,59 @@ type File struct {
 	pos *positions
 }
 
-// Redis says where the Redis server of Asynq sources and of fleets is.
+// Redis says where the Redis server of Asynq sources and of fleets is, and
+// how to log in. One of addr, url, cluster_addrs and sentinel names the
+// server (addr by default). Every string may hold ${NAME}, replaced by the
+// environment variable NAME when the file loads (see docs/connections.md).
 type Redis struct {
-	Addr     string `toml:"addr"` // host:port, or "embedded"
-	Password string `toml:"password"`
-	DB       int    `toml:"db"`
+	Addr         string   `toml:"addr"`          // host:port, or "embedded"
+	URL          string   `toml:"url"`           // redis://[user:password@]host:port[/db], or rediss:// for TLS
+	ClusterAddrs []string `toml:"cluster_addrs"` // seed nodes of a Redis Cluster, host:port
+	Sentinel     Sentinel `toml:"sentinel"`      // a primary found through Redis Sentinel
+	Username     string   `toml:"username"`      // ACL user; "" = default
+	Password     string   `toml:"password"`
+	DB           int      `toml:"db"`
+	TLS          TLS      `toml:"tls"`
 }
 
-// NATS says where the NATS server of jetstream and nats sources is.
+// Sentinel is the [redis.sentinel] table: the primary named Master, found
+// through the sentinels at Addrs.
+type Sentinel struct {
+	Master   string   `toml:"master"`   // the name the sentinels monitor
+	Addrs    []string `toml:"addrs"`    // sentinels, host:port
+	Username string   `toml:"username"` // of the sentinels, if they ask for one
+	Password string   `toml:"password"` // of the sentinels, if they ask for one
+}
+
+// TLS is a [redis.tls] or [nats.tls] table. Any key turns TLS on; with no
+// CA the system's roots verify the server.
+type TLS struct {
+	Enabled    bool   `toml:"enabled"`     // TLS with the system's roots and no other key
+	CA         string `toml:"ca"`          // PEM file of the CA that signed the server's certificate
+	Cert       string `toml:"cert"`        // PEM file of the client certificate, with key
+	Key        string `toml:"key"`         // PEM file of the client certificate's key
+	ServerName string `toml:"server_name"` // name to verify the server's certificate against; "" = the host dialled
+}
+
+// On reports whether any key of the table asks for TLS.
+func (t TLS) On() bool {
+	return t.Enabled || t.CA != "" || t.Cert != "" || t.Key != "" || t.ServerName != ""
+}
+
+// NATS says where the NATS server (or cluster) of jetstream and nats
+// sources is, and how to log in: at most one of creds, nkey, user and
+// token. Every string may hold ${NAME}, replaced by the environment
+// variable NAME when the file loads.
 type NATS struct {
-	URL      string `toml:"url"`       // nats://host:port, or "embedded"
-	StoreDir string `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	URL      string   `toml:"url"`       // nats://host:port (several comma-separated), or "embedded"
+	URLs     []string `toml:"urls"`      // servers of a cluster; instead of url
+	StoreDir string   `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	Creds    string   `toml:"creds"`     // a .creds file (user JWT and nkey seed)
+	NKey     string   `toml:"nkey"`      // a file holding an nkey seed (SU...)
+	User     string   `toml:"user"`
+	Password string   `toml:"password"`
+	Token    string   `toml:"token"`
+	TLS      TLS      `toml:"tls"`
 }
 
 // Demo is a producer that feeds every worker's source, for demos.
@@ -136,6 +178,9 @@ type Worker struct {
 	Period            Duration       `toml:"period"`
 	Cut               float64        `toml:"cut"`
 	DefaultRetryAfter Duration       `toml:"default_retry_after"`
+	PauseAfter        Duration       `toml:"pause_after"`
+	StormShare        float64        `toml:"storm_share"`
+	LatencyTarget     Duration       `toml:"latency_target"`
 	AdjMap            []pacer.AdjRow `toml:"adjmap"`
 	SourceRaw         toml.Primitive `toml:"source"`
 	SinkRaw           toml.Primitive `toml:"sink"`
@@ -173,6 +218,7 @@ func (w *Worker) Pacer() pacer.Config {
 		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
 		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
 		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
+		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: w.LatencyTarget.D(),
 	}
 }
 
@@ -293,7 +339,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e := &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
+			e := &Error{File: name, Line: pe.Position.Line, Msg: hideSecret(pe.LastKey, pe.Message)}
 			if pe.LastKey != "" {
 				e.Key = pe.LastKey
 				if ls := f.pos.plain[pe.LastKey]; e.Line == 0 && len(ls) > 0 {
@@ -321,8 +367,10 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			errs = append(errs, &Error{File: name, Msg: err.Error()})
 		}
 	}
+	add(f.expandEnv())
 	f.defaults()
 	add(f.checkTop())
+	add(f.checkBrokers())
 	add(f.checkFleets())
 	seen := map[string]int{}
 	for i := range f.Workers {
@@ -412,10 +460,10 @@ func (f *File) defaults() {
 	if f.RecoverTimeout == 0 {
 		f.RecoverTimeout = Duration(DefaultRecoverTimeout)
 	}
-	if f.Redis.Addr == "" {
+	if f.Redis.Addr == "" && f.Redis.URL == "" && len(f.Redis.ClusterAddrs) == 0 && f.Redis.Sentinel.Master == "" {
 		f.Redis.Addr = DefaultRedis
 	}
-	if f.NATS.URL == "" {
+	if f.NATS.URL == "" && len(f.NATS.URLs) == 0 {
 		f.NATS.URL = DefaultNATS
 	}
 	for name, fl := range f.Fleets {
@@ -597,12 +645,12 @@ func (f *File) checkWorker(w *Worker) error {
 		errs = append(errs, e)
 	}
 	if len(errs) == 0 && rateOK {
-		// Whatever else the core objects to.
+		// Whatever else the core objects to, at the key it names.
 		if _, err := pacer.New(w.Pacer()); err != nil {
 			key, label := at, fmt.Sprintf("worker %q", w.Name)
 			var fe *pacer.FieldError
-			if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
-				key = at + "." + fe.Field // the line that set it
+			if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
+				key = at + "." + fieldKey(fe.Field) // the line that set it
 			}
 			errs = append(errs, f.errAt(key, label, err.Error()))
 		}
@@ -667,8 +715,8 @@ func (f *File) checkFleets() error {
 			if err := fl.Bucket().Check(); err != nil {
 				key := at
 				var fe *pacer.FieldError
-				if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
-					key = at + "." + fe.Field
+				if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
+					key = at + "." + fieldKey(fe.Field)
 				}
 				errs = append(errs, f.errAt(key, fmt.Sprintf("fleet %q", name), err.Error()))
 			}
@@ -730,6 +778,13 @@ func (f *File) checkAdjMap(w *Worker) *Error {
 		return f.errAt(key, fmt.Sprintf("worker %q adjmap", w.Name), err.Error())
 	}
 	return nil
+}
+
+// fieldKey is the key of a FieldError's Field: its first word, for a
+// field that relates two ("burst / rate").
+func fieldKey(field string) string {
+	k, _, _ := strings.Cut(field, " ")
+	return k
 }
 
 func (f *File) hasKey(path string) bool { _, ok := f.pos.at[path]; return ok }

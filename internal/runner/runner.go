@@ -56,7 +56,7 @@ type runWorker struct {
 	fleet  *redisbucket.Bucket // the fleet's limit; nil: no fleet
 	src    plugin.Source
 	snk    sink.Sink
-	rate   meter
+	hist   history // a sample a second, for /samples and the measured pace
 }
 
 // New returns a Runner for f, a config from plugin.Load.
@@ -87,7 +87,7 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
 	cfg := r.cfg
-	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
+	fleets, err := fleet.Open(cfg, r.brokers, r.log)
 	if err != nil {
 		return err
 	}
@@ -110,6 +110,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			w.probe.set(probe)
 			pc.Probe = &w.probe
 		}
+		pc.Logger = r.log.With("worker", wc.Name) // one INFO line per pace cut or pause
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
 			pc.Limiter = w.fleet
@@ -132,13 +133,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker: admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
-		srv := admin.Serve(ln, admin.Handler(r.Status), r.Readiness)
+		srv := admin.Serve(ln, admin.Handler(r.Status, r.Samples), r.Readiness)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz")
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
 	}
 
 	// The sources run under run, which ends with ctx or when a worker
@@ -154,7 +155,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, w := range r.workers {
 		bgWG.Add(2)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
-		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
+		go func() { defer bgWG.Done(); w.hist.run(bg, w.take) }()
 		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
 			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
@@ -266,7 +267,8 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 		}
 		st := r.Status()
 		for _, ws := range st.Workers {
-			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "done_per_s", round(ws.Measured),
+			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "reason", ws.Reason,
+				"capacity", round(ws.Capacity), "done_per_s", round(ws.Measured),
 				"factor", round(ws.Factor), "backlog", ws.Backlog, "in_flight", ws.InFlight,
 				"done", ws.Succeeded, "failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped)
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
 	"github.com/jobpacer/pacer/adapters/sink"
@@ -63,7 +62,7 @@ func init() {
 type asynqSource struct {
 	cfg     AsynqConfig
 	brokers *brokers.Brokers // set by UseBrokers
-	opt     asynq.RedisClientOpt
+	opt     asynq.RedisConnOpt
 	probe   *asynqpacer.Probe
 	client  *asynq.Client
 }
@@ -77,11 +76,14 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		return nil, err
 	}
 	s.opt = opt
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
+	rdb, err := b.RedisClient(nil)
+	if err != nil {
+		return nil, err
+	}
 	err = rdb.Ping(ctx).Err()
 	rdb.Close()
 	if err != nil {
-		return nil, fmt.Errorf("worker: asynq source: redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("worker: asynq source: %s: %w", b.RedisTarget(), err)
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
@@ -122,6 +124,14 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		id, _ := asynq.GetTaskID(tctx)
 		n, _ := asynq.GetRetryCount(tctx)
 		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
+		if out != nil && ctx.Err() != nil && !errors.Is(out, sink.ErrPermanent) {
+			// Draining: a job that failed now (its command killed at the
+			// drain timeout, most likely) is not a failed attempt. Wait
+			// for Asynq to give up on it at its ShutdownTimeout: it then
+			// puts the task back to pending as not done, and ends tctx.
+			<-tctx.Done()
+			return tctx.Err()
+		}
 		if errors.Is(out, sink.ErrPermanent) {
 			return fmt.Errorf("%w: %w", out, asynq.SkipRetry)
 		}
