@@ -649,8 +649,8 @@ func (f *File) checkWorker(w *Worker) error {
 		if _, err := pacer.New(w.Pacer()); err != nil {
 			key, label := at, fmt.Sprintf("worker %q", w.Name)
 			var fe *pacer.FieldError
-			if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
-				key = at + "." + fe.Field // the line that set it
+			if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
+				key = at + "." + fieldKey(fe.Field) // the line that set it
 			}
 			errs = append(errs, f.errAt(key, label, err.Error()))
 		}
@@ -715,8 +715,8 @@ func (f *File) checkFleets() error {
 			if err := fl.Bucket().Check(); err != nil {
 				key := at
 				var fe *pacer.FieldError
-				if errors.As(err, &fe) && f.hasKey(at+"."+fe.Field) {
-					key = at + "." + fe.Field
+				if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
+					key = at + "." + fieldKey(fe.Field)
 				}
 				errs = append(errs, f.errAt(key, fmt.Sprintf("fleet %q", name), err.Error()))
 			}
@@ -778,6 +778,13 @@ func (f *File) checkAdjMap(w *Worker) *Error {
 		return f.errAt(key, fmt.Sprintf("worker %q adjmap", w.Name), err.Error())
 	}
 	return nil
+}
+
+// fieldKey is the key of a FieldError's Field: its first word, for a
+// field that relates two ("burst / rate").
+func fieldKey(field string) string {
+	k, _, _ := strings.Cut(field, " ")
+	return k
 }
 
 func (f *File) hasKey(path string) bool { _, ok := f.pos.at[path]; return ok }
