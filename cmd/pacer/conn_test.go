@@ -311,7 +311,7 @@ func TestRedisClusterSharedFleet(t *testing.T) {
 		addrs = append(addrs, strconv.Quote(n.Addr()))
 	}
 	queue, fleet := testenv.UniqueName(t), testenv.UniqueName(t)
-	const rate, n = 100.0, 500
+	const rate, n = 100.0, 800 // 8 s of work: a backlog through the window, however late the second process starts
 	c := connRun{
 		brokers: fmt.Sprintf("[redis]\ncluster_addrs = [%s]\n", strings.Join(addrs, ", ")),
 		fleet:   fmt.Sprintf("[fleet.%s]\nrate = %g\nexpected_workers = 2\nlease_time = \"200ms\"\n", fleet, rate),
