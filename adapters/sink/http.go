@@ -51,10 +51,18 @@ type HTTPConfig struct {
 	// job of the worker. The default value is 5m.
 	MaxRetryAfter time.Duration `toml:"max_retry_after"`
 	// Client sends the requests; the sink uses a copy of it that follows
-	// no redirect. The default value is a client with Timeout. Not
-	// settable from config.toml.
+	// no redirect. The default value is a client with Timeout whose
+	// transport keeps up to DefaultMaxIdleConnsPerHost idle connections to
+	// the endpoint (net/http's default keeps 2: at a thousand jobs a
+	// second nearly every job would open a new connection). Not settable
+	// from config.toml.
 	Client *http.Client `toml:"-"`
 }
+
+// DefaultMaxIdleConnsPerHost is how many idle keep-alive connections the
+// HTTP sink's default client keeps to its endpoint: enough for a worker
+// with that many jobs in flight to reuse a connection for each.
+const DefaultMaxIdleConnsPerHost = 256
 
 // HTTP is a Sink that sends each job's payload to a URL, with the job's
 // id, type and attempt in X-Pacer-Job-Id, X-Pacer-Job-Type and
@@ -127,7 +135,10 @@ func NewHTTP(c HTTPConfig) (*HTTP, error) {
 		return nil, invalid("http", "max_retry_after", c.MaxRetryAfter, `a duration ≥ 1ms with a unit, such as "5m"`)
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.Timeout}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 0 // no cap over all hosts
+		t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+		c.Client = &http.Client{Timeout: c.Timeout, Transport: t}
 	}
 	cl := *c.Client
 	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -175,3 +175,40 @@ func TestExecNULInJobIsPermanent(t *testing.T) {
 		t.Fatalf("Handle(type with CR LF) = %v, want nil", err)
 	}
 }
+
+// TestHTTPReusesConnections: jobs sent 32 at a time reuse the sink's
+// keep-alive connections instead of opening one per job (net/http's
+// default transport keeps only 2 idle connections a host).
+func TestHTTPReusesConnections(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s, err := sink.NewHTTP(sink.HTTPConfig{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const par, rounds = 32, 20
+	for range rounds {
+		errs := make(chan error, par)
+		for range par {
+			go func() { errs <- s.Handle(context.Background(), job()) }()
+		}
+		for range par {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Each round may open a few more while others are still busy; one
+	// per job (640) is what the default transport's 2 idle slots give.
+	if n := conns.Load(); n > 4*par {
+		t.Fatalf("%d jobs opened %d connections, want ≤ %d", par*rounds, n, 4*par)
+	}
+}
