@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -229,6 +230,58 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	}
 	p.signal(syscall.SIGTERM)
 	p.wait(exitTime)
+}
+
+// The consumer deleted while jobs flow (the ack floor the server last
+// showed is stale; the first attempt of one job in seven fails, so jobs
+// are settled out of order: the ones after a failed job before its
+// retry): the recreated consumer starts at the oldest job not settled,
+// and a job settled above it is acked without running, so none runs
+// twice.
+func TestDeletedConsumerMidRun(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, func(job string, attempt int) int {
+		var i int
+		fmt.Sscanf(job[strings.LastIndexByte(job, '-')+1:], "%d", &i)
+		if i%7 == 3 && attempt == 1 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	stream, subject := streamName(t)
+	sent := jobs(t, nJobs)
+	publish(t, ns.URL(), stream, subject, sent)
+	p := startPacer(t, nil, jetStreamConfig(t, "", ns.URL(), stream, c.url()), "run")
+	atLeast(t, c, nJobs/3)
+	js := jetStreamOf(t, ns.URL())
+	if err := js.DeleteConsumer(context.Background(), stream, "pacer-w"); err != nil {
+		t.Fatal(err)
+	}
+	atDelete, _ := c.received()
+	p.waitLog(30*time.Second, "worker recovered")
+	c.waitAll(allTime, sent)
+	c.report("JetStream consumer deleted mid-run, worker restarted", sent)
+	after, err := js.Consumer(context.Background(), stream, "pacer-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	above := -1
+	if m := regexp.MustCompile(`consumer recreated after the jobs already done.* done_above=(\d+)`).FindStringSubmatch(p.out.String()); m != nil {
+		above, _ = strconv.Atoi(m[1])
+	}
+	t.Logf("faults: consumer deleted mid-run after %d jobs received: recreated with start sequence %d, %d jobs settled above it remembered",
+		atDelete, after.CachedInfo().Config.OptStartSeq, above)
+	if above <= 0 {
+		t.Errorf("pacer remembered %d jobs settled above the start of the recreated consumer, want some (jobs settled out of order)", above)
+	}
+	if distinct, deliveries := c.received(); deliveries != distinct {
+		t.Errorf("%d deliveries of %d jobs: want none done before the consumer was deleted run again", deliveries, distinct)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
 }
 
 // A worker that cannot be restarted (its stream deleted, and another
