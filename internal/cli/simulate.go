@@ -17,15 +17,16 @@ func simulateCommand() *cli.Command {
 		Name:  "simulate",
 		Usage: "run a worker's pacer on a simulated clock against a scenario; draw pace, factor and backlog to an SVG and a CSV",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "config.toml", Usage: "the config `FILE`"},
+			configFlag(false),
 			&cli.StringFlag{Name: "worker", Usage: "the worker to simulate (default: the first)"},
 			&cli.StringFlag{Name: "scenario", Value: "burst", Usage: "steady, burst or throttle-storm"},
 			&cli.DurationFlag{Name: "duration", Value: 2 * time.Minute, Usage: "simulated time"},
 			&cli.StringFlag{Name: "out", Value: "pace.svg", Usage: "the SVG `FILE`"},
 			&cli.StringFlag{Name: "csv", Usage: "the CSV `FILE` (default: --out with .csv)"},
 		},
+		ArgsUsage: "[CONFIG]",
 		Action: func(c *cli.Context) error {
-			f, err := loadOrExit(c.String("config"))
+			f, err := load(c)
 			if err != nil {
 				return err
 			}
