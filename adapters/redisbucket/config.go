@@ -105,6 +105,14 @@ func checkRate(field string, v float64) error {
 	return nil
 }
 
+// WithDefaults returns c with the default of every optional field
+// applied, as New applies them (Logger and Clock included), or a
+// *pacer.FieldError naming the first bad field. It does not connect.
+func (c Config) WithDefaults() (Config, error) {
+	err := c.fill()
+	return c, err
+}
+
 // fill checks c and applies the defaults.
 func (c *Config) fill() error {
 	if c.Key == "" {

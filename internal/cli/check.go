@@ -27,7 +27,7 @@ func checkCmd(c *cli.Context) error {
 		if w.Fleet != "" {
 			fleet = fmt.Sprintf(", fleet %s %g/s", w.Fleet, f.Fleets[w.Fleet].Rate)
 		}
-		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Rate, fleet))
+		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Settings.Rate, w.Settings.Base, fleet))
 	}
 	fmt.Fprintf(c.App.Writer, "%s: ok: %s: %s\n", f.Path, plural(len(f.Workers), "worker"), strings.Join(names, "; "))
 	if !c.Bool("connect") {

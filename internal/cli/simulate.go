@@ -46,13 +46,13 @@ func simulateCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 2)
 			}
-			samples, err := simulate.Simulate(w.Pacer(), sc, c.Duration("duration"))
+			samples, err := simulate.Simulate(w.Settings, sc, c.Duration("duration"))
 			if err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 1)
 			}
 			out := c.String("out")
 			csvPath := cmp.Or(c.String("csv"), strings.TrimSuffix(out, ".svg")+".csv")
-			title := fmt.Sprintf("pacer simulate: worker %q, scenario %s (rate %g/s, base %g/s)", w.Name, sc.Name, w.Rate, w.Base)
+			title := fmt.Sprintf("pacer simulate: worker %q, scenario %s (rate %g/s, base %g/s)", w.Name, sc.Name, w.Settings.Rate, w.Settings.Base)
 			if err := os.WriteFile(out, []byte(simulate.SVG(title, samples)), 0o644); err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 1)
 			}

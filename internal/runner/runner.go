@@ -159,7 +159,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}()
 		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
-			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
+			"rate", w.cfg.Settings.Rate, "base", w.cfg.Settings.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
 	}
 	if demo := cmp.Or(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
 		for _, w := range r.workers {

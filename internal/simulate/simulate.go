@@ -95,12 +95,9 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := c
-	if cfg.Period == 0 {
-		cfg.Period = time.Second
-	}
-	if cfg.Base == 0 {
-		cfg.Base = cfg.Rate
+	cfg, err := c.WithDefaults() // the period and base the pacer runs at
+	if err != nil {
+		return nil, err
 	}
 	ctx := context.Background()
 	const every = 250 * time.Millisecond

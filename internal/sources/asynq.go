@@ -24,7 +24,7 @@ type AsynqConfig struct {
 	Queue string `toml:"queue"`
 	// Concurrency is how many tasks the Asynq server holds at once
 	// (waiting for the pace or running). The default value is the
-	// worker's max_in_flight, or 10 without one.
+	// worker's max_in_flight, or DefaultConcurrency without one.
 	Concurrency int `toml:"concurrency"`
 	// TaskType is the type of the tasks that the demo producer and pacer
 	// enqueue put in. The default value is "job".
@@ -39,6 +39,10 @@ const (
 	DefaultQueue    = "default"
 	DefaultTaskType = "job"
 	DefaultMaxRetry = 25 // Asynq's
+	// DefaultConcurrency is the Asynq server's concurrency for a worker
+	// without max_in_flight: natspacer's default too, so that every source
+	// kind holds as many jobs at once.
+	DefaultConcurrency = 16
 )
 
 func init() {
@@ -54,7 +58,7 @@ func init() {
 			c.TaskType = DefaultTaskType
 		}
 		if c.Concurrency < 0 {
-			return nil, o.Errorf("concurrency", "%d: want tasks ≥ 0 (0: max_in_flight, or 10)", c.Concurrency)
+			return nil, o.Errorf("concurrency", "%d: want tasks ≥ 1 (leave it out for max_in_flight, or %d)", c.Concurrency, DefaultConcurrency)
 		}
 		if c.MaxRetry < 0 {
 			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)
@@ -116,7 +120,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		conc = env.MaxInFlight
 	}
 	if conc == 0 {
-		conc = 10
+		conc = DefaultConcurrency
 	}
 	srv := asynq.NewServer(s.opt, asynq.Config{
 		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},

@@ -52,7 +52,7 @@ type NATSConfig struct {
 	// subject. The default value is "pacer".
 	Queue string `toml:"queue"`
 	// Buffer is how many jobs wait for the pace before new ones are
-	// dropped. The default value is 1000.
+	// dropped. The default value, 0, is natspacer.Subscribe's (1024).
 	Buffer int `toml:"buffer"`
 }
 
@@ -92,10 +92,7 @@ func init() {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
 		}
 		if c.Buffer < 0 {
-			return nil, o.Errorf("buffer", "%d: want jobs ≥ 0 (0: 1000)", c.Buffer)
-		}
-		if c.Buffer == 0 {
-			c.Buffer = 1000
+			return nil, o.Errorf("buffer", "%d: want jobs ≥ 1 (or leave buffer out for natspacer's default)", c.Buffer)
 		}
 		if c.Queue == "" {
 			c.Queue = "pacer"
@@ -172,10 +169,10 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 // handles what it holds, for up to the drain timeout; then what is left
 // is nakked for redelivery.
 func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
-	conc := env.MaxInFlight
-	if conc == 0 {
-		conc = 16
-	}
+	opts := []natspacer.Option{natspacer.WithProbe(s.probe), natspacer.Logger(env.Log)}
+	if env.MaxInFlight > 0 {
+		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
+	} // else natspacer's default
 	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := natspacer.Consume(hard, s.cons, env.Pacer, natspacer.HandlerFunc(func(_ context.Context, msg jetstream.Msg) error {
@@ -189,7 +186,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 			return fmt.Errorf("%w: %w", out, natspacer.ErrTerminate) // retrying cannot help
 		}
 		return out
-	}), natspacer.WithProbe(s.probe), natspacer.Concurrency(conc), natspacer.Logger(env.Log))
+	}), opts...)
 	if err != nil {
 		return fmt.Errorf("worker: jetstream source: %w", err)
 	}
@@ -252,16 +249,18 @@ func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 // cannot take a job back, so what is buffered runs at the pace until the
 // drain timeout, and the rest is dropped and counted.
 func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
-	concurrency := env.MaxInFlight
-	if concurrency <= 0 {
-		concurrency = 16
-	}
 	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
 		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
 	})
 	// The subscription outlives ctx: Drain, not ctx, ends it.
-	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h,
-		natspacer.Buffer(s.cfg.Buffer), natspacer.Concurrency(concurrency), natspacer.Logger(env.Log.With("worker", env.Worker)))
+	opts := []natspacer.Option{natspacer.Logger(env.Log.With("worker", env.Worker))}
+	if env.MaxInFlight > 0 {
+		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
+	} // else natspacer's default
+	if s.cfg.Buffer > 0 {
+		opts = append(opts, natspacer.Buffer(s.cfg.Buffer))
+	}
+	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h, opts...)
 	if err != nil {
 		return fmt.Errorf("worker: nats source: %w", err)
 	}
