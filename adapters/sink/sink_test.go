@@ -317,18 +317,33 @@ func TestNewHTTPInvalid(t *testing.T) {
 
 func TestLog(t *testing.T) {
 	t.Parallel()
-	var b strings.Builder
-	s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Logger: slog.New(slog.NewTextHandler(&b, nil))})
-	if err := s.Handle(context.Background(), job()); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(b.String(), `payload="{\"to…"`) || !strings.Contains(b.String(), "id=j1") {
-		t.Fatalf("log line %q", b.String())
-	}
+	t.Run("at debug by default: no line at info", func(t *testing.T) {
+		var b strings.Builder
+		s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Logger: slog.New(slog.NewTextHandler(&b, nil))})
+		if err := s.Handle(context.Background(), job()); err != nil {
+			t.Fatal(err)
+		}
+		if b.Len() != 0 {
+			t.Fatalf("log at info = %q, want nothing (the job line is at debug)", b.String())
+		}
+	})
+	t.Run("at the level given", func(t *testing.T) {
+		var b strings.Builder
+		s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Level: "info", Logger: slog.New(slog.NewTextHandler(&b, nil))})
+		if err := s.Handle(context.Background(), job()); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), `payload="{\"to…"`) || !strings.Contains(b.String(), "id=j1") || !strings.Contains(b.String(), "level=INFO") {
+			t.Fatalf("log line %q", b.String())
+		}
+	})
 }
 
 func TestNewLogInvalid(t *testing.T) {
 	t.Parallel()
+	if _, err := sink.NewLog(sink.LogConfig{Level: "loud"}); err == nil || !strings.Contains(err.Error(), `level: "loud": want debug, info, warn or error`) {
+		t.Errorf("NewLog(level loud) = %v, want an error naming level", err)
+	}
 	_, err := sink.NewLog(sink.LogConfig{MaxPayload: -1})
 	if err == nil || !strings.HasPrefix(err.Error(), "sink: log: ") || !strings.Contains(err.Error(), "max_payload: -1") || !errors.Is(err, pacer.ErrInvalid) {
 		t.Fatalf("NewLog(max_payload -1) = %v, want a sink: log: error wrapping pacer.ErrInvalid that names max_payload = -1", err)

@@ -8,7 +8,8 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// meter measures the jobs per second a pacer admits, over 5 s.
+// meter measures the jobs per second done (Stats.Succeeded, the DONE of
+// status and /metrics), over the last 5 s.
 type meter struct {
 	mu   sync.Mutex // guards ring, rate
 	ring []uint64
@@ -26,7 +27,7 @@ func (m *meter) run(ctx context.Context, p *pacer.Pacer) {
 			return
 		case <-t.C:
 		}
-		d := p.Stats().Dispatched
+		d := p.Stats().Succeeded
 		m.mu.Lock()
 		m.ring = append(m.ring, d)
 		if len(m.ring) > meterWindow+1 {

@@ -3,12 +3,14 @@ package runner
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
@@ -55,6 +57,9 @@ type runWorker struct {
 	src   plugin.Source
 	snk   sink.Sink
 	rate  meter
+
+	running atomic.Int64 // jobs in the sink now: the one "in flight"
+	fails   failLog
 }
 
 // New returns a Runner for f, a config from plugin.Load.
@@ -88,6 +93,33 @@ func (r *Runner) AdminAddr() string {
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
 	cfg := r.cfg
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgWG sync.WaitGroup
+	defer func() { stopBG(); bgWG.Wait() }()
+
+	// The admin port first: a second pacer run on the same config fails
+	// here, before it starts any broker or joins any fleet.
+	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("admin address %s is in use (another pacer run?): pick another with --admin HOST:PORT, PACER_ADMIN or admin = \"HOST:PORT\" in the config (port 0: any free port; \"\" turns the admin server off)", addr)
+			}
+			return fmt.Errorf("admin address %s: %w", addr, err)
+		}
+		bound := ln.Addr().String()
+		r.adminAddr.Store(&bound)
+		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
+		bgWG.Add(1)
+		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status")
+	}
+
 	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
 	if err != nil {
 		return err
@@ -107,7 +139,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
 		}
 		pc := wc.Pacer()
-		pc.Probe = probe
+		if probe != nil {
+			pc.Probe = &loggedProbe{probe: probe, log: r.log, worker: wc.Name}
+		}
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
 			pc.Limiter = w.fleet
@@ -120,33 +154,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 
-	bg, stopBG := context.WithCancel(context.Background())
-	var bgWG sync.WaitGroup
-	defer func() { stopBG(); bgWG.Wait() }()
-
-	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("worker: admin address %s: %w", addr, err)
-		}
-		bound := ln.Addr().String()
-		r.adminAddr.Store(&bound)
-		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
-		bgWG.Add(1)
-		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status")
-	}
-
 	var srcWG sync.WaitGroup
 	for _, w := range r.workers {
-		bgWG.Add(2)
+		bgWG.Add(3)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
 		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
+		go func() { defer bgWG.Done(); r.watch(bg, w) }()
 		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
 			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
@@ -181,13 +194,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, w := range r.workers {
 		w.p.Close()
 	}
-	var done, inflight uint64
-	for _, w := range r.workers {
-		s := w.p.Stats()
-		done += s.Succeeded + s.Failed + s.Throttled
-		inflight += uint64(s.InFlight)
+	// The same counters as the status line, /status and /metrics.
+	for _, ws := range r.Status().Workers {
+		r.log.Info("stopped", "worker", ws.Name, "dispatched", ws.Dispatched, "done", ws.Succeeded,
+			"failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped, "in_flight", ws.InFlight)
 	}
-	r.log.Info("stopped", "jobs_done", done, "in_flight_left", inflight)
 	return nil
 }
 
@@ -195,13 +206,21 @@ func (r *Runner) Run(ctx context.Context) error {
 // the drain does not cancel, with the outcome logged.
 func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	return func(j sink.Job) error {
+		w.running.Add(1)
 		out := w.snk.Handle(context.Background(), j)
+		w.running.Add(-1)
 		if out != nil {
 			if d, ok := pacer.IsThrottled(out); ok {
 				r.log.Debug("job throttled", "worker", w.cfg.Name, "id", j.ID, "retry_after", d, "err", out)
 			} else {
-				r.log.Warn("job failed", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt, "err", out)
+				r.log.Debug("job failed", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt, "err", out)
+				if n, ok := w.fails.failed(out, time.Now()); ok {
+					r.log.Warn("jobs failing", "worker", w.cfg.Name, "failed", n,
+						"last_id", j.ID, "attempt", j.Attempt, "err", out.Error())
+				}
 			}
+		} else {
+			r.log.Debug("job done", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt)
 		}
 		return out
 	}
