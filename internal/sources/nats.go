@@ -134,7 +134,7 @@ func concrete(pattern string) string {
 
 type jetStreamSource struct {
 	cfg     JetStreamConfig
-	logger  *slog.Logger // the run's; set by UseBrokers
+	logger  *slog.Logger     // the run's; set by UseBrokers
 	brokers *brokers.Brokers // set by UseBrokers
 	js      jetstream.JetStream
 	cons    jetstream.Consumer
