@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // ErrClosed is returned by waits on a bucket or Pacer that has been closed.
@@ -82,11 +83,36 @@ func wholeJobs(field string, v float64) error {
 
 // checkRate checks a rate in tokens per second.
 func checkRate(field string, v float64) error {
-	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v > MaxRate {
-		return invalid(field, v, "a number > 0 and ≤ 1e9 per second") // MaxRate
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < MinRate || v > MaxRate {
+		return invalid(field, v, "a number ≥ 1e-08 and ≤ 1e+09 per second") // MinRate, MaxRate
 	}
 	return nil
 }
+
+// MinRate is the smallest rate a bucket accepts, in tokens per second: one
+// token per MaxFill. A slower bucket could not hold its MinCapacity.
+const MinRate = 1 / MaxFill
+
+// MinCapacity is the smallest capacity (burst) a bucket accepts, in
+// tokens: a bucket must hold a whole job, or a wait for one would be
+// taken in slivers that cost nothing and never add up.
+const MinCapacity = 1
+
+// checkCapacity checks a capacity (burst) in tokens.
+func checkCapacity(field string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < MinCapacity {
+		return invalid(field, v, "a number ≥ 1 (tokens)") // MinCapacity
+	}
+	return nil
+}
+
+// InFlightLimit is the largest Config.MaxInFlight: a cap above it is no
+// cap at all, and the sources start a goroutine per permit they hold.
+const InFlightLimit = 10000
+
+// MinPeriod is the shortest Config.Period: the controller probes the
+// backlog once a period, and a shorter one would only load the broker.
+const MinPeriod = 10 * time.Millisecond
 
 // MaxFill is the longest a bucket may take to fill from empty
 // (capacity ÷ rate): about 3 years. Beyond it the schedule's 1/16 ns ticks

@@ -162,7 +162,7 @@ type LeakyBucket struct {
 // NewLeakyBucket returns an empty bucket configured by c, or an error that
 // names the first bad field.
 func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
-	if err := positive("capacity", c.Capacity); err != nil {
+	if err := checkCapacity("capacity", c.Capacity); err != nil {
 		return nil, err
 	}
 	if err := checkRate("leak", c.Leak); err != nil {

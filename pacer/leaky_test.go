@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
@@ -236,31 +237,34 @@ func TestLeakyWaitReturnsTimeWaited(t *testing.T) {
 
 func TestLeakyWaitAdaptsWhileWaiting(t *testing.T) {
 	t.Parallel()
-	// Full bucket, adaptive: the factor falls each period (ratio ≥ 0.7),
-	// so a waiter's due time moves out as it waits.
-	b, clk := newLeaky(t, pacer.LeakyConfig{Capacity: 1, Leak: 1})
-	b.TryAcquireAt(t0, 1)
-	ch := make(chan time.Duration, 1)
-	go func() { d, _ := b.Acquire(context.Background(), 1); ch <- d }()
-	for clk.Now().Sub(t0) < time.Minute {
-		select {
-		case d := <-ch:
-			// Level 1 leaks at 1 × factor, and the factor falls by 0.73 a
-			// period while the level is ≥ 0.7: the wait is longer than
-			// the 1s it would be at factor 1.
-			if d <= time.Second {
-				t.Fatalf("waited %v: the falling factor should make it wait longer than 1s", d)
+	synctest.Test(t, func(t *testing.T) {
+		// Full bucket, adaptive: the factor falls each period (ratio ≥ 0.7),
+		// so a waiter's due time moves out as it waits.
+		b, clk := newLeaky(t, pacer.LeakyConfig{Capacity: 1, Leak: 1})
+		b.TryAcquireAt(t0, 1)
+		ch := make(chan time.Duration, 1)
+		go func() { d, _ := b.Acquire(context.Background(), 1); ch <- d }()
+		for clk.Now().Sub(t0) < time.Minute {
+			synctest.Wait() // the waiter has finished or sleeps on the clock
+			select {
+			case d := <-ch:
+				// Level 1 leaks at 1 × factor, and the factor falls by 0.73 a
+				// period while the level is ≥ 0.7: the wait is longer than
+				// the 1s it would be at factor 1.
+				if d <= time.Second {
+					t.Fatalf("waited %v: the falling factor should make it wait longer than 1s", d)
+				}
+				return
+			default:
 			}
-			return
-		default:
-		}
-		if next, ok := clk.Next(); ok {
+			next, ok := clk.Next()
+			if !ok {
+				t.Fatal("the waiter is blocked but sleeps on no timer")
+			}
 			clk.Set(next)
-		} else {
-			time.Sleep(time.Millisecond)
 		}
-	}
-	t.Fatal("waiter never finished")
+		t.Fatal("waiter never finished")
+	})
 }
 
 func TestLeakyFactorLocked(t *testing.T) {

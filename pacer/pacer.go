@@ -119,8 +119,8 @@ func (c *Config) fill() error {
 	if c.BaseBurst > c.Burst {
 		return invalid("base_burst", c.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts", c.Burst))
 	}
-	if c.MaxInFlight < 0 {
-		return invalid("max_in_flight", c.MaxInFlight, "≥ 0 (0: no cap)")
+	if c.MaxInFlight < 0 || c.MaxInFlight > InFlightLimit {
+		return invalid("max_in_flight", c.MaxInFlight, "in [0, 10000] (0: no cap)") // InFlightLimit
 	}
 	if c.BacklogTarget < 0 {
 		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
@@ -138,8 +138,8 @@ func (c *Config) fill() error {
 	if c.Period == 0 {
 		c.Period = DefaultControllerPeriod
 	}
-	if c.Period < 0 {
-		return invalid("period", c.Period, "≥ 0 (0: DefaultControllerPeriod, 1s)")
+	if c.Period < MinPeriod {
+		return invalid("period", c.Period, "≥ 10ms (0: DefaultControllerPeriod, 1s)") // MinPeriod
 	}
 	if c.Cut == 0 {
 		c.Cut = DefaultCut
@@ -209,7 +209,6 @@ type Pacer struct {
 	base  *LeakyBucket
 	slots *slots // nil: no cap
 
-	inFlight    atomic.Int64
 	dispatched  atomic.Uint64
 	succeeded   atomic.Uint64
 	failed      atomic.Uint64
@@ -217,7 +216,8 @@ type Pacer struct {
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
 	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
-	pauseStart  atomic.Int64  // base ticks at which the last pause began
+	slab        atomic.Pointer[permitSlab]
+	pauseStart  atomic.Int64 // base ticks at which the last pause began
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
@@ -251,9 +251,10 @@ func New(c Config) (*Pacer, error) {
 // can never free an in-flight slot it does not hold. The methods of a nil
 // *Permit do nothing.
 type Permit struct {
-	p  *Pacer
-	at int64        // base ticks at dispatch
-	n  atomic.Int64 // jobs the permit still holds; 0 once Done or fully cancelled
+	used atomic.Int32 // jobs reported by Done or given back; n once finished
+	n    int32        // jobs admitted; set before the permit is handed out, then read only
+	at   int64        // base ticks at dispatch; likewise
+	p    *Pacer       // likewise
 }
 
 // N returns the number of jobs the permit admits now: n at Acquire, less
@@ -262,7 +263,7 @@ func (pm *Permit) N() int {
 	if pm == nil {
 		return 0
 	}
-	return int(pm.n.Load())
+	return int(pm.n - pm.used.Load())
 }
 
 // Acquire waits until n jobs may start: a free in-flight slot, then the
@@ -270,8 +271,8 @@ func (pm *Permit) N() int {
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
 // Close. It is safe for concurrent use.
 func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
-	if n < 1 {
-		return nil, invalid("n", n, "an integer ≥ 1")
+	if n < 1 || n > math.MaxInt32 {
+		return nil, invalid("n", n, "an integer in [1, 2³¹-1]")
 	}
 	if p.base.s.isClosed() {
 		return nil, ErrClosed
@@ -304,7 +305,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 // never blocks. It fails while callers wait in Acquire, and always with a
 // Config.Limiter, which can only wait.
 func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
-	if n < 1 || p.cfg.Limiter != nil || p.base.s.isClosed() {
+	if n < 1 || n > math.MaxInt32 || p.cfg.Limiter != nil || p.base.s.isClosed() {
 		return nil, false
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
@@ -324,11 +325,41 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 
 // grant counts n jobs dispatched at now and returns their permit.
 func (p *Pacer) grant(n int, now int64) *Permit {
-	p.inFlight.Add(int64(n))
 	p.dispatched.Add(uint64(n))
-	pm := &Permit{p: p, at: now}
-	pm.n.Store(int64(n))
+	pm := p.newPermit()
+	pm.p, pm.at, pm.n = p, now, int32(n)
 	return pm
+}
+
+// permitSlabSize is how many permits newPermit allocates at once.
+const permitSlabSize = 64
+
+// permitSlab is a block of fresh permits, handed out once each in order.
+// A permit is never reused (that would let a stale Done reach the next
+// holder); the block is garbage once none of its permits is referenced.
+type permitSlab struct {
+	next atomic.Int64 // index of the next permit to hand out
+	ps   [permitSlabSize]Permit
+}
+
+// newPermit returns a zero Permit never handed out before. It allocates
+// one slab per permitSlabSize permits rather than one object per permit,
+// which keeps Acquire's cost and the garbage collector's work close to
+// what they were when Permit was a value.
+func (p *Pacer) newPermit() *Permit {
+	for {
+		s := p.slab.Load()
+		if s != nil {
+			if i := s.next.Add(1) - 1; i < permitSlabSize {
+				return &s.ps[i]
+			}
+		}
+		ns := new(permitSlab)
+		ns.next.Store(1)
+		if p.slab.CompareAndSwap(s, ns) {
+			return &ns.ps[0]
+		}
+	}
 }
 
 func (p *Pacer) releaseSlots(n int) {
@@ -350,12 +381,11 @@ func (pm *Permit) Done(outcome error) {
 		return
 	}
 	p := pm.p
-	n := pm.n.Swap(0)
+	n := pm.finish()
 	if n == 0 {
 		p.misuse.Add(1)
 		return
 	}
-	p.inFlight.Add(-n)
 	p.releaseSlots(int(n))
 	if outcome == nil {
 		p.succeeded.Add(uint64(n))
@@ -383,7 +413,7 @@ func (pm *Permit) Cancel() {
 	if pm == nil || pm.p == nil {
 		return
 	}
-	if n := pm.n.Swap(0); n > 0 {
+	if n := pm.finish(); n > 0 {
 		pm.p.giveBack(int(n))
 	} else {
 		pm.p.misuse.Add(1)
@@ -401,14 +431,28 @@ func (pm *Permit) CancelN(k int) {
 		return
 	}
 	for {
-		n := pm.n.Load()
-		if k < 1 || int64(k) > n {
+		used := pm.used.Load()
+		if k < 1 || k > int(pm.n-used) {
 			pm.p.misuse.Add(1)
 			return
 		}
-		if pm.n.CompareAndSwap(n, n-int64(k)) {
+		if pm.used.CompareAndSwap(used, used+int32(k)) {
 			pm.p.giveBack(k)
 			return
+		}
+	}
+}
+
+// finish marks every job the permit still holds as used and returns how
+// many that was: 0 if the permit was already finished.
+func (pm *Permit) finish() int64 {
+	for {
+		used := pm.used.Load()
+		if used >= pm.n {
+			return 0
+		}
+		if pm.used.CompareAndSwap(used, pm.n) {
+			return int64(pm.n - used)
 		}
 	}
 }
@@ -420,7 +464,6 @@ func (p *Pacer) giveBack(k int) {
 	if r, ok := p.cfg.Limiter.(Refunder); ok {
 		r.Refund(k)
 	}
-	p.inFlight.Add(-int64(k))
 	p.dispatched.Add(^uint64(k - 1))
 	p.releaseSlots(k)
 }
@@ -591,6 +634,17 @@ type Stats struct {
 	PermitMisuse uint64
 }
 
+// inFlightNow returns the jobs admitted and neither done nor given back.
+// It is derived from the counters rather than kept in one more, so that
+// the fast path does two atomic adds fewer. Done counts a job's outcome
+// before it gives back its slot, and the finished counters are read
+// before dispatched, so the result is never negative: at most it counts
+// as in flight a job that finished while it read.
+func (p *Pacer) inFlightNow() int64 {
+	done := p.succeeded.Load() + p.failed.Load() + p.throttled.Load()
+	return int64(p.dispatched.Load() - done)
+}
+
 // Stats returns a snapshot of the pacer's state and counters.
 func (p *Pacer) Stats() Stats {
 	now := p.base.s.now()
@@ -598,7 +652,7 @@ func (p *Pacer) Stats() Stats {
 	defer p.mu.Unlock()
 	s := Stats{
 		Ceiling: p.rate, Base: p.base.Leak(), Factor: p.factor,
-		Backlog: p.backlog, InFlight: p.inFlight.Load(),
+		Backlog: p.backlog, InFlight: p.inFlightNow(),
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -371,51 +372,49 @@ func TestAcquireAfterClose(t *testing.T) {
 // scheduler, takes on the schedule.
 func TestPacerConcurrentLateWakesKeepTheSchedule(t *testing.T) {
 	t.Parallel()
-	p, clk := newPacer(t, pacer.Config{Rate: 1000}) // base = ceiling = 1000/s, bursts 1
-	ctx, cancel := context.WithCancel(context.Background())
-	var got atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				pm, err := p.Acquire(ctx, 1)
-				if err != nil {
-					return
+	synctest.Test(t, func(t *testing.T) {
+		p, clk := newPacer(t, pacer.Config{Rate: 1000}) // base = ceiling = 1000/s, bursts 1
+		ctx, cancel := context.WithCancel(context.Background())
+		var got atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					pm, err := p.Acquire(ctx, 1)
+					if err != nil {
+						return
+					}
+					got.Add(1)
+					pm.Done(nil)
 				}
-				got.Add(1)
-				pm.Done(nil)
-			}
-		}()
-	}
-	// settle waits until the callers stop taking: every permit due by now
-	// taken and the heads asleep on their timers. Advancing the fake clock
-	// while a caller is still running would be a preemption longer than
-	// any real one.
-	settle := func() {
-		for prev, still := int64(-1), 0; still < 3; {
-			clk.WaitTimers(1)
-			time.Sleep(time.Millisecond)
-			if n := got.Load(); n == prev {
-				still++
-			} else {
-				prev, still = n, 0
+			}()
+		}
+		// settle waits until the callers stop taking: every permit due by now
+		// taken and the heads asleep on their timers (synctest.Wait: every
+		// goroutine of the bubble blocked). Advancing the fake clock while a
+		// caller is still running would be a preemption longer than any real
+		// one.
+		settle := func() {
+			synctest.Wait()
+			if clk.Timers() == 0 {
+				t.Fatal("the callers are blocked but none sleeps on the clock")
 			}
 		}
-	}
-	for clk.Now().Sub(t0) < 250*time.Millisecond {
+		for clk.Now().Sub(t0) < 250*time.Millisecond {
+			settle()
+			clk.Advance(2500 * time.Microsecond) // every timer wakes up to 1.5ms late
+		}
 		settle()
-		clk.Advance(2500 * time.Microsecond) // every timer wakes up to 1.5ms late
-	}
-	settle()
-	cancel()
-	wg.Wait()
-	n := got.Load()
-	want := int64(clk.Now().Sub(t0)/time.Millisecond) + 1
-	if n != want {
-		t.Fatalf("4 callers got %d permits in %v at 1000/s with late timers, want %d", n, clk.Now().Sub(t0), want)
-	}
+		cancel()
+		wg.Wait()
+		n := got.Load()
+		want := int64(clk.Now().Sub(t0)/time.Millisecond) + 1
+		if n != want {
+			t.Fatalf("4 callers got %d permits in %v at 1000/s with late timers, want %d", n, clk.Now().Sub(t0), want)
+		}
+	})
 }
 
 // countingLimiter admits everything and counts what it admitted and what
@@ -485,35 +484,36 @@ func TestPauseSurvivesCancelAndRateChange(t *testing.T) {
 
 func TestCloseWakesInFlightWaiters(t *testing.T) {
 	t.Parallel()
-	p, _ := newPacer(t, pacer.Config{Rate: 100, MaxInFlight: 1})
-	held, ok := p.TryAcquire(1)
-	if !ok {
-		t.Fatal("first permit refused")
-	}
-	defer held.Done(nil)
-	got := make(chan error, 1)
-	go func() { _, err := p.Acquire(context.Background(), 1); got <- err }()
-	for deadline := time.Now().Add(10 * time.Second); pacer.SlotWaiters(p) == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("Acquire never queued for the slot")
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPacer(t, pacer.Config{Rate: 100, MaxInFlight: 1})
+		held, ok := p.TryAcquire(1)
+		if !ok {
+			t.Fatal("first permit refused")
 		}
-	}
-	p.Close()
-	select {
-	case err := <-got:
-		if !errors.Is(err, pacer.ErrClosed) {
-			t.Fatalf("Acquire waiting for a slot returned %v after Close, want ErrClosed", err)
+		defer held.Done(nil)
+		got := make(chan error, 1)
+		go func() { _, err := p.Acquire(context.Background(), 1); got <- err }()
+		synctest.Wait()
+		if got := pacer.SlotWaiters(p); got != 1 {
+			t.Fatalf("%d callers queued for the slot, want 1", got)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Acquire waiting for a slot did not return after Close")
-	}
+		p.Close()
+		select {
+		case err := <-got:
+			if !errors.Is(err, pacer.ErrClosed) {
+				t.Fatalf("Acquire waiting for a slot returned %v after Close, want ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Acquire waiting for a slot did not return after Close")
+		}
+	})
 }
 
 // Ranges that would overflow the schedule's ticks are refused, and a take
 // above the capacity never wraps into a success.
 func TestOverflowRefused(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct{ rate, capacity float64 }{{0.001, 1e6}, {1e-10, 1}} {
+	for _, c := range []struct{ rate, capacity float64 }{{0.001, 1e6}, {1e-7, 100}} {
 		_, err := pacer.NewTokenBucket(c.rate, c.capacity, nil)
 		checkInvalid(t, err, "capacity / rate")
 	}

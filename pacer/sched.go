@@ -41,6 +41,7 @@ type sched struct {
 	sys    bool      // clock is the system clock: read time with time.Since(epoch)
 	epoch  time.Time // tick 0
 	closed chan struct{}
+	shut   atomic.Bool // set once closed is closed: the fast paths read it
 
 	// tick, when set, is called with mu held before a waiter computes its
 	// due time; it returns the next instant at which it wants to be called
@@ -306,6 +307,10 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 			if taken >= n {
 				return nil
 			}
+			if err := ctx.Err(); err != nil { // a take above the capacity, chunk by chunk
+				s.refund(s.now(), taken)
+				return err
+			}
 			continue
 		}
 		sleep := min(s.dueFrom(now, chunk, from), next)
@@ -351,18 +356,12 @@ func (s *sched) close() {
 	select {
 	case <-s.closed:
 	default:
+		s.shut.Store(true)
 		close(s.closed)
 	}
 }
 
-func (s *sched) isClosed() bool {
-	select {
-	case <-s.closed:
-		return true
-	default:
-		return false
-	}
-}
+func (s *sched) isClosed() bool { return s.shut.Load() }
 
 // queuedTokens returns the tokens the waiters asked for.
 func (s *sched) queuedTokens() float64 {

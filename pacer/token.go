@@ -32,13 +32,13 @@ type TokenBucket struct {
 
 // NewTokenBucket returns a full bucket that refills at rate tokens per
 // second up to capacity tokens, reading time from clock (nil means the
-// system clock). rate must be in (0, MaxRate] and capacity > 0, both
-// finite.
+// system clock). rate must be in [MinRate, MaxRate], capacity at least
+// MinCapacity, and capacity ÷ rate at most MaxFill seconds.
 func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
 	if err := checkRate("rate", rate); err != nil {
 		return nil, err
 	}
-	if err := positive("capacity", capacity); err != nil {
+	if err := checkCapacity("capacity", capacity); err != nil {
 		return nil, err
 	}
 	if err := checkFill(rate, capacity); err != nil {
@@ -130,7 +130,7 @@ func (b *TokenBucket) SetCapacity(capacity float64) error {
 
 // SetCapacityAt is SetCapacity at time now.
 func (b *TokenBucket) SetCapacityAt(now time.Time, capacity float64) error {
-	if err := positive("capacity", capacity); err != nil {
+	if err := checkCapacity("capacity", capacity); err != nil {
 		return err
 	}
 	b.s.mu.Lock()

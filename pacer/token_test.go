@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
@@ -81,11 +82,14 @@ func start(ctx context.Context, b *pacer.TokenBucket, n int) <-chan error {
 	return ch
 }
 
+// pending reports whether ch has no result once every goroutine of the
+// test's bubble is blocked (synctest.Wait): no fixed wait before it.
 func pending(ch <-chan error) bool {
+	synctest.Wait()
 	select {
 	case <-ch:
 		return false
-	case <-time.After(20 * time.Millisecond):
+	default:
 		return true
 	}
 }
@@ -104,59 +108,63 @@ func mustDone(t *testing.T, ch <-chan error, want error) {
 
 func TestTokenBucketWaitersServedInOrder(t *testing.T) {
 	t.Parallel()
-	b, clk := newClockBucket(t, 10, 1)
-	if !b.TryAcquireAt(t0, 1) {
-		t.Fatal("first take failed on a full bucket")
-	}
-	ctx := context.Background()
-	// Queue three waiters one by one, so their order is known: the head
-	// is queued once it has a timer; give the others time to queue.
-	first := start(ctx, b, 1)
-	clk.WaitTimers(1)
-	second := start(ctx, b, 1)
-	waitQueued(t, b, 2)
-	third := start(ctx, b, 1)
-	waitQueued(t, b, 3)
-	if b.TryAcquire(1) {
-		t.Fatal("TryAcquire jumped the queue of waiters")
-	}
-	clk.Advance(ms(100))
-	mustDone(t, first, nil)
-	if !pending(second) || !pending(third) {
-		t.Fatal("a later waiter finished with the first")
-	}
-	clk.WaitTimers(1)
-	clk.Advance(ms(100))
-	mustDone(t, second, nil)
-	if !pending(third) {
-		t.Fatal("third finished with the second")
-	}
-	clk.WaitTimers(1)
-	clk.Advance(ms(100))
-	mustDone(t, third, nil)
+	synctest.Test(t, func(t *testing.T) {
+		b, clk := newClockBucket(t, 10, 1)
+		if !b.TryAcquireAt(t0, 1) {
+			t.Fatal("first take failed on a full bucket")
+		}
+		ctx := context.Background()
+		// Queue three waiters one by one, so their order is known: the head
+		// is queued once it has a timer; give the others time to queue.
+		first := start(ctx, b, 1)
+		clk.WaitTimers(1)
+		second := start(ctx, b, 1)
+		waitQueued(t, b, 2)
+		third := start(ctx, b, 1)
+		waitQueued(t, b, 3)
+		if b.TryAcquire(1) {
+			t.Fatal("TryAcquire jumped the queue of waiters")
+		}
+		clk.Advance(ms(100))
+		mustDone(t, first, nil)
+		if !pending(second) || !pending(third) {
+			t.Fatal("a later waiter finished with the first")
+		}
+		clk.WaitTimers(1)
+		clk.Advance(ms(100))
+		mustDone(t, second, nil)
+		if !pending(third) {
+			t.Fatal("third finished with the second")
+		}
+		clk.WaitTimers(1)
+		clk.Advance(ms(100))
+		mustDone(t, third, nil)
+	})
 }
 
 func TestTokenBucketCancelledWaiterTakesNothing(t *testing.T) {
 	t.Parallel()
-	b, clk := newClockBucket(t, 10, 2)
-	if !b.TryAcquireAt(t0, 2) {
-		t.Fatal("take of the burst failed")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	// head asks for 2: it will need 200ms; the one behind asks for 1.
-	head := start(ctx, b, 2)
-	clk.WaitTimers(1)
-	behind := start(context.Background(), b, 1)
-	waitQueued(t, b, 2)  // behind the head, not on the fast path
-	clk.Advance(ms(100)) // one token: not enough for the head
-	clk.WaitTimers(1)
-	cancel()
-	mustDone(t, head, context.Canceled)
-	// The one behind is not held up: the token that refilled is its own.
-	mustDone(t, behind, nil)
-	if got := b.Tokens(); got != 0 {
-		t.Fatalf("Tokens() = %v after the second waiter took the refilled token, want 0", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b, clk := newClockBucket(t, 10, 2)
+		if !b.TryAcquireAt(t0, 2) {
+			t.Fatal("take of the burst failed")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		// head asks for 2: it will need 200ms; the one behind asks for 1.
+		head := start(ctx, b, 2)
+		clk.WaitTimers(1)
+		behind := start(context.Background(), b, 1)
+		waitQueued(t, b, 2)  // behind the head, not on the fast path
+		clk.Advance(ms(100)) // one token: not enough for the head
+		clk.WaitTimers(1)
+		cancel()
+		mustDone(t, head, context.Canceled)
+		// The one behind is not held up: the token that refilled is its own.
+		mustDone(t, behind, nil)
+		if got := b.Tokens(); got != 0 {
+			t.Fatalf("Tokens() = %v after the second waiter took the refilled token, want 0", got)
+		}
+	})
 }
 
 func TestTokenBucketCancelGivesBackChunks(t *testing.T) {
@@ -193,21 +201,23 @@ func TestTokenBucketTakeMoreThanCapacityEndsEmpty(t *testing.T) {
 
 func TestTokenBucketSetRateMidWait(t *testing.T) {
 	t.Parallel()
-	b, clk := newClockBucket(t, 1, 1) // one a second
-	b.TryAcquireAt(t0, 1)
-	ch := start(context.Background(), b, 1)
-	clk.WaitTimers(1)
-	if next, _ := clk.Next(); next != t0.Add(time.Second) {
-		t.Fatalf("waiter sleeps until %v, want t0+1s", next.Sub(t0))
-	}
-	clk.Advance(ms(500)) // half a token at the old rate
-	if err := b.SetRate(10); err != nil {
-		t.Fatal(err)
-	}
-	// The half token is kept; the other half takes 50ms at 10/s.
-	waitNext(t, clk, t0.Add(ms(550)))
-	clk.Advance(ms(50))
-	mustDone(t, ch, nil)
+	synctest.Test(t, func(t *testing.T) {
+		b, clk := newClockBucket(t, 1, 1) // one a second
+		b.TryAcquireAt(t0, 1)
+		ch := start(context.Background(), b, 1)
+		clk.WaitTimers(1)
+		if next, _ := clk.Next(); next != t0.Add(time.Second) {
+			t.Fatalf("waiter sleeps until %v, want t0+1s", next.Sub(t0))
+		}
+		clk.Advance(ms(500)) // half a token at the old rate
+		if err := b.SetRate(10); err != nil {
+			t.Fatal(err)
+		}
+		// The half token is kept; the other half takes 50ms at 10/s.
+		waitNext(t, clk, t0.Add(ms(550)))
+		clk.Advance(ms(50))
+		mustDone(t, ch, nil)
+	})
 }
 
 // A waiter whose timer fires late takes what fell due while it slept, and
@@ -310,33 +320,25 @@ func TestTokenBucketValidation(t *testing.T) {
 	}
 }
 
-// waitQueued waits until n callers are queued in b.Acquire.
+// waitQueued waits until every goroutine of the test's bubble is blocked
+// (synctest.Wait), then checks that n callers are queued in b.Acquire.
 func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for pacer.Waiters(b) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d callers queued after 10s, want %d", pacer.Waiters(b), n)
-		}
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if got := pacer.Waiters(b); got != n {
+		t.Fatalf("%d callers queued, want %d", got, n)
 	}
 }
 
-// waitNext waits until the clock's earliest timer is due at want: a
-// waiter that recomputes its due time stops its old timer and makes a new
-// one in its own goroutine.
+// waitNext waits until every goroutine of the test's bubble is blocked,
+// then checks that the clock's only timer is due at want: a waiter that
+// recomputes its due time stops its old timer and makes a new one in its
+// own goroutine.
 func waitNext(t *testing.T, clk *pacertest.Clock, want time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		next, ok := clk.Next()
-		if ok && next.Equal(want) && clk.Timers() == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("earliest timer due at t0+%v (%d timers), want t0+%v", next.Sub(t0), clk.Timers(), want.Sub(t0))
-		}
-		time.Sleep(time.Millisecond)
+	synctest.Wait()
+	if next, ok := clk.Next(); !ok || !next.Equal(want) || clk.Timers() != 1 {
+		t.Fatalf("earliest timer due at t0+%v (%d timers), want t0+%v", next.Sub(t0), clk.Timers(), want.Sub(t0))
 	}
 }
 
@@ -360,7 +362,7 @@ func checkInvalid(t *testing.T, err error, field string) {
 func TestFieldErrorMessage(t *testing.T) {
 	t.Parallel()
 	_, err := pacer.New(pacer.Config{Rate: -1})
-	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number > 0 and ≤ 1e9 per second"; got != want {
+	if got, want := fmt.Sprint(err), "pacer: rate: -1: want a number ≥ 1e-08 and ≤ 1e+09 per second"; got != want {
 		t.Errorf("New(Config{Rate: -1}) = %q, want %q", got, want)
 	}
 	if !errors.Is(err, pacer.ErrInvalid) {
@@ -374,13 +376,4 @@ func TestFieldErrorMessage(t *testing.T) {
 	if got, want := adapter.Error(), `redisbucket: key: "": want a name`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-}
-
-func containsAll(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }

@@ -226,7 +226,11 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 			if ctx.Err() != nil {
 				return err
 			}
-			time.Sleep(50 * time.Millisecond)
+			select { // back off, as a real downstream client would
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		mu.Lock()
 		handled[id]++
@@ -240,9 +244,12 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 	}
 	srv.Stop() // SHUTDOWN SAVE: what Redis held is kept
 	atStop := count()
-	time.Sleep(time.Second)
+	// Keep Redis down until the controller has seen it (an event, not a
+	// fixed outage): its probe fails at least once.
+	down := time.Now()
+	testenv.WaitFor(t, 10*time.Second, "the probe to fail while Redis is down", func() bool { return p.Stats().ProbeErrors > 0 })
 	srv.Start()
-	t.Logf("Redis stopped after %d of %d tasks, down for 1s, started again", atStop, n)
+	t.Logf("Redis stopped after %d of %d tasks, down for %v, started again", atStop, n, time.Since(down).Round(time.Millisecond))
 
 	finished := func() bool {
 		if count() < n {

@@ -23,7 +23,7 @@ type suiteQueue struct {
 // newSuiteQueue makes a queue of t's own and a Probe reading it.
 // Asynq knows a queue only once a task was enqueued to it, and Probe
 // reports a queue it does not know as ErrQueueNotFound (see
-// TestQueueBacklogReadsPendingAndOldestAge), so an empty queue here is one
+// TestNewProbeReadsPendingAndOldestAge), so an empty queue here is one
 // that had a task, since deleted.
 func newSuiteQueue(t *testing.T) pacertest.ProbeQueue {
 	addr := testenv.Redis(t)
@@ -68,6 +68,6 @@ func (q *suiteQueue) Take(t *testing.T, n int) {
 
 func (q *suiteQueue) Probe() pacer.Probe { return q.probe }
 
-func TestQueueBacklogPassesTheProbeSuite(t *testing.T) {
+func TestNewProbePassesTheProbeSuite(t *testing.T) {
 	pacertest.TestProbe(t, newSuiteQueue, pacertest.ProbeFeatures{OldestAge: true})
 }

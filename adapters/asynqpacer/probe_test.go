@@ -16,7 +16,7 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-func TestQueueBacklogReadsPendingAndOldestAge(t *testing.T) {
+func TestNewProbeReadsPendingAndOldestAge(t *testing.T) {
 	addr := testenv.Redis(t)
 	q1, q2 := uniqueQueue(t, addr), uniqueQueue(t, addr)
 	probe, err := asynqpacer.NewProbe(asynq.RedisClientOpt{Addr: addr}, q1, q2)
@@ -66,7 +66,7 @@ func TestQueueBacklogReadsPendingAndOldestAge(t *testing.T) {
 	}
 }
 
-func TestQueueBacklogRejectsBadInput(t *testing.T) {
+func TestNewProbeRejectsBadInput(t *testing.T) {
 	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
 	tests := []struct {
 		name string
@@ -89,7 +89,7 @@ func TestQueueBacklogRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestQueueBacklogOnARedisThatRefusesConnections(t *testing.T) {
+func TestNewProbeOnARedisThatRefusesConnections(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

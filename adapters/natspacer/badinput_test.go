@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 		cons  jetstream.Consumer
 		p     *pacer.Pacer
 		h     natspacer.Handler
-		opts  []natspacer.Option
+		opts  []natspacer.ConsumeOption
 		wants []string // in the message
 	}{
 		{"nil consumer", nil, p, h, nil, []string{"consumer: nil"}},
@@ -54,19 +54,20 @@ func TestBadInput(t *testing.T) {
 		{"nil handler", f.cons, p, nil, nil, []string{"handler: nil"}},
 		{"a consumer with AckPolicy none", ackNone, p, h, nil, []string{`"acknone"`, "AckPolicy = AckNone", "want explicit"}},
 		{"a consumer with AckPolicy all", ackAll, p, h, nil, []string{`"ackall"`, "AckPolicy = AckAll", "want explicit"}},
-		{"Concurrency 0", f.cons, p, h, []natspacer.Option{natspacer.Concurrency(0)}, []string{"Concurrency: 0", "≥ 1"}},
-		{"MaxBatch -1", f.cons, p, h, []natspacer.Option{natspacer.MaxBatch(-1)}, []string{"MaxBatch: -1"}},
-		{"ProgressEvery past AckWait", f.cons, p, h, []natspacer.Option{natspacer.ProgressEvery(3 * time.Second)}, []string{"ProgressEvery: 3s", "AckWait (2s)"}},
-		{"PollWait 1ms", f.cons, p, h, []natspacer.Option{natspacer.PollWait(time.Millisecond)}, []string{"PollWait: 1ms", "≥ 10ms"}},
-		{"PollWait past the consumer's MaxRequestExpires", limited, p, h, []natspacer.Option{natspacer.PollWait(2 * time.Second)},
+		{"Concurrency 0", f.cons, p, h, []natspacer.ConsumeOption{natspacer.Concurrency(0)}, []string{"Concurrency: 0", "≥ 1"}},
+		{"MaxBatch -1", f.cons, p, h, []natspacer.ConsumeOption{natspacer.MaxBatch(-1)}, []string{"MaxBatch: -1"}},
+		{"ProgressEvery past AckWait", f.cons, p, h, []natspacer.ConsumeOption{natspacer.ProgressEvery(3 * time.Second)}, []string{"ProgressEvery: 3s", "AckWait (2s)"}},
+		{"PollWait 1ms", f.cons, p, h, []natspacer.ConsumeOption{natspacer.PollWait(time.Millisecond)}, []string{"PollWait: 1ms", "≥ 10ms"}},
+		{"PollWait past the consumer's MaxRequestExpires", limited, p, h, []natspacer.ConsumeOption{natspacer.PollWait(2 * time.Second)},
 			[]string{"PollWait: 2s", "MaxRequestExpires (500ms)", `consumer "limited"`}},
-		{"a Subscribe option", f.cons, p, h, []natspacer.Option{natspacer.Buffer(10)}, []string{"Buffer applies to Subscribe"}},
+		{"a nil clock", f.cons, p, h, []natspacer.ConsumeOption{natspacer.WithClock(nil)}, []string{"WithClock: nil", "pacer.SystemClock()"}},
+		// A Subscribe option (Buffer) given to Consume does not compile.
 	}
 	for _, tc := range consumeCases {
 		t.Run("Consume with "+tc.name, func(t *testing.T) {
 			c, err := natspacer.Consume(t.Context(), tc.cons, tc.p, tc.h, tc.opts...)
 			if err == nil {
-				c.Stop()
+				c.Drain()
 				_ = c.Wait()
 				t.Fatalf("Consume = nil error, want one saying %q", tc.wants)
 			}
@@ -81,15 +82,16 @@ func TestBadInput(t *testing.T) {
 		subject string
 		p       *pacer.Pacer
 		h       natspacer.MsgHandler
-		opts    []natspacer.Option
+		opts    []natspacer.SubscribeOption
 		wants   []string
 	}{
 		{"nil conn", nil, "x", p, mh, nil, []string{"conn: nil"}},
 		{"no subject", nc, "", p, mh, nil, []string{`subject: ""`}},
 		{"nil pacer", nc, "x", nil, mh, nil, []string{"pacer: nil"}},
 		{"nil handler", nc, "x", p, nil, nil, []string{"handler: nil"}},
-		{"Buffer 0", nc, "x", p, mh, []natspacer.Option{natspacer.Buffer(0)}, []string{"Buffer: 0"}},
-		{"a Consume option", nc, "x", p, mh, []natspacer.Option{natspacer.MaxBatch(5)}, []string{"MaxBatch applies to Consume"}},
+		{"Buffer 0", nc, "x", p, mh, []natspacer.SubscribeOption{natspacer.Buffer(0)}, []string{"Buffer: 0"}},
+		{"Concurrency -1", nc, "x", p, mh, []natspacer.SubscribeOption{natspacer.Concurrency(-1)}, []string{"Concurrency: -1"}},
+		// A Consume option (MaxBatch) given to Subscribe does not compile.
 	}
 	for _, tc := range subscribeCases {
 		t.Run("Subscribe with "+tc.name, func(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"github.com/jobpacer/pacer/internal/testenv"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,14 +20,14 @@ import (
 )
 
 // consume starts a consumption and stops it, waiting, at cleanup.
-func consume(t testing.TB, ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h natspacer.Handler, opts ...natspacer.Option) *natspacer.Consumption {
+func consume(t testing.TB, ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h natspacer.Handler, opts ...natspacer.ConsumeOption) *natspacer.Consumption {
 	t.Helper()
 	c, err := natspacer.Consume(ctx, cons, p, h, opts...)
 	if err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
 	t.Cleanup(func() {
-		c.Stop()
+		c.Drain()
 		if err := c.Wait(); err != nil {
 			t.Errorf("Consumption.Wait() = %v, want nil", err)
 		}
@@ -43,10 +45,12 @@ func TestConsumeRate(t *testing.T) {
 
 	start := time.Now()
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
-	time.Sleep(window)
+	// The window is over once a handler starts after it.
+	testenv.WaitFor(t, window+10*time.Second, "a handler start after the window", func() bool {
+		return rec.callCount() > rec.startsBefore(start.Add(window))
+	})
 	dispatched := p.Stats().Dispatched
-	time.Sleep(100 * time.Millisecond)
-	c.Stop()
+	c.Drain()
 	if err := c.Wait(); err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
@@ -325,7 +329,7 @@ func TestStopIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 5*time.Second, "two long polls", func() bool { return c.Stats().Fetches > 1 })
-	c.Stop()
+	c.Drain()
 	select {
 	case <-c.Closed():
 	case <-time.After(5 * time.Second):
@@ -361,7 +365,16 @@ func TestTerminate(t *testing.T) {
 		st := c.Stats()
 		return st.Acked+st.Terminated == msgs && f.info(t).NumAckPending == 0
 	})
-	time.Sleep(1500 * time.Millisecond) // past AckWait: a message not terminated would come back
+	// A message not terminated would still count in the consumer's
+	// state: ack pending (no answer: back after AckWait), pending or
+	// redelivered (a nak). Term removes it at once, so the server's own
+	// count settles it without waiting out AckWait.
+	if info := f.info(t); info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 ||
+		info.Delivered.Consumer != msgs || info.AckFloor.Consumer != msgs {
+		t.Errorf("consumer info: NumAckPending %d, NumPending %d, NumRedelivered %d, Delivered %d, AckFloor %d; "+
+			"want 0, 0, 0, %d, %d (each message delivered once and settled)", info.NumAckPending, info.NumPending,
+			info.NumRedelivered, info.Delivered.Consumer, info.AckFloor.Consumer, msgs, msgs)
+	}
 	if got := rec.callCount(); got != msgs {
 		t.Errorf("handler called %d times for %d messages: a terminated message came back", got, msgs)
 	}
@@ -408,7 +421,7 @@ func TestRequestLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Stop(); _ = c.Wait() })
+		t.Cleanup(func() { c.Drain(); _ = c.Wait() })
 		testenv.WaitFor(t, 5*time.Second, "a long poll", func() bool { return c.Stats().Fetches > 0 })
 		if _, err := f.js.CreateOrUpdateConsumer(t.Context(), f.stream, jetstream.ConsumerConfig{
 			Durable: "worker", MaxRequestExpires: 50 * time.Millisecond}); err != nil {
@@ -430,28 +443,37 @@ func TestRequestLimits(t *testing.T) {
 // TestNoProgressAfterNak: an InProgress that the supervisor decided to
 // send while the handler was finishing goes out before the nak, never
 // after it: a late one would restart the AckWait, holding the message for
-// AckWait instead of the nak's delay. The hook holds the first InProgress,
-// after the check that the message is unfinished, until the handler's
-// outcome is set or 300ms pass; the outcome must wait for it. (nats.go
-// refuses InProgress on a message it has seen nakked, but checks before it
-// publishes: only a lock around both closes the window.)
+// AckWait instead of the nak's delay. The progress hook holds the first
+// InProgress, after the check that the message is unfinished, lets the
+// handler return its error, and waits for the event that the handler has
+// returned and its outcome is about to be set (the outcome hook); the
+// outcome must still wait for the InProgress. (nats.go refuses InProgress
+// on a message it has seen nakked, but checks before it publishes: only a
+// lock around both closes the window.)
 func TestNoProgressAfterNak(t *testing.T) {
 	const ackWait, backoff = 4 * time.Second, 100 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
 	f.publish(t, 1)
 	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
-	touching := make(chan struct{})
-	var hooked, sawDone atomic.Int64
+	touching, returned := make(chan struct{}), make(chan struct{})
+	var hooked, outcomes, sawDone atomic.Int64
 	hook := func(done func() bool) {
 		if hooked.Add(1) != 1 {
 			return
 		}
 		close(touching) // the handler returns its error now
-		for deadline := time.Now().Add(300 * time.Millisecond); !done() && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-returned: // the handler returned; its outcome waits for this InProgress
+		case <-time.After(5 * time.Second):
+			t.Error("the handler did not return within 5s")
 		}
 		if done() {
 			sawDone.Add(1)
+		}
+	}
+	outcome := func() {
+		if outcomes.Add(1) == 1 {
+			close(returned)
 		}
 	}
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
@@ -465,7 +487,8 @@ func TestNoProgressAfterNak(t *testing.T) {
 		return fmt.Errorf("fail the first delivery")
 	})
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.ProgressEvery(50*time.Millisecond),
-		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook))
+		natspacer.Backoff(func(uint64) time.Duration { return backoff }), natspacer.ProgressHook(hook),
+		natspacer.OutcomeHook(outcome))
 	testenv.WaitFor(t, 3*ackWait, "the message handled again and acked", func() bool { return rec.distinct() == 1 })
 	rec.mu.Lock()
 	again := rec.starts[1].Sub(rec.starts[0])
@@ -479,7 +502,7 @@ func TestNoProgressAfterNak(t *testing.T) {
 		t.Errorf("an InProgress went out after the message's outcome was set")
 	}
 	if again > ackWait/2 {
-		t.Errorf("the nakked message came back after %v, want about %v (+ the hook's 300ms): a late InProgress restarted its AckWait (%v)",
+		t.Errorf("the nakked message came back after %v, want about %v: a late InProgress restarted its AckWait (%v)",
 			again, backoff, ackWait)
 	}
 }
@@ -487,8 +510,8 @@ func TestNoProgressAfterNak(t *testing.T) {
 // TestShortFetchKeepsPending: a Fetch that comes back short (another
 // worker holds 8 of the consumer's MaxAckPending 10) still says, in its
 // last message, that 90 messages are pending; the consumption keeps
-// gathering as many permits as its cap allows (8) for the next Fetch,
-// instead of taking the stream for dry and asking for 1.
+// gathering as many permits as its cap (8) and its window allow for the
+// next Fetch, instead of taking the stream for dry and asking for 1.
 func TestShortFetchKeepsPending(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{MaxAckPending: 10, MaxWaiting: 1})
 	f.publish(t, 100)
@@ -513,15 +536,153 @@ func TestShortFetchKeepsPending(t *testing.T) {
 		return nil
 	})
 	// MaxWaiting 1: one Fetch at a time. The first asks for 1 (the
-	// consumer's cached NumPending is 0), the second for 9 and gets 1.
+	// consumer's cached NumPending is 0), the second for as many as the
+	// window lets run ahead (at most 9) and gets 1.
 	c := consume(t, t.Context(), f.cons, p, h, natspacer.Concurrency(10), natspacer.PollWait(time.Second))
 	defer close(release)
-	testenv.WaitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 8 })
-	time.Sleep(100 * time.Millisecond) // the next Fetch is sent; it waits PollWait
-	st := c.Stats()
-	t.Logf("after a Fetch of 9 that brought 1 with NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
-	if st.InFlight != 2 || st.Permits != 8 {
-		t.Errorf("Stats(): InFlight = %d, Permits = %d; want 2 and 8 (the cap less what is held: 90 messages are pending)",
-			st.InFlight, st.Permits)
+	testenv.WaitFor(t, 5*time.Second, "a Fetch that came back short", func() bool { return c.Stats().Returned >= 1 })
+	// The permits for the next Fetch are gathered as soon as the short
+	// one is read; that Fetch then waits PollWait on the server.
+	var st natspacer.ConsumeStats
+	testenv.WaitFor(t, 5*time.Second, "InFlight 2 and Permits min(8, Window) > 1 (the cap less what is held, within the window: 90 messages are pending)", func() bool {
+		st = c.Stats()
+		return st.InFlight == 2 && st.Permits == min(8, st.Window) && st.Permits > 1
+	})
+	t.Logf("after a short Fetch whose message said NumPending 90: %d permits held for the next Fetch; stats %+v", st.Permits, st)
+}
+
+// TestWindowSlowHandlers: two handlers of 200ms start 10 messages a second
+// while the pace gives 50 permits a second. With a fixed in-flight window
+// (the default MaxInFlight is 1000) 40 more messages a second would be
+// fetched to wait for a handler, until they outlived AckWait; the window
+// sizes itself instead: at every handler start at most a few messages
+// wait for a handler (no more than the handlers start in a quarter of
+// AckWait), none is held ProgressEvery (half the AckWait of 2s), so none
+// needs InProgress, and none is redelivered.
+func TestWindowSlowHandlers(t *testing.T) {
+	t.Parallel()
+	const msgs, pace, work, conc, ackWait = 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: pace})
+	var cp atomic.Pointer[natspacer.Consumption]
+	var mu sync.Mutex
+	var waiting []int // Stats().Waiting at each handler start
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if c := cp.Load(); c != nil {
+			w := c.Stats().Waiting
+			mu.Lock()
+			waiting = append(waiting, w)
+			mu.Unlock()
+		}
+		select {
+		case <-time.After(work):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
+	cp.Store(c)
+	testenv.WaitFor(t, 30*time.Second, "every message handled", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+
+	st, info := c.Stats(), f.info(t)
+	mu.Lock()
+	most := slices.Max(waiting)
+	mu.Unlock()
+	// The handlers start conc/work = 10 a second: a quarter of AckWait.
+	bound := int(float64(conc) / work.Seconds() * ackWait.Seconds() / 4)
+	t.Logf("pace %d/s, handlers %d × %v: at most %d messages waited for a handler (bound %d); window now %d; stats %+v",
+		pace, conc, work, most, bound, st.Window, st)
+	if most > bound {
+		t.Errorf("at a handler start up to %d messages waited for a handler, want ≤ %d (what the handlers start in AckWait/4)", most, bound)
+	}
+	if st.Progress != 0 {
+		t.Errorf("Stats().Progress = %d, want 0: a message was held ProgressEvery (%v), half its AckWait", st.Progress, ackWait/2)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
+	}
+}
+
+// TestWindowShrinks: at an unlimited pace with instant handlers the window
+// grows to the in-flight cap; then the pace drops to 50/s and two handlers
+// of 200ms start only 10 messages a second. The window shrinks to a few
+// messages, so after the first few slow messages at most a few wait for a
+// handler, and none is redelivered.
+func TestWindowShrinks(t *testing.T) {
+	t.Parallel()
+	const fast, slow, pace, work, conc, ackWait = 3000, 40, 50, 200 * time.Millisecond, 2, 2 * time.Second
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: ackWait})
+	f.publish(t, fast)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
+	var cp atomic.Pointer[natspacer.Consumption]
+	var slowMode atomic.Bool
+	var mu sync.Mutex
+	var grown int     // the largest window seen while fast
+	var waiting []int // Stats().Waiting at each slow handler start
+	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
+		c := cp.Load()
+		if c == nil {
+			return nil
+		}
+		st := c.Stats()
+		if !slowMode.Load() {
+			mu.Lock()
+			grown = max(grown, st.Window)
+			mu.Unlock()
+			return nil
+		}
+		mu.Lock()
+		waiting = append(waiting, st.Waiting)
+		mu.Unlock()
+		select {
+		case <-time.After(work):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(conc))
+	cp.Store(c)
+	testenv.WaitFor(t, 30*time.Second, "the fast messages handled", func() bool { return rec.distinct() == fast })
+	// The fetches out when the stream ran dry hold permits given at the
+	// fast pace until they come back empty (PollWait); then one permit
+	// waits in a long poll.
+	testenv.WaitFor(t, 5*time.Second, "one permit left, in a long poll", func() bool { return c.Stats().Permits <= 1 })
+	before := c.Stats().Window
+
+	slowMode.Store(true)
+	if err := p.SetBase(pace); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetRate(pace); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, slow)
+	testenv.WaitFor(t, 30*time.Second, "the slow messages handled", func() bool { return rec.distinct() == fast+slow })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+
+	st, info := c.Stats(), f.info(t)
+	mu.Lock()
+	defer mu.Unlock()
+	late := waiting[len(waiting)/4:] // after the first quarter of the slow messages
+	// The handlers start conc/work = 10 a second: a quarter of AckWait.
+	bound := int(float64(conc) / work.Seconds() * ackWait.Seconds() / 4)
+	t.Logf("fast: window grew to %d (%d when the stream ran dry); slow (pace %d/s, handlers %d × %v): "+
+		"waiting at each start %v; window now %d; stats %+v", grown, before, pace, conc, work, waiting, st.Window, st)
+	if grown < 64 {
+		t.Errorf("while fast the window grew to %d, want ≥ 64: the test proves nothing", grown)
+	}
+	if most := slices.Max(late); most > bound {
+		t.Errorf("after the first %d slow messages up to %d waited for a handler, want ≤ %d (what the handlers start in AckWait/4)",
+			len(waiting)/4, most, bound)
+	}
+	if st.Window > bound {
+		t.Errorf("Stats().Window = %d at the end, want ≤ %d", st.Window, bound)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
 	}
 }

@@ -66,13 +66,14 @@ func Example() {
 	go p.Run(ctx) // the controller: backlog and pushback move the pace
 
 	var charged atomic.Int64
+	twenty := make(chan struct{})
 	c, err := natspacer.Consume(ctx, cons, p, natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		err := charge(ctx, msg.Data())
 		if errors.Is(err, errTooManyRequests) {
 			return pacer.Throttle(2*time.Second, err) // nak with 2s delay; the pacer pauses once
 		}
-		if err == nil {
-			charged.Add(1)
+		if err == nil && charged.Add(1) == 20 {
+			close(twenty)
 		}
 		return err // nil: ack; other errors: nak with backoff
 	}), natspacer.WithProbe(probe), natspacer.Concurrency(8))
@@ -80,10 +81,8 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	for charged.Load() < 20 { // in production: <-ctx.Done()
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.Stop() // graceful: no new fetches; what was received is handled
+	<-twenty  // in production: <-ctx.Done()
+	c.Drain() // graceful: no new fetches; what was received is handled
 	if err := c.Wait(); err != nil {
 		log.Fatal(err)
 	}
@@ -107,9 +106,12 @@ func ExampleSubscribe() {
 		log.Fatal(err)
 	}
 	var seen atomic.Int64
+	five := make(chan struct{})
 	s, err := natspacer.Subscribe(context.Background(), nc, "events.>", "indexers", p,
 		natspacer.MsgHandlerFunc(func(ctx context.Context, msg *nats.Msg) error {
-			seen.Add(1)
+			if seen.Add(1) == 5 {
+				close(five)
+			}
 			return nil
 		}), natspacer.Buffer(100))
 	if err != nil {
@@ -121,9 +123,7 @@ func ExampleSubscribe() {
 	for i := range 5 {
 		_ = nc.Publish("events.click", fmt.Appendf(nil, "%d", i))
 	}
-	for seen.Load() < 5 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-five
 	s.Stop()
 	_ = s.Wait()
 	st := s.Stats()

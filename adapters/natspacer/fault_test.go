@@ -70,9 +70,9 @@ func TestFaultWorkerStopStart(t *testing.T) {
 			return ctx.Err()
 		}
 	})
-	start := func(ctx context.Context, opts ...natspacer.Option) (*natspacer.Consumption, *pacer.Pacer) {
+	start := func(ctx context.Context, opts ...natspacer.ConsumeOption) (*natspacer.Consumption, *pacer.Pacer) {
 		p := testenv.NewPacer(t, pacer.Config{Rate: 1000, Burst: 10, BaseBurst: 10}) // a new worker, a new pacer
-		opts = append([]natspacer.Option{natspacer.Concurrency(32), natspacer.PollWait(300 * time.Millisecond)}, opts...)
+		opts = append([]natspacer.ConsumeOption{natspacer.Concurrency(32), natspacer.PollWait(300 * time.Millisecond)}, opts...)
 		c, err := natspacer.Consume(ctx, f.cons, p, rec, opts...)
 		if err != nil {
 			t.Fatalf("Consume: %v", err)
@@ -83,7 +83,7 @@ func TestFaultWorkerStopStart(t *testing.T) {
 	// Worker 1 stops gracefully.
 	c1, _ := start(t.Context())
 	testenv.WaitFor(t, 10*time.Second, "500 messages handled", func() bool { return rec.distinct() >= 500 })
-	c1.Stop()
+	c1.Drain()
 	if err := c1.Wait(); err != nil {
 		t.Fatalf("worker 1: Wait() = %v", err)
 	}
@@ -126,7 +126,7 @@ func TestFaultWorkerStopStart(t *testing.T) {
 	// Worker 3 finishes the stream.
 	c3, _ := start(t.Context())
 	testenv.WaitFor(t, 30*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
-	c3.Stop()
+	c3.Drain()
 	if err := c3.Wait(); err != nil {
 		t.Fatalf("worker 3: Wait() = %v", err)
 	}
@@ -160,7 +160,8 @@ func TestFaultConsumerDeleted(t *testing.T) {
 		}
 		return nil
 	})
-	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(cap_), natspacer.PollWait(300*time.Millisecond))
+	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(cap_), natspacer.MaxInFlight(cap_),
+		natspacer.PollWait(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestFaultConsumerDeleted(t *testing.T) {
 		if !released {
 			close(release)
 		}
-		c.Stop()
+		c.Drain()
 		_ = c.Wait()
 	})
 	testenv.WaitFor(t, 5*time.Second, "the in-flight cap full, no Fetch out", func() bool {

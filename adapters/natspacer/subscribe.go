@@ -39,6 +39,7 @@ type Subscription struct {
 	actx    context.Context // ends when stopping: cancels Acquire
 	acancel context.CancelFunc
 	log     *slog.Logger
+	clock   pacer.Clock
 
 	mu      sync.RWMutex // guards closed and bufShut against the delivery callback
 	closed  bool         // no more messages go into buf
@@ -66,9 +67,10 @@ type Subscription struct {
 // client library's own slow-consumer drops are counted too.
 //
 // The subscription stops when ctx ends, on Stop, or when p is closed;
-// messages still buffered then are dropped and counted. Options:
-// Concurrency, Buffer, Logger.
-func Subscribe(ctx context.Context, nc *nats.Conn, subject, queue string, p *pacer.Pacer, h MsgHandler, opts ...Option) (*Subscription, error) {
+// messages still buffered then are dropped and counted. Drain instead
+// runs what is buffered first. Options: Concurrency, Buffer, WithClock,
+// Logger.
+func Subscribe(ctx context.Context, nc *nats.Conn, subject, queue string, p *pacer.Pacer, h MsgHandler, opts ...SubscribeOption) (*Subscription, error) {
 	if ctx == nil {
 		return nil, invalid("ctx", "nil", "a context.Context")
 	}
@@ -84,15 +86,17 @@ func Subscribe(ctx context.Context, nc *nats.Conn, subject, queue string, p *pac
 	if h == nil {
 		return nil, invalid("handler", "nil", "a MsgHandler")
 	}
-	cfg := config{concurrency: 16, buffer: 1024, logger: slog.Default()}
-	if err := cfg.apply(opts); err != nil {
-		return nil, err
-	}
-	if len(cfg.consumeOnly) > 0 {
-		return nil, fmt.Errorf("natspacer: %w: option %s applies to Consume, not Subscribe", ErrInvalid, cfg.consumeOnly[0])
+	cfg := defaultSubscribe()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.configureSubscribe(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	s := &Subscription{
-		p: p, h: h, ctx: ctx,
+		p: p, h: h, ctx: ctx, clock: cfg.clock,
 		log:    cfg.logger.With("subject", subject, "queue", queue),
 		buf:    make(chan *nats.Msg, cfg.buffer),
 		stopCh: make(chan struct{}), done: make(chan struct{}),
@@ -136,7 +140,7 @@ func (s *Subscription) deliver(msg *nats.Msg) {
 // logDrops logs the drops not yet logged, at most once a second unless
 // final.
 func (s *Subscription) logDrops(final bool) {
-	now := time.Now().UnixNano()
+	now := s.clock.Now().UnixNano()
 	last := s.lastLog.Load()
 	if !final && now-last < int64(time.Second) {
 		return

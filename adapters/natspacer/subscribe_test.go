@@ -72,7 +72,7 @@ func TestSubscribeDropsCounted(t *testing.T) {
 				return n
 			}
 			testenv.WaitFor(t, 10*time.Second, "every message received", func() bool { return received() == published })
-			time.Sleep(20 * time.Millisecond) // a few more are handled at the pace; the rest wait in the buffer or were dropped
+			testenv.WaitFor(t, 5*time.Second, "a message handled", func() bool { return handled.Load() > 0 })
 			var st natspacer.SubscribeStats
 			for _, s := range subs {
 				s.Stop()

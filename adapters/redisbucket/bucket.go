@@ -320,12 +320,21 @@ func (b *Bucket) Wait(ctx context.Context, n int) error {
 	}
 }
 
+// dur converts µs to a Duration, saturating at maxWait: a wait for a
+// token of a tiny share must not wrap to a negative timer that fires at
+// once, again and again.
 func dur(us float64) time.Duration {
 	if us <= 0 {
 		return 0
 	}
-	return time.Duration(math.Ceil(us * 1e3))
+	if ns := math.Ceil(us * 1e3); ns < float64(maxWait) {
+		return time.Duration(ns)
+	}
+	return maxWait
 }
+
+// maxWait is the longest timer a Wait sets; it wakes and computes again.
+const maxWait = 24 * time.Hour
 
 func kick(c chan struct{}) {
 	select {

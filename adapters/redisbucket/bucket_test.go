@@ -90,6 +90,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"a lease time over 10s", func(c *redisbucket.Config) { c.LeaseTime = time.Minute }, "lease_time: 1m0s"},
 		{"a negative retry interval", func(c *redisbucket.Config) { c.RetryInterval = -time.Second }, "retry_interval: -1s"},
 		{"a negative timeout", func(c *redisbucket.Config) { c.Timeout = -time.Second }, "timeout: -1s"},
+		{"a rate of 1e-300", func(c *redisbucket.Config) { c.Rate = 1e-300 }, "rate: 1e-300"},
+		{"a burst below one job", func(c *redisbucket.Config) { c.Burst = 0.5 }, "burst: 0.5"},
+		{"a burst of 1e300", func(c *redisbucket.Config) { c.Burst = 1e300 }, "burst / rate: 1e+300 / 10"},
+		{"a million expected workers", func(c *redisbucket.Config) { c.ExpectedWorkers = 1e6 }, "expected_workers: 1000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
@@ -202,9 +206,7 @@ func TestWaitArgumentsCancelAndClose(t *testing.T) {
 	t.Run("Close ends waiting and later waits", func(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { errc <- b.Wait(ctx, 5) }()
-		for redisbucket.Waiting(b) == 0 { // the Wait is blocked
-			time.Sleep(time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "the Wait to block", func() bool { return redisbucket.Waiting(b) > 0 })
 		select {
 		case err := <-errc:
 			t.Fatalf("Wait(ctx, 5) at 1/s returned %v before Close", err)
@@ -318,9 +320,7 @@ func TestUnusedLeasesGoBack(t *testing.T) {
 	}{
 		{"on Close", func(b *redisbucket.Bucket) { b.Close() }},
 		{"when the worker goes idle", func(b *redisbucket.Bucket) {
-			for deadline := time.Now().Add(time.Second); b.Stats().Returned == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testenv.Eventually(time.Second, func() bool { return b.Stats().Returned > 0 })
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -375,6 +375,35 @@ func TestFallsBackWhenRedisIsUnreachable(t *testing.T) {
 	}
 	if s := b.Stats(); s.Calls < 5 || s.Errors != s.Calls {
 		t.Errorf("Stats() = %+v, want it to keep trying Redis every 100ms", s)
+	}
+}
+
+// The smallest share a fleet can have during an outage (the least rate
+// shared by the most workers) waits for its next token without spinning
+// and gives up when the context ends.
+func TestTinyFallbackShareHonoursContext(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true, DialerRetries: 1})
+	defer rdb.Close()
+	b := newBucket(t, rdb, redisbucket.Config{
+		Key: testenv.UniqueName(t), Rate: pacer.MinRate, ExpectedWorkers: redisbucket.MaxExpectedWorkers,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if s := b.Stats(); s.Mode != redisbucket.ModeFallback {
+		t.Fatalf("mode %v, want fallback", s.Mode)
+	}
+	if err := b.Wait(context.Background(), 1); err != nil {
+		t.Fatalf("Wait(1) on the full local share = %v, want nil", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := b.Wait(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait(1) on the empty share %g/s = %v, want %v", b.Stats().Share, err, context.DeadlineExceeded)
+	}
+	// The timer of such a wait saturates instead of wrapping negative.
+	for _, us := range []float64{1e12, 1e18, 1e300, math.Inf(1)} {
+		if d := redisbucket.Dur(us); d <= 0 {
+			t.Errorf("Dur(%g µs) = %v, want a positive wait", us, d)
+		}
 	}
 }
 

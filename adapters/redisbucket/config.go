@@ -19,13 +19,15 @@ type Config struct {
 	// Key names the shared limit: every worker whose Config has the same
 	// Key (and Prefix) on the same Redis shares one bucket. Required.
 	Key string `toml:"key"`
-	// Rate is the fleet-wide limit in jobs per second, in (0, 1e9]. All
+	// Rate is the fleet-wide limit in jobs per second, in
+	// [pacer.MinRate, pacer.MaxRate] (1e-8 to 1e9). All
 	// workers sharing a Key should use the same Rate and Burst; when they
 	// differ, each call settles the bucket under the caller's values, so
 	// the last caller wins. Required.
 	Rate float64 `toml:"rate"`
 	// Burst is the fleet-wide bucket's capacity in jobs: how many may go
-	// at once after the fleet was idle. The default value is
+	// at once after the fleet was idle: at least pacer.MinCapacity (1), and
+	// Burst ÷ Rate at most pacer.MaxFill seconds. The default value is
 	// pacer.DefaultBurst (1).
 	Burst float64 `toml:"burst"`
 	// ExpectedWorkers is how many workers normally share the Key. During
@@ -33,7 +35,7 @@ type Config struct {
 	// workers last seen in Redis, 1). The default value, 0, means "use the
 	// count last seen in Redis"; a worker that has never reached Redis
 	// then runs at the whole Rate, so set it when a fleet may start during
-	// an outage.
+	// an outage. At most MaxExpectedWorkers.
 	ExpectedWorkers int `toml:"expected_workers"`
 	// LeaseTime sizes leases and bounds how late a leased token may be
 	// used: a worker leases about LeaseTime's worth of its share at a
@@ -99,8 +101,8 @@ func invalid(field string, v any, allowed string) error {
 }
 
 func checkRate(field string, v float64) error {
-	if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v > pacer.MaxRate {
-		return invalid(field, v, fmt.Sprintf("a number in (0, %g] (jobs per second)", float64(pacer.MaxRate)))
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < pacer.MinRate || v > pacer.MaxRate {
+		return invalid(field, v, fmt.Sprintf("a number in [%g, %g] (jobs per second)", pacer.MinRate, float64(pacer.MaxRate)))
 	}
 	return nil
 }
@@ -113,6 +115,15 @@ func (c Config) WithDefaults() (Config, error) {
 	return c, err
 }
 
+// MaxExpectedWorkers bounds Config.ExpectedWorkers: beyond it a worker's
+// share of the fleet during an outage is too small to run on.
+const MaxExpectedWorkers = 10000
+
+// Check reports whether New would accept c: nil, or a *pacer.FieldError
+// naming the first bad field, as New returns. It does not change c and
+// needs no Redis.
+func (c Config) Check() error { return c.fill() }
+
 // fill checks c and applies the defaults.
 func (c *Config) fill() error {
 	if c.Key == "" {
@@ -124,11 +135,14 @@ func (c *Config) fill() error {
 	if c.Burst == 0 {
 		c.Burst = pacer.DefaultBurst
 	}
-	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < 0 {
-		return invalid("burst", c.Burst, "a finite number > 0 (jobs)")
+	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < pacer.MinCapacity {
+		return invalid("burst", c.Burst, "a finite number ≥ 1 (jobs)") // pacer.MinCapacity
 	}
-	if c.ExpectedWorkers < 0 {
-		return invalid("expected_workers", c.ExpectedWorkers, "≥ 0 (0: the count last seen in Redis)")
+	if fill := c.Burst / c.Rate; fill > pacer.MaxFill {
+		return invalid("burst / rate", fmt.Sprintf("%g / %g = %gs", c.Burst, c.Rate, fill), fmt.Sprintf("at most %gs to fill the bucket", float64(pacer.MaxFill)))
+	}
+	if c.ExpectedWorkers < 0 || c.ExpectedWorkers > MaxExpectedWorkers {
+		return invalid("expected_workers", c.ExpectedWorkers, "in [0, 10000] (0: the count last seen in Redis)") // MaxExpectedWorkers
 	}
 	if c.LeaseTime == 0 {
 		c.LeaseTime = DefaultLeaseTime

@@ -7,3 +7,6 @@ func Waiting(b *Bucket) int {
 	defer b.mu.Unlock()
 	return len(b.q)
 }
+
+// Dur is dur, the µs-to-Duration conversion of Wait's timers.
+var Dur = dur

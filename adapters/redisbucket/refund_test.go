@@ -71,9 +71,7 @@ func TestRefund(t *testing.T) {
 		stop func(t *testing.T, b *redisbucket.Bucket)
 	}{
 		{"a refunded slot goes back to Redis when the worker goes idle", func(t *testing.T, b *redisbucket.Bucket) {
-			for deadline := time.Now().Add(3 * time.Second); b.Stats().Returned == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testenv.Eventually(3*time.Second, func() bool { return b.Stats().Returned > 0 })
 		}},
 		{"a refunded slot goes back to Redis on Close", func(t *testing.T, b *redisbucket.Bucket) { b.Close() }},
 	} {

@@ -5,6 +5,7 @@ package sink_test
 import (
 	"context"
 	"errors"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,11 +66,9 @@ func alive(pid int) bool {
 // detector: a killed process exits at once).
 func assertDies(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); alive(pid); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the command's child %d outlived Handle: the process group was not killed", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// A grandchild gives no event on exit: poll its /proc entry.
+	if !testenv.Eventually(2*time.Second, func() bool { return !alive(pid) }) {
+		t.Fatalf("the command's child %d outlived Handle: the process group was not killed", pid)
 	}
 }
 
@@ -105,16 +104,12 @@ func TestExecCancelKillsProcessGroup(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Handle(ctx, job()) }()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(pidFile); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatal("the command did not start its child within 5s")
-		}
+	if !testenv.Eventually(5*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil }) {
+		cancel()
+		<-done
+		t.Fatal("the command did not start its child within 5s")
 	}
+
 	pid := readPid()
 	cancel()
 	select {

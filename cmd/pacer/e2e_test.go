@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -67,7 +68,8 @@ type proc struct {
 }
 
 // startRun writes config (with {admin} replaced) into a temporary
-// directory and starts `pacer run` there; it returns once /status answers.
+// directory and starts `pacer run` there; it returns once the admin
+// server listens.
 func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	t.Helper()
 	admin := freeAddr(t)
@@ -78,7 +80,10 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	// The admin server listens (and /status answers) before this line.
+	listening := newLogWatch("admin listening")
+	out := io.MultiWriter(p.log, listening)
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,21 +99,43 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 40))
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, _, err := status.Fetch(admin); err == nil {
-			return p
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pacer run: /status did not answer in 20s\n%s", p.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	select {
+	case <-listening.seen:
+	case <-p.done:
+		t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("pacer run: no %q in its log after 20s\n%s", listening.want, p.log.String())
 	}
+	return p
+}
+
+// logWatch is a writer that closes seen once what was written contains
+// want.
+type logWatch struct {
+	want string
+	seen chan struct{}
+
+	mu   sync.Mutex // guards tail, done
+	tail []byte     // the end of the output, shorter than want
+	done bool
+}
+
+func newLogWatch(want string) *logWatch { return &logWatch{want: want, seen: make(chan struct{})} }
+
+func (w *logWatch) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(b), nil
+	}
+	buf := append(w.tail, b...)
+	if strings.Contains(string(buf), w.want) {
+		w.done = true
+		close(w.seen)
+		return len(b), nil
+	}
+	w.tail = append([]byte(nil), buf[max(0, len(buf)-len(w.want)+1):]...)
+	return len(b), nil
 }
 
 func tailLines(s string, n int) string {
@@ -229,17 +256,6 @@ func readStamps(t *testing.T, path string) *stamps {
 	return s
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func within(t *testing.T, what string, got int, want float64, tol float64) {
 	t.Helper()
 	if float64(got) < want*(1-tol) || float64(got) > want*(1+tol) {
@@ -275,8 +291,4 @@ func httpSink(t *testing.T, answer func(n int) (int, string)) (*httptest.Server,
 	}))
 	t.Cleanup(srv.Close)
 	return srv, s
-}
-
-func uniq(t *testing.T) string {
-	return fmt.Sprintf("e2e_%s_%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
 }

@@ -48,6 +48,9 @@ var (
 	descDrop   = prometheus.NewDesc("pacer_jobs_dropped_total", "Core NATS jobs lost to a full buffer.", labels, nil)
 	descPause  = prometheus.NewDesc("pacer_pauses_total", "Pauses after pushback, one per pushback.", labels, nil)
 	descProbe  = prometheus.NewDesc("pacer_probe_errors_total", "Backlog probes that failed.", labels, nil)
+	descUp     = prometheus.NewDesc("pacer_worker_up", "1 while the worker's source runs, 0 while it is down and being restarted.", labels, nil)
+	descRestrt = prometheus.NewDesc("pacer_worker_restarts_total", "Attempts to restart the worker's source after it failed.", labels, nil)
+	descReady  = prometheus.NewDesc("pacer_ready", "1 when every worker runs and the run is not draining (what /readyz says).", nil, nil)
 
 	fleetLabels     = []string{"fleet"}
 	descFleetMode   = prometheus.NewDesc("pacer_fleet_mode", "1 for the fleet limit's current mode (redis: shared in Redis; fallback: Redis unreachable, local share; rejoining), 0 for the others.", []string{"fleet", "mode"}, nil)
@@ -66,7 +69,7 @@ type collector struct{ get func() status.Status }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
-		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe,
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descUp, descRestrt, descReady,
 		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
 		ch <- d
 	}
@@ -74,6 +77,11 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.get()
+	ready := 0.0
+	if st.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
 	for _, f := range st.Fleets {
 		for _, m := range fleetModes {
 			v := 0.0
@@ -117,5 +125,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		n(descDrop, w.Dropped)
 		n(descPause, w.Pauses)
 		n(descProbe, w.ProbeErrors)
+		up := 0.0
+		if w.Up {
+			up = 1
+		}
+		g(descUp, up)
+		n(descRestrt, w.Restarts)
 	}
 }

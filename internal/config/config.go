@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -28,8 +29,27 @@ const (
 	DefaultNATS         = "nats://127.0.0.1:4222"
 	DefaultStatusEvery  = 5 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultRecoverTimeout is how long a worker may stay down (its
+	// source failed and cannot be restarted) before pacer run exits 1.
+	DefaultRecoverTimeout = 5 * time.Minute
 	// Embedded is the broker address that starts an in-process broker.
 	Embedded = "embedded"
+)
+
+// Bounds of the top-level settings, and of the file.
+const (
+	// MaxWorkers is the most [[worker]] tables a file may have: each holds
+	// connections, goroutines and file descriptors.
+	MaxWorkers = 256
+	// MinStatusEvery is the shortest status_every other than 0s.
+	MinStatusEvery = time.Second
+	// MaxDrainTimeout is the longest drain_timeout.
+	MaxDrainTimeout = time.Hour
+	// MinRecoverTimeout and MaxRecoverTimeout bound recover_timeout.
+	MinRecoverTimeout = time.Second
+	MaxRecoverTimeout = 24 * time.Hour
+	// MaxFileSize is the largest config file Load reads.
+	MaxFileSize = 1 << 20
 )
 
 // File is a loaded and checked config file.
@@ -40,9 +60,12 @@ type File struct {
 	LogLevel     string   `toml:"log_level"`     // debug, info, warn, error
 	StatusEvery  Duration `toml:"status_every"`  // period of the status log line; "0s" turns it off
 	DrainTimeout Duration `toml:"drain_timeout"` // how long SIGTERM waits for in-flight jobs
-	Redis        Redis    `toml:"redis"`
-	NATS         NATS     `toml:"nats"`
-	Demo         Demo     `toml:"demo"`
+	// RecoverTimeout is how long a worker whose source failed may stay
+	// down, restarted with backoff, before pacer run exits 1.
+	RecoverTimeout Duration `toml:"recover_timeout"`
+	Redis          Redis    `toml:"redis"`
+	NATS           NATS     `toml:"nats"`
+	Demo           Demo     `toml:"demo"`
 	// Fleets are the [fleet.NAME] tables, by name: limits shared through
 	// Redis by every worker that names them.
 	Fleets  map[string]Fleet `toml:"fleet"`
@@ -278,13 +301,21 @@ type BuildFunc func(p *Plugin) (any, error)
 // checks; then keys that nothing decoded are errors. All problems come back
 // as Errors, in line order.
 func Load(path string, build BuildFunc) (*File, error) {
-	data, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, Errors{{File: filepath.Base(path), Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
 	}
 	return Parse(path, string(data), build)
 }
@@ -484,6 +515,9 @@ func (f *File) defaults() {
 	if f.DrainTimeout == 0 {
 		f.DrainTimeout = Duration(DefaultDrainTimeout)
 	}
+	if f.RecoverTimeout == 0 {
+		f.RecoverTimeout = Duration(DefaultRecoverTimeout)
+	}
 	if f.Redis.Addr == "" {
 		f.Redis.Addr = DefaultRedis
 	}
@@ -518,11 +552,14 @@ func (f *File) checkTop() error {
 	default:
 		add("log_level", fmt.Sprintf("%q: want debug, info, warn or error", f.LogLevel))
 	}
-	if f.StatusEvery < 0 {
-		add("status_every", fmt.Sprintf("%v: want ≥ 0s (0s turns the status line off)", f.StatusEvery))
+	if f.StatusEvery != 0 && (f.StatusEvery.D() < MinStatusEvery) {
+		add("status_every", fmt.Sprintf("%v: want ≥ %v, or 0s to turn the status line off", f.StatusEvery, MinStatusEvery))
 	}
-	if f.DrainTimeout < 0 {
-		add("drain_timeout", fmt.Sprintf("%v: want > 0s", f.DrainTimeout))
+	if d := f.DrainTimeout.D(); d < 0 || d > MaxDrainTimeout {
+		add("drain_timeout", fmt.Sprintf("%v: want a duration in (0s, %v]", f.DrainTimeout, MaxDrainTimeout))
+	}
+	if d := f.RecoverTimeout.D(); d < MinRecoverTimeout || d > MaxRecoverTimeout {
+		add("recover_timeout", fmt.Sprintf("%v: want a duration in [%v, %v]", f.RecoverTimeout, MinRecoverTimeout, MaxRecoverTimeout))
 	}
 	if f.Redis.Addr != Embedded {
 		if err := checkHostPort(f.Redis.Addr); err != nil {
@@ -542,6 +579,9 @@ func (f *File) checkTop() error {
 	}
 	if len(f.Workers) == 0 {
 		errs = append(errs, &Error{File: filepath.Base(f.Path), Msg: "no [[worker]]: add at least one worker (see the default config.toml)"})
+	}
+	if n := len(f.Workers); n > MaxWorkers {
+		errs = append(errs, f.errAt(fmt.Sprintf("worker[%d]", MaxWorkers), "worker", fmt.Sprintf("%d [[worker]] tables: want at most %d in one process (run more processes, sharing a fleet limit)", n, MaxWorkers)))
 	}
 	if len(errs) == 0 {
 		return nil

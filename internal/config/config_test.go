@@ -76,7 +76,7 @@ kind = "asynq"
 kind = "log"
 `, nil)
 	fmt.Println(err)
-	// Output: config.toml:4: worker "emails" rate: -5: want a number > 0 and ≤ 1e9 per second
+	// Output: config.toml:4: worker "emails" rate: -5: want a number ≥ 1e-08 and ≤ 1e+09 per second
 }
 
 const fleetWorker = `
@@ -163,13 +163,13 @@ func TestParseFleetErrors(t *testing.T) {
 			[]string{`c.toml:6: worker "a" fleet: "": name a [fleet.NAME] table, or leave fleet out; defined: "m"`}},
 		{"a zero rate",
 			"[fleet.mailgun]\nrate = 0\n" + fleetWorker,
-			[]string{`c.toml:2: fleet "mailgun" rate: 0: want a number in (0, 1e+09] (jobs per second)`}},
+			[]string{`c.toml:2: fleet "mailgun" rate: 0: want a number in [1e-08, 1e+09] (jobs per second)`}},
 		{"a negative rate",
 			"[fleet.mailgun]\nrate = -3\n" + fleetWorker,
-			[]string{`c.toml:2: fleet "mailgun" rate: -3: want a number in (0, 1e+09]`}},
+			[]string{`c.toml:2: fleet "mailgun" rate: -3: want a number in [1e-08, 1e+09]`}},
 		{"a missing rate",
 			"[fleet.mailgun]\nburst = 2\n" + fleetWorker,
-			[]string{`c.toml:1: fleet "mailgun" rate: missing: rate is required: want a number in (0, 1e+09]`}},
+			[]string{`c.toml:1: fleet "mailgun" rate: missing: rate is required: want a number in [1e-08, 1e+09]`}},
 		{"an unknown key in a fleet",
 			"[fleet.mailgun]\nrate = 4\nexpected_worker = 2\n" + fleetWorker,
 			[]string{`c.toml:3: fleet.mailgun.expected_worker: unknown key`}},
@@ -181,7 +181,7 @@ func TestParseFleetErrors(t *testing.T) {
 			[]string{`c.toml:3: fleet "mailgun" lease_time: 20s: want in [1ms, 10s]`}},
 		{"a negative burst of a fleet",
 			"[fleet.mailgun]\nrate = 4\nburst = -2\n" + fleetWorker,
-			[]string{`c.toml:3: fleet "mailgun" burst: -2: want a finite number > 0`}},
+			[]string{`c.toml:3: fleet "mailgun" burst: -2: want a finite number ≥ 1`}},
 		{"a fleet's timeout written as 0s is not the default's placeholder",
 			"[fleet.mailgun]\nrate = 4\ntimeout = \"0s\"\n" + fleetWorker,
 			[]string{`c.toml:3: fleet "mailgun" timeout: 0s: 0 here means the default, "250ms"`}},

@@ -33,11 +33,14 @@ func (r *Runner) demo(ctx context.Context, worker string, p plugin.Producer, rat
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits for d or the end of ctx, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
 	case <-t.C:
+		return true
 	}
 }

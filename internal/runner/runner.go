@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,18 +44,21 @@ type Runner struct {
 	workers []*runWorker
 	fleets  atomic.Pointer[fleet.Set] // the fleets the workers name; set by Run
 
-	draining  atomic.Bool
-	adminAddr atomic.Pointer[string]
-	ready     chan struct{}
+	hard     context.Context // the sinks' context, set by Run
+	calls    calls           // sink calls running
+	draining atomic.Bool
+	ready    chan struct{}
 }
 
 type runWorker struct {
-	cfg   config.Worker
-	p     *pacer.Pacer
-	fleet *redisbucket.Bucket // the fleet's limit; nil: no fleet
-	src   plugin.Source
-	snk   sink.Sink
-	rate  meter
+	cfg    config.Worker
+	p      *pacer.Pacer
+	probe  probe               // what the pacer probes: the source's current probe
+	health health              // whether the source runs
+	fleet  *redisbucket.Bucket // the fleet's limit; nil: no fleet
+	src    plugin.Source
+	snk    sink.Sink
+	rate   meter
 
 	running atomic.Int64 // jobs in the sink now: the one "in flight"
 	fails   failLog
@@ -75,21 +77,18 @@ func New(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
 // Ready is closed once every worker runs and the admin server listens.
 func (r *Runner) Ready() <-chan struct{} { return r.ready }
 
-// AdminAddr returns the address the admin server listens on, or "".
-func (r *Runner) AdminAddr() string {
-	if p := r.adminAddr.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
-
 // Run joins the fleets the workers name (one shared limit per fleet, held
 // in Redis), connects the sources, starts the workers, the admin server
-// and the demo producer, and runs until ctx ends. Then it drains: the
-// sources stop taking jobs and wait for the jobs in flight (at most the
-// config's drain_timeout; jobs not finished go back to their broker), the
-// fleets give back the tokens they leased and did not use, and Run
-// returns nil. It returns an error if a worker or a fleet cannot start.
+// and the demo producer, and runs until ctx ends. A worker whose source
+// fails is restarted with backoff (see supervise); if one cannot run
+// again within the config's recover_timeout, the run stops as if ctx had
+// ended and Run returns the reason. Then it drains: the sources stop
+// taking jobs and wait for the jobs in flight (at most drain_timeout;
+// jobs not finished go back to their broker); a job's sink context ends
+// killDelay later (an exec command is killed with its process group), and
+// Run returns at most stopMargin after that, whatever a source still
+// does. The fleets give back the tokens they leased and did not use. Run
+// returns an error if a worker or a fleet cannot start.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
 	cfg := r.cfg
@@ -108,16 +107,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
-		r.adminAddr.Store(&bound)
-		srv := &http.Server{Handler: admin.Handler(r.Status), ReadHeaderTimeout: 5 * time.Second}
-		bgWG.Add(1)
-		go func() { defer bgWG.Done(); _ = srv.Serve(ln) }()
+		srv := admin.Serve(ln, admin.Handler(r.Status), r.Readiness)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status")
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz")
 	}
 
 	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
@@ -140,7 +136,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		pc := wc.Pacer()
 		if probe != nil {
-			pc.Probe = &loggedProbe{probe: probe, log: r.log, worker: wc.Name}
+			w.probe.set(probe)
+			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
 		}
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
@@ -154,6 +151,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 
+	// The sources run under run, which ends with ctx or when a worker
+	// cannot recover; the sinks run under hard, which ends drain_timeout
+	// after that (a command still running is killed, its job handed back
+	// to the broker as not done).
+	run, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	hard, kill := context.WithCancel(context.Background())
+	defer kill()
+	r.hard = hard
 	var srcWG sync.WaitGroup
 	for _, w := range r.workers {
 		bgWG.Add(3)
@@ -167,9 +173,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		srcWG.Add(1)
 		go func() {
 			defer srcWG.Done()
-			if err := w.src.Run(ctx, env); err != nil {
-				r.log.Error("source stopped", "worker", w.cfg.Name, "err", err)
-			}
+			r.supervise(run, w, env, cfg.RecoverTimeout.D(), stop)
 		}()
 		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
 			"rate", w.cfg.Settings.Rate, "base", w.cfg.Settings.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
@@ -178,7 +182,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		for _, w := range r.workers {
 			if p, ok := plugin.As[plugin.Producer](w.src); ok {
 				srcWG.Add(1)
-				go func() { defer srcWG.Done(); r.demo(ctx, w.cfg.Name, p, demo, cfg.Demo.Payload) }()
+				go func() { defer srcWG.Done(); r.demo(run, w.cfg.Name, p, demo, cfg.Demo.Payload) }()
 			}
 		}
 	}
@@ -187,10 +191,40 @@ func (r *Runner) Run(ctx context.Context) error {
 		go func() { defer bgWG.Done(); r.statusLog(bg, every) }()
 	}
 	close(r.ready)
-	<-ctx.Done()
+	<-run.Done()
+	failed := context.Cause(run)
+	if ctx.Err() != nil {
+		failed = nil
+	}
 	r.draining.Store(true)
-	r.log.Info("draining: taking no new jobs, waiting for jobs in flight", "timeout", cfg.DrainTimeout.D())
-	srcWG.Wait()
+	drain := cfg.DrainTimeout.D()
+	r.log.Info("draining: taking no new jobs, waiting for jobs in flight", "timeout", drain)
+	srcDone := make(chan struct{})
+	go func() { srcWG.Wait(); close(srcDone) }()
+	killAt := time.NewTimer(drain + killDelay)
+	defer killAt.Stop()
+	select {
+	case <-srcDone:
+	case <-killAt.C:
+		r.log.Warn("drain timeout: ending the jobs still running; they go back to their broker as not done", "timeout", drain)
+		for _, w := range r.workers {
+			w.p.Close() // a source waiting for a permit gives up
+		}
+	}
+	// A source may have handed its jobs back and returned while their
+	// sink calls still run (Asynq requeues at its ShutdownTimeout and
+	// does not wait): end them, and wait until they have returned, so no
+	// command outlives the process.
+	kill()
+	giveUp := time.NewTimer(stopMargin)
+	defer giveUp.Stop()
+	for _, c := range []<-chan struct{}{srcDone, r.calls.idle()} {
+		select {
+		case <-c:
+		case <-giveUp.C:
+			r.log.Error("a source or a sink did not stop in time; exiting without it", "waited", stopMargin)
+		}
+	}
 	for _, w := range r.workers {
 		w.p.Close()
 	}
@@ -199,15 +233,27 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("stopped", "worker", ws.Name, "dispatched", ws.Dispatched, "done", ws.Succeeded,
 			"failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped, "in_flight", ws.InFlight)
 	}
-	return nil
+	return failed
 }
 
+// The bounds of a drain: the sinks' jobs are ended when the sources have
+// stopped, or killDelay after drain_timeout (the sources hand theirs back
+// to the broker at drain_timeout: Asynq requeues them first), and Run
+// returns at most stopMargin later, whatever a source or sink still does.
+const (
+	killDelay  = 250 * time.Millisecond
+	stopMargin = 2 * time.Second
+)
+
 // handler returns the Env.Handle of w: the sink, under a context that
-// the drain does not cancel, with the outcome logged.
+// the drain cancels only once drain_timeout has passed, with the outcome
+// logged.
 func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	return func(j sink.Job) error {
+		r.calls.add()
+		defer r.calls.done()
 		w.running.Add(1)
-		out := w.snk.Handle(context.Background(), j)
+		out := w.snk.Handle(r.hard, j)
 		w.running.Add(-1)
 		if out != nil {
 			if d, ok := pacer.IsThrottled(out); ok {
@@ -249,3 +295,40 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 }
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// calls counts the sink calls running, and says when there are none.
+type calls struct {
+	mu   sync.Mutex    // guards n, none
+	n    int           // calls running
+	none chan struct{} // closed while n is 0; nil means closed
+}
+
+func (c *calls) add() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		c.none = make(chan struct{})
+	}
+	c.n++
+}
+
+func (c *calls) done() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n--
+	if c.n == 0 {
+		close(c.none)
+	}
+}
+
+// idle returns a channel closed once no call runs.
+func (c *calls) idle() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return c.none
+}

@@ -1,6 +1,9 @@
 package runner
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jobpacer/pacer/internal/plugin"
@@ -22,6 +25,13 @@ func (r *Runner) Status() status.Status {
 			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
 			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
 		}
+		ws.Up, ws.Restarts = true, w.health.restarts.Load()
+		if since, err := w.health.get(); !since.IsZero() {
+			ws.Up, ws.DownSince = false, &since
+			if err != nil {
+				ws.Error = err.Error()
+			}
+		}
 		if d, ok := plugin.As[plugin.Dropper](w.src); ok {
 			ws.Dropped = d.Dropped()
 		}
@@ -37,5 +47,37 @@ func (r *Runner) Status() status.Status {
 	if fleets := r.fleets.Load(); fleets != nil {
 		s.Fleets = fleets.Status()
 	}
+	s.Ready = r.readyLocked() == nil
 	return s
+}
+
+// Readiness returns nil when the run is ready for work: started, every
+// worker's source running, not draining. Otherwise it says why. It is
+// what /readyz serves.
+func (r *Runner) Readiness() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readyLocked()
+}
+
+// readyLocked is Readiness. It requires mu held.
+func (r *Runner) readyLocked() error {
+	select {
+	case <-r.ready:
+	default:
+		return errors.New("starting")
+	}
+	if r.draining.Load() {
+		return errors.New("draining")
+	}
+	var down []string
+	for _, w := range r.workers {
+		if since, err := w.health.get(); !since.IsZero() {
+			down = append(down, fmt.Sprintf("worker %q down for %v: %v", w.cfg.Name, time.Since(since).Round(time.Second), err))
+		}
+	}
+	if len(down) > 0 {
+		return errors.New(strings.Join(down, "; "))
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/plugin"
@@ -42,7 +43,7 @@ const (
 	// DefaultConcurrency is the Asynq server's concurrency for a worker
 	// without max_in_flight: natspacer's default too, so that every source
 	// kind holds as many jobs at once.
-	DefaultConcurrency = 16
+	DefaultConcurrency = natspacer.DefaultConcurrency
 )
 
 func init() {
@@ -57,8 +58,8 @@ func init() {
 		if c.TaskType == "" {
 			c.TaskType = DefaultTaskType
 		}
-		if c.Concurrency < 0 {
-			return nil, o.Errorf("concurrency", "%d: want tasks ≥ 1 (leave it out for max_in_flight, or %d)", c.Concurrency, DefaultConcurrency)
+		if c.Concurrency < 0 || c.Concurrency > pacer.InFlightLimit {
+			return nil, o.Errorf("concurrency", "%d: want tasks in [0, %d] (0: max_in_flight, or %d)", c.Concurrency, pacer.InFlightLimit, DefaultConcurrency)
 		}
 		if c.MaxRetry < 0 {
 			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)

@@ -63,7 +63,7 @@ type NATSConfig struct {
 	// subject. The default value is "pacer".
 	Queue string `toml:"queue"`
 	// Buffer is how many jobs wait for the pace before new ones are
-	// dropped. The default value, 0, is natspacer.Subscribe's (1024).
+	// dropped. The default value, 0, is natspacer.DefaultBuffer.
 	Buffer int `toml:"buffer"`
 }
 
@@ -111,8 +111,8 @@ func init() {
 		if c.Subject == "" {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
 		}
-		if c.Buffer < 0 {
-			return nil, o.Errorf("buffer", "%d: want jobs ≥ 1 (or leave buffer out for natspacer's default)", c.Buffer)
+		if c.Buffer < 0 || c.Buffer > maxBuffer {
+			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: natspacer's default, %d)", c.Buffer, maxBuffer, natspacer.DefaultBuffer)
 		}
 		if c.Queue == "" {
 			c.Queue = "pacer"
@@ -120,6 +120,9 @@ func init() {
 		return &natsSource{cfg: c}, nil
 	})
 }
+
+// maxBuffer bounds a nats source's buffer: the jobs it holds in memory.
+const maxBuffer = 1000000
 
 // concrete returns a subject that matches pattern: wildcards become "demo".
 func concrete(pattern string) string {
@@ -228,7 +231,7 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 // handles what it holds, for up to the drain timeout; then what is left
 // is nakked for redelivery.
 func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
-	opts := []natspacer.Option{natspacer.WithProbe(s.probe), natspacer.Logger(env.Log)}
+	opts := []natspacer.ConsumeOption{natspacer.WithProbe(s.probe), natspacer.Logger(env.Log)}
 	if env.MaxInFlight > 0 {
 		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
 	} // else natspacer's default
@@ -254,7 +257,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 	case <-c.Closed():
 		return c.Wait()
 	}
-	c.Stop()
+	c.Drain()
 	t := time.NewTimer(env.DrainTimeout)
 	defer t.Stop()
 	select {
@@ -312,7 +315,7 @@ func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
 		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
 	})
 	// The subscription outlives ctx: Drain, not ctx, ends it.
-	opts := []natspacer.Option{natspacer.Logger(env.Log.With("worker", env.Worker))}
+	opts := []natspacer.SubscribeOption{natspacer.Logger(env.Log.With("worker", env.Worker))}
 	if env.MaxInFlight > 0 {
 		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
 	} // else natspacer's default

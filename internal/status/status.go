@@ -16,6 +16,7 @@ type Status struct {
 	Started  time.Time         `json:"started"`
 	Uptime   float64           `json:"uptime_seconds"`
 	Draining bool              `json:"draining"`
+	Ready    bool              `json:"ready"`              // what /readyz says: every worker up, not draining
 	Embedded map[string]string `json:"embedded,omitempty"` // addresses of the embedded brokers, by kind
 	Workers  []WorkerStatus    `json:"workers"`
 	Fleets   []FleetStatus     `json:"fleets,omitempty"` // the fleet limits the workers share, by name
@@ -26,6 +27,10 @@ type WorkerStatus struct {
 	Name        string     `json:"name"`
 	Source      string     `json:"source"`
 	Sink        string     `json:"sink"`
+	Up          bool       `json:"up"`                   // its source runs; false while it is restarted after a failure
+	DownSince   *time.Time `json:"down_since,omitempty"` // set while down
+	Error       string     `json:"error,omitempty"`      // why it is down
+	Restarts    uint64     `json:"restarts"`             // attempts to restart its source
 	Fleet       string     `json:"fleet,omitempty"`      // the fleet limit it obeys after its pace
 	FleetMode   string     `json:"fleet_mode,omitempty"` // that limit's mode: redis, fallback or rejoining
 	Pace        float64    `json:"pace"`                 // jobs/s the pacer admits now (0 while paused)
@@ -92,8 +97,11 @@ func Fetch(addr string) (Status, []byte, error) {
 // WriteTable writes st as a table, one worker a row.
 func WriteTable(w io.Writer, addr string, st Status) {
 	state := "running"
-	if st.Draining {
+	switch {
+	case st.Draining:
 		state = "draining"
+	case !st.Ready:
+		state = "NOT READY"
 	}
 	fmt.Fprintf(w, "pacer at %s: %s, up %s\n", addr, state, (time.Duration(st.Uptime) * time.Second).Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -110,6 +118,15 @@ func WriteTable(w io.Writer, addr string, st Status) {
 			ws.Succeeded, ws.Failed, ws.Throttled, ws.Dropped, paused)
 	}
 	tw.Flush()
+	for _, ws := range st.Workers {
+		if !ws.Up {
+			down := ""
+			if ws.DownSince != nil {
+				down = " for " + time.Since(*ws.DownSince).Round(time.Second).String()
+			}
+			fmt.Fprintf(w, "worker %s: DOWN%s, %d restart attempts: %s\n", ws.Name, down, ws.Restarts, ws.Error)
+		}
+	}
 	if len(st.Fleets) == 0 {
 		return
 	}

@@ -59,26 +59,16 @@ func TestNATSEmbeddedRestartKeepsURLAndStream(t *testing.T) {
 
 	// The client reconnects by itself, and the stream and its messages are
 	// still there.
-	deadline := time.Now().Add(10 * time.Second)
-	for !nc.IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatalf("client did not reconnect to %s in 10s (status %v)", url, nc.Status())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the client to reconnect to "+url, nc.IsConnected)
 	var info *jetstream.StreamInfo
-	for {
-		st, err := js.Stream(ctx, "RESTART")
-		if err == nil {
+	if !testenv.Eventually(10*time.Second, func() bool {
+		var st jetstream.Stream
+		if st, err = js.Stream(ctx, "RESTART"); err == nil {
 			info, err = st.Info(ctx)
 		}
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream RESTART after restart: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("stream RESTART after restart: %v", err)
 	}
 	if got, want := info.State.Msgs, uint64(10); got != want {
 		t.Fatalf("stream RESTART holds %d messages after restart, want %d", got, want)

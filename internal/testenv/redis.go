@@ -59,6 +59,7 @@ type RedisServer struct {
 	bin  string
 	dir  string
 	port int
+	aof  bool // append-only file, fsync'd at every write
 
 	mu   sync.Mutex // guards cmd, done, log
 	cmd  *exec.Cmd
@@ -73,11 +74,25 @@ type RedisServer struct {
 // environment variable CI is "true".
 func RedisProcess(t testing.TB) *RedisServer {
 	t.Helper()
+	return redisProcess(t, false)
+}
+
+// RedisProcessAOF is RedisProcess with an append-only file fsync'd at
+// every write (--appendonly yes --appendfsync always): Kill then Start
+// loses nothing that a client was told was written, as on a crash of a
+// Redis configured for durability.
+func RedisProcessAOF(t testing.TB) *RedisServer {
+	t.Helper()
+	return redisProcess(t, true)
+}
+
+func redisProcess(t testing.TB, aof bool) *RedisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		noServer(t, "redis-server is not on PATH")
 	}
-	s := &RedisServer{t: t, bin: bin, dir: t.TempDir()}
+	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), aof: aof}
 	t.Cleanup(s.kill)
 	var last error
 	for range 5 { // a free port can be taken between choosing and binding it
@@ -167,16 +182,19 @@ func (s *RedisServer) start() error {
 		return nil
 	}
 	log := new(bytes.Buffer)
-	cmd := exec.Command(s.bin,
+	aof := []string{"--appendonly", "no"}
+	if s.aof {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		"--dbfilename", "dump.rdb",
 		"--logfile", "",
 		"--daemonize", "no",
-	)
+	}, aof...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()

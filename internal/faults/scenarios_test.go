@@ -1,0 +1,226 @@
+package faults
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobpacer/pacer/internal/testenv"
+)
+
+// Counts of the scenarios: modest, so that the suite runs in well under
+// three minutes on two shared cores.
+const (
+	nJobs    = 300
+	drain    = 2 * time.Second
+	exitTime = drain + 5*time.Second // drain_timeout + the runner's margins + slack
+	allTime  = 90 * time.Second      // for every job to be received
+)
+
+// asynqConfig is a config with one worker: Asynq on redis → http to url.
+func asynqConfig(t *testing.T, admin, redis, queue, url string) string {
+	return writeConfig(t, `
+admin = %q
+status_every = "0s"
+drain_timeout = %q
+[redis]
+addr = %q
+[[worker]]
+name = "w"
+rate = 150
+max_in_flight = 16
+[worker.source]
+kind = "asynq"
+queue = %q
+[worker.sink]
+kind = "http"
+url = %q
+timeout = "1s"
+`, admin, drain.String(), redis, queue, url)
+}
+
+// jetStreamConfig is a config with one worker: JetStream stream on nats
+// → http to url.
+func jetStreamConfig(t *testing.T, admin, natsURL, stream, url string) string {
+	return writeConfig(t, `
+admin = %q
+status_every = "0s"
+drain_timeout = %q
+[nats]
+url = %q
+[[worker]]
+name = "w"
+rate = 150
+max_in_flight = 16
+[worker.source]
+kind = "jetstream"
+stream = %q
+ack_wait = "2s"
+[worker.sink]
+kind = "http"
+url = %q
+timeout = "1s"
+`, admin, drain.String(), natsURL, stream, url)
+}
+
+// streamName returns a stream name of t's own, and its subject.
+func streamName(t *testing.T) (stream, subject string) {
+	stream = "S" + strings.ToUpper(testenv.UniqueName(t))
+	return stream, strings.ToLower(stream) + ".job"
+}
+
+// atLeast waits until c has received n distinct jobs.
+func atLeast(t *testing.T, c *counter, n int) {
+	t.Helper()
+	testenv.WaitFor(t, allTime, fmt.Sprintf("%d jobs received", n), func() bool { d, _ := c.received(); return d >= n })
+}
+
+func TestSIGTERM(t *testing.T) {
+	t.Parallel()
+	redis := testenv.RedisProcess(t)
+	c := newCounter(t, nil)
+	queue := testenv.UniqueName(t)
+	sent := jobs(t, nJobs)
+	enqueue(t, redis.Addr(), queue, "job", sent)
+	cfg := asynqConfig(t, "", redis.Addr(), queue, c.url())
+	p := startPacer(t, nil, cfg, "run")
+	atLeast(t, c, nJobs/3)
+	p.signal(syscall.SIGTERM)
+	start := time.Now()
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+	t.Logf("faults: SIGTERM: exit after %v (drain_timeout %v)", time.Since(start).Round(10*time.Millisecond), drain)
+	p = startPacer(t, nil, cfg, "run")
+	c.waitAll(allTime, sent)
+	c.report("SIGTERM (asynq → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
+func TestSIGKILL(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, nil)
+	stream, subject := streamName(t)
+	sent := jobs(t, nJobs)
+	publish(t, ns.URL(), stream, subject, sent)
+	cfg := jetStreamConfig(t, "", ns.URL(), stream, c.url())
+	p := startPacer(t, nil, cfg, "run")
+	atLeast(t, c, nJobs/3)
+	p.signal(syscall.SIGKILL)
+	p.wait(exitTime)
+	p = startPacer(t, nil, cfg, "run")
+	c.waitAll(allTime, sent)
+	c.report("SIGKILL (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
+func TestRedisRestart(t *testing.T) {
+	t.Parallel()
+	redis := testenv.RedisProcessAOF(t)
+	c := newCounter(t, nil)
+	queue := testenv.UniqueName(t)
+	sent := jobs(t, nJobs)
+	enqueue(t, redis.Addr(), queue, "job", sent)
+	p := startPacer(t, nil, asynqConfig(t, "", redis.Addr(), queue, c.url()), "run")
+	atLeast(t, c, nJobs/3)
+	redis.Kill() // a crash: only the append-only file remains
+	testenv.WaitFor(t, 30*time.Second, "pacer to see Redis down", func() bool {
+		return strings.Contains(p.out.String(), "connection refused")
+	})
+	redis.Start()
+	c.waitAll(allTime, sent)
+	c.report("Redis killed and restarted, append-only file (asynq → http)", sent)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+}
+
+func TestNATSRestart(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, nil)
+	stream, subject := streamName(t)
+	sent := jobs(t, nJobs)
+	publish(t, ns.URL(), stream, subject, sent)
+	p := startPacer(t, nil, jetStreamConfig(t, "", ns.URL(), stream, c.url()), "run")
+	atLeast(t, c, nJobs/3)
+	ns.Restart()
+	c.waitAll(allTime, sent)
+	c.report("nats-server restarted (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+}
+
+func TestDownstreamFaultMix(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	// The first attempt of one job in ten fails with 500, of one in ten
+	// is throttled with 429, of one in twenty hangs past the sink's
+	// timeout; the next attempt succeeds.
+	c := newCounter(t, func(job string, attempt int) int {
+		if attempt > 1 {
+			return http.StatusOK
+		}
+		var i int
+		fmt.Sscanf(job[strings.LastIndexByte(job, '-')+1:], "%d", &i)
+		switch {
+		case i%10 == 0:
+			return http.StatusInternalServerError
+		case i%10 == 1:
+			return http.StatusTooManyRequests
+		case i%20 == 2:
+			return hang
+		}
+		return http.StatusOK
+	})
+	stream, subject := streamName(t)
+	sent := jobs(t, nJobs)
+	publish(t, ns.URL(), stream, subject, sent)
+	p := startPacer(t, nil, jetStreamConfig(t, "", ns.URL(), stream, c.url()), "run")
+	c.waitAll(allTime, sent)
+	c.report("500/429/hang mix (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+}
+
+func TestDownstreamDownThenBack(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, nil)
+	stream, subject := streamName(t)
+	sent := jobs(t, nJobs)
+	publish(t, ns.URL(), stream, subject, sent)
+	admin := freeAddr(t)
+	p := startPacer(t, nil, jetStreamConfig(t, admin, ns.URL(), stream, c.url()), "run")
+	atLeast(t, c, nJobs/3)
+	c.down()
+	const failures = 20
+	var failedDown uint64
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("%d jobs failed while the downstream is down", failures), func() bool {
+		st, ok := fetchStatus(admin)
+		if ok && len(st.Workers) == 1 {
+			failedDown = st.Workers[0].Failed + st.Workers[0].Throttled
+		}
+		return failedDown >= failures
+	})
+	c.up()
+	c.waitAll(allTime, sent)
+	c.report("downstream down, then back (jetstream → http)", sent)
+	st, _ := fetchStatus(admin)
+	t.Logf("faults: downstream down: %d failed or throttled attempts in all, %d pauses", st.Workers[0].Failed+st.Workers[0].Throttled, st.Workers[0].Pauses)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+}
