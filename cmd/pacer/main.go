@@ -4,6 +4,11 @@
 // `pacer help`.
 package main
 
+// The pictures in docs/ are drawn by pacer simulate from the default
+// config; TestDocsPicturesFresh fails when they are stale.
+//go:generate go run . simulate -c ../../config.toml --scenario burst --out ../../docs/simulate-burst.svg
+//go:generate go run . simulate -c ../../config.toml --scenario throttle-storm --out ../../docs/simulate-throttle-storm.svg
+
 import (
 	"os"
 

@@ -130,7 +130,7 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 			nextStep += cfg.Period
 		}
 		if now >= nextSm {
-			for len(doneAt) > 0 && doneAt[0] <= now-time.Second {
+			for len(doneAt) > 0 && doneAt[0] < now-time.Second { // the window [now-1s, now)
 				doneAt = doneAt[1:]
 			}
 			st := p.Stats()
