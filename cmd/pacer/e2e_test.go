@@ -106,6 +106,30 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("pacer run: no %q in its log after 20s\n%s", listening.want, p.log.String())
 	}
+	// The admin server listens before the brokers start: wait for /readyz,
+	// every worker running.
+	cl := &http.Client{Timeout: time.Second}
+	ready := testenv.Eventually(20*time.Second, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+		}
+		resp, err := cl.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	select {
+	case <-p.done:
+		t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
+	default:
+	}
+	if !ready {
+		t.Fatalf("pacer run: /readyz not ready after 20s\n%s", p.log.String())
+	}
 	return p
 }
 

@@ -55,7 +55,7 @@ func enqueueCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := brokerOf(c, "redis", "redis", config.DefaultRedis, f)
+			b, err := brokerOf(c, "redis", "redis", "REDIS_ADDR/REDIS_URL", config.DefaultRedis, f)
 			if err != nil {
 				return err
 			}
@@ -63,7 +63,7 @@ func enqueueCommand() *cli.Command {
 			if err != nil {
 				return usageError(c, "%s: %v", b.why, err)
 			}
-			if f != nil && b.why != "--redis" {
+			if f != nil && !strings.HasPrefix(b.why, "--redis") {
 				password, db = f.Redis.Password, f.Redis.DB
 			}
 			q := cmp.Or(c.String("queue"), t.Queue, sources.DefaultQueue)
@@ -117,7 +117,7 @@ func publishCommand() *cli.Command {
 			if c.IsSet("jetstream") {
 				useJS = c.Bool("jetstream")
 			}
-			b, err := brokerOf(c, "nats", "nats", nats.DefaultURL, f)
+			b, err := brokerOf(c, "nats", "nats", "NATS_URL", nats.DefaultURL, f)
 			if err != nil {
 				return err
 			}

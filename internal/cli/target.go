@@ -66,9 +66,9 @@ type broker struct {
 // publish use: the flag or its environment variable, else the broker of
 // the config's running pacer run (asked at its admin address when the
 // config says "embedded"), else the config's address, else def.
-func brokerOf(c *cli.Context, kind, flag, def string, f *config.File) (broker, error) {
+func brokerOf(c *cli.Context, kind, flag, env, def string, f *config.File) (broker, error) {
 	if v := c.String(flag); v != "" {
-		return broker{v, "--" + flag}, nil
+		return broker{v, "--" + flag + " or " + env}, nil
 	}
 	if f == nil {
 		return broker{def, "the default (no " + DefaultConfig + " here; --" + flag + " names another)"}, nil
