@@ -329,3 +329,92 @@ func TestBusyAdminPort(t *testing.T) {
 		t.Errorf("pacer run started something before it failed on the admin port:\n%s", out)
 	}
 }
+
+// Points 5 and 8: at the default level (info) the log has no line per job
+// and one line per pause, with the numbers; after the run, the counters of
+// the stopped line, /status and /metrics are the same, and an idle
+// JetStream worker has nothing in flight.
+func TestLogAtInfoAndCountersAgree(t *testing.T) {
+	t.Parallel()
+	nats := testenv.NATS(t)
+	// Pushback twice: requests 10 and 25 get 429, retry after 1 s.
+	srv, _ := httpSink(t, func(n int) (int, string) {
+		if n == 10 || n == 25 {
+			return http.StatusTooManyRequests, "1"
+		}
+		return http.StatusOK, ""
+	})
+	stream := strings.ToUpper(testenv.UniqueName(t))
+	dir := t.TempDir()
+	p := startRun(t, dir, fmt.Sprintf(`
+admin = "{admin}"
+status_every = "1s"
+[nats]
+url = %q
+[[worker]]
+name = "hooks"
+rate = 40
+max_in_flight = 4
+[worker.source]
+kind = "jetstream"
+stream = %q
+[worker.sink]
+kind = "http"
+url = %q
+`, nats.URL(), stream, srv.URL))
+	const n = 40
+	if out, code := pacerIn(t, dir, nil, "publish", "-n", strconv.Itoa(n), "-q"); code != 0 {
+		t.Fatalf("pacer publish: exit %d: %s", code, out)
+	}
+	testenv.WaitFor(t, 30*time.Second, "every job done", func() bool { return p.status().Workers[0].Succeeded == n })
+	st := p.status().Workers[0]
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p.stop(15 * time.Second)
+	log := p.log.String()
+
+	if st.Throttled != 2 || st.Pauses != 2 || st.InFlight != 0 {
+		t.Errorf("status: throttled %d, pauses %d, in flight %d; want 2, 2, 0", st.Throttled, st.Pauses, st.InFlight)
+	}
+	if c := strings.Count(log, `msg=job`); c != 0 {
+		t.Errorf("%d per-job lines at info, want 0", c)
+	}
+	pauses := regexp.MustCompile(`msg="paused: the downstream pushed back" worker=hooks pauses=(\d+)`).FindAllStringSubmatch(log, -1)
+	sum := 0
+	for _, m := range pauses {
+		k, _ := strconv.Atoi(m[1])
+		sum += k
+	}
+	if sum != int(st.Pauses) || len(pauses) == 0 {
+		t.Errorf("pause lines sum to %d pauses (%d lines), want %d:\n%s", sum, len(pauses), st.Pauses, log)
+	}
+	stopped := regexp.MustCompile(`msg=stopped worker=hooks dispatched=(\d+) done=(\d+) failed=(\d+) throttled=(\d+) dropped=\d+ in_flight=(\d+)`).FindStringSubmatch(log)
+	if stopped == nil {
+		t.Fatalf("no stopped line for worker hooks:\n%s", log)
+	}
+	metric := func(name string) string {
+		m := regexp.MustCompile(`(?m)^` + name + `\{worker="hooks"\} (\S+)$`).FindSubmatch(metrics)
+		if m == nil {
+			t.Fatalf("no %s in /metrics", name)
+		}
+		return string(m[1])
+	}
+	for _, c := range []struct {
+		what, log, metric string
+		status            uint64
+	}{
+		{"done", stopped[2], metric("pacer_jobs_succeeded_total"), st.Succeeded},
+		{"failed", stopped[3], metric("pacer_jobs_failed_total"), st.Failed},
+		{"throttled", stopped[4], metric("pacer_jobs_throttled_total"), st.Throttled},
+		{"in flight", stopped[5], metric("pacer_in_flight_jobs"), uint64(st.InFlight)},
+	} {
+		s := strconv.FormatUint(c.status, 10)
+		if c.log != s || c.metric != s {
+			t.Errorf("%s: stopped line %s, /status %s, /metrics %s: want one number", c.what, c.log, s, c.metric)
+		}
+	}
+}
