@@ -1,6 +1,6 @@
 // Command pacer runs paced workers from a config.toml: jobs flow from
 // Asynq queues and NATS subjects or streams to a command, an HTTP
-// endpoint or the log at a safe, adaptive pace. See README.md, and
+// endpoint or the log at a safe, adaptive pace. See docs/cli.md, and
 // `pacer help`.
 package main
 
