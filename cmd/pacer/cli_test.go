@@ -133,6 +133,13 @@ func TestEnvVars(t *testing.T) {
 		{"REDIS_URL=redis://:pw@" + dead + "/2", []string{"enqueue", "-n", "1"}, "pacer enqueue: redis " + dead + " (--redis or REDIS_ADDR/REDIS_URL)"},
 		{"PACER_ADMIN=" + dead, []string{"status"}, dead},
 	}
+	// A bad flag is refused before anything connects (exit 2).
+	for _, args := range [][]string{{"enqueue", "-r", "-5"}, {"publish", "--rate", "-1", "--subject", "x"}, {"enqueue", "-n", "0"}} {
+		out, code := pacerIn(t, t.TempDir(), []string{"REDIS_ADDR=" + dead, "NATS_URL=nats://" + dead}, args...)
+		if code != 2 || !strings.Contains(out, "want") || strings.Contains(out, dead) {
+			t.Errorf("pacer %s: exit %d, %q; want exit 2 naming the flag, before connecting", strings.Join(args, " "), code, out)
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
 			t.Parallel()

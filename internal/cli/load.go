@@ -32,6 +32,21 @@ var loadFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 }
 
+// checkLoadFlags refuses a bad --count or --rate before anything
+// connects.
+func checkLoadFlags(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if n := c.Int("count"); n < 1 {
+		return usageError(c, "--count %d: want ≥ 1", n)
+	}
+	if r := c.Float64("rate"); r < 0 || r != r {
+		return usageError(c, "--rate %g: want jobs per second ≥ 0 (0: as fast as the broker takes them)", r)
+	}
+	return nil
+}
+
 func enqueueCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "enqueue",
@@ -44,7 +59,7 @@ func enqueueCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-retry", Usage: "the tasks' retry budget (default: the config worker's max_retry, else 25)"},
 		}, loadFlags...),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
+			if err := checkLoadFlags(c); err != nil {
 				return err
 			}
 			f, err := optionalConfig(c)
@@ -98,7 +113,7 @@ func publishCommand() *cli.Command {
 			&cli.BoolFlag{Name: "jetstream", Aliases: []string{"js"}, Usage: "publish to JetStream and wait for each ack (default: if the config worker's source is jetstream)"},
 		}, loadFlags...),
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
+			if err := checkLoadFlags(c); err != nil {
 				return err
 			}
 			f, err := optionalConfig(c)
