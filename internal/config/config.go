@@ -640,7 +640,7 @@ func (f *File) checkWorker(w *Worker) error {
 	var errs Errors
 	at := fmt.Sprintf("worker[%d]", w.Index)
 	label := fmt.Sprintf("worker %q", w.Name)
-	fl, fleetOK := f.Fleets[w.Fleet]
+	_, fleetOK := f.Fleets[w.Fleet]
 	fleetOK = fleetOK && w.Fleet != ""
 	if w.Fleet != "" || f.hasKey(at+".fleet") {
 		if !fleetOK {
@@ -658,7 +658,6 @@ func (f *File) checkWorker(w *Worker) error {
 		// rate defaults to the fleet's: the message about the fleet is enough.
 		return errOrNil(errs)
 	}
-	_ = fl
 	s, err := w.Pacer().WithDefaults()
 	if err != nil {
 		errs = append(errs, f.fieldError(err, at, label))
