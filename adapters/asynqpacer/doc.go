@@ -16,7 +16,7 @@
 // tasks are neither counted as failed nor retried early:
 //
 //	srv := asynq.NewServer(redisOpt, asynq.Config{
-//		Concurrency:    20,
+//		Concurrency:    asynqpacer.Concurrency(200, 0), // tasks leased at once: 50ms of work at 200/s, at least 10
 //		IsFailure:      asynqpacer.IsFailure,
 //		RetryDelayFunc: asynqpacer.RetryDelay,
 //	})
@@ -25,6 +25,10 @@
 //	mux.HandleFunc("email:send", sendEmail)
 //	go p.Run(ctx) // the controller
 //	err := srv.Run(mux)
+//
+// A task waiting for its permit holds one of Asynq's Concurrency slots;
+// Concurrency sizes them for a rate (Asynq's own default, the CPU count,
+// is too few for a pace of more than a few hundred tasks a second).
 //
 // NewProbe makes a pacer.Probe that reads the pending count and the age
 // of the oldest pending task of one or more queues straight from Asynq's

@@ -67,6 +67,10 @@ var ErrTerminate = errors.New("natspacer: terminate, do not redeliver")
 // never blocks. kickGather and kickFetch hold one wake-up each and are
 // sent to only without blocking (kick): a wake-up pending covers a new
 // one. stopCh and done are closed once.
+//
+// Within capacity, the window (window.go) bounds the permits held and the
+// messages waiting in work; readers resize it after each Fetch, and
+// workers wake a gatherer it holds back as messages leave work.
 type Consumption struct {
 	cons       jetstream.Consumer
 	p          *pacer.Pacer

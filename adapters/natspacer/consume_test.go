@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 // consume starts a consumption and stops it, waiting, at cleanup.
@@ -298,6 +299,48 @@ func TestInProgress(t *testing.T) {
 	}
 	if info := f.info(t); info.NumRedelivered != 0 {
 		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
+	}
+}
+
+// TestProgressOnTheGivenClock: the consumption reads time from the clock
+// WithClock gives it, so InProgress follows that clock and not the wall
+// clock: a handler holds its message while the fake clock alone moves past
+// ProgressEvery (half the AckWait of 30s), and InProgress is sent.
+func TestProgressOnTheGivenClock(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 30 * time.Second})
+	f.publish(t, 1)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
+	clock := pacertest.NewClock(time.Now())
+	started, release := make(chan struct{}), make(chan struct{})
+	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		close(started)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, h, natspacer.WithClock(clock))
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not start within 10s")
+	}
+	if got := c.Stats().Progress; got != 0 {
+		t.Fatalf("Stats().Progress = %d before the fake clock moved, want 0", got)
+	}
+	var moved time.Duration
+	testenv.WaitFor(t, 10*time.Second, "InProgress after the fake clock passed ProgressEvery", func() bool {
+		clock.Advance(time.Second)
+		moved += time.Second
+		return c.Stats().Progress >= 1
+	})
+	close(release)
+	testenv.WaitFor(t, 5*time.Second, "the message acked", func() bool { return c.Stats().Acked == 1 })
+	t.Logf("InProgress sent after the fake clock moved %v (ProgressEvery 15s); stats %+v", moved, c.Stats())
+	if moved < 15*time.Second {
+		t.Errorf("InProgress sent after the fake clock moved %v, want ≥ 15s (ProgressEvery)", moved)
 	}
 }
 

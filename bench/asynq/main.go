@@ -50,9 +50,9 @@ func main() {
 	addr := flag.String("redis", def, "Redis address (default $REDIS_ADDR or 127.0.0.1:6379)")
 	n := flag.Int("n", 20000, "tasks per throughput run")
 	rounds := flag.Int("rounds", 4, "throughput rounds; each runs raw and paced, alternating which goes first; the target is judged on the median round")
-	concurrency := flag.Int("concurrency", 20, "Asynq worker concurrency")
+	concurrency := flag.Int("concurrency", 20, "Asynq worker concurrency (0: asynqpacer.Concurrency of the rate, the CLI's default)")
 	window := flag.Duration("window", 3*time.Second, "precision window per rate")
-	pconc := flag.Int("pconcurrency", 50, "second worker concurrency for the precision runs, the one the ±1 % target is judged at")
+	pconc := flag.Int("pconcurrency", 50, "second worker concurrency for the precision runs, the one the ±1 % target is judged at (0: asynqpacer.Concurrency of the rate)")
 	ratesFlag := flag.String("rates", "100,1000,5000", "precision rates in tasks/s, comma-separated")
 	reads := flag.Int("reads", 200, "backlog reads timed per method")
 	flag.Parse()
@@ -108,7 +108,7 @@ func main() {
 		raw.rate(), paced.rate(), paced.rate()/raw.rate(), median, verdict(median >= 0.95, &ok))
 
 	fmt.Printf("precision: rate r, burst 1, full queue; tasks started in the first %v; achieved/target (target 1 ± 0.01)\n", *window)
-	fmt.Printf("  %8s  %-28s  %-28s\n", "rate", fmt.Sprintf("concurrency %d", *concurrency), fmt.Sprintf("concurrency %d", *pconc))
+	fmt.Printf("  %8s  %-28s  %-28s\n", "rate", concName(*concurrency), concName(*pconc))
 	for _, r := range rates {
 		line := fmt.Sprintf("  %6.0f/s", r)
 		for _, c := range []int{*concurrency, *pconc} {
@@ -140,6 +140,14 @@ func main() {
 		b.cleanup()
 		os.Exit(1)
 	}
+}
+
+// concName names a concurrency setting: 0 is asynqpacer.Concurrency's.
+func concName(c int) string {
+	if c == 0 {
+		return "concurrency: of the rate"
+	}
+	return fmt.Sprintf("concurrency %d", c)
 }
 
 func verdict(pass bool, ok *bool) string {
@@ -317,7 +325,11 @@ func (b *bench) throughput(n int, withPacer, timeReads bool, reads int) (result,
 		go func() { _ = p.Run(ctx) }()
 		h = asynqpacer.Middleware(p)(rec)
 	}
-	stop, err := b.server(q, b.concurrency, h)
+	conc := b.concurrency
+	if conc == 0 {
+		conc = asynqpacer.Concurrency(1e9, 0) // unlimited
+	}
+	stop, err := b.server(q, conc, h)
 	if err != nil {
 		return result{}, err
 	}
@@ -343,6 +355,9 @@ func (b *bench) precision(r float64, window time.Duration, concurrency int) (int
 		return 0, err
 	}
 	rec := newRecorder(-1)
+	if concurrency == 0 {
+		concurrency = asynqpacer.Concurrency(r, 0)
+	}
 	stop, err := b.server(q, concurrency, asynqpacer.Middleware(p)(rec))
 	if err != nil {
 		return 0, err

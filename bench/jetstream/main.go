@@ -57,6 +57,7 @@ var (
 	flagProfile   = flag.String("cpuprofile", "", "write CPU profiles of the throughput runs to this file (paced) and this file + .raw")
 	flagFetchBase = flag.Bool("fetchbase", true, "also time a plain Fetch loop without a pacer (4 fetches of -batch in flight)")
 	flagOnly      = flag.String("only", "", "run only this part: throughput or precision")
+	flagVerbose   = flag.Bool("v", false, "print each paced throughput run's fetches and window")
 )
 
 func main() {
@@ -91,7 +92,7 @@ func main() {
 
 func (b *bench) throughput() {
 	fmt.Printf("\nthroughput: drain %d messages, %d rounds\n", *flagN, *flagRounds)
-	var raw, def, tuned, defRatios, tunedRatios []float64
+	var raw, def, tuned, defRatios, tunedRatios, defCPU, tunedCPU []float64
 	for r := range *flagRounds {
 		// Rotate the order: none always runs on a warmer machine.
 		var rr, dr, tr float64
@@ -106,6 +107,7 @@ func (b *bench) throughput() {
 		}
 		raw, def, tuned = append(raw, rr), append(def, dr), append(tuned, tr)
 		defRatios, tunedRatios = append(defRatios, dr/rr), append(tunedRatios, tr/rr)
+		defCPU, tunedCPU = append(defCPU, float64(dc)/float64(rc)), append(tunedCPU, float64(tc)/float64(rc))
 		if *flagFetchBase {
 			fr, fc := b.fetchRun(*flagN)
 			fmt.Printf("  round %d: raw Fetch loop (4 × %d in flight, ack each) %7.0f msgs/s (%.2f µs CPU/msg)\n", r+1, *flagBatch, fr, perMsg(fc))
@@ -121,7 +123,8 @@ func (b *bench) throughput() {
 		median(defRatios), verdict, maxOf(def)/maxOf(raw))
 	fmt.Printf("  paced/raw, tuned options:   median of the rounds %.3f, best of each %.3f\n",
 		median(tunedRatios), maxOf(tuned)/maxOf(raw))
-	fmt.Printf("  medians: raw %.0f msgs/s, paced default %.0f, paced tuned %.0f\n", median(raw), median(def), median(tuned))
+	fmt.Printf("  medians: raw %.0f msgs/s, paced default %.0f, paced tuned %.0f; CPU per message paced/raw: default %.2f, tuned %.2f\n",
+		median(raw), median(def), median(tuned), median(defCPU), median(tunedCPU))
 }
 
 func (b *bench) precision() {
@@ -278,6 +281,11 @@ func (b *bench) pacedRun(n int, opts []natspacer.ConsumeOption) (float64, time.D
 	}
 	<-finished
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	st := c.Stats()
+	if *flagVerbose {
+		fmt.Printf("    paced (%d options): %d fetches (%.0f messages each), window at the end %d\n",
+			len(opts), st.Fetches, float64(st.Received)/float64(st.Fetches), st.Window)
+	}
 	c.Drain()
 	if err := c.Wait(); err != nil {
 		log.Fatal(err)

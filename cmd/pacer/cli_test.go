@@ -284,9 +284,10 @@ kind = "log"
 	out, code := pacerIn(t, dir, nil, "check", "--connect")
 	t.Log(out)
 	for _, w := range []string{
-		"redis " + redis + ": ok",
-		"nats nats://" + dead + ": FAILED",
-		`worker "a" http sink http://` + dead + "/jobs: FAILED",
+		"redis: ok: redis " + redis,
+		"nats: FAILED: ",
+		dead,
+		`worker "a" http sink: FAILED: http://` + dead + "/jobs",
 		"pacer check --connect: 2 addresses did not answer",
 	} {
 		if !strings.Contains(out, w) {

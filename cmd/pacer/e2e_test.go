@@ -88,7 +88,12 @@ type proc struct {
 // server listens.
 func startRun(t *testing.T, dir, config string, args ...string) *proc {
 	t.Helper()
-	admin := freeAddr(t)
+	return startRunOn(t, freeAddr(t), dir, config, args...)
+}
+
+// startRunOn is startRun with the admin server on admin.
+func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
+	t.Helper()
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,7 +118,7 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 40))
+			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 4000))
 		}
 	})
 	select {

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,9 +14,12 @@ import (
 )
 
 // Handler serves /metrics (Prometheus text format) and /status (JSON),
-// both from what get returns at each request. It is safe for concurrent
-// use if get is.
-func Handler(get func() status.Status) http.Handler {
+// both from what get returns at each request, and the dashboard: the page
+// at / and the samples it draws, /samples (JSON), from what samples
+// returns for the time in its query (?since=Unix seconds; the zero time
+// without). Every route is a GET; none changes anything. It is safe for
+// concurrent use if get and samples are.
+func Handler(get func() status.Status, samples func(since time.Time) status.Samples) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{get})
 	mux := http.NewServeMux()
@@ -26,9 +30,7 @@ func Handler(get func() status.Status) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(get())
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("pacer: /metrics, /status\n"))
-	})
+	routeDashboard(mux, samples)
 	return mux
 }
 

@@ -1,14 +1,21 @@
 package brokers
 
 import (
+	"cmp"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/internal/config"
 )
@@ -55,9 +62,15 @@ type Brokers struct {
 	nats  config.NATS
 	log   *slog.Logger
 
-	mu      sync.Mutex // guards the fields below
-	stops   []func()   // of the embedded brokers, in start order
-	nc      *nats.Conn
+	redisOnce sync.Once // makes rconn and rerr
+	rconn     redisConn
+	rerr      error
+
+	natsMu sync.Mutex // guards nc; held while connecting
+	nc     *nats.Conn
+
+	mu      sync.Mutex        // guards the fields below
+	stops   []func()          // of the embedded brokers, in start order
 	started map[string]string // kind → address of embedded brokers
 }
 
@@ -88,44 +101,315 @@ func (b *Brokers) embedded(kind, dir string) (string, error) {
 	return addr, nil
 }
 
-// RedisAddr returns the Redis address, starting the embedded Redis if
-// the address is "embedded".
+// RedisAddr returns the address of a single Redis server ([redis] addr
+// or the host of url), starting the embedded Redis if the address is
+// "embedded". It returns "" for a Redis Cluster or Sentinel.
 func (b *Brokers) RedisAddr() (string, error) {
 	if b.redis.Addr != Embedded {
-		return b.redis.Addr, nil
+		c, err := b.redisConn()
+		return c.addr, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.embedded("redis", "")
 }
 
-// Redis returns Asynq's connection options for the Redis server.
-func (b *Brokers) Redis() (asynq.RedisClientOpt, error) {
-	addr, err := b.RedisAddr()
+// Redis returns Asynq's connection options for the [redis] settings: an
+// asynq.RedisClientOpt, RedisClusterClientOpt or RedisFailoverClientOpt.
+// The Asynq source, its backlog probe and pacer enqueue use it.
+func (b *Brokers) Redis() (asynq.RedisConnOpt, error) {
+	c, err := b.redisConnStarted()
 	if err != nil {
-		return asynq.RedisClientOpt{}, err
+		return nil, err
 	}
-	return asynq.RedisClientOpt{Addr: addr, Password: b.redis.Password, DB: b.redis.DB}, nil
+	switch {
+	case len(c.cluster) > 0:
+		return asynq.RedisClusterClientOpt{Addrs: c.cluster, Username: c.username, Password: c.password, TLSConfig: c.tls}, nil
+	case c.master != "":
+		return asynq.RedisFailoverClientOpt{MasterName: c.master, SentinelAddrs: c.sentinels,
+			SentinelUsername: c.sentinelUser, SentinelPassword: c.sentinelPass,
+			Username: c.username, Password: c.password, DB: c.db, TLSConfig: c.tls}, nil
+	}
+	return asynq.RedisClientOpt{Addr: c.addr, Username: c.username, Password: c.password, DB: c.db, TLSConfig: c.tls}, nil
 }
 
-// NATS returns the connection to the NATS server that the sources share,
-// connecting the first time.
+// RedisClient returns a new go-redis client for the [redis] settings (a
+// *redis.Client, *redis.ClusterClient or a Sentinel failover client); the
+// caller closes it. tweak, if not nil, adjusts the options first (time
+// outs, retries). The fleets and pacer check --connect use it.
+func (b *Brokers) RedisClient(tweak func(*redis.UniversalOptions)) (redis.UniversalClient, error) {
+	c, err := b.redisConnStarted()
+	if err != nil {
+		return nil, err
+	}
+	o := &redis.UniversalOptions{
+		Username: c.username, Password: c.password, DB: c.db, TLSConfig: c.tls,
+		MasterName: c.master, SentinelUsername: c.sentinelUser, SentinelPassword: c.sentinelPass,
+	}
+	switch {
+	case len(c.cluster) > 0:
+		o.Addrs, o.IsClusterMode = c.cluster, true
+	case c.master != "":
+		o.Addrs = c.sentinels
+	default:
+		o.Addrs = []string{c.addr}
+	}
+	if tweak != nil {
+		tweak(o)
+	}
+	return redis.NewUniversalClient(o), nil
+}
+
+// RedisTarget describes the Redis that [redis] names, for logs and
+// errors: addresses, the kind of deployment, the user and whether TLS is
+// on, never a password.
+func (b *Brokers) RedisTarget() string {
+	c, err := b.redisConnStarted()
+	if err != nil {
+		return "redis (" + err.Error() + ")"
+	}
+	var s string
+	switch {
+	case len(c.cluster) > 0:
+		s = "redis cluster " + strings.Join(c.cluster, ",")
+	case c.master != "":
+		s = fmt.Sprintf("redis sentinel master %q via %s", c.master, strings.Join(c.sentinels, ","))
+	default:
+		s = "redis " + c.addr
+	}
+	if c.db != 0 {
+		s += fmt.Sprintf(" db %d", c.db)
+	}
+	if c.username != "" {
+		s += " user " + c.username
+	}
+	if c.tls != nil {
+		s += " (tls)"
+	}
+	return s
+}
+
+// RedisKind returns the kind of Redis deployment that [redis] names
+// ("server", "cluster" or "sentinel") and whether TLS is on.
+func (b *Brokers) RedisKind() (kind string, tlsOn bool) {
+	c, _ := b.redisConn()
+	switch {
+	case len(c.cluster) > 0:
+		kind = "cluster"
+	case c.master != "":
+		kind = "sentinel"
+	default:
+		kind = "server"
+	}
+	return kind, c.tls != nil
+}
+
+// redisConn is the [redis] settings resolved: url parsed, files read.
+type redisConn struct {
+	addr                       string   // a single server
+	cluster                    []string // seed nodes of a Redis Cluster
+	master                     string   // Sentinel's name of the primary
+	sentinels                  []string // Sentinel addresses
+	sentinelUser, sentinelPass string
+	username, password         string
+	db                         int
+	tls                        *tls.Config
+}
+
+// redisConnStarted is redisConn with the embedded Redis started if
+// [redis] addr is "embedded".
+func (b *Brokers) redisConnStarted() (redisConn, error) {
+	c, err := b.redisConn()
+	if err != nil || b.redis.Addr != Embedded {
+		return c, err
+	}
+	c.addr, err = b.RedisAddr()
+	return c, err
+}
+
+// redisConn resolves the [redis] settings once; the embedded address is
+// left to RedisAddr.
+func (b *Brokers) redisConn() (redisConn, error) {
+	b.redisOnce.Do(func() { b.rconn, b.rerr = resolveRedis(b.redis) })
+	return b.rconn, b.rerr
+}
+
+func resolveRedis(r config.Redis) (redisConn, error) {
+	c := redisConn{
+		addr: r.Addr, cluster: r.ClusterAddrs, master: r.Sentinel.Master, sentinels: r.Sentinel.Addrs,
+		sentinelUser: r.Sentinel.Username, sentinelPass: r.Sentinel.Password,
+		username: r.Username, password: r.Password, db: r.DB,
+	}
+	t, err := TLSConfig(r.TLS)
+	if err != nil {
+		return c, fmt.Errorf("worker: redis.tls: %w", err)
+	}
+	c.tls = t
+	if r.URL != "" {
+		o, err := redis.ParseURL(r.URL)
+		if err != nil {
+			return c, fmt.Errorf("worker: redis.url: not a redis:// or rediss:// URL")
+		}
+		c.addr = o.Addr
+		c.username = cmp.Or(c.username, o.Username)
+		c.password = cmp.Or(c.password, o.Password)
+		c.db = cmp.Or(c.db, o.DB)
+		if o.TLSConfig != nil && c.tls == nil {
+			c.tls = &tls.Config{MinVersion: tls.VersionTLS12} // rediss://: the system's roots, the host's name
+		}
+	}
+	return c, nil
+}
+
+// TLSConfig returns the tls.Config of a [redis.tls] or [nats.tls] table,
+// or nil if the table asks for no TLS. Its errors name the file that
+// could not be used.
+func TLSConfig(t config.TLS) (*tls.Config, error) {
+	if !t.On() {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca %q: no PEM certificate in the file", t.CA)
+		}
+	}
+	if t.Cert != "" || t.Key != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("cert %q, key %q: %w", t.Cert, t.Key, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// NATSURLs returns the servers of [nats] (url or urls), starting the
+// embedded server if url is "embedded".
+func (b *Brokers) NATSURLs() ([]string, error) {
+	if b.nats.URL == Embedded {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		u, err := b.embedded("nats", b.nats.StoreDir)
+		return []string{u}, err
+	}
+	if len(b.nats.URLs) > 0 {
+		return b.nats.URLs, nil
+	}
+	var urls []string
+	for u := range strings.SplitSeq(b.nats.URL, ",") {
+		urls = append(urls, strings.TrimSpace(u))
+	}
+	return urls, nil
+}
+
+// NATSTarget describes the NATS servers of [nats] for logs and errors:
+// their URLs with passwords and tokens hidden, how pacer logs in and
+// whether TLS is on.
+func (b *Brokers) NATSTarget() string {
+	urls, err := b.NATSURLs()
+	if err != nil {
+		return "nats (" + err.Error() + ")"
+	}
+	s := "nats " + config.RedactURL(strings.Join(urls, ","))
+	n := b.nats
+	switch {
+	case n.Creds != "":
+		s += " creds " + n.Creds
+	case n.NKey != "":
+		s += " nkey " + n.NKey
+	case n.User != "":
+		s += " user " + n.User
+	case n.Token != "":
+		s += " token"
+	}
+	if n.TLS.On() {
+		s += " (tls)"
+	}
+	return s
+}
+
+// NATSOptions returns the nats.Options of [nats] for a connection named
+// name: how to log in, TLS, and reconnecting for ever, every 500ms, to
+// any server of the cluster (nats.go also learns the cluster's other
+// servers from the one it reaches). Disconnects and reconnects are
+// logged, with passwords hidden.
+func (b *Brokers) NATSOptions(name string) ([]nats.Option, error) {
+	n := b.nats
+	var on atomic.Value // the URL of the server the connection is on, password hidden
+	on.Store("")
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.ConnectHandler(func(nc *nats.Conn) { on.Store(nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("nats disconnected; reconnecting", "server", on.Load(), "err", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			on.Store(nc.ConnectedUrlRedacted())
+			b.log.Info("nats reconnected", "server", on.Load())
+		}),
+	}
+	switch {
+	case n.Creds != "":
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	case n.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(n.NKey)
+		if err != nil {
+			// nats.go's message names the file and the problem, not the seed.
+			return nil, fmt.Errorf("worker: nats.nkey %q: %w", n.NKey, err)
+		}
+		opts = append(opts, o)
+	case n.User != "":
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	case n.Token != "":
+		opts = append(opts, nats.Token(n.Token))
+	}
+	t, err := TLSConfig(n.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("worker: nats.tls: %w", err)
+	}
+	if t != nil {
+		opts = append(opts, nats.Secure(t))
+	}
+	return opts, nil
+}
+
+// ConnectNATS opens a new connection to the [nats] servers, named name;
+// the caller closes it. Its error names the servers with passwords
+// hidden.
+func (b *Brokers) ConnectNATS(name string) (*nats.Conn, error) {
+	urls, err := b.NATSURLs()
+	if err != nil {
+		return nil, err
+	}
+	opts, err := b.NATSOptions(name)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %s: %w", b.NATSTarget(), err)
+	}
+	return nc, nil
+}
+
+// NATS returns the connection to the NATS servers that the sources
+// share, connecting the first time.
 func (b *Brokers) NATS() (*nats.Conn, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.natsMu.Lock()
+	defer b.natsMu.Unlock()
 	if b.nc != nil {
 		return b.nc, nil
 	}
-	url := b.nats.URL
-	if url == Embedded {
-		var err error
-		if url, err = b.embedded("nats", b.nats.StoreDir); err != nil {
-			return nil, err
-		}
-	}
-	nc, err := nats.Connect(url, nats.Name("pacer"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	nc, err := b.ConnectNATS("pacer")
 	if err != nil {
-		return nil, fmt.Errorf("worker: nats %s: %w", url, err)
+		return nil, err
 	}
 	b.nc = nc
 	return nc, nil
@@ -144,13 +428,15 @@ func (b *Brokers) Embedded() map[string]string {
 
 // Close closes the shared NATS connection and stops the embedded brokers.
 func (b *Brokers) Close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.natsMu.Lock()
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		b.nc.Close()
 		b.nc = nil
 	}
+	b.natsMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for i := len(b.stops) - 1; i >= 0; i-- {
 		b.stops[i]()
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 )
@@ -27,7 +29,8 @@ func TestEmbedded(t *testing.T) {
 		})
 		b := brokers.New(config.Redis{Addr: brokers.Embedded, Password: "p", DB: 3}, config.NATS{}, log)
 		for range 2 {
-			opt, err := b.Redis()
+			o, err := b.Redis()
+			opt, _ := o.(asynq.RedisClientOpt)
 			if err != nil || opt.Addr != "127.0.0.1:1" || opt.Password != "p" || opt.DB != 3 {
 				t.Fatalf("Redis() = %+v, %v; want 127.0.0.1:1, password p, db 3", opt, err)
 			}

@@ -91,7 +91,7 @@ func newApp() *cli.App {
 				ArgsUsage: "[CONFIG]",
 				Flags: []cli.Flag{
 					configFlag(false),
-					&cli.BoolFlag{Name: "connect", Usage: "also dial every broker and sink and say which answer"},
+					&cli.BoolFlag{Name: "connect", Usage: "also connect to the Redis and NATS the workers use and say what answered (version, cluster, TLS), and dial every http sink"},
 				},
 				Action: checkCmd,
 			},

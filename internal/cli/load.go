@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/loadgen"
 	"github.com/jobpacer/pacer/internal/plugin"
@@ -70,31 +72,29 @@ func enqueueCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := brokerOf(c, "redis", "redis", "REDIS_ADDR/REDIS_URL", config.DefaultRedis, f)
+			r, why, err := redisOf(c, f)
 			if err != nil {
 				return err
 			}
-			addr, password, db, err := redisAddr(b.addr)
-			if err != nil {
-				return usageError(c, "%s: %v", b.why, err)
-			}
-			if f != nil && !strings.HasPrefix(b.why, "--redis") {
-				password, db = f.Redis.Password, f.Redis.DB
-			}
 			q := cmp.Or(c.String("queue"), t.Queue, sources.DefaultQueue)
 			typ := cmp.Or(c.String("type"), t.TaskType, sources.DefaultTaskType)
-			retry := cmp.Or(c.Int("max-retry"), t.MaxRetry, sources.DefaultMaxRetry)
+			retry := cmp.Or(t.MaxRetry, sources.DefaultMaxRetry)
 			if c.IsSet("max-retry") {
 				retry = c.Int("max-retry")
 			}
-			opt := asynq.RedisClientOpt{Addr: addr, Password: password, DB: db}
-			if err := pingRedis(c.Context, opt); err != nil {
-				return cli.Exit(fmt.Sprintf("pacer enqueue: redis %s (%s): %v", addr, b.why, err), 1)
+			b := brokers.New(r, config.NATS{}, slog.New(slog.DiscardHandler))
+			defer b.Close()
+			if err := pingRedis(b); err != nil {
+				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %v", b.RedisTarget(), why, err), 1)
+			}
+			opt, err := b.Redis()
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %v", b.RedisTarget(), why, err), 1)
 			}
 			cl := asynq.NewClient(opt)
 			defer cl.Close()
-			where := fmt.Sprintf("redis %s queue %s", addr, q)
-			fmt.Fprintf(c.App.ErrWriter, "pacer enqueue: to %s (%s%s)\n", where, b.why, wname)
+			where := fmt.Sprintf("%s queue %s", b.RedisTarget(), q)
+			fmt.Fprintf(c.App.ErrWriter, "pacer enqueue: to %s (%s%s)\n", where, why, wname)
 			return generate(c, "enqueued", where, func(ctx context.Context, payload []byte) error {
 				_, err := cl.EnqueueContext(ctx, asynq.NewTask(typ, payload), asynq.Queue(q), asynq.MaxRetry(retry))
 				return err
@@ -132,17 +132,19 @@ func publishCommand() *cli.Command {
 			if c.IsSet("jetstream") {
 				useJS = c.Bool("jetstream")
 			}
-			b, err := brokerOf(c, "nats", "nats", "NATS_URL", nats.DefaultURL, f)
+			n, why, err := natsOf(c, f)
 			if err != nil {
 				return err
 			}
-			nc, err := nats.Connect(b.addr, nats.Name("pacer publish"), nats.Timeout(5*time.Second))
+			b := brokers.New(config.Redis{}, n, slog.New(slog.DiscardHandler))
+			defer b.Close()
+			nc, err := b.ConnectNATS("pacer publish")
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("pacer publish: nats %s (%s): %v", b.addr, b.why, err), 1)
+				return cli.Exit(fmt.Sprintf("pacer publish: %s (%s): %v", b.NATSTarget(), why, err), 1)
 			}
 			defer nc.Close()
 			pub := func(_ context.Context, payload []byte) error { return nc.Publish(subj, payload) }
-			where := fmt.Sprintf("nats %s subject %s", b.addr, subj)
+			where := fmt.Sprintf("%s subject %s", b.NATSTarget(), subj)
 			if useJS {
 				js, err := jetstream.New(nc)
 				if err != nil {
@@ -157,7 +159,7 @@ func publishCommand() *cli.Command {
 					return err
 				}
 			}
-			fmt.Fprintf(c.App.ErrWriter, "pacer publish: to %s (%s%s)\n", where, b.why, wname)
+			fmt.Fprintf(c.App.ErrWriter, "pacer publish: to %s (%s%s)\n", where, why, wname)
 			err = generate(c, "published", where, pub)
 			if err == nil {
 				err = nc.Flush()

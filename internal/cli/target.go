@@ -1,14 +1,19 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
+	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/plugin"
 	"github.com/jobpacer/pacer/internal/status"
@@ -56,62 +61,76 @@ func adminAddr(c *cli.Context) (string, error) {
 	return config.DefaultAdmin, nil
 }
 
-// broker says where a load generator sends jobs and why there.
-type broker struct {
-	addr string // host:port for Redis, a URL for NATS
-	why  string // "--redis", "the embedded Redis of the pacer run at …"
-}
-
-// brokerOf returns the broker of kind ("redis" or "nats") that enqueue or
-// publish use: the flag or its environment variable, else the broker of
-// the config's running pacer run (asked at its admin address when the
-// config says "embedded"), else the config's address, else def.
-func brokerOf(c *cli.Context, kind, flag, env, def string, f *config.File) (broker, error) {
-	if v := c.String(flag); v != "" {
-		return broker{v, "--" + flag + " or " + env}, nil
+// redisOf returns the Redis that enqueue sends to and why there:
+// --redis (or REDIS_ADDR, REDIS_URL: host:port or a redis:// or rediss://
+// URL), else the config's [redis] (with its TLS, ACL user, cluster or
+// sentinel), where "embedded" is the embedded Redis of the pacer run
+// answering at the config's admin address, else the default address.
+func redisOf(c *cli.Context, f *config.File) (config.Redis, string, error) {
+	if v := c.String("redis"); v != "" {
+		if strings.Contains(v, "://") {
+			return config.Redis{URL: v}, "--redis or REDIS_ADDR/REDIS_URL", nil
+		}
+		return config.Redis{Addr: v}, "--redis or REDIS_ADDR/REDIS_URL", nil
 	}
 	if f == nil {
-		return broker{def, "the default (no " + DefaultConfig + " here; --" + flag + " names another)"}, nil
+		return config.Redis{Addr: config.DefaultRedis}, "the default: no " + DefaultConfig + " here, and no --redis", nil
 	}
-	addr := f.Redis.Addr
-	if kind == "nats" {
-		addr = f.NATS.URL
+	if f.Redis.Addr != config.Embedded {
+		return f.Redis, "the [redis] of " + f.Path, nil
 	}
-	if addr != config.Embedded {
-		return broker{addr, f.Path + "'s [" + kind + "]"}, nil
+	addr, why, err := embeddedOf(c, f, "redis", "--redis")
+	return config.Redis{Addr: addr}, why, err
+}
+
+// natsOf is redisOf for publish: --nats (or NATS_URL), else the config's
+// [nats], else the default URL.
+func natsOf(c *cli.Context, f *config.File) (config.NATS, string, error) {
+	if v := c.String("nats"); v != "" {
+		return config.NATS{URL: v}, "--nats or NATS_URL", nil
 	}
+	if f == nil {
+		return config.NATS{URL: config.DefaultNATS}, "the default: no " + DefaultConfig + " here, and no --nats", nil
+	}
+	if f.NATS.URL != config.Embedded {
+		return f.NATS, "the [nats] of " + f.Path, nil
+	}
+	url, why, err := embeddedOf(c, f, "nats", "--nats")
+	return config.NATS{URL: url}, why, err
+}
+
+// embeddedOf asks the pacer run at the config's admin address (or
+// --admin) for the address of its embedded broker of kind.
+func embeddedOf(c *cli.Context, f *config.File, kind, flag string) (string, string, error) {
 	admin, err := adminAddr(c)
 	if err != nil {
-		return broker{}, err
+		return "", "", err
 	}
 	st, _, err := status.Fetch(admin)
 	if err != nil {
-		return broker{}, cli.Exit(fmt.Sprintf("pacer %s: %s uses the embedded %s of a running `pacer run`, and none answers at %s (%v): start `pacer run` first, or give --%s ADDR",
+		return "", "", cli.Exit(fmt.Sprintf("pacer %s: %s uses the embedded %s of a running `pacer run`, and none answers at %s (%v): start `pacer run` first, or give %s",
 			c.Command.Name, f.Path, kind, admin, err, flag), 1)
 	}
 	a := st.Embedded[kind]
 	if a == "" {
-		return broker{}, cli.Exit(fmt.Sprintf("pacer %s: the pacer run at %s has not started an embedded %s (no worker of it uses %s): give --%s ADDR",
+		return "", "", cli.Exit(fmt.Sprintf("pacer %s: the pacer run at %s has not started an embedded %s (no worker of it uses %s): give %s",
 			c.Command.Name, admin, kind, kind, flag), 1)
 	}
-	return broker{a, "the embedded " + kind + " of the pacer run at " + admin}, nil
+	return a, "the embedded " + kind + " of the pacer run at " + admin, nil
 }
 
-// redisAddr turns REDIS_URL's redis://[:password@]host:port[/db] into the
-// host:port --redis takes, or returns s as it is.
-func redisAddr(s string) (addr, password string, db int, err error) {
-	if !strings.Contains(s, "://") {
-		return s, "", 0, nil
+// pingRedis dials the Redis of b once, with go-redis's own log lines off,
+// and reports whether it answers PING.
+func pingRedis(b *brokers.Brokers) error {
+	redis.SetLogger(redisLog{slog.New(slog.DiscardHandler)})
+	rdb, err := b.RedisClient(func(o *redis.UniversalOptions) {
+		o.DialTimeout, o.MaxRetries = 3*time.Second, -1
+	})
+	if err != nil {
+		return err
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "redis" || u.Host == "" {
-		return "", "", 0, fmt.Errorf("%q: want host:port or redis://[:password@]host:port[/db]", s)
-	}
-	password, _ = u.User.Password()
-	if p := strings.Trim(u.Path, "/"); p != "" {
-		if _, err := fmt.Sscan(p, &db); err != nil || db < 0 {
-			return "", "", 0, fmt.Errorf("%q: the database %q is not a number ≥ 0", s, p)
-		}
-	}
-	return u.Host, password, db, nil
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return rdb.Ping(ctx).Err()
 }

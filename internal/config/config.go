@@ -77,17 +77,59 @@ type File struct {
 	fleetOK map[string]bool // fleets whose settings passed redisbucket's checks
 }
 
-// Redis says where the Redis server of Asynq sources and of fleets is.
+// Redis says where the Redis server of Asynq sources and of fleets is, and
+// how to log in. One of addr, url, cluster_addrs and sentinel names the
+// server (addr by default). Every string may hold ${NAME}, replaced by the
+// environment variable NAME when the file loads (see docs/connections.md).
 type Redis struct {
-	Addr     string `toml:"addr"` // host:port, or "embedded"
-	Password string `toml:"password"`
-	DB       int    `toml:"db"`
+	Addr         string   `toml:"addr"`          // host:port, or "embedded"
+	URL          string   `toml:"url"`           // redis://[user:password@]host:port[/db], or rediss:// for TLS
+	ClusterAddrs []string `toml:"cluster_addrs"` // seed nodes of a Redis Cluster, host:port
+	Sentinel     Sentinel `toml:"sentinel"`      // a primary found through Redis Sentinel
+	Username     string   `toml:"username"`      // ACL user; "" = default
+	Password     string   `toml:"password"`
+	DB           int      `toml:"db"`
+	TLS          TLS      `toml:"tls"`
 }
 
-// NATS says where the NATS server of jetstream and nats sources is.
+// Sentinel is the [redis.sentinel] table: the primary named Master, found
+// through the sentinels at Addrs.
+type Sentinel struct {
+	Master   string   `toml:"master"`   // the name the sentinels monitor
+	Addrs    []string `toml:"addrs"`    // sentinels, host:port
+	Username string   `toml:"username"` // of the sentinels, if they ask for one
+	Password string   `toml:"password"` // of the sentinels, if they ask for one
+}
+
+// TLS is a [redis.tls] or [nats.tls] table. Any key turns TLS on; with no
+// CA the system's roots verify the server.
+type TLS struct {
+	Enabled    bool   `toml:"enabled"`     // TLS with the system's roots and no other key
+	CA         string `toml:"ca"`          // PEM file of the CA that signed the server's certificate
+	Cert       string `toml:"cert"`        // PEM file of the client certificate, with key
+	Key        string `toml:"key"`         // PEM file of the client certificate's key
+	ServerName string `toml:"server_name"` // name to verify the server's certificate against; "" = the host dialled
+}
+
+// On reports whether any key of the table asks for TLS.
+func (t TLS) On() bool {
+	return t.Enabled || t.CA != "" || t.Cert != "" || t.Key != "" || t.ServerName != ""
+}
+
+// NATS says where the NATS server (or cluster) of jetstream and nats
+// sources is, and how to log in: at most one of creds, nkey, user and
+// token. Every string may hold ${NAME}, replaced by the environment
+// variable NAME when the file loads.
 type NATS struct {
-	URL      string `toml:"url"`       // nats://host:port, or "embedded"
-	StoreDir string `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	URL      string   `toml:"url"`       // nats://host:port (several comma-separated), or "embedded"
+	URLs     []string `toml:"urls"`      // servers of a cluster; instead of url
+	StoreDir string   `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
+	Creds    string   `toml:"creds"`     // a .creds file (user JWT and nkey seed)
+	NKey     string   `toml:"nkey"`      // a file holding an nkey seed (SU...)
+	User     string   `toml:"user"`
+	Password string   `toml:"password"`
+	Token    string   `toml:"token"`
+	TLS      TLS      `toml:"tls"`
 }
 
 // Demo is a producer that feeds every worker's source, for demos.
@@ -335,7 +377,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	if _, err := toml.Decode(data, &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e := &Error{File: name, Line: pe.Position.Line, Msg: pe.Message}
+			e := &Error{File: name, Line: pe.Position.Line, Msg: hideSecret(pe.LastKey, pe.Message)}
 			if pe.LastKey != "" {
 				e.Key = pe.LastKey
 				if ls := f.pos.plain[pe.LastKey]; e.Line == 0 && len(ls) > 0 {
@@ -372,8 +414,10 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			errs = append(errs, &Error{File: name, Msg: err.Error()})
 		}
 	}
+	add(f.expandEnv())
 	f.defaults()
 	add(f.checkTop())
+	add(f.checkBrokers())
 	add(f.checkFleets())
 	seen := map[string]int{}
 	for i := range f.Workers {
@@ -518,10 +562,10 @@ func (f *File) defaults() {
 	if f.RecoverTimeout == 0 {
 		f.RecoverTimeout = Duration(DefaultRecoverTimeout)
 	}
-	if f.Redis.Addr == "" {
+	if f.Redis.Addr == "" && f.Redis.URL == "" && len(f.Redis.ClusterAddrs) == 0 && f.Redis.Sentinel.Master == "" {
 		f.Redis.Addr = DefaultRedis
 	}
-	if f.NATS.URL == "" {
+	if f.NATS.URL == "" && len(f.NATS.URLs) == 0 {
 		f.NATS.URL = DefaultNATS
 	}
 	for name, fl := range f.Fleets {
@@ -561,18 +605,13 @@ func (f *File) checkTop() error {
 	if d := f.RecoverTimeout.D(); d < MinRecoverTimeout || d > MaxRecoverTimeout {
 		add("recover_timeout", fmt.Sprintf("%v: want a duration in [%v, %v]", f.RecoverTimeout, MinRecoverTimeout, MaxRecoverTimeout))
 	}
-	if f.Redis.Addr != Embedded {
+	if f.Redis.Addr != "" && f.Redis.Addr != Embedded { // the other forms: checkBrokers
 		if err := checkHostPort(f.Redis.Addr); err != nil {
 			add("redis.addr", fmt.Sprintf("%q: %v, such as \"127.0.0.1:6379\", or \"embedded\"", f.Redis.Addr, err))
 		}
 	}
 	if f.Redis.DB < 0 {
 		add("redis.db", fmt.Sprintf("%d: want ≥ 0", f.Redis.DB))
-	}
-	if f.NATS.URL != Embedded {
-		if err := checkNATSURL(f.NATS.URL); err != nil {
-			add("nats.url", fmt.Sprintf("%q: %v, such as \"nats://127.0.0.1:4222\", or \"embedded\"", f.NATS.URL, err))
-		}
 	}
 	if r := f.Demo.Rate; math.IsNaN(r) || r < 0 || r > pacer.MaxRate {
 		add("demo.rate", fmt.Sprintf("%g: want jobs per second in [0, %g] (0 turns the demo producer off)", r, float64(pacer.MaxRate)))
@@ -603,32 +642,6 @@ func checkHostPort(addr string) error {
 	}
 	if strings.ContainsAny(host, " /") {
 		return fmt.Errorf("host %q is not a host name or address", host)
-	}
-	return nil
-}
-
-// checkNATSURL checks the URL (or comma-separated URLs) of a NATS server.
-func checkNATSURL(s string) error {
-	for u := range strings.SplitSeq(s, ",") {
-		u = strings.TrimSpace(u)
-		scheme, hostport, ok := strings.Cut(u, "://")
-		if !ok { // nats.go reads host:port as nats://host:port
-			scheme, hostport = "nats", u
-		}
-		switch scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return fmt.Errorf("scheme %q: want nats://host:port (or tls://, ws://, wss://)", scheme)
-		}
-		if at := strings.LastIndexByte(hostport, '@'); at >= 0 {
-			hostport = hostport[at+1:]
-		}
-		if !strings.Contains(hostport, ":") {
-			hostport += ":4222"
-		}
-		if err := checkHostPort(hostport); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -266,7 +266,7 @@ func TestParseTypeErrors(t *testing.T) {
 			[]string{`c.toml:2: redis.addr: "localhost": want host:port`}},
 		{"a NATS URL of another scheme",
 			"[nats]\nurl = \"http://127.0.0.1:4222\"\n[[worker]]\nname = \"a\"\nrate = 2\n" + src,
-			[]string{`c.toml:2: nats.url: "http://127.0.0.1:4222": scheme "http": want nats://host:port`}},
+			[]string{`c.toml:2: nats.url: scheme "http": want nats://, tls://, ws:// or wss://`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

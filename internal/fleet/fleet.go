@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/status"
 )
@@ -19,7 +20,7 @@ import (
 // member of the fleet in Redis, so a process has one per key).
 type member struct {
 	cfg    config.Fleet // guarded by Set.mu
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	bucket *redisbucket.Bucket
 	users  []string // names of the workers that use it, in config order
 }
@@ -34,12 +35,12 @@ type Set struct {
 }
 
 // Open makes the bucket of every fleet that a worker of f names, on the
-// Redis at the address that redisAddr returns (which starts the embedded
-// one if f's [redis] addr is "embedded"; it is called only if a worker
-// names a fleet). A Redis that cannot be reached is not an error: the
-// bucket starts at its local share and rejoins when Redis answers. A
-// Redis that refuses the bucket's script is; then nothing stays open.
-func Open(f *config.File, redisAddr func() (string, error), log *slog.Logger) (*Set, error) {
+// Redis of b (which starts the embedded one if f's [redis] addr is
+// "embedded"; it is asked only if a worker names a fleet). A Redis that
+// cannot be reached is not an error: the bucket starts at its local share
+// and rejoins when Redis answers. A Redis that refuses the bucket's script
+// is; then nothing stays open.
+func Open(f *config.File, b *brokers.Brokers, log *slog.Logger) (*Set, error) {
 	s := &Set{log: log, members: map[string]*member{}}
 	for _, w := range f.Workers {
 		if w.Fleet == "" {
@@ -49,7 +50,7 @@ func Open(f *config.File, redisAddr func() (string, error), log *slog.Logger) (*
 			m.users = append(m.users, w.Name)
 			continue
 		}
-		m, err := s.join(f, f.Fleets[w.Fleet], redisAddr)
+		m, err := s.join(f, f.Fleets[w.Fleet], b)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -60,8 +61,8 @@ func Open(f *config.File, redisAddr func() (string, error), log *slog.Logger) (*
 	return s, nil
 }
 
-func (s *Set) join(f *config.File, fc config.Fleet, redisAddr func() (string, error)) (*member, error) {
-	addr, err := redisAddr()
+func (s *Set) join(f *config.File, fc config.Fleet, b *brokers.Brokers) (*member, error) {
+	rdb, err := b.RedisClient(func(o *redis.UniversalOptions) { o.ContextTimeoutEnabled = true })
 	if err != nil {
 		return nil, fmt.Errorf("fleet %q: %w", fc.Name, err)
 	}
@@ -69,17 +70,17 @@ func (s *Set) join(f *config.File, fc config.Fleet, redisAddr func() (string, er
 		s.log.Warn("fleet on the embedded Redis: only the workers of this process share it; set [redis] addr to share it with other processes",
 			"fleet", fc.Name)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: f.Redis.Password, DB: f.Redis.DB, ContextTimeoutEnabled: true})
+	target := b.RedisTarget()
 	bc := fc.Bucket()
 	bc.Logger = s.log.With("fleet", fc.Name)
-	b, err := redisbucket.New(rdb, bc)
+	bk, err := redisbucket.New(rdb, bc)
 	if err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("fleet %q on redis %s: %w", fc.Name, addr, err)
+		return nil, fmt.Errorf("fleet %q on %s: %w", fc.Name, target, err)
 	}
-	st := b.Stats()
-	s.log.Info("fleet joined", "fleet", fc.Name, "rate", fc.Rate, "mode", st.Mode.String(), "processes", st.Workers, "redis", addr)
-	return &member{cfg: fc, rdb: rdb, bucket: b}, nil
+	st := bk.Stats()
+	s.log.Info("fleet joined", "fleet", fc.Name, "rate", fc.Rate, "mode", st.Mode.String(), "processes", st.Workers, "redis", target)
+	return &member{cfg: fc, rdb: rdb, bucket: bk}, nil
 }
 
 // Bucket returns the shared limit of the fleet name, the pacer.Limiter

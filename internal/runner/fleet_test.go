@@ -202,7 +202,7 @@ func TestFleetSharedByWorkers(t *testing.T) {
 		t.Errorf("no warning that an embedded Redis shares the fleet with this process only:\n%s", logs)
 	}
 
-	srv := httptest.NewServer(admin.Handler(r.Status))
+	srv := httptest.NewServer(admin.Handler(r.Status, r.Samples))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {

@@ -58,7 +58,7 @@ type runWorker struct {
 	fleet  *redisbucket.Bucket // the fleet's limit; nil: no fleet
 	src    plugin.Source
 	snk    sink.Sink
-	rate   meter
+	hist   history // a sample a second, for /samples and the measured pace
 
 	running atomic.Int64 // jobs in the sink now: the one "in flight"
 	fails   failLog
@@ -107,16 +107,16 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
-		srv := admin.Serve(ln, admin.Handler(r.Status), r.Readiness)
+		srv := admin.Serve(ln, admin.Handler(r.Status, r.Samples), r.Readiness)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz")
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
 	}
 
-	fleets, err := fleet.Open(cfg, r.brokers.RedisAddr, r.log)
+	fleets, err := fleet.Open(cfg, r.brokers, r.log)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, w := range r.workers {
 		bgWG.Add(3)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
-		go func() { defer bgWG.Done(); w.rate.run(bg, w.p) }()
+		go func() { defer bgWG.Done(); w.hist.run(bg, w.take) }()
 		go func() { defer bgWG.Done(); r.watch(bg, w) }()
 		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),

@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
-	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/plugin"
@@ -25,7 +23,8 @@ type AsynqConfig struct {
 	Queue string `toml:"queue"`
 	// Concurrency is how many tasks the Asynq server holds at once
 	// (waiting for the pace or running). The default value is the
-	// worker's max_in_flight, or DefaultConcurrency without one.
+	// worker's max_in_flight, or without one asynqpacer.Concurrency of the
+	// pacer's rate at start (50ms of work at the rate, 10 to 1000).
 	Concurrency int `toml:"concurrency"`
 	// TaskType is the type of the tasks that the demo producer and pacer
 	// enqueue put in. The default value is "job".
@@ -40,10 +39,6 @@ const (
 	DefaultQueue    = "default"
 	DefaultTaskType = "job"
 	DefaultMaxRetry = 25 // Asynq's
-	// DefaultConcurrency is the Asynq server's concurrency for a worker
-	// without max_in_flight: natspacer's default too, so that every source
-	// kind holds as many jobs at once.
-	DefaultConcurrency = natspacer.DefaultConcurrency
 )
 
 func init() {
@@ -59,7 +54,7 @@ func init() {
 			c.TaskType = DefaultTaskType
 		}
 		if c.Concurrency < 0 || c.Concurrency > pacer.InFlightLimit {
-			return nil, o.Errorf("concurrency", "%d: want tasks in [0, %d] (0: max_in_flight, or %d)", c.Concurrency, pacer.InFlightLimit, DefaultConcurrency)
+			return nil, o.Errorf("concurrency", "%d: want tasks in [0, %d] (0: max_in_flight, or 50ms of work at the rate)", c.Concurrency, pacer.InFlightLimit)
 		}
 		if c.MaxRetry < 0 {
 			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)
@@ -74,7 +69,7 @@ func init() {
 type asynqSource struct {
 	cfg     AsynqConfig
 	brokers *brokers.Brokers // set by UseBrokers
-	opt     asynq.RedisClientOpt
+	opt     asynq.RedisConnOpt
 	probe   *asynqpacer.Probe
 	client  *asynq.Client
 }
@@ -88,11 +83,14 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		return nil, err
 	}
 	s.opt = opt
-	rdb := redis.NewClient(&redis.Options{Addr: opt.Addr, Password: opt.Password, DB: opt.DB})
+	rdb, err := b.RedisClient(nil)
+	if err != nil {
+		return nil, err
+	}
 	err = rdb.Ping(ctx).Err()
 	rdb.Close()
 	if err != nil {
-		return nil, fmt.Errorf("worker: asynq source: redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("worker: asynq source: %s: %w", b.RedisTarget(), err)
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
@@ -121,7 +119,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		conc = env.MaxInFlight
 	}
 	if conc == 0 {
-		conc = DefaultConcurrency
+		conc = asynqpacer.Concurrency(env.Pacer.Stats().Ceiling, 0)
 	}
 	srv := asynq.NewServer(s.opt, asynq.Config{
 		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},

@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -73,3 +74,5 @@ func UniqueName(t testing.TB) string {
 	}
 	return name + "_" + hex.EncodeToString(r[:])
 }
+
+func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }

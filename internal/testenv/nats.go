@@ -58,6 +58,13 @@ func NATS(t testing.TB) *NATSServer {
 // embedded nats-server of t's own, which the test may stop and restart.
 func NATSEmbedded(t testing.TB) *NATSServer {
 	t.Helper()
+	return NATSEmbeddedWith(t, nil)
+}
+
+// NATSEmbeddedWith is NATSEmbedded with the server's options adjusted by
+// configure (if not nil) before it starts: TLS, users, nkeys, accounts.
+func NATSEmbeddedWith(t testing.TB, configure func(*server.Options)) *NATSServer {
+	t.Helper()
 	s := &NATSServer{t: t, opts: server.Options{
 		ServerName: "pacer-test",
 		Host:       "127.0.0.1",
@@ -70,6 +77,9 @@ func NATSEmbedded(t testing.TB) *NATSServer {
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  1 << 30,
 	}}
+	if configure != nil {
+		configure(&s.opts)
+	}
 	t.Cleanup(s.stop)
 	if err := s.start(); err != nil {
 		t.Fatalf("testenv: starting embedded nats-server: %v", err)

@@ -1,0 +1,370 @@
+package main_test
+
+//go:generate go test -run ^TestDashboardInChromium$ -count=1 . -args -dashboard.png=../../docs/dashboard.png -dashboard.run=150s
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/jobpacer/pacer/internal/status"
+)
+
+var (
+	dashboardPNG = flag.String("dashboard.png", "", "also write the dashboard's screenshot to `file` (go generate writes docs/dashboard.png)")
+	dashboardRun = flag.Duration("dashboard.run", 0, "let `pacer run` go this long before the checks and the screenshot")
+)
+
+// chromium returns the path of a Chromium, or skips t; under CI=true it
+// fails t instead.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	const msg = "no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// statusLog records /status of an admin address every 20 ms, with the
+// time each answer came back, until the test ends.
+type statusLog struct {
+	mu   sync.Mutex // guards rows
+	rows []statusRow
+}
+
+type statusRow struct {
+	at time.Time
+	st status.Status
+}
+
+func recordStatus(t *testing.T, admin string) *statusLog {
+	l := &statusLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if st, _, err := status.Fetch(admin); err == nil {
+				l.mu.Lock()
+				l.rows = append(l.rows, statusRow{time.Now(), st})
+				l.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// worker returns the state of worker name in the answers that came back
+// in [from, to].
+func (l *statusLog) worker(name string, from, to time.Time) []status.WorkerStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []status.WorkerStatus
+	for _, r := range l.rows {
+		if r.at.Before(from) || r.at.After(to) {
+			continue
+		}
+		for _, w := range r.st.Workers {
+			if w.Name == name {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// pagePanel is what the page shows for one worker.
+type pagePanel struct {
+	Worker string            `json:"worker"`
+	T      float64           `json:"t"` // the time of the sample shown, Unix seconds
+	Values map[string]string `json:"values"`
+	Charts []struct {
+		Title  string `json:"title"`
+		Points int    `json:"points"` // points the chart holds
+		Ink    int    `json:"ink"`    // coloured pixels on its canvas: lines drawn
+	} `json:"charts"`
+}
+
+type pageHeader struct {
+	Process string `json:"process"`
+	Brokers string `json:"brokers"`
+	Uptime  string `json:"uptime"`
+	Conn    string `json:"conn"`
+}
+
+const readPanels = `[...document.querySelectorAll('section.panel')].map((p) => {
+  const v = (k) => { const e = p.querySelector('.tile[data-k="' + k + '"] .val b'); return e ? e.textContent : ''; };
+  const s = (k) => { const e = p.querySelector('.sub [data-k="' + k + '"]'); return e ? e.textContent : ''; };
+  return {
+    worker: p.dataset.worker, t: Number(p.dataset.t || 0),
+    values: { pace: v('pace'), ceiling: v('ceiling'), backlog: v('backlog'), in_flight: v('in_flight'), factor: v('factor'),
+      succeeded: s('succeeded'), failed: s('failed'), throttled: s('throttled'), pauses: s('pauses') },
+    charts: [...p.querySelectorAll('.chart')].map((c) => {
+      const cv = c.querySelector('canvas');
+      const copy = document.createElement('canvas');
+      copy.width = cv.width;
+      copy.height = cv.height;
+      const cx = copy.getContext('2d', { willReadFrequently: true });
+      cx.drawImage(cv, 0, 0);
+      const d = cx.getImageData(0, 0, cv.width, cv.height).data;
+      let ink = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 200 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 90) ink++;
+      }
+      return { title: c.querySelector('h3').firstChild.textContent, points: Number(c.dataset.points || 0), ink };
+    }),
+  };
+})`
+
+const readHeader = `({ process: document.querySelector('#process').textContent, brokers: document.querySelector('#brokers').textContent,
+  uptime: document.querySelector('#uptime').textContent, conn: document.querySelector('#conn').className })`
+
+// fields maps each number the page shows to the same number in /status.
+var fields = map[string]func(w status.WorkerStatus) float64{
+	"pace":      func(w status.WorkerStatus) float64 { return w.Pace },
+	"ceiling":   func(w status.WorkerStatus) float64 { return w.Ceiling },
+	"backlog":   func(w status.WorkerStatus) float64 { return float64(w.Backlog) },
+	"in_flight": func(w status.WorkerStatus) float64 { return float64(w.InFlight) },
+	"factor":    func(w status.WorkerStatus) float64 { return w.Factor },
+	"succeeded": func(w status.WorkerStatus) float64 { return float64(w.Succeeded) },
+	"failed":    func(w status.WorkerStatus) float64 { return float64(w.Failed) },
+	"throttled": func(w status.WorkerStatus) float64 { return float64(w.Throttled) },
+	"pauses":    func(w status.WorkerStatus) float64 { return float64(w.Pauses) },
+}
+
+// shown parses a number as the page shows it ("1,234.5") and returns it
+// with half a unit of its last digit: the rounding of the display.
+func shown(s string) (v, tol float64, err error) {
+	s = strings.ReplaceAll(strings.TrimSpace(s), ",", "")
+	v, err = strconv.ParseFloat(s, 64)
+	decimals := 0
+	if _, frac, ok := strings.Cut(s, "."); ok {
+		decimals = len(frac)
+	}
+	return v, 0.5*math.Pow10(-decimals) + 1e-9, err
+}
+
+// The dashboard in a real browser, against a real `pacer run` on the
+// default config: the page loads with no console error, shows a panel per
+// worker whose charts hold points, and the numbers it shows are those of
+// /status within one sample; it keeps working across a restart of the
+// process. It saves a screenshot (and writes docs/dashboard.png under
+// go generate).
+func TestDashboardInChromium(t *testing.T) {
+	browser := chromium(t)
+	t.Parallel()
+	cfg, err := os.ReadFile("../../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := startRun(t, dir, string(cfg))
+	statuses := recordStatus(t, p.admin)
+	workers := p.status().Workers
+	if len(workers) != 2 {
+		t.Fatalf("the default config runs %d workers, want 2", len(workers))
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.WindowSize(1400, 1000),
+		chromedp.Flag("hide-scrollbars", true))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses to run as root
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+
+	// Collect the console: calls of the console API, uncaught exceptions
+	// and the browser's log (a failed load, a CSP violation).
+	var (
+		consoleMu sync.Mutex
+		console   []chromedp.ConsoleMessage
+	)
+	messages := chromedp.Console(ctx)
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			consoleMu.Lock()
+			console = append(console, m)
+			consoleMu.Unlock()
+		}
+	}()
+	defer func() { cancelTab(); cancelAlloc(); <-consoleDone }()
+	consoleSince := func(i int) ([]chromedp.ConsoleMessage, int) {
+		consoleMu.Lock()
+		defer consoleMu.Unlock()
+		return append([]chromedp.ConsoleMessage(nil), console[i:]...), len(console)
+	}
+	run := func(what string, a chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(actx, a); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	run("open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
+	if *dashboardRun > 0 {
+		t.Logf("letting the run go %v before the checks", *dashboardRun)
+		time.Sleep(*dashboardRun)
+	}
+	// Every panel's charts hold at least 5 points.
+	run("wait for the charts to hold points", chromedp.Poll[chromedp.Void](`document.querySelectorAll('section.panel').length == 2 &&
+		[...document.querySelectorAll('section.panel .chart')].every((c) => Number(c.dataset.points || 0) >= 5)`,
+		chromedp.WithPollingTimeout(40*time.Second)))
+
+	// checkPage checks the page against /status and returns the time of
+	// the newest sample it shows.
+	checkPage := func(pid int) (newest float64) {
+		t.Helper()
+		panels := evaluate[[]pagePanel](ctx, t, readPanels)
+		if len(panels) != len(workers) {
+			t.Fatalf("%d panels on the page, want one per worker (%d)", len(panels), len(workers))
+		}
+		for i, w := range workers {
+			pp := panels[i]
+			if pp.Worker != w.Name {
+				t.Errorf("panel %d is worker %q, want %q", i, pp.Worker, w.Name)
+			}
+			if len(pp.Charts) != 3 {
+				t.Errorf("worker %q: %d charts, want 3", w.Name, len(pp.Charts))
+			}
+			for _, c := range pp.Charts {
+				if c.Points < 5 || c.Ink < 50 {
+					t.Errorf("worker %q, chart %q: %d points, %d coloured pixels; want ≥ 5 and ≥ 50", w.Name, c.Title, c.Points, c.Ink)
+				}
+			}
+		}
+		h := evaluate[pageHeader](ctx, t, readHeader)
+		if !strings.Contains(h.Process, fmt.Sprintf("pid %d", pid)) || !strings.Contains(h.Brokers, "redis embedded 127.0.0.1:") ||
+			!strings.Contains(h.Brokers, "nats embedded nats://127.0.0.1:") || h.Uptime == "–" || !strings.Contains(h.Conn, "live") {
+			t.Errorf("header %+v: want pid %d, the embedded brokers, an uptime and live", h, pid)
+		}
+		// The numbers shown: those of /status within one sample (1 s)
+		// of the sample they come from.
+		for _, pp := range panels {
+			newest = max(newest, pp.T)
+			at := time.UnixMilli(int64(pp.T * 1000))
+			if age := time.Since(at); age > 3*time.Second || age < -time.Second {
+				t.Errorf("worker %q: the page shows the sample of %v, %v old; want at most 3 s (a sample a second, polled every second)", pp.Worker, at, age)
+				continue
+			}
+			time.Sleep(time.Until(at.Add(1200 * time.Millisecond))) // until /status is recorded past the sample
+			rows := statuses.worker(pp.Worker, at.Add(-time.Second), at.Add(time.Second))
+			if len(rows) < 10 {
+				t.Fatalf("worker %q: %d /status answers within 1 s of the sample, want ≥ 10", pp.Worker, len(rows))
+			}
+			for k, f := range fields {
+				v, tol, err := shown(pp.Values[k])
+				if err != nil {
+					t.Errorf("worker %q: %s shown as %q: %v", pp.Worker, k, pp.Values[k], err)
+					continue
+				}
+				lo, hi := math.Inf(1), math.Inf(-1)
+				for _, r := range rows {
+					lo, hi = min(lo, f(r)), max(hi, f(r))
+				}
+				if v < lo-tol || v > hi+tol {
+					t.Errorf("worker %q: %s shown as %q; /status within 1 s of that sample: [%g, %g]", pp.Worker, k, pp.Values[k], lo, hi)
+				}
+			}
+			t.Logf("worker %q at %s: %v (charts %+v)", pp.Worker, at.Format("15:04:05.000"), pp.Values, pp.Charts)
+		}
+		return newest
+	}
+	// Three times, 2 s apart: the page moves on to newer samples.
+	var last float64
+	for range 3 {
+		ts := checkPage(p.cmd.Process.Pid)
+		if ts <= last {
+			t.Errorf("the page shows the sample of %.3f, 2 s after showing %.3f: it does not update", ts, last)
+		}
+		last = ts
+		time.Sleep(2 * time.Second)
+	}
+	if msgs, _ := consoleSince(0); len(msgs) > 0 {
+		t.Errorf("console messages while the page ran: %v", msgs)
+	}
+
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.ArtifactDir(), "dashboard.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+	if *dashboardPNG != "" {
+		if err := os.WriteFile(*dashboardPNG, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", *dashboardPNG)
+	}
+
+	// The worker restarts on the same address: the page says it lost the
+	// process, then shows the new one, with fresh charts.
+	_, mark := consoleSince(0)
+	p.stop(20 * time.Second)
+	run("wait for the page to notice", chromedp.Poll[chromedp.Void](`document.querySelector('#conn').classList.contains('down')`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	p = startRunOn(t, p.admin, dir, string(cfg))
+	run("wait for the new process on the page", chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('#process').textContent.includes('pid %d') &&
+		document.querySelectorAll('section.panel').length == 2 &&
+		[...document.querySelectorAll('section.panel .chart')].every((c) => Number(c.dataset.points || 0) >= 5)`, p.cmd.Process.Pid),
+		chromedp.WithPollingTimeout(40*time.Second)))
+	checkPage(p.cmd.Process.Pid)
+	msgs, _ := consoleSince(mark)
+	for _, m := range msgs {
+		// While the process is down, the browser logs each failed poll.
+		if m.Source == "network" && strings.Contains(m.URL, "/samples") {
+			continue
+		}
+		t.Errorf("console message across the restart: %v", m)
+	}
+	t.Logf("%d console messages across the restart, all failed polls of /samples while the process was down", len(msgs))
+	p.stop(20 * time.Second)
+}
+
+// evaluate returns the value of the JavaScript expression js in the page
+// of ctx, or fails t.
+func evaluate[T any](ctx context.Context, t *testing.T, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %.50q…: %v", js, err)
+	}
+	return v
+}

@@ -1,0 +1,277 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// envRef is a ${NAME} reference to an environment variable.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces each ${NAME} in the strings of [redis] and [nats] by
+// the environment variable NAME. A variable that is not set is an error
+// that names the key and the variable, never a value: these strings hold
+// passwords and tokens.
+func (f *File) expandEnv() error {
+	var errs Errors
+	expand := func(key string, s *string) {
+		*s = envRef.ReplaceAllStringFunc(*s, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				errs = append(errs, f.errAt(key, key, fmt.Sprintf("${%s}: the environment variable %s is not set", name, name)))
+			}
+			return v
+		})
+	}
+	r, n := &f.Redis, &f.NATS
+	for key, s := range map[string]*string{
+		"redis.addr": &r.Addr, "redis.url": &r.URL, "redis.username": &r.Username, "redis.password": &r.Password,
+		"redis.sentinel.master": &r.Sentinel.Master, "redis.sentinel.username": &r.Sentinel.Username,
+		"redis.sentinel.password": &r.Sentinel.Password,
+		"nats.url":                &n.URL, "nats.store_dir": &n.StoreDir, "nats.creds": &n.Creds, "nats.nkey": &n.NKey,
+		"nats.user": &n.User, "nats.password": &n.Password, "nats.token": &n.Token,
+	} {
+		expand(key, s)
+	}
+	for i := range r.ClusterAddrs {
+		expand(fmt.Sprintf("redis.cluster_addrs[%d]", i), &r.ClusterAddrs[i])
+	}
+	for i := range r.Sentinel.Addrs {
+		expand(fmt.Sprintf("redis.sentinel.addrs[%d]", i), &r.Sentinel.Addrs[i])
+	}
+	for i := range n.URLs {
+		expand(fmt.Sprintf("nats.urls[%d]", i), &n.URLs[i])
+	}
+	for _, t := range []struct {
+		at string
+		c  *TLS
+	}{{"redis.tls", &r.TLS}, {"nats.tls", &n.TLS}} {
+		expand(t.at+".ca", &t.c.CA)
+		expand(t.at+".cert", &t.c.Cert)
+		expand(t.at+".key", &t.c.Key)
+		expand(t.at+".server_name", &t.c.ServerName)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// secretKeys are the keys whose values may hold a password or token.
+var secretKeys = map[string]bool{
+	"redis.url": true, "redis.password": true, "redis.sentinel.password": true,
+	"nats.url": true, "nats.urls": true, "nats.password": true, "nats.token": true,
+}
+
+// hideSecret returns the message of a TOML syntax error at key, without
+// the text it quotes if key may hold a secret.
+func hideSecret(key, msg string) string {
+	if !secretKeys[key] {
+		return msg
+	}
+	return "not a valid TOML value: write it as a quoted string, such as \"${NAME}\" to take it from the environment"
+}
+
+// RedactURL returns u with its password (or token) replaced by "xxxxx",
+// for logs and errors. A string that does not parse as a URL comes back
+// as "(a URL that does not parse)": its text may hold a secret.
+func RedactURL(u string) string {
+	var out []string
+	for part := range strings.SplitSeq(u, ",") {
+		part = strings.TrimSpace(part)
+		if !strings.Contains(part, "://") {
+			out = append(out, part)
+			continue
+		}
+		p, err := url.Parse(part)
+		if err != nil {
+			out = append(out, "(a URL that does not parse)")
+			continue
+		}
+		out = append(out, p.Redacted())
+		if p.User != nil {
+			if _, has := p.User.Password(); !has && p.User.Username() != "" {
+				// nats://TOKEN@host: the user part is the token.
+				p.User = url.User("xxxxx")
+				out[len(out)-1] = p.String()
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// checkBrokers checks the [redis] and [nats] tables. Its messages never
+// quote a password, a token or a URL that may hold one.
+func (f *File) checkBrokers() error {
+	var errs Errors
+	add := func(key, msg string) { errs = append(errs, f.errAt(key, key, msg)) }
+	r := f.Redis
+	var set []string
+	for _, k := range []struct {
+		key string
+		on  bool
+	}{
+		{"addr", f.md.IsDefined("redis", "addr")}, {"url", r.URL != ""},
+		{"cluster_addrs", len(r.ClusterAddrs) > 0}, {"sentinel", f.md.IsDefined("redis", "sentinel")},
+	} {
+		if k.on {
+			set = append(set, k.key)
+		}
+	}
+	if len(set) > 1 {
+		add("redis."+set[1], fmt.Sprintf("%s and %s are both set: name the server one way (addr, url, cluster_addrs or [redis.sentinel])", set[0], set[1]))
+	}
+	if r.URL != "" {
+		o, err := redis.ParseURL(r.URL)
+		switch {
+		case err != nil:
+			add("redis.url", "not a Redis URL: want redis://[user:password@]host:port[/db] or rediss://... for TLS"+urlWhy(err))
+		case o.Username != "" && r.Username != "":
+			add("redis.username", "the url has a user too: set it in one place")
+		case o.Password != "" && r.Password != "":
+			add("redis.password", "the url has a password too: set it in one place")
+		case o.DB != 0 && r.DB != 0:
+			add("redis.db", fmt.Sprintf("%d: the url has a database (/%d) too: set it in one place", r.DB, o.DB))
+		}
+	}
+	for i, a := range r.ClusterAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			add(fmt.Sprintf("redis.cluster_addrs[%d]", i), fmt.Sprintf("%q is not host:port", a))
+		}
+	}
+	if len(r.ClusterAddrs) > 0 && r.DB != 0 {
+		add("redis.db", fmt.Sprintf("%d: a Redis Cluster has only database 0", r.DB))
+	}
+	if f.md.IsDefined("redis", "sentinel") {
+		s := r.Sentinel
+		if s.Master == "" {
+			add("redis.sentinel.master", "missing: want the name the sentinels monitor, such as \"mymaster\"")
+		}
+		if len(s.Addrs) == 0 {
+			add("redis.sentinel.addrs", "missing: want the sentinels, such as [\"10.0.0.1:26379\", \"10.0.0.2:26379\"]")
+		}
+		for i, a := range s.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				add(fmt.Sprintf("redis.sentinel.addrs[%d]", i), fmt.Sprintf("%q is not host:port", a))
+			}
+		}
+	}
+	if r.Addr == Embedded && (r.TLS.On() || r.Username != "" || r.Password != "") {
+		add("redis.addr", `"embedded" takes no tls, username or password: the embedded Redis is local and open`)
+	}
+	errs = append(errs, f.checkTLS("redis.tls", r.TLS)...)
+
+	n := f.NATS
+	if f.md.IsDefined("nats", "url") && len(n.URLs) > 0 {
+		add("nats.urls", "url and urls are both set: list the servers in urls")
+	}
+	urls := n.URLs
+	if len(urls) == 0 && n.URL != Embedded {
+		urls = strings.Split(n.URL, ",")
+	}
+	for i, u := range urls {
+		u = strings.TrimSpace(u)
+		key := "nats.url"
+		if len(n.URLs) > 0 {
+			key = fmt.Sprintf("nats.urls[%d]", i)
+		}
+		if u == Embedded {
+			add(key, `"embedded" is a url of its own, not one of a list`)
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" {
+			add(key, "not a NATS URL: want nats://host:port (or tls://host:port)"+urlWhy(err))
+			continue
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			add(key, fmt.Sprintf("scheme %q: want nats://, tls://, ws:// or wss://", p.Scheme))
+		}
+	}
+	var auth []string
+	for _, a := range []struct {
+		key string
+		on  bool
+	}{{"creds", n.Creds != ""}, {"nkey", n.NKey != ""}, {"user", n.User != ""}, {"token", n.Token != ""}} {
+		if a.on {
+			auth = append(auth, a.key)
+		}
+	}
+	if len(auth) > 1 {
+		add("nats."+auth[1], fmt.Sprintf("%s and %s are both set: log in one way (creds, nkey, user and password, or token)", auth[0], auth[1]))
+	}
+	if n.Password != "" && n.User == "" {
+		add("nats.password", "a password without a user: set user too")
+	}
+	for _, file := range []struct{ key, path string }{{"nats.creds", n.Creds}, {"nats.nkey", n.NKey}} {
+		if file.path != "" {
+			if _, err := os.Stat(file.path); err != nil {
+				add(file.key, fmt.Sprintf("%q: %v", file.path, unwrapPath(err)))
+			}
+		}
+	}
+	if n.URL == Embedded && (len(auth) > 0 || n.TLS.On()) {
+		add("nats.url", `"embedded" takes no creds, nkey, user, token or tls: the embedded server is local and open`)
+	}
+	errs = append(errs, f.checkTLS("nats.tls", n.TLS)...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// checkTLS checks a [redis.tls] or [nats.tls] table.
+func (f *File) checkTLS(at string, t TLS) Errors {
+	var errs Errors
+	add := func(key, msg string) { errs = append(errs, f.errAt(at+"."+key, at+"."+key, msg)) }
+	if (t.Cert == "") != (t.Key == "") {
+		add("cert", "cert and key go together: set both for a client certificate, or neither")
+	}
+	for _, file := range []struct{ key, path string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
+		if file.path != "" {
+			if _, err := os.Stat(file.path); err != nil {
+				add(file.key, fmt.Sprintf("%q: %v", file.path, unwrapPath(err)))
+			}
+		}
+	}
+	return errs
+}
+
+// urlWhy returns what is wrong with a URL, without the URL (url.Error
+// quotes it, and it may hold a password).
+func urlWhy(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ue *url.Error
+	if e, ok := err.(*url.Error); ok {
+		ue = e
+		return " (" + ue.Err.Error() + ")"
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "://") || strings.Contains(msg, "@") {
+		return ""
+	}
+	return " (" + strings.TrimPrefix(msg, "redis: ") + ")"
+}
+
+// unwrapPath returns what went wrong with a file, without the path that
+// the caller quotes already.
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
