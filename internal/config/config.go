@@ -146,12 +146,12 @@ type Demo struct {
 type Fleet struct {
 	Name            string   `toml:"-"`                // the table's name, the bucket's key in Redis
 	Rate            float64  `toml:"rate"`             // jobs per second for the whole fleet
-	Burst           float64  `toml:"burst"`            // jobs at once after the fleet was idle; default 1
+	Burst           float64  `toml:"burst"`            // jobs at once after the fleet was idle
 	ExpectedWorkers int      `toml:"expected_workers"` // processes sharing it; sets the share during an outage; 0 = last seen
-	LeaseTime       Duration `toml:"lease_time"`       // default 100ms, in [1ms, 10s]
-	RetryInterval   Duration `toml:"retry_interval"`   // default 500ms
-	Timeout         Duration `toml:"timeout"`          // bound of each Redis call; default 250ms
-	Prefix          string   `toml:"prefix"`           // of the Redis keys; default "pacer:fleet:"
+	LeaseTime       Duration `toml:"lease_time"`       // how long's worth of its share a process leases
+	RetryInterval   Duration `toml:"retry_interval"`   // retry period in fallback
+	Timeout         Duration `toml:"timeout"`          // bound of each Redis call
+	Prefix          string   `toml:"prefix"`           // of the Redis keys
 
 	// Settings is the fleet's redisbucket.Config with redisbucket's
 	// defaults applied (without Logger and Clock), set by Load.
