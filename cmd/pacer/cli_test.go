@@ -130,7 +130,7 @@ func TestEnvVars(t *testing.T) {
 	}{
 		{"NATS_URL=nats://" + dead, []string{"publish", "-n", "1", "--subject", "x"}, "pacer publish: nats nats://" + dead + " (--nats or NATS_URL)"},
 		{"REDIS_ADDR=" + dead, []string{"enqueue", "-n", "1"}, "pacer enqueue: redis " + dead + " (--redis or REDIS_ADDR/REDIS_URL)"},
-		{"REDIS_URL=redis://:pw@" + dead + "/2", []string{"enqueue", "-n", "1"}, "pacer enqueue: redis " + dead + " (--redis or REDIS_ADDR/REDIS_URL)"},
+		{"REDIS_URL=redis://:s3cretpw@" + dead + "/2", []string{"enqueue", "-n", "1"}, "pacer enqueue: redis " + dead + " db 2 (--redis or REDIS_ADDR/REDIS_URL)"},
 		{"PACER_ADMIN=" + dead, []string{"status"}, dead},
 	}
 	// A bad flag is refused before anything connects (exit 2).
@@ -146,6 +146,9 @@ func TestEnvVars(t *testing.T) {
 			out, code := pacerIn(t, t.TempDir(), []string{tt.env}, tt.args...)
 			if code != 1 || !strings.Contains(out, tt.want) {
 				t.Errorf("%s pacer %s: exit %d, %q; want exit 1 naming %q", tt.env, strings.Join(tt.args, " "), code, out, tt.want)
+			}
+			if strings.Contains(out, "s3cretpw") {
+				t.Errorf("the password in REDIS_URL is shown:\n%s", out)
 			}
 			if strings.Contains(out, "redis: 20") {
 				t.Errorf("go-redis's own log lines before pacer's error:\n%s", out)
