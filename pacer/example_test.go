@@ -1,7 +1,6 @@
 package pacer_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -11,29 +10,34 @@ import (
 )
 
 // A worker asks the Pacer before each job and reports how the job went. A
-// 429 from the downstream cuts the pace and pauses dispatch once.
+// 429 lowers the pace to just under the good rate measured, and the queue
+// goes on; a long retry-after pauses it.
 func Example() {
 	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
-	p, err := pacer.New(pacer.Config{Rate: 100, Burst: 5, Base: 20, BaseBurst: 5, Clock: clk})
+	p, err := pacer.New(pacer.Config{Rate: 100, Burst: 5, Clock: clk})
 	if err != nil {
 		panic(err)
 	}
-	ctx := context.Background()
-
-	pm, err := p.Acquire(ctx, 1)
-	if err != nil {
-		panic(err)
+	for range 200 { // two seconds at 100 jobs a second, all good
+		clk.Advance(10 * time.Millisecond)
+		if pm, ok := p.TryAcquire(1); ok {
+			pm.Done(nil)
+		}
 	}
-	pm.Done(nil) // the job succeeded
-
-	pm, _ = p.Acquire(ctx, 1)
-	clk.Advance(time.Second)
-	pm.Done(pacer.Throttle(2*time.Second, errors.New("429 Too Many Requests")))
-
+	clk.Advance(10 * time.Millisecond)
+	pm, _ := p.TryAcquire(1)
+	pm.Done(pacer.Throttle(time.Second, errors.New("429 Too Many Requests")))
 	st := p.Stats()
-	fmt.Printf("dispatched %d, throttled %d, factor %.1f, paused for %v\n",
-		st.Dispatched, st.Throttled, st.Factor, st.PausedUntil.Sub(clk.Now()))
-	// Output: dispatched 2, throttled 1, factor 0.5, paused for 2s
+	fmt.Printf("pace %.0f/s (%s), capacity %.0f/s, paused %v\n", st.Pace, st.Reason, st.Capacity, !st.PausedUntil.IsZero())
+
+	clk.Advance(10 * time.Millisecond)
+	pm, _ = p.TryAcquire(1)
+	pm.Done(pacer.Throttle(time.Minute, errors.New("429 Too Many Requests")))
+	st = p.Stats()
+	fmt.Printf("paused for %v\n", st.PausedUntil.Sub(clk.Now()))
+	// Output:
+	// pace 94/s (pushback), capacity 99/s, paused false
+	// paused for 1m0s
 }
 
 // TryAcquire is the non-blocking fast path: a burst of 3, then one token every

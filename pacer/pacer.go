@@ -3,6 +3,7 @@ package pacer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -21,11 +22,18 @@ const (
 	// sample period. It is not a LeakyBucket's adaptation period,
 	// DefaultAdaptPeriod.
 	DefaultControllerPeriod = time.Second
-	// DefaultCut is Config.Cut's default: pushback halves the factor.
+	// DefaultCut is Config.Cut's default: pushback before any good rate
+	// is measured halves the pace.
 	DefaultCut = 0.5
-	// DefaultRetryAfter is Config.DefaultRetryAfter's default: the pause
-	// after a Throttled outcome that gives no RetryAfter.
+	// DefaultRetryAfter is Config.DefaultRetryAfter's default: the
+	// retry-after of a Throttled outcome that gives none.
 	DefaultRetryAfter = time.Second
+	// DefaultPauseAfter is Config.PauseAfter's default: a retry-after of
+	// 5s or more pauses the whole queue.
+	DefaultPauseAfter = 5 * time.Second
+	// DefaultStormShare is Config.StormShare's default: half the outcomes
+	// of the last second throttled is a storm.
+	DefaultStormShare = 0.5
 )
 
 // Config configures a Pacer. Rate is required; every other field has a
@@ -54,8 +62,8 @@ type Config struct {
 	// The default value, 0, means no cap.
 	MaxInFlight int `toml:"max_in_flight"`
 	// Probe reads the queue's backlog for the controller. The default
-	// value, nil, means no backlog: the controller then only recovers the
-	// factor after pushback.
+	// value, nil, means no backlog: the pace is then the base pace, or
+	// less after pushback.
 	Probe Probe `toml:"-"`
 	// Limiter, if set, is obeyed after the pace: a limit shared with
 	// other processes, say. The default value, nil, means none.
@@ -71,19 +79,43 @@ type Config struct {
 	// pressure ratio r = 1 − min(1, backlog ÷ BacklogHigh), with the row
 	// chosen by BaseBurst: r ≤ LBound (deep backlog) multiplies the factor
 	// by LFactor; r ≥ UBound (shallow) lets a factor above 1 sink back by
-	// UFactor; in between the factor holds (hysteresis). A factor below 1
-	// (after pushback) recovers by 1/UFactor a period unless the backlog
-	// is deep. The default value is DefaultAdjMap().
+	// UFactor; in between the factor holds (hysteresis). This factor never
+	// goes under 1: backlog alone never slows the pace below Base; only
+	// pushback does (see Done). The default value is DefaultAdjMap().
 	AdjMap []AdjRow `toml:"adjmap"`
 	// Period is the controller's sample period. The default value is
 	// DefaultControllerPeriod (1s).
 	Period time.Duration `toml:"period"`
-	// Cut multiplies the factor when the downstream pushes back. The
+	// Cut multiplies the pace on pushback when the good rate cannot be
+	// measured yet (less than 200ms of outcomes); otherwise the pace drops
+	// to just under the good rate measured (see docs/capacity.md). The
 	// default value is DefaultCut (0.5).
 	Cut float64 `toml:"cut"`
-	// DefaultRetryAfter is the pause after a Throttled outcome that gives
-	// no RetryAfter. The default value is DefaultRetryAfter (1s).
+	// DefaultRetryAfter is the retry-after of a Throttled outcome that
+	// gives none. The default value is DefaultRetryAfter
+	// (1s).
 	DefaultRetryAfter time.Duration `toml:"default_retry_after"`
+	// PauseAfter is the shortest retry-after that pauses the whole queue
+	// until it ends. A shorter one only lowers the pace: the throttled job
+	// waits its own retry-after (its adapter retries it then) and the
+	// others go on at the lower pace. The default value is
+	// DefaultPauseAfter (5s).
+	PauseAfter time.Duration `toml:"pause_after"`
+	// StormShare is the share of throttled outcomes over the last second
+	// (at least 5 of them) that makes a storm: the downstream is
+	// overwhelmed, and the queue pauses for the retry-after however short.
+	// The default value is DefaultStormShare (0.5).
+	StormShare float64 `toml:"storm_share"`
+	// LatencyTarget, if set, makes latency soft pushback: when more than
+	// a tenth of the jobs dispatched since the last cut take longer than
+	// LatencyTarget from dispatch to Done (the 90th percentile is above
+	// it), the pace drops to just under the good rate, as on a 429, and
+	// probes back up. The default value, 0, means no target.
+	LatencyTarget time.Duration `toml:"latency_target"`
+	// Logger, if set, gets one INFO line per pace cut by pushback or
+	// latency (at most one a second; the cuts in between are counted in
+	// the next) and one per pause. The default value, nil, logs nothing.
+	Logger *slog.Logger `toml:"-"`
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
 	Clock Clock `toml:"-"`
@@ -153,6 +185,21 @@ func (c *Config) fill() error {
 	if c.DefaultRetryAfter < 0 {
 		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
 	}
+	if c.PauseAfter == 0 {
+		c.PauseAfter = DefaultPauseAfter
+	}
+	if c.PauseAfter < 0 {
+		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: DefaultPauseAfter, 5s)")
+	}
+	if c.StormShare == 0 {
+		c.StormShare = DefaultStormShare
+	}
+	if math.IsNaN(c.StormShare) || c.StormShare < 0 || c.StormShare > 1 {
+		return invalid("storm_share", c.StormShare, "in (0, 1] (0: DefaultStormShare, 0.5)")
+	}
+	if c.LatencyTarget < 0 {
+		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no target)")
+	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
 	}
@@ -192,9 +239,11 @@ const maxPause = 24 * time.Hour
 // Pacer is what a worker asks before it takes a job: it composes a manual
 // LeakyBucket (the base pace, Base × factor, whose factor the controller
 // sets), the ceiling (Rate, Burst) and an in-flight cap. Acquire waits for
-// a slot and the pace; Permit.Done reports the job's outcome. Run drives
-// the controller that moves the factor with the backlog and cuts it on
-// pushback.
+// a slot and the pace; Permit.Done reports the job's outcome. The pace is
+// the lowest of three: the ceiling; what the backlog rule asks (Run moves
+// its factor with the backlog); and the downstream's capacity as the
+// pacer has learned it from pushback and latency, which it probes back up
+// and past (docs/capacity.md). Stats.Reason says which one it is.
 //
 // The ceiling is enforced by construction rather than by a second bucket
 // in series: the factor is clamped so that Base × factor ≤ Rate, and
@@ -217,13 +266,20 @@ type Pacer struct {
 	probeErrors atomic.Uint64
 	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
 	slab        atomic.Pointer[permitSlab]
-	pauseStart  atomic.Int64 // base ticks at which the last pause began
+	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
+	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
+	nextSample  atomic.Int64 // base ticks of the next sample; written under mu
+	latN        atomic.Uint64
+	latSlow     atomic.Uint64 // of latN, jobs slower than LatencyTarget
+	latSum      atomic.Uint64 // latency of latN's jobs, nanoseconds
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
-	factor      float64
+	factor      float64    // the base bucket's factor: pace ÷ Base
+	bfactor     float64    // the backlog rule's factor, ≥ 1
 	backlog     Backlog
 	pausedUntil int64 // base ticks
+	cap         capState
 }
 
 // New returns a Pacer configured by c, or an error that names the first
@@ -233,8 +289,12 @@ func New(c Config) (*Pacer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1}
+	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, bfactor: 1}
 	p.pauseStart.Store(math.MinInt64)
+	p.cutAt.Store(math.MinInt64)
+	now := base.s.now()
+	p.cap.init(now)
+	p.nextSample.Store(now + sampleTicks)
 	if c.MaxInFlight > 0 {
 		p.slots = &slots{max: c.MaxInFlight}
 	}
@@ -370,9 +430,10 @@ func (p *Pacer) releaseSlots(n int) {
 
 // Done reports the outcome of the permit's jobs: nil for success, an error
 // that is or wraps a *Throttled for pushback, any other error for failure.
-// Pushback cuts the factor by Cut and pauses dispatch for its RetryAfter,
-// once per pause: throttled outcomes of jobs dispatched before the current
-// pause began only make the pause last until their own retry-after.
+// Pushback lowers the pace to just under the good rate measured, once per
+// event: throttled outcomes of jobs dispatched before the last cut add
+// nothing to it. A retry-after of at least PauseAfter, or a storm, also
+// pauses dispatch until the retry-after ends. See docs/capacity.md.
 //
 // Only the first Done or Cancel counts: a later one does nothing but add
 // one to Stats.PermitMisuse. Done never blocks.
@@ -387,20 +448,7 @@ func (pm *Permit) Done(outcome error) {
 		return
 	}
 	p.releaseSlots(int(n))
-	if outcome == nil {
-		p.succeeded.Add(uint64(n))
-		return
-	}
-	retry, ok := IsThrottled(outcome)
-	if !ok {
-		p.failed.Add(uint64(n))
-		return
-	}
-	p.throttled.Add(uint64(n))
-	if retry <= 0 {
-		retry = p.cfg.DefaultRetryAfter
-	}
-	p.pushback(pm.at, retry)
+	p.observe(pm.at, int(n), outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
@@ -468,23 +516,6 @@ func (p *Pacer) giveBack(k int) {
 	p.releaseSlots(k)
 }
 
-func (p *Pacer) pushback(dispatchedAt int64, retry time.Duration) {
-	now := p.base.s.now()
-	until := now + int64(min(retry, maxPause))<<tickShift
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if dispatchedAt >= p.pauseStart.Load() {
-		// A new pushback: this job was sent after the last pause began.
-		p.pauseStart.Store(now)
-		p.pauses.Add(1)
-		p.setFactor(p.factor * p.cfg.Cut)
-	}
-	if until > p.pausedUntil {
-		p.pausedUntil = until
-		p.base.s.hold(until)
-	}
-}
-
 // maxFactor is the highest factor allowed: MaxFactor, and Base × factor
 // never above the ceiling. It requires mu held.
 func (p *Pacer) maxFactor() float64 {
@@ -500,10 +531,11 @@ func (p *Pacer) setFactor(f float64) {
 }
 
 // Run runs the controller until ctx ends, then returns nil. Every Period it
-// reads the Probe (if any) and moves the factor: up while the backlog is
-// deep, back toward 1 as it drains and after pushback. A probe error keeps
-// the factor as it is and is counted in Stats.ProbeErrors. Without Run the
-// factor never recovers from a cut.
+// reads the Probe (if any) and moves the backlog rule's factor: up while
+// the backlog is deep, back toward 1 as it drains. A probe error keeps the
+// factor as it is and is counted in Stats.ProbeErrors. The capacity probe
+// after pushback moves with outcomes (every 100ms while jobs finish) and
+// at each Step; without Run and without outcomes it stands still.
 func (p *Pacer) Run(ctx context.Context) error {
 	clock := p.base.s.clock
 	for {
@@ -528,28 +560,27 @@ func (p *Pacer) Step(ctx context.Context) {
 		b, err = p.cfg.Probe.Backlog(pctx)
 		cancel()
 	}
+	now := p.base.s.now()
 	p.mu.Lock()
+	rec := p.sample(now)
+	defer p.log(rec)
 	defer p.mu.Unlock()
 	if err != nil {
 		p.probeErrors.Add(1)
 		return
 	}
 	p.backlog = b
-	if p.base.s.now() < p.pausedUntil {
-		return // paused: hold the cut factor
-	}
 	r := 1 - min(1, float64(b.Pending)/p.cfg.BacklogHigh)
-	f := p.factor
+	f := p.bfactor
 	row := p.base.row // the ADJMAP row for BaseBurst, fixed at New
 	switch {
 	case r <= row.LBound:
 		f *= row.LFactor
-	case f < 1:
-		f = min(1, f/row.UFactor)
 	case f > 1 && r >= row.UBound:
 		f = max(1, f*row.UFactor)
 	}
-	p.setFactor(f)
+	p.bfactor = min(max(f, 1), p.maxFactor())
+	p.applyPace()
 }
 
 // SetRate changes the ceiling; the factor is cut back at once if
@@ -564,7 +595,8 @@ func (p *Pacer) SetRate(rate float64) error {
 		return invalid("rate", rate, fmt.Sprintf("≥ base (%g)", base))
 	}
 	p.rate = rate
-	p.setFactor(p.factor)
+	p.bfactor = min(p.bfactor, p.maxFactor())
+	p.applyPace()
 	return nil
 }
 
@@ -585,7 +617,8 @@ func (p *Pacer) SetBase(base float64) error {
 	if p.cfg.highDerived {
 		p.cfg.BacklogHigh = base * p.cfg.BacklogTarget.Seconds()
 	}
-	p.setFactor(p.factor)
+	p.bfactor = max(1, min(p.bfactor, p.maxFactor()))
+	p.applyPace()
 	return nil
 }
 
@@ -628,6 +661,10 @@ type Stats struct {
 	Pauses      uint64    // pauses, one per pushback
 	PausedUntil time.Time // end of the current pause; zero if not paused
 	ProbeErrors uint64    // probe reads that failed
+	Reason      Reason    // what sets the pace now
+	Goodput     float64   // jobs done (succeeded or failed) per second over the last second
+	Capacity    float64   // the downstream's estimated capacity, jobs per second; 0 while no pushback limits the pace
+	Cuts        uint64    // pace cuts by pushback or latency, one per event
 	// PermitMisuse counts the calls on a Permit that did nothing: Done or
 	// Cancel after the first Done or Cancel, and CancelN of more jobs than
 	// the permit holds. It is a caller bug; the pacer's counts stay right.
@@ -656,8 +693,10 @@ func (p *Pacer) Stats() Stats {
 		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
 		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
+		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 		PermitMisuse: p.misuse.Load(),
 	}
+	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {
 		s.Pace = 0

@@ -29,13 +29,18 @@ type sched struct {
 	// Read on every take, written rarely: kept off zero's cache line so
 	// that concurrent takers do not miss on them each time zero moves.
 	waiters atomic.Int64 // blocking takers queued; TryAcquire fails while any wait
-	cfg     atomic.Pointer[schedCfg]
-	credit  atomic.Pointer[credit]
-	busy    atomic.Int64 // ticks at which the queue last became non-empty
-	held    atomic.Int64 // ticks until which hold paused the schedule
-	_       [64]byte
-	zero    atomic.Int64 // ticks; never after the time of the last take, or locked
-	_       [56]byte
+	// smooth turns the catch-up off: a waiter woken late takes at most
+	// the capacity, not what fell due while it slept. A Pacer sets it
+	// while the downstream's capacity limits the pace, where a burst
+	// costs 429s and the rate the schedule promised matters less.
+	smooth atomic.Bool
+	cfg    atomic.Pointer[schedCfg]
+	credit atomic.Pointer[credit]
+	busy   atomic.Int64 // ticks at which the queue last became non-empty
+	held   atomic.Int64 // ticks until which hold paused the schedule
+	_      [64]byte
+	zero   atomic.Int64 // ticks; never after the time of the last take, or locked
+	_      [56]byte
 
 	clock  Clock
 	sys    bool      // clock is the system clock: read time with time.Since(epoch)
@@ -295,8 +300,11 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		// from the start of the busy period, uncapped, so a head woken
 		// late, by its timer or by the scheduler, takes on the schedule.
 		from := s.busy.Load() - c.full
+		if s.smooth.Load() {
+			from = math.MaxInt64
+		}
 		if nz, ok := s.takeFrom(now, chunk, from); ok {
-			if late := now - nz; late > 0 {
+			if late := now - nz; late > 0 && !s.smooth.Load() {
 				// The permits that fell due while we were late stay
 				// there for the takers straight after us: for twice the
 				// lateness plus creditGrace, so a caller that the OS

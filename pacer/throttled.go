@@ -3,6 +3,7 @@ package pacer
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -42,4 +43,24 @@ func IsThrottled(err error) (retryAfter time.Duration, ok bool) {
 		return t.RetryAfter, true
 	}
 	return 0, false
+}
+
+// Unavailable reports whether err says that the downstream is down or
+// drowning rather than that the job is bad: a refused connection
+// (ECONNREFUSED), or a timeout (an error with a Timeout method that
+// reports true, as net.Error has and context.DeadlineExceeded does). Sinks and adapters report such an
+// outcome as Throttled, so that the pace drops instead of spending
+// attempts at full speed on a downstream that cannot answer, and probes
+// back up once it does; an adapter does so only while the handler's own
+// context has not ended, since a timeout of its own is not the
+// downstream's.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }

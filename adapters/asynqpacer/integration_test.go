@@ -344,3 +344,87 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 		t.Errorf("failed total %d, want 0", info.FailedTotal)
 	}
 }
+
+// limitedDownstream admits rate jobs a second (a token bucket with a small
+// burst) and answers the rest "429, retry after 1s", as an API at its limit
+// does.
+type limitedDownstream struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (d *limitedDownstream) call() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.last.IsZero() {
+		d.last = now
+	}
+	d.tokens = min(5, d.tokens+d.rate*now.Sub(d.last).Seconds())
+	d.last = now
+	if d.tokens >= 1 {
+		d.tokens--
+		return nil
+	}
+	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
+}
+
+// A handler calling a downstream at its limit (100/s, 429 beyond it) under
+// a ceiling of 200/s: the pace finds the limit, every task completes
+// exactly once, none is counted failed, and the throttled ones are retried
+// after their retry-after (Asynq's retry set), not counted as failures.
+func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
+	addr := testenv.Redis(t)
+	q := uniqueQueue(t, addr)
+	const n = 600
+	ids := enqueue(t, addr, q, "limited", n)
+
+	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
+	runPacer(t, p)
+	ds := &limitedDownstream{rate: 100}
+	var mu sync.Mutex
+	succeeded := map[string]int{}
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		time.Sleep(5 * time.Millisecond)
+		if err := ds.call(); err != nil {
+			return err
+		}
+		mu.Lock()
+		succeeded[id]++
+		mu.Unlock()
+		return nil
+	}))
+	start := time.Now()
+	startServer(t, addr, serverConfig(q, 20), h)
+	if !testenv.Eventually(60*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(succeeded) == n
+	}) {
+		t.Fatalf("%d of %d tasks succeeded in 60s", len(succeeded), n)
+	}
+	took := time.Since(start)
+	time.Sleep(300 * time.Millisecond) // let a duplicate show, if there were one
+
+	mu.Lock()
+	defer mu.Unlock()
+	s := p.Stats()
+	t.Logf("%d tasks in %v (%.0f/s; the downstream takes 100/s); pacer: dispatched %d, throttled %d (%.1f %%), cuts %d, pauses %d, reason %s, capacity %.0f/s",
+		n, took.Round(time.Millisecond), n/took.Seconds(), s.Dispatched, s.Throttled, 100*float64(s.Throttled)/float64(s.Dispatched), s.Cuts, s.Pauses, s.Reason, s.Capacity)
+	if s.Failed != 0 || s.Throttled == 0 {
+		t.Errorf("Stats: Failed = %d, Throttled = %d; want 0 failed, and some throttled (else the test proves nothing)", s.Failed, s.Throttled)
+	}
+	for _, id := range ids {
+		if succeeded[id] != 1 {
+			t.Errorf("task %s succeeded %d times, want exactly 1", id, succeeded[id])
+		}
+	}
+	info := queueInfo(t, addr, q)
+	if info.Failed != 0 || info.FailedTotal != 0 || info.Archived != 0 || info.Retry != 0 || info.Pending != 0 || info.Active != 0 {
+		t.Errorf("Inspector: failed %d (total %d), archived %d, retry %d, pending %d, active %d; want all 0",
+			info.Failed, info.FailedTotal, info.Archived, info.Retry, info.Pending, info.Active)
+	}
+}

@@ -105,8 +105,13 @@ func NewMiddleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error)
 // route's pacer). For each task it waits in Acquire, then runs the handler
 // and reports the handler's error to the permit's Done: nil is a success,
 // an error that is or wraps a *pacer.Throttled is pushback (the pacer
-// pauses and cuts its factor), anything else is a failure. It returns the
-// handler's error unchanged.
+// lowers its pace, and pauses on a long retry-after or a storm), anything
+// else is a failure. It returns the handler's error unchanged, but for one
+// that says the downstream is down or drowning (pacer.Unavailable: a
+// refused connection, a timeout) while the task's context is still live:
+// that is pushback too, and comes back wrapped in a *pacer.Throttled
+// without a retry-after, so that IsFailure and RetryDelay retry the task
+// after DefaultRetryAfter without counting a failure.
 //
 // The wait ends early, without running the handler, when
 //   - it cannot end before the task's deadline (less the HandlerTime
@@ -186,6 +191,9 @@ func (c *config) process(ctx context.Context, next asynq.Handler, t *asynq.Task)
 	}()
 	err = next.ProcessTask(ctx, t)
 	finished = true
+	if _, throttled := pacer.IsThrottled(err); !throttled && ctx.Err() == nil && pacer.Unavailable(err) {
+		err = pacer.Throttle(0, err)
+	}
 	pm.Done(err)
 	return err
 }

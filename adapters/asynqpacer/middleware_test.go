@@ -3,14 +3,18 @@ package asynqpacer_test
 import (
 	"context"
 	"errors"
-	"github.com/jobpacer/pacer/internal/testenv"
+	"fmt"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -67,6 +71,8 @@ func TestMiddlewareReportsOutcomes(t *testing.T) {
 		{"a nil error is a success", nil, 1, 0, 0, 0},
 		{"a plain error is a failure", errors.New("boom"), 0, 1, 0, 0},
 		{"a wrapped Throttled is pushback", errors.Join(errors.New("send"), throttled), 0, 0, 1, 1},
+		{"a refused connection is pushback", fmt.Errorf("send: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), 0, 0, 1, 0},
+		{"a timeout is pushback", fmt.Errorf("send: %w", context.DeadlineExceeded), 0, 0, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +81,9 @@ func TestMiddlewareReportsOutcomes(t *testing.T) {
 			got := asynqpacer.Middleware(p)(h).ProcessTask(context.Background(), asynq.NewTask("t", nil))
 			if !errors.Is(got, tt.err) || h.calls != 1 {
 				t.Fatalf("ProcessTask = %v with %d calls, want %v (the handler's error) and 1 call", got, h.calls, tt.err)
+			}
+			if asynqpacer.IsFailure(got) != (tt.failed == 1) {
+				t.Fatalf("IsFailure(%v) = %v, want %v", got, !(tt.failed == 1), tt.failed == 1)
 			}
 			s := p.Stats()
 			if s.Succeeded != tt.succeeded || s.Failed != tt.failed || s.Throttled != tt.throttledN || s.Pauses != tt.pauses || s.InFlight != 0 {

@@ -16,9 +16,12 @@ import (
 
 // Handler handles one JetStream message for Consume. Its outcome decides
 // what happens to the message: nil acks it; an error that is or wraps a
-// *pacer.Throttled naks it with the retry-after delay and pauses the whole
-// pacer once; any other error naks it with the Backoff delay. A handler
-// must not ack, nak or term the message itself.
+// *pacer.Throttled naks it with the retry-after delay and lowers the pace
+// (a long retry-after or a storm also pauses the pacer); an error that
+// says the downstream is down or drowning (pacer.Unavailable: a refused
+// connection, a timeout) counts as throttled too, with the RetryAfter
+// option's delay; any other error naks it with the Backoff delay. A
+// handler must not ack, nak or term the message itself.
 type Handler interface {
 	Handle(ctx context.Context, msg jetstream.Msg) error
 }

@@ -2,13 +2,16 @@ package natspacer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/jobpacer/pacer/internal/testenv"
 	"math"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
 	"github.com/jobpacer/pacer/pacertest"
 )
@@ -222,9 +226,10 @@ func TestBacklog(t *testing.T) {
 }
 
 // TestPushback: the downstream answers "throttled, retry after 500ms" to
-// the calls that start in its first 25ms. The pacer pauses once, for the
-// whole consumer; the throttled messages are nakked with that delay and
-// come back; in the end every message is acked exactly once.
+// the calls that start in its first 25ms, as one at its limit does. A
+// retry-after that short does not pause the consumer: the pace drops and
+// the others go on; each throttled message is nakked with its delay and
+// comes back no earlier; in the end every message is acked exactly once.
 func TestPushback(t *testing.T) {
 	const msgs, retry = 50, 500 * time.Millisecond
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
@@ -232,12 +237,23 @@ func TestPushback(t *testing.T) {
 	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
 	var first atomic.Int64 // unix nanos of the first call
 	var throttled atomic.Int64
+	var mu sync.Mutex
+	throttledAt := map[uint64]time.Time{}   // stream seq → when it was throttled
+	backAfter := map[uint64]time.Duration{} // stream seq → how long until it came back
 	rec := newRecorder(func(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
-		now := time.Now().UnixNano()
-		first.CompareAndSwap(0, now)
+		now := time.Now()
+		first.CompareAndSwap(0, now.UnixNano())
+		mu.Lock()
+		if at, ok := throttledAt[md.Sequence.Stream]; ok {
+			backAfter[md.Sequence.Stream] = now.Sub(at)
+		}
+		mu.Unlock()
 		time.Sleep(40 * time.Millisecond)
-		if now-first.Load() < int64(25*time.Millisecond) {
+		if now.UnixNano()-first.Load() < int64(25*time.Millisecond) {
 			throttled.Add(1)
+			mu.Lock()
+			throttledAt[md.Sequence.Stream] = time.Now()
+			mu.Unlock()
 			return pacer.Throttle(retry, nil)
 		}
 		return nil
@@ -247,20 +263,24 @@ func TestPushback(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
 
 	s := p.Stats()
-	t.Logf("throttled answers %d; pacer pauses %d, throttled %d; longest gap between starts %v; consumption %+v",
-		throttled.Load(), s.Pauses, s.Throttled, rec.longestGap().Round(time.Millisecond), c.Stats())
+	t.Logf("throttled answers %d; pacer pauses %d, cuts %d, throttled %d, failed %d; longest gap between starts %v; consumption %+v",
+		throttled.Load(), s.Pauses, s.Cuts, s.Throttled, s.Failed, rec.longestGap().Round(time.Millisecond), c.Stats())
 	if throttled.Load() == 0 {
 		t.Fatal("no call was throttled: the test proves nothing")
 	}
-	if s.Pauses != 1 {
-		t.Errorf("pacer Stats().Pauses = %d, want 1", s.Pauses)
+	if s.Pauses != 0 || s.Cuts != 1 || s.Failed != 0 {
+		t.Errorf("pacer Stats: Pauses = %d, Cuts = %d, Failed = %d; want 0, 1, 0: a short retry-after lowers the pace once and pauses nothing", s.Pauses, s.Cuts, s.Failed)
 	}
 	if got, want := s.Throttled, uint64(throttled.Load()); got != want {
 		t.Errorf("pacer Stats().Throttled = %d, want %d", got, want)
 	}
-	if gap := rec.longestGap(); gap < retry-50*time.Millisecond {
-		t.Errorf("longest gap between handler starts = %v, want ≥ %v (the pause)", gap, retry-50*time.Millisecond)
+	mu.Lock()
+	for seq := range throttledAt {
+		if d, ok := backAfter[seq]; !ok || d < retry-10*time.Millisecond {
+			t.Errorf("message %d came back %v after it was throttled (seen again: %v), want ≥ its retry-after %v", seq, d, ok, retry)
+		}
 	}
+	mu.Unlock()
 	for seq := uint64(1); seq <= msgs; seq++ {
 		if n := rec.succeeded[seq]; n != 1 {
 			t.Errorf("message %d acked %d times, want exactly once", seq, n)
@@ -387,6 +407,59 @@ func TestStopIdle(t *testing.T) {
 	if st.Returned < st.Fetches || st.Returned > st.Fetches+1 || ps.InFlight != 0 || ps.Dispatched != 0 || ps.Failed != 0 {
 		t.Errorf("after Stop on an idle stream: Returned = %d (Fetches %d), pacer InFlight = %d, Dispatched = %d, Failed = %d; "+
 			"want Returned = Fetches (+1) and 0, 0, 0", st.Returned, st.Fetches, ps.InFlight, ps.Dispatched, ps.Failed)
+	}
+}
+
+// TestStopNaksWhatWaits: Stop, unlike Drain, does not handle what the
+// consumption holds: the messages received that wait for a handler are
+// nakked for immediate redelivery, their permits given back, and the
+// running handler finishes with its outcome sent.
+func TestStopNaksWhatWaits(t *testing.T) {
+	t.Parallel()
+	const msgs = 20
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 30 * time.Second})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1e9})
+	started, release := make(chan struct{}, msgs), make(chan struct{})
+	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	c, err := natspacer.Consume(t.Context(), f.cons, p, h, natspacer.Concurrency(1), natspacer.PollWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	var before natspacer.ConsumeStats
+	testenv.WaitFor(t, 5*time.Second, "messages waiting for the busy handler", func() bool {
+		before = c.Stats()
+		return before.Waiting > 0
+	})
+	c.Stop()
+	close(release)
+	if err := c.Wait(); err != nil {
+		t.Fatalf("Wait() = %v, want nil", err)
+	}
+	st, ps := c.Stats(), p.Stats()
+	t.Logf("before Stop %+v; after %+v; pacer %+v", before, st, ps)
+	if st.Acked != 1 || st.Unstarted != st.Received-1 || st.Canceled != st.Unstarted || st.Unstarted < uint64(before.Waiting) {
+		t.Errorf("after Stop: Acked %d, Unstarted %d, Canceled %d of Received %d (%d waited at Stop); "+
+			"want 1 acked (the running handler) and every other received message nakked unstarted",
+			st.Acked, st.Unstarted, st.Canceled, st.Received, before.Waiting)
+	}
+	if ps.Dispatched != 1 || ps.InFlight != 0 {
+		t.Errorf("pacer: Dispatched %d, InFlight %d; want 1 and 0 (the unstarted messages' permits given back)", ps.Dispatched, ps.InFlight)
+	}
+	// Nakked, they are delivered again at once: the next consumer gets
+	// every message but the one acked.
+	rec := newRecorder(nil)
+	consume(t, t.Context(), f.cons, testenv.NewPacer(t, pacer.Config{Rate: 1e9}), rec)
+	testenv.WaitFor(t, 10*time.Second, "the other messages handled by the next consumer", func() bool { return rec.distinct() == msgs-1 })
+	for seq, d := range rec.delivered {
+		if want := uint64(1); seq <= st.Received && d[0] == want {
+			t.Errorf("message %d, nakked at Stop, came with NumDelivered %d, want > 1", seq, d[0])
+		}
 	}
 }
 
@@ -727,5 +800,96 @@ func TestWindowShrinks(t *testing.T) {
 	}
 	if info.NumRedelivered != 0 {
 		t.Errorf("consumer NumRedelivered = %d, want 0", info.NumRedelivered)
+	}
+}
+
+// limitedDownstream admits rate calls a second (a token bucket with a
+// small burst) and answers the rest "429, retry after 1s", as an API at its
+// limit does.
+type limitedDownstream struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (d *limitedDownstream) call() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.last.IsZero() {
+		d.last = now
+	}
+	d.tokens = min(5, d.tokens+d.rate*now.Sub(d.last).Seconds())
+	d.last = now
+	if d.tokens >= 1 {
+		d.tokens--
+		return nil
+	}
+	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
+}
+
+// A handler calling a downstream at its limit (100/s, 429 beyond it) under
+// a ceiling of 200/s: the pace finds the limit; every message is acked
+// exactly once, none terminated, none counted failed.
+func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
+	const msgs = 400
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
+	ds := &limitedDownstream{rate: 100}
+	rec := newRecorder(func(context.Context, jetstream.Msg, *jetstream.MsgMetadata) error {
+		time.Sleep(5 * time.Millisecond)
+		return ds.call()
+	})
+	start := time.Now()
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(20))
+	testenv.WaitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	took := time.Since(start)
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+
+	s, cs := p.Stats(), c.Stats()
+	t.Logf("%d messages in %v (%.0f/s; the downstream takes 100/s); pacer: dispatched %d, throttled %d, cuts %d, pauses %d, reason %s, capacity %.0f/s; consumption %+v",
+		msgs, took.Round(time.Millisecond), msgs/took.Seconds(), s.Dispatched, s.Throttled, s.Cuts, s.Pauses, s.Reason, s.Capacity, cs)
+	if s.Failed != 0 || s.Throttled == 0 || cs.Terminated != 0 {
+		t.Errorf("pacer Failed = %d, Throttled = %d, Terminated = %d; want 0, > 0 (else the test proves nothing), 0", s.Failed, s.Throttled, cs.Terminated)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if n := rec.succeeded[seq]; n != 1 {
+			t.Errorf("message %d acked %d times, want exactly once", seq, n)
+		}
+	}
+}
+
+// A handler whose downstream refuses the connection reports pushback: the
+// message is nakked with the RetryAfter delay (not the failure backoff),
+// the pacer counts it throttled, not failed, and it is acked once later.
+func TestUnavailableDownstreamIsPushback(t *testing.T) {
+	const msgs = 10
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	rec := newRecorder(func(_ context.Context, _ jetstream.Msg, md *jetstream.MsgMetadata) error {
+		if md.NumDelivered == 1 {
+			return fmt.Errorf("calling the API: %w", refused)
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.RetryAfter(100*time.Millisecond))
+	testenv.WaitFor(t, 20*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	s, cs := p.Stats(), c.Stats()
+	if cs.Throttled != msgs || cs.Nakked != 0 || s.Throttled != msgs || s.Failed != 0 {
+		t.Errorf("consumption throttled %d, nakked %d; pacer throttled %d, failed %d; want %d, 0, %d, 0", cs.Throttled, cs.Nakked, s.Throttled, s.Failed, msgs, msgs)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if n := rec.succeeded[seq]; n != 1 {
+			t.Errorf("message %d acked %d times, want exactly once", seq, n)
+		}
 	}
 }

@@ -7,8 +7,8 @@
 // again (nats.go issue 1929). Consume turns that around: it acquires a
 // permit per message first, and fetches only as many messages as it holds
 // permits, so a message is fetched when it may start. Outcomes become
-// acks, naks with the retry-after delay (pausing the pacer once for a
-// throttled downstream) or naks with backoff; InProgress keeps long work
+// acks, naks with the retry-after delay (a throttled or unavailable
+// downstream lowers the pace) or naks with backoff; InProgress keeps long work
 // from being redelivered; Drain ends it without losing anything, and Stop
 // ends it at once, nakking what has not started for redelivery.
 //
@@ -25,9 +25,12 @@
 //   - shrinks by a quarter when a message waited for a handler longer
 //     than two fetch round trips (measured on full fetches; at least 5ms),
 //     and to 2 when one waited a quarter of AckWait;
+//   - holds no more than the pace gives in four rounds of BatchLinger and
+//     fetch round trip, plus 2: more would only let permits pile up while
+//     a fetch stalls and arrive as a burst of messages;
 //   - while messages wait for a handler, holds no more than the handlers
 //     start in a quarter of AckWait, at the rate measured over the last
-//     100ms;
+//     100ms or more;
 //   - never exceeds MaxInFlight (default 1000) or the consumer's
 //     MaxAckPending, which bound the messages held in all.
 //

@@ -29,8 +29,9 @@ func (c *Consumption) wanted() int {
 
 // gather acquires permits one at a time while they are wanted and puts
 // them in the pool. When permits are there at once (a high or unlimited
-// pace) it reserves and acquires a run of them and hands them over
-// together; otherwise one at a time, each as soon as it is given.
+// pace) it reserves and acquires a run of them (TryAcquire, which costs
+// less than Acquire) and hands them over together; when the next one is
+// not there yet, it hands over what it has before it waits in Acquire.
 func (c *Consumption) gather() {
 	defer c.loops.Done()
 	var got []*pacer.Permit
@@ -83,22 +84,25 @@ func (c *Consumption) gather() {
 		reserved := n
 		got = got[:0]
 		for i := 0; i < n; i++ {
-			var pm *pacer.Permit
-			if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
-				break
-			}
-			got = append(got, pm)
-			if rest := n - i - 1; rest > 0 && c.p.EstimateWait(1) > 0 {
+			pm, ok := c.p.TryAcquire(1)
+			if !ok && len(got) > 0 {
 				// The rest will take a while: hand these over now, and
 				// go on only while the window still has room for them.
+				rest := n - i
 				kept := c.hand(got, len(got), rest)
 				reserved -= len(got) + rest - kept
 				got = got[:0]
 				if kept == 0 {
 					break
 				}
-				n = i + 1 + kept
+				n = i + kept
 			}
+			if !ok {
+				if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
+					break
+				}
+			}
+			got = append(got, pm)
 		}
 		c.hand(got, reserved, 0)
 		if err != nil {

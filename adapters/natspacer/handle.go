@@ -36,6 +36,11 @@ func (c *Consumption) handle(j *job) {
 		err, started = errStopped, false
 	} else {
 		err = c.call(j.msg)
+		if err != nil && c.ctx.Err() == nil && pacer.Unavailable(err) {
+			if _, throttled := pacer.IsThrottled(err); !throttled {
+				err = pacer.Throttle(0, err) // the downstream is down or drowning: pushback
+			}
+		}
 	}
 	if c.cfg.outcomeHook != nil {
 		c.cfg.outcomeHook()

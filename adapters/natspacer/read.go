@@ -149,10 +149,10 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit, sent 
 	if full {
 		rtt = since - sent
 	}
-	end := c.since()
+	end, pace := c.since(), c.p.Stats().Pace
 	c.mu.Lock()
 	c.fetching--
-	c.adjust(full, rtt, end)
+	c.adjust(full, rtt, end, pace)
 	if md != nil {
 		c.pendingEst = int64(md.NumPending)
 	}

@@ -18,6 +18,10 @@ import (
 //     than two fetch round trips (at least shrinkAfter): it was fetched
 //     earlier than it needed to be; and to windowMin when one waited a
 //     quarter of AckWait;
+//   - it is at most what the pace gives in paceRounds rounds of
+//     BatchLinger and fetch round trip (plus windowMin): more would only
+//     let permits pile up while a fetch stalls, to arrive as a burst of
+//     messages (at 2,000/s, 1ms round trips: 26);
 //   - while messages wait for a handler, it is at most what the handlers
 //     start in a quarter of AckWait (at least windowMin), at the rate
 //     measured over the last rateEvery or more: a message fetched ahead
@@ -32,6 +36,7 @@ const (
 	shrinkAfter = 5 * time.Millisecond   // the least buffer wait that shrinks the window
 	rateEvery   = 100 * time.Millisecond // the handler start rate's measuring period
 	rttWeight   = 8                      // the round trip is an EWMA of weight 1/rttWeight
+	paceRounds  = 4                      // the window holds at most the pace over this many linger + round trips
 )
 
 // windowRoom returns how many more messages the window lets run ahead now,
@@ -67,9 +72,9 @@ func (c *Consumption) sampleWait(j *job) {
 func (c *Consumption) since() time.Duration { return c.clock.Now().Sub(c.start) }
 
 // adjust resizes the window after a Fetch: full says it brought every
-// message it asked for, rtt (if > 0) how long the last of them took. It
-// requires mu held.
-func (c *Consumption) adjust(full bool, rtt time.Duration, now time.Duration) {
+// message it asked for, rtt (if > 0) how long the last of them took, pace
+// is the pacer's pace now. It requires mu held.
+func (c *Consumption) adjust(full bool, rtt time.Duration, now time.Duration, pace float64) {
 	if rtt > 0 {
 		if c.rtt == 0 {
 			c.rtt = rtt
@@ -99,6 +104,12 @@ func (c *Consumption) adjust(full bool, rtt time.Duration, now time.Duration) {
 	// and the window grows again once the handlers show they keep up).
 	if len(c.work) > 0 && c.rateKnown {
 		w = min(w, max(windowMin, int(c.startRate*c.ackWait.Seconds()/4)))
+	}
+	// Enough for the pace over paceRounds rounds of linger and round
+	// trip: more would only let permits pile up while a fetch stalls, and
+	// arrive as a burst of messages when it comes back.
+	if need := windowMin + paceRounds*pace*(c.cfg.linger+c.rtt).Seconds(); need < float64(w) {
+		w = max(windowMin, int(need))
 	}
 	c.window = w
 	c.winKick.Store(int64(max(1, w/8)))

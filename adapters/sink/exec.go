@@ -26,8 +26,9 @@ type ExecConfig struct {
 	Dir string `toml:"dir"`
 	// Env adds KEY=VALUE entries to the worker's environment.
 	Env []string `toml:"env"`
-	// Timeout ends a command that runs longer (an error, retried). The
-	// default value is 1m.
+	// Timeout ends a command that runs longer: pushback (a throttled
+	// outcome, retried after the worker's default_retry_after), since
+	// what the command calls is drowning. The default value is 1m.
 	Timeout time.Duration `toml:"timeout"`
 	// ThrottleExitCodes are the exit codes that mean "throttled, slow
 	// down". The default value is [75] (EX_TEMPFAIL).
@@ -47,9 +48,10 @@ type ExecConfig struct {
 
 // Exec is a Sink that runs a command per job: the payload on stdin, and
 // PACER_JOB_ID, PACER_JOB_TYPE, PACER_JOB_ATTEMPT and PACER_WORKER in the
-// environment. Exit 0 is success; an exit code in ThrottleExitCodes is a
-// throttled outcome; any other exit, or running past Timeout, is an error
-// that carries the tail of the command's stderr.
+// environment. Exit 0 is success; an exit code in ThrottleExitCodes, or
+// running past Timeout, is a throttled outcome (pushback: the pacer lowers
+// the pace); any other exit is an error that carries the tail of the
+// command's stderr.
 //
 // On unix the command runs in a process group of its own; running past
 // Timeout, or the end of Handle's ctx, kills the whole group (SIGKILL), so
@@ -144,7 +146,7 @@ func (e *Exec) Handle(ctx context.Context, j Job) error {
 	name := e.cfg.Command[0]
 	if tctx.Err() != nil {
 		if errors.Is(context.Cause(tctx), errTimedOut) {
-			return fmt.Errorf("sink: exec %s: job %s: timed out after %v: %w%s", name, j.ID, e.cfg.Timeout, context.DeadlineExceeded, stderr.suffix())
+			return pacer.Throttle(0, fmt.Errorf("sink: exec %s: job %s: timed out after %v: %w%s", name, j.ID, e.cfg.Timeout, context.DeadlineExceeded, stderr.suffix()))
 		}
 		return fmt.Errorf("sink: exec %s: job %s: canceled: %w", name, j.ID, ctx.Err())
 	}

@@ -88,8 +88,8 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 500ms") {
 		t.Fatalf("Handle() = %v, want a timeout error naming the 500ms", err)
 	}
-	if _, ok := pacer.IsThrottled(err); ok || errors.Is(err, sink.ErrPermanent) {
-		t.Fatalf("a timeout is a plain error, retried: %v", err)
+	if _, ok := pacer.IsThrottled(err); !ok || errors.Is(err, sink.ErrPermanent) {
+		t.Fatalf("a timeout is pushback (throttled), retried: %v", err)
 	}
 }
 

@@ -23,8 +23,10 @@ type HTTPConfig struct {
 	URL string `toml:"url"`
 	// Method is the request method. The default value is "POST".
 	Method string `toml:"method"`
-	// Timeout bounds a request, answer included; running past it is an
-	// error, retried. The default value is 10s.
+	// Timeout bounds a request, answer included; running past it is
+	// pushback (a throttled outcome, retried after the worker's
+	// default_retry_after): a downstream that does not answer in time is
+	// drowning. The default value is 10s.
 	Timeout time.Duration `toml:"timeout"`
 	// ContentType is the payload's type. The default value is
 	// "application/json".
@@ -59,10 +61,14 @@ type HTTPConfig struct {
 // X-Pacer-Job-Attempt, and the id again in Idempotency-Key so that the
 // downstream can drop a job delivered twice. A 2xx answer is success; a
 // status in ThrottleStatus is a throttled outcome carrying its
-// Retry-After; other 5xx, 408 and transport errors (timeouts included) are
-// errors, retried; a 3xx is never followed (see RetryRedirects); other 4xx
-// are permanent errors (ErrPermanent), and so is a job whose id or type
-// cannot be sent in a header.
+// Retry-After. A downstream that is down or drowning is pushback too: a
+// refused connection and a request that runs past Timeout (or any network
+// timeout) are throttled outcomes without a Retry-After, so the pacer
+// lowers the pace instead of spending attempts at full speed. Other 5xx,
+// 408 and other transport errors are errors, retried; a 3xx is never
+// followed (see RetryRedirects); other 4xx are permanent errors
+// (ErrPermanent), and so is a job whose id or type cannot be sent in a
+// header.
 //
 // The URL's password and query never appear in an error: they are shown
 // as "xxxxx" and "?…".
@@ -150,6 +156,7 @@ func headerSafe(s string) bool { return validHeaderValue(s) }
 
 // Handle sends j and reads the answer.
 func (h *HTTP) Handle(ctx context.Context, j Job) error {
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	if !headerSafe(j.ID) || !headerSafe(j.Type) {
@@ -176,7 +183,11 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 		if errors.As(err, &ue) {
 			ue.URL = h.shown // net/http hides the password but not the query
 		}
-		return fmt.Errorf("sink: http: job %s: %w", j.ID, err)
+		err = fmt.Errorf("sink: http: job %s: %w", j.ID, err)
+		if pacer.Unavailable(err) && outer.Err() == nil {
+			return pacer.Throttle(0, err)
+		}
+		return err
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,15 +68,17 @@ func TestExecStderrInError(t *testing.T) {
 	}
 }
 
-func TestExecTimeout(t *testing.T) {
+// A command that runs past its timeout is pushback: what it calls is
+// drowning.
+func TestExecTimeoutIsPushback(t *testing.T) {
 	t.Parallel()
 	s, _ := sink.NewExec(sink.ExecConfig{Command: []string{"sleep", "10"}, Timeout: 50 * time.Millisecond})
 	err := s.Handle(context.Background(), job())
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Handle() = %v, want a deadline error", err)
 	}
-	if _, ok := pacer.IsThrottled(err); ok {
-		t.Fatalf("a timeout is not throttled: %v", err)
+	if d, ok := pacer.IsThrottled(err); !ok || d != 0 || errors.Is(err, sink.ErrPermanent) {
+		t.Fatalf("IsThrottled(%v) = %v, %v; want 0, true: a timeout is pushback, retried after the worker's default", err, d, ok)
 	}
 }
 
@@ -200,7 +203,10 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
-func TestHTTPTimeoutIsError(t *testing.T) {
+// A downstream that does not answer in time, or refuses the connection, is
+// pushback (a throttled outcome without a retry-after); one that ends
+// because the worker cancels is not.
+func TestHTTPDownOrDrowningIsPushback(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
@@ -208,11 +214,25 @@ func TestHTTPTimeoutIsError(t *testing.T) {
 	defer close(release)
 	s, _ := sink.NewHTTP(sink.HTTPConfig{URL: srv.URL, Timeout: 50 * time.Millisecond})
 	err := s.Handle(context.Background(), job())
-	if err == nil || errors.Is(err, sink.ErrPermanent) {
-		t.Fatalf("Handle() = %v, want a retryable error", err)
+	if d, ok := pacer.IsThrottled(err); !ok || d != 0 || errors.Is(err, sink.ErrPermanent) {
+		t.Fatalf("a timeout: IsThrottled(%v) = %v, %v; want 0, true", err, d, ok)
 	}
-	if _, ok := pacer.IsThrottled(err); ok {
-		t.Fatalf("a timeout is not throttled: %v", err)
+
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL
+	down.Close() // nothing listens there now: connection refused
+	s, _ = sink.NewHTTP(sink.HTTPConfig{URL: url, Timeout: time.Second})
+	err = s.Handle(context.Background(), job())
+	if d, ok := pacer.IsThrottled(err); !ok || d != 0 || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a refused connection: IsThrottled(%v) = %v, %v; want 0, true, wrapping ECONNREFUSED", err, d, ok)
+	}
+
+	s, _ = sink.NewHTTP(sink.HTTPConfig{URL: srv.URL, Timeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = s.Handle(ctx, job())
+	if _, ok := pacer.IsThrottled(err); ok || err == nil {
+		t.Fatalf("the worker's own deadline: Handle() = %v, want an error that is not pushback", err)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // simulate draws. Run `go generate ./cmd/pacer` to redraw them.
 func TestDocsPicturesFresh(t *testing.T) {
 	t.Parallel()
-	for _, sc := range []string{"burst", "throttle-storm"} {
+	for _, sc := range []string{"burst", "throttle-storm", "moving-capacity"} {
 		t.Run(sc, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()

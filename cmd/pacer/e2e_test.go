@@ -118,7 +118,7 @@ func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 4000))
+			t.Logf("pacer run log:\n%s", tailLines(p.log.String(), 40))
 		}
 	})
 	select {

@@ -8,6 +8,7 @@ package main
 // config; TestDocsPicturesFresh fails when they are stale.
 //go:generate go run . simulate -c ../../config.toml --scenario burst --out ../../docs/simulate-burst.svg
 //go:generate go run . simulate -c ../../config.toml --scenario throttle-storm --out ../../docs/simulate-throttle-storm.svg
+//go:generate go run . simulate -c ../../config.toml --scenario moving-capacity --out ../../docs/simulate-moving-capacity.svg
 
 import (
 	"os"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/internal/status"
+	"github.com/jobpacer/pacer/pacer"
 )
 
 // Handler serves /metrics (Prometheus text format) and /status (JSON),
@@ -50,6 +51,10 @@ var (
 	descDrop   = prometheus.NewDesc("pacer_jobs_dropped_total", "Core NATS jobs lost to a full buffer.", labels, nil)
 	descPause  = prometheus.NewDesc("pacer_pauses_total", "Pauses after pushback, one per pushback.", labels, nil)
 	descProbe  = prometheus.NewDesc("pacer_probe_errors_total", "Backlog probes that failed.", labels, nil)
+	descGood   = prometheus.NewDesc("pacer_goodput_jobs_per_second", "Jobs done (succeeded or failed) per second over the last second.", labels, nil)
+	descCap    = prometheus.NewDesc("pacer_capacity_jobs_per_second", "The downstream's capacity as the pacer estimates it from pushback and latency; 0 while none limits the pace.", labels, nil)
+	descCuts   = prometheus.NewDesc("pacer_cuts_total", "Pace cuts by pushback or latency, one per event.", labels, nil)
+	descReason = prometheus.NewDesc("pacer_pace_reason", "1 for what sets the pace now (ceiling, backlog, pushback, latency), 0 for the others.", []string{"worker", "reason"}, nil)
 	descUp     = prometheus.NewDesc("pacer_worker_up", "1 while the worker's source runs, 0 while it is down and being restarted.", labels, nil)
 	descRestrt = prometheus.NewDesc("pacer_worker_restarts_total", "Attempts to restart the worker's source after it failed.", labels, nil)
 	descReady  = prometheus.NewDesc("pacer_ready", "1 when every worker runs and the run is not draining (what /readyz says).", nil, nil)
@@ -65,13 +70,15 @@ var (
 	descFleetFallbk = prometheus.NewDesc("pacer_fleet_fallbacks_total", "Times the fleet limit fell back to this process's local share.", fleetLabels, nil)
 )
 
+var reasons = []string{string(pacer.ReasonCeiling), string(pacer.ReasonBacklog), string(pacer.ReasonPushback), string(pacer.ReasonLatency)}
+
 var fleetModes = []string{redisbucket.ModeRedis.String(), redisbucket.ModeFallback.String(), redisbucket.ModeRejoining.String()}
 
 type collector struct{ get func() status.Status }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
-		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descUp, descRestrt, descReady,
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descGood, descCap, descCuts, descReason, descUp, descRestrt, descReady,
 		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
 		ch <- d
 	}
@@ -127,6 +134,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		n(descDrop, w.Dropped)
 		n(descPause, w.Pauses)
 		n(descProbe, w.ProbeErrors)
+		g(descGood, w.Goodput)
+		g(descCap, w.Capacity)
+		n(descCuts, w.Cuts)
+		for _, r := range reasons {
+			v := 0.0
+			if r == w.Reason {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descReason, prometheus.GaugeValue, v, w.Name, r)
+		}
 		up := 0.0
 		if w.Up {
 			up = 1

@@ -19,7 +19,7 @@ func simulateCommand() *cli.Command {
 		Flags: []cli.Flag{
 			configFlag(false),
 			&cli.StringFlag{Name: "worker", Usage: "the worker to simulate (default: the first)"},
-			&cli.StringFlag{Name: "scenario", Value: "burst", Usage: "steady, burst or throttle-storm"},
+			&cli.StringFlag{Name: "scenario", Value: "burst", Usage: simulate.Scenarios},
 			&cli.DurationFlag{Name: "duration", Value: 2 * time.Minute, Usage: "simulated time"},
 			&cli.StringFlag{Name: "out", Value: "pace.svg", Usage: "the SVG `FILE`"},
 			&cli.StringFlag{Name: "csv", Usage: "the CSV `FILE` (default: --out with .csv)"},

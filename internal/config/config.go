@@ -185,6 +185,9 @@ type Worker struct {
 	Period            Duration       `toml:"period"`
 	Cut               float64        `toml:"cut"`
 	DefaultRetryAfter Duration       `toml:"default_retry_after"`
+	PauseAfter        Duration       `toml:"pause_after"`
+	StormShare        float64        `toml:"storm_share"`
+	LatencyTarget     Duration       `toml:"latency_target"`
 	AdjMap            []pacer.AdjRow `toml:"adjmap"`
 	SourceRaw         toml.Primitive `toml:"source"`
 	SinkRaw           toml.Primitive `toml:"sink"`
@@ -225,6 +228,7 @@ func (w *Worker) Pacer() pacer.Config {
 		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
 		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
 		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
+		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: w.LatencyTarget.D(),
 	}
 }
 

@@ -287,3 +287,24 @@ func TestParseTypeErrors(t *testing.T) {
 		})
 	}
 }
+
+// The capacity controller's settings map to pacer.Config, and a bad one is
+// reported at its own key, by the core's rule.
+func TestCapacitySettings(t *testing.T) {
+	t.Parallel()
+	src := func(extra string) string {
+		return "[[worker]]\nname = \"w\"\nrate = 100\n" + extra + "[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n"
+	}
+	f, err := config.Parse("c.toml", src("latency_target = \"50ms\"\npause_after = \"10s\"\nstorm_share = 0.8\n"), build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Workers[0].Pacer()
+	if c.LatencyTarget != 50*time.Millisecond || c.PauseAfter != 10*time.Second || c.StormShare != 0.8 {
+		t.Fatalf("pacer.Config: latency_target %v, pause_after %v, storm_share %v; want 50ms, 10s, 0.8", c.LatencyTarget, c.PauseAfter, c.StormShare)
+	}
+	_, err = config.Parse("c.toml", src("storm_share = 2\n"), build)
+	if want := "c.toml:4: worker \"w\" storm_share: 2: want "; err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "storm_share") {
+		t.Fatalf("Parse with storm_share = 2: %v; want an error starting %q that names storm_share", err, want)
+	}
+}

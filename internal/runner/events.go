@@ -3,44 +3,12 @@ package runner
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
 )
-
-// watchEvery is how often watch reads a pacer's Stats for events.
-const watchEvery = 250 * time.Millisecond
-
-// watch logs, once each, the events that change a worker's pace, with the
-// numbers: a pause by pushback (the factor cut and the pause's end) at
-// info, and the end of the pause. Per-job lines are at debug (the sink's
-// and the handler's); the status line sums the rest every status_every.
-// It runs until ctx ends.
-func (r *Runner) watch(ctx context.Context, w *runWorker) {
-	t := time.NewTicker(watchEvery)
-	defer t.Stop()
-	last := w.p.Stats()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		st := w.p.Stats()
-		if n := st.Pauses - last.Pauses; n > 0 {
-			r.log.Info("paused: the downstream pushed back", "worker", w.cfg.Name,
-				"pauses", n, "pauses_total", st.Pauses, "throttled_total", st.Throttled,
-				"factor", fmt.Sprintf("%.2f → %.2f", last.Factor, st.Factor),
-				"until", st.PausedUntil.Format(time.RFC3339Nano), "pace_after", round(st.Base*st.Factor))
-		} else if !last.PausedUntil.IsZero() && st.PausedUntil.IsZero() {
-			r.log.Info("pause over", "worker", w.cfg.Name, "pace", round(st.Pace), "factor", round(st.Factor))
-		}
-		last = st
-	}
-}
 
 // loggedProbe is a worker's backlog probe that logs a failure once, at
 // warn, when reads start failing, and once, at info, when they answer

@@ -139,6 +139,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			w.probe.set(probe)
 			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
 		}
+		pc.Logger = r.log.With("worker", wc.Name) // one INFO line per pace cut or pause
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
 			pc.Limiter = w.fleet
@@ -162,10 +163,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.hard = hard
 	var srcWG sync.WaitGroup
 	for _, w := range r.workers {
-		bgWG.Add(3)
+		bgWG.Add(2)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
 		go func() { defer bgWG.Done(); w.hist.run(bg, w.take) }()
-		go func() { defer bgWG.Done(); r.watch(bg, w) }()
 		env := plugin.Env{
 			Worker: w.cfg.Name, Pacer: w.p, Log: r.log, DrainTimeout: cfg.DrainTimeout.D(),
 			MaxInFlight: w.cfg.MaxInFlight, Handle: r.handler(w),
@@ -283,7 +283,8 @@ func (r *Runner) statusLog(ctx context.Context, every time.Duration) {
 		}
 		st := r.Status()
 		for _, ws := range st.Workers {
-			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "done_per_s", round(ws.Measured),
+			r.log.Info("status", "worker", ws.Name, "pace", round(ws.Pace), "reason", ws.Reason,
+				"capacity", round(ws.Capacity), "done_per_s", round(ws.Measured),
 				"factor", round(ws.Factor), "backlog", ws.Backlog, "in_flight", ws.InFlight,
 				"done", ws.Succeeded, "failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped)
 		}

@@ -24,6 +24,7 @@ func (r *Runner) Status() status.Status {
 			Backlog: st.Backlog.Pending, OldestAge: st.Backlog.OldestAge.Seconds(), InFlight: w.running.Load(),
 			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
 			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
+			Reason: string(st.Reason), Goodput: st.Goodput, Capacity: st.Capacity, Cuts: st.Cuts,
 		}
 		ws.Up, ws.Restarts = true, w.health.restarts.Load()
 		if since, err := w.health.get(); !since.IsZero() {

@@ -15,28 +15,36 @@ import (
 
 // Scenario is a synthetic load: jobs arrive at Arrival(t) per second, and
 // the downstream pushes back on a job done at t when Throttle(t, k) says
-// so (k counts jobs from 0), asking for the returned retry-after.
+// so (k counts jobs from 0), asking for the returned retry-after. A
+// scenario with Capacity has a downstream that takes Capacity(t) jobs a
+// second (a token bucket with a burst of 5) and answers 429, retry after
+// 1s, beyond it; Simulate makes its Throttle.
 type Scenario struct {
 	Name     string
 	Arrival  func(t time.Duration, c pacer.Config) float64
 	Throttle func(t time.Duration, k int) (time.Duration, bool)
+	Capacity func(t time.Duration, c pacer.Config) float64
 }
+
+// Scenarios are the names ScenarioByName knows.
+const Scenarios = "steady, burst, throttle-storm or moving-capacity"
 
 // ScenarioByName returns a scenario of pacer simulate, timed relative to
 // the simulated duration: steady (arrivals at 80 % of the base pace), burst (three
 // times the base pace from 20 % to 35 % of the time), throttle-storm
 // (arrivals at 150 % of the base pace; from 30 % to 50 % of the time the
-// downstream answers every 20th job with 429, retry after 2 s).
+// downstream answers three jobs in four with 429, retry after 2 s: a
+// storm, which pauses the queue), moving-capacity (arrivals at 120 % of
+// the ceiling; a downstream whose capacity, unknown to the pacer, is 40 %,
+// 90 %, 15 % and 60 % of the ceiling in four equal phases).
 func ScenarioByName(name string) (Scenario, error) {
 	switch name {
 	case "steady":
 		return Scenario{Name: name, Arrival: func(_ time.Duration, c pacer.Config) float64 { return 0.8 * c.Base }}, nil
-	case "burst":
+	case "burst", "throttle-storm", "moving-capacity":
 		return Scenario{Name: name}, nil // filled in by Simulate, which knows d
-	case "throttle-storm":
-		return Scenario{Name: name}, nil
 	}
-	return Scenario{}, fmt.Errorf("scenario %q: want steady, burst or throttle-storm", name)
+	return Scenario{}, fmt.Errorf("scenario %q: want %s", name, Scenarios)
 }
 
 func (s *Scenario) fill(d time.Duration) {
@@ -54,7 +62,13 @@ func (s *Scenario) fill(d time.Duration) {
 	case "throttle-storm":
 		s.Arrival = func(_ time.Duration, c pacer.Config) float64 { return 1.5 * c.Base }
 		s.Throttle = func(t time.Duration, k int) (time.Duration, bool) {
-			return 2 * time.Second, in(t, 0.3, 0.5) && k%20 == 0
+			return 2 * time.Second, in(t, 0.3, 0.5) && k%4 != 0
+		}
+	case "moving-capacity":
+		s.Arrival = func(_ time.Duration, c pacer.Config) float64 { return 1.2 * c.Rate }
+		levels := []float64{0.4, 0.9, 0.15, 0.6}
+		s.Capacity = func(t time.Duration, c pacer.Config) float64 {
+			return levels[min(int(t*4/d), 3)] * c.Rate
 		}
 	}
 }
@@ -71,6 +85,9 @@ type Sample struct {
 	Backlog   int64 // jobs waiting
 	Arrived   int64
 	Throttled int64
+	Capacity  float64 // the scenario's downstream capacity, jobs/s; 0 if it has none
+	Estimate  float64 // the pacer's estimate of it (Stats.Capacity); 0 while it has none
+	Reason    pacer.Reason
 }
 
 // Simulate runs a pacer made with c (its Clock and Probe replaced) on a
@@ -84,6 +101,7 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 	if sc.Arrival == nil {
 		sc.fill(d)
 	}
+	var capacity func(time.Duration) float64
 	clock := &simClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	epoch := clock.Now()
 	var backlog float64 // jobs waiting, fractional arrivals included
@@ -98,6 +116,20 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 	cfg, err := c.WithDefaults() // the period and base the pacer runs at
 	if err != nil {
 		return nil, err
+	}
+	if sc.Capacity != nil {
+		capacity = func(t time.Duration) float64 { return sc.Capacity(t, cfg) }
+		const burst = 5
+		tokens, at := float64(burst), time.Duration(0)
+		sc.Throttle = func(t time.Duration, _ int) (time.Duration, bool) {
+			tokens = min(burst, tokens+capacity(t)*(t-at).Seconds())
+			at = t
+			if tokens >= 1 {
+				tokens--
+				return 0, false
+			}
+			return time.Second, true
+		}
 	}
 	ctx := context.Background()
 	const every = 250 * time.Millisecond
@@ -136,7 +168,10 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 			st := p.Stats()
 			samples = append(samples, Sample{T: now, Arrival: sc.Arrival(now, cfg), Pace: st.Pace, Done: done,
 				DoneRate: float64(len(doneAt)), Ceiling: st.Ceiling, Factor: st.Factor, Backlog: int64(backlog),
-				Arrived: int64(arrived), Throttled: throttled})
+				Arrived: int64(arrived), Throttled: throttled, Estimate: st.Capacity, Reason: st.Reason})
+			if capacity != nil {
+				samples[len(samples)-1].Capacity = capacity(now)
+			}
 			nextSm += every
 		}
 		next := min(nextStep, nextSm)
@@ -218,11 +253,13 @@ func WriteCSV(path string, samples []Sample) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"t_s", "arrival_per_s", "pace_per_s", "done_per_s", "ceiling_per_s", "factor", "backlog_jobs", "arrived", "done", "throttled"})
+	_ = w.Write([]string{"t_s", "arrival_per_s", "pace_per_s", "done_per_s", "ceiling_per_s", "factor", "backlog_jobs", "arrived", "done", "throttled",
+		"capacity_per_s", "estimated_capacity_per_s", "reason"})
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	for _, s := range samples {
 		_ = w.Write([]string{ff(s.T.Seconds()), ff(s.Arrival), ff(s.Pace), ff(s.DoneRate), ff(s.Ceiling), ff(math.Round(s.Factor*1000) / 1000),
-			strconv.FormatInt(s.Backlog, 10), strconv.FormatInt(s.Arrived, 10), strconv.FormatInt(s.Done, 10), strconv.FormatInt(s.Throttled, 10)})
+			strconv.FormatInt(s.Backlog, 10), strconv.FormatInt(s.Arrived, 10), strconv.FormatInt(s.Done, 10), strconv.FormatInt(s.Throttled, 10),
+			ff(s.Capacity), ff(math.Round(s.Estimate*1000) / 1000), string(s.Reason)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

@@ -50,7 +50,7 @@ func TestSimulate(t *testing.T) {
 			t.Errorf("at the end: backlog %d, factor %g; want drained and back to 1", last.Backlog, last.Factor)
 		}
 	})
-	t.Run("throttle-storm: pushback cuts the factor below 1 and pauses", func(t *testing.T) {
+	t.Run("throttle-storm: a storm of pushback cuts the factor below 1 and pauses", func(t *testing.T) {
 		s := runScenario(t, "throttle-storm")
 		minF, paused := 10.0, false
 		for _, x := range s {
@@ -61,6 +61,42 @@ func TestSimulate(t *testing.T) {
 			t.Errorf("min factor %g, paused %v, throttled %d; want < 1, true, > 0", minF, paused, last.Throttled)
 		}
 	})
+}
+
+// moving-capacity: the pace follows a downstream capacity nobody
+// configured, phase by phase, and the estimate shows it.
+func TestSimulateMovingCapacity(t *testing.T) {
+	t.Parallel()
+	sc, err := simulate.ScenarioByName("moving-capacity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = 2 * time.Minute
+	s, err := simulate.Simulate(pacer.Config{Rate: 200, Burst: 5, MinFactor: 0.05}, sc, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		// The second half of each phase.
+		from, to := time.Duration(2*i+1)*d/8, time.Duration(2*i+2)*d/8
+		var done, capacity, n float64
+		var estimated bool
+		for _, x := range s {
+			if x.T >= from && x.T < to {
+				done, capacity, n = done+x.DoneRate, capacity+x.Capacity, n+1
+				estimated = estimated || x.Estimate > 0
+			}
+		}
+		if r := done / capacity; r < 0.9 || r > 1.02 || !estimated {
+			t.Errorf("phase %d (capacity %.0f/s): done ÷ capacity %.3f, an estimate shown %v; want in [0.9, 1.02], true", i+1, capacity/n, r, estimated)
+		}
+	}
+	svg := simulate.SVG("moving", s)
+	for _, want := range []string{"downstream capacity", "estimated capacity"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
 }
 
 func TestSVGIsWellFormed(t *testing.T) {
@@ -84,7 +120,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 
 func TestScenarioByNameUnknown(t *testing.T) {
 	t.Parallel()
-	if _, err := simulate.ScenarioByName("rain"); err == nil || !strings.Contains(err.Error(), "steady, burst or throttle-storm") {
+	if _, err := simulate.ScenarioByName("rain"); err == nil || !strings.Contains(err.Error(), simulate.Scenarios) {
 		t.Fatalf("ScenarioByName(rain) = %v", err)
 	}
 }

@@ -21,7 +21,9 @@ type panel struct {
 }
 
 // SVG draws samples as three stacked charts sharing the time axis: jobs
-// per second (arrivals, pace, done, ceiling), the factor, and the backlog.
+// per second (arrivals, pace, done, ceiling; and, for a scenario with a
+// downstream capacity, that capacity and the pacer's estimate of it), the
+// factor, and the backlog.
 func SVG(title string, samples []Sample) string {
 	panels := []panel{
 		{"throughput", "jobs/s", []series{
@@ -36,6 +38,14 @@ func SVG(title string, samples []Sample) string {
 		{"backlog", "jobs", []series{
 			{"backlog", "#ff7f0e", "", func(s Sample) float64 { return float64(s.Backlog) }},
 		}},
+	}
+	for _, sm := range samples {
+		if sm.Capacity > 0 {
+			panels[0].series = append(panels[0].series,
+				series{"downstream capacity", "#17becf", "8,3", func(s Sample) float64 { return s.Capacity }},
+				series{"estimated capacity", "#e377c2", "2,2", func(s Sample) float64 { return s.Estimate }})
+			break
+		}
 	}
 	const (
 		W, left, right, top = 960, 80, 190, 50

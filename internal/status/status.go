@@ -49,6 +49,10 @@ type WorkerStatus struct {
 	Pauses      uint64     `json:"pauses"`               // pushback pauses
 	ProbeErrors uint64     `json:"probe_errors"`         //
 	PausedUntil *time.Time `json:"paused_until,omitempty"`
+	Reason      string     `json:"reason"`   // what sets the pace: ceiling, backlog, pushback or latency
+	Goodput     float64    `json:"goodput"`  // jobs/s done (succeeded or failed) over the last second
+	Capacity    float64    `json:"capacity"` // the downstream's estimated capacity, jobs/s; 0 while no pushback limits the pace
+	Cuts        uint64     `json:"cuts"`     // pace cuts by pushback or latency, one per event
 }
 
 // FleetStatus is one fleet limit in a Status.
@@ -105,7 +109,7 @@ func WriteTable(w io.Writer, addr string, st Status) {
 	}
 	fmt.Fprintf(w, "pacer at %s: %s, up %s\n", addr, state, (time.Duration(st.Uptime) * time.Second).Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WORKER\tSOURCE→SINK\tPACE/s\tDONE/s\tCEILING/s\tFACTOR\tBACKLOG\tIN FLIGHT\tDONE\tFAILED\tTHROTTLED\tDROPPED\tPAUSED\t")
+	fmt.Fprintln(tw, "WORKER\tSOURCE→SINK\tPACE/s\tWHY\tCAPACITY/s\tDONE/s\tCEILING/s\tFACTOR\tBACKLOG\tIN FLIGHT\tDONE\tFAILED\tTHROTTLED\tDROPPED\tPAUSED\t")
 	for _, ws := range st.Workers {
 		paused := "-"
 		if ws.PausedUntil != nil {
@@ -113,8 +117,16 @@ func WriteTable(w io.Writer, addr string, st Status) {
 				paused = d.Round(100 * time.Millisecond).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s→%s\t%.1f\t%.1f\t%g\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
-			ws.Name, ws.Source, ws.Sink, ws.Pace, ws.Measured, ws.Ceiling, ws.Factor, ws.Backlog, ws.InFlight,
+		capacity := "-"
+		if ws.Capacity > 0 {
+			capacity = fmt.Sprintf("%.1f", ws.Capacity)
+		}
+		why := ws.Reason
+		if why == "" {
+			why = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s→%s\t%.1f\t%s\t%s\t%.1f\t%g\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			ws.Name, ws.Source, ws.Sink, ws.Pace, why, capacity, ws.Measured, ws.Ceiling, ws.Factor, ws.Backlog, ws.InFlight,
 			ws.Succeeded, ws.Failed, ws.Throttled, ws.Dropped, paused)
 	}
 	tw.Flush()

@@ -222,6 +222,7 @@
     }
     $('#brokers').replaceChildren(...bs);
     uptimeAt = [p.uptime_seconds, performance.now()];
+    document.title = `pacer · ${p.host}`;
   }
 
   function conn(cls, text) {

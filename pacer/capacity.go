@@ -1,0 +1,467 @@
+package pacer
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"time"
+)
+
+// Reason says what sets a Pacer's pace now; Stats.Reason reports it.
+type Reason string
+
+// The reasons for a Pacer's pace.
+const (
+	// ReasonCeiling: the pace is the ceiling, Config.Rate.
+	ReasonCeiling Reason = "ceiling"
+	// ReasonBacklog: the pace is what the backlog rule asks, Base × factor,
+	// below the ceiling.
+	ReasonBacklog Reason = "backlog"
+	// ReasonPushback: the downstream pushed back (Throttled outcomes) and
+	// the pace is held under the capacity measured then, probing back up.
+	ReasonPushback Reason = "pushback"
+	// ReasonLatency: latency passed Config.LatencyTarget and the pace is
+	// held under the good rate measured then, probing back up.
+	ReasonLatency Reason = "latency"
+)
+
+// The capacity-seeking controller's constants; docs/capacity.md explains
+// each choice.
+const (
+	// sampleTicks is how often the good rate is sampled and the probe
+	// curve re-evaluated: on the first outcome after it, or at Step.
+	sampleTicks = int64(100*time.Millisecond) << tickShift
+	// windowSlots samples make the window the good rate is measured over
+	// (about a second).
+	windowSlots = 10
+	// recentTicks and recentDone bound the recent part of the window a
+	// cut measures the good rate over.
+	recentTicks = int64(300*time.Millisecond) << tickShift
+	recentDone  = 20
+	// minWindow is the shortest measured window the good rate is trusted
+	// on; with less, a cut multiplies the pace by Config.Cut instead.
+	minWindow = int64(200*time.Millisecond) << tickShift
+	// beta is the cut: the pace drops to beta × the good rate measured
+	// when the downstream pushed back.
+	beta = 0.95
+	// recoverSecs is how long the concave part of the probe takes to
+	// bring the pace from the cut back to the last known limit.
+	recoverSecs = 0.75
+	// probeStep and probeDoubleSecs shape the convex part beyond the last
+	// known limit: limit × (1 + probeStep × (2^(t/probeDoubleSecs) − 1)).
+	probeStep       = 0.05
+	probeDoubleSecs = 0.5
+	// noiseShare is the share of throttled outcomes in the window under
+	// which a 429 that comes while the pace is below the last known limit
+	// is taken for jitter, not for a lower capacity: it does not cut.
+	noiseShare = 0.02
+	// stormMin is the fewest throttled outcomes in the window that make a
+	// storm, whatever their share.
+	stormMin = 5
+	// latencyMin is the fewest outcomes (dispatched since the last cut)
+	// the latency rule judges; latencyShare is the share of them above
+	// LatencyTarget that is soft pushback (0.1: the 90th percentile).
+	latencyMin   = 20
+	latencyShare = 0.1
+	// latencyEarly is the part of LatencyTarget a job's latency is judged
+	// against: a latency is known only when its job ends, so the rule
+	// acts before the 90th percentile reaches the target itself.
+	latencyEarly = 0.75
+	// logEvery spaces the INFO lines of pace cuts; cuts in between are
+	// counted in the next line.
+	logEvery = int64(time.Second) << tickShift
+)
+
+// slot is one sample of the window: jobs done (succeeded or failed) and
+// throttled in it, and the active (not paused) ticks it covers.
+type slot struct {
+	done, thr uint64
+	ticks     int64
+	paced     float64 // jobs the pace allowed in it: pace × active seconds
+}
+
+// capState is the capacity-seeking controller's state. It is guarded by
+// Pacer.mu.
+type capState struct {
+	limit float64 // jobs per second the downstream is held to; +Inf: none
+	cause Reason  // ReasonPushback or ReasonLatency: what set limit
+	wmax  float64 // the last known limit: the pace the downstream took at the last cut
+	from  float64 // limit just after the last cut
+	probe int64   // active ticks since the last cut: the probe curve's time
+	cuts  uint64
+	// tolerated counts 429s under the last known limit, rare enough to
+	// be dispatch jitter, that did not cut the pace.
+	tolerated uint64
+
+	lastAt            int64 // ticks of the last sample
+	lastDone, lastThr uint64
+	win               [windowSlots]slot
+	head              int
+
+	logAt    int64 // ticks of the last INFO line
+	unlogged int   // cuts since then, not yet logged
+}
+
+func (c *capState) init(now int64) {
+	c.limit = math.Inf(1)
+	c.lastAt = now
+	c.logAt = math.MinInt64 / 2
+}
+
+// floorPace is the lowest pace pushback can set: Base × MinFactor. It
+// requires mu held.
+func (p *Pacer) floorPace() float64 { return p.base.Leak() * p.cfg.MinFactor }
+
+// maxPace is the highest pace: the ceiling, and Base × MaxFactor. It
+// requires mu held.
+func (p *Pacer) maxPace() float64 { return min(p.rate, p.base.Leak()*p.cfg.MaxFactor) }
+
+// doneCount returns the jobs done (succeeded or failed) so far.
+func (p *Pacer) doneCount() uint64 { return p.succeeded.Load() + p.failed.Load() }
+
+// observe records the outcome of a permit of n jobs dispatched at ticks at.
+func (p *Pacer) observe(at int64, n int, outcome error) {
+	now := p.base.s.now()
+	if outcome != nil {
+		if retry, ok := IsThrottled(outcome); ok {
+			p.throttled.Add(uint64(n))
+			if retry <= 0 {
+				retry = p.cfg.DefaultRetryAfter
+			}
+			p.pushback(now, at, retry)
+			return
+		}
+		p.failed.Add(uint64(n))
+	} else {
+		p.succeeded.Add(uint64(n))
+	}
+	if p.cfg.LatencyTarget > 0 && at >= p.cutAt.Load() {
+		p.latN.Add(uint64(n))
+		p.latSum.Add(uint64(n) * uint64((now-at)>>tickShift))
+		if float64(now-at) > latencyEarly*float64(int64(p.cfg.LatencyTarget)<<tickShift) {
+			p.latSlow.Add(uint64(n))
+		}
+	}
+	if now >= p.nextSample.Load() {
+		var rec *slog.Record
+		p.mu.Lock()
+		rec = p.sample(now)
+		p.mu.Unlock()
+		p.log(rec)
+	}
+}
+
+// pushback handles a Throttled outcome at now of a job dispatched at ticks
+// at, asking to retry after retry.
+func (p *Pacer) pushback(now, at int64, retry time.Duration) {
+	p.mu.Lock()
+	rec := p.sample(now)
+	if r := p.cut(now, at, ReasonPushback, beta); r != nil {
+		rec = r
+	}
+	long := retry >= p.cfg.PauseAfter
+	if long || p.storm() {
+		until := now + int64(min(retry, maxPause))<<tickShift
+		if until > p.pausedUntil {
+			if now >= p.pausedUntil {
+				p.pauses.Add(1)
+				p.pauseStart.Store(now)
+				// A new regime: outcomes of jobs sent before the pause
+				// cut no further.
+				p.cutAt.Store(now)
+				why := "storm"
+				if long {
+					why = "long retry-after"
+				}
+				rec = p.record(now, slog.LevelInfo, "pacer: paused by pushback",
+					slog.String("why", why), slog.Duration("retry_after", retry))
+			}
+			p.pausedUntil = until
+			p.base.s.hold(until)
+		}
+	}
+	p.mu.Unlock()
+	p.log(rec)
+}
+
+// cut lowers the pace to depth × the rate the downstream took, for
+// pushback or latency of a job dispatched at ticks at, once per event: an
+// outcome of a job dispatched before the last cut reports what that cut
+// already answered. It returns the log record to emit, if any. It
+// requires mu held.
+func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
+	if at < p.cutAt.Load() {
+		return nil
+	}
+	c := &p.cap
+	pace := p.base.Leak() * p.factor
+	if why == ReasonPushback && pace < c.wmax && p.throttledShare() < noiseShare {
+		// Under the last known limit, and rare: a burst the downstream's
+		// bucket could not take (dispatch jitter), not a lower capacity.
+		// The job waits its retry-after; the pace holds.
+		c.tolerated++
+		return nil
+	}
+	// The pace the downstream took over the last second, or over its
+	// recent part if higher (a pace that rose within the second). The
+	// recent part alone would ratchet the pace down when a 429 comes
+	// while the pace is still recovering.
+	good, est1, ok := p.goodputOver(now, windowSlots*sampleTicks, 0)
+	if rgood, rest, rok := p.goodputOver(now, recentTicks, recentDone); rok {
+		good, est1, ok = max(good, rgood), max(est1, rest), true
+	}
+	if why == ReasonLatency {
+		// Latency: cut by what was served; making up for dispatches
+		// this machine lost would only lengthen the downstream's queue.
+		est1 = good
+	}
+	var est float64
+	if ok {
+		est = min(est1, pace)
+	} else {
+		est = pace * p.cfg.Cut / beta
+	}
+	floor := p.floorPace()
+	c.wmax = max(est, floor)
+	c.from = max(depth*c.wmax, floor)
+	c.limit = c.from
+	c.cause = why
+	c.probe = 0
+	c.cuts++
+	p.cutAt.Store(now)
+	p.resetLatency()
+	p.applyPace()
+	if now-c.logAt < logEvery {
+		c.unlogged++
+		return nil
+	}
+	c.logAt = now
+	attrs := []slog.Attr{
+		slog.String("reason", string(why)),
+		slog.Float64("from", round3(pace)), slog.Float64("to", round3(p.base.Leak()*p.factor)),
+	}
+	if ok {
+		attrs = append(attrs, slog.Float64("good_rate", round3(good)))
+	} else {
+		attrs = append(attrs, slog.String("good_rate", "not measured yet: cut by Config.Cut"))
+	}
+	if c.unlogged > 0 {
+		attrs = append(attrs, slog.Int("more_cuts", c.unlogged))
+		c.unlogged = 0
+	}
+	return p.record(now, slog.LevelInfo, "pacer: pace lowered", attrs...)
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// record makes a log record for Config.Logger, or nil without one.
+func (p *Pacer) record(now int64, level slog.Level, msg string, attrs ...slog.Attr) *slog.Record {
+	if p.cfg.Logger == nil || !p.cfg.Logger.Enabled(context.Background(), level) {
+		return nil
+	}
+	r := slog.NewRecord(p.base.s.epoch.Add(time.Duration(now>>tickShift)), level, msg, 0)
+	r.AddAttrs(attrs...)
+	return &r
+}
+
+// log emits r, outside mu.
+func (p *Pacer) log(r *slog.Record) {
+	if r != nil {
+		_ = p.cfg.Logger.Handler().Handle(context.Background(), *r)
+	}
+}
+
+// sample closes the current sample if it is due: it moves the window on,
+// judges latency, advances the probe curve and applies the pace. It
+// returns a log record for a cut by latency, if any. It requires mu held.
+func (p *Pacer) sample(now int64) *slog.Record {
+	if now < p.nextSample.Load() {
+		return nil
+	}
+	c := &p.cap
+	p.nextSample.Store(now + sampleTicks)
+	done, thr := p.doneCount(), p.throttled.Load()
+	active := p.activeTicks(c.lastAt, now)
+	if now-c.lastAt > windowSlots*sampleTicks {
+		// A long gap with no sample: idle, not a measure of the
+		// downstream. Start the window afresh.
+		c.win = [windowSlots]slot{}
+	} else if active > 0 {
+		c.head = (c.head + 1) % windowSlots
+		c.win[c.head] = slot{done: done - c.lastDone, thr: thr - c.lastThr, ticks: active,
+			paced: p.base.Leak() * p.factor * float64(active) / ticksPerSec}
+	}
+	c.lastAt, c.lastDone, c.lastThr = now, done, thr
+	var rec *slog.Record
+	if p.cfg.LatencyTarget > 0 {
+		if n := p.latN.Load(); n >= latencyMin {
+			if float64(p.latSlow.Load()) > latencyShare*float64(n) {
+				// The deeper the latency, the longer the queue at the
+				// downstream: cut by target ÷ mean latency (at least
+				// by beta, at most by half) so that it drains.
+				mean := float64(p.latSum.Load()) / float64(n)
+				depth := min(beta, max(0.5, float64(p.cfg.LatencyTarget)/mean))
+				rec = p.cut(now, now, ReasonLatency, depth)
+			} else {
+				p.resetLatency()
+			}
+		}
+	}
+	if !math.IsInf(c.limit, 1) {
+		c.probe += active
+		c.limit = p.probeCurve()
+		if c.limit >= p.maxPace() {
+			c.limit = math.Inf(1) // probed up to the ceiling: no limit known
+		}
+	}
+	p.applyPace()
+	return rec
+}
+
+// resetLatency starts the latency rule's count afresh.
+func (p *Pacer) resetLatency() {
+	p.latN.Store(0)
+	p.latSlow.Store(0)
+	p.latSum.Store(0)
+}
+
+// activeTicks returns the ticks of [from, to) not paused. It requires mu
+// held.
+func (p *Pacer) activeTicks(from, to int64) int64 {
+	ps, pe := p.pauseStart.Load(), p.pausedUntil
+	overlap := max(0, min(to, pe)-max(from, ps))
+	return max(0, to-from-overlap)
+}
+
+// probeCurve is the capacity limit after probe ticks since the last cut:
+// back to the last known limit along a concave cubic in recoverSecs, then
+// past it by a step that doubles every probeDoubleSecs. It requires mu
+// held.
+func (p *Pacer) probeCurve() float64 {
+	c := &p.cap
+	t := float64(c.probe) / ticksPerSec
+	if t <= recoverSecs {
+		u := 1 - t/recoverSecs
+		return c.wmax - (c.wmax-c.from)*u*u*u
+	}
+	return c.wmax * (1 + probeStep*(math.Exp2((t-recoverSecs)/probeDoubleSecs)-1))
+}
+
+// goodput returns the good rate (jobs done per second) over the window and
+// the current partial sample, and whether the window is long enough to
+// trust. It requires mu held.
+func (p *Pacer) goodput(now int64) (float64, bool) {
+	g, _, ok := p.goodputOver(now, windowSlots*sampleTicks, 0)
+	return g, ok
+}
+
+// goodputOver measures over the newest samples until they cover enough
+// ticks and hold enoughDone jobs, or the window ends. It returns the good
+// rate, and the pace the downstream took: the pace over the same time
+// times the share of outcomes not throttled. The two differ when fewer
+// jobs left than the pace allowed: a busy machine lost dispatches, or
+// stalled its workers, or the queue had fewer jobs; the good rate then
+// says little about the downstream, the share still does. It requires mu
+// held.
+func (p *Pacer) goodputOver(now, enough int64, enoughDone uint64) (good, pace float64, ok bool) {
+	c := &p.cap
+	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
+	ticks := p.activeTicks(c.lastAt, now)
+	paced := p.base.Leak() * p.factor * float64(ticks) / ticksPerSec
+	for i := 0; i < windowSlots && (ticks < enough || done < enoughDone); i++ {
+		s := c.win[(c.head-i+windowSlots)%windowSlots]
+		if s.ticks == 0 {
+			break
+		}
+		done += s.done
+		thr += s.thr
+		ticks += s.ticks
+		paced += s.paced
+	}
+	if ticks < minWindow {
+		return 0, 0, false
+	}
+	good = float64(done) / (float64(ticks) / ticksPerSec)
+	pace = good
+	if done+thr > 0 {
+		pace = paced / (float64(ticks) / ticksPerSec) * float64(done) / float64(done+thr)
+	}
+	return good, pace, true
+}
+
+// throttledShare is the share of throttled outcomes in the window. It
+// requires mu held.
+func (p *Pacer) throttledShare() float64 {
+	c := &p.cap
+	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
+	for i := 0; i < windowSlots; i++ {
+		s := c.win[(c.head-i+windowSlots)%windowSlots]
+		if s.ticks == 0 {
+			break
+		}
+		done += s.done
+		thr += s.thr
+	}
+	if thr == 0 {
+		return 0
+	}
+	return float64(thr) / float64(thr+done)
+}
+
+// storm reports whether the window holds a storm of pushback: at least
+// stormMin throttled outcomes and a share of at least StormShare. It
+// requires mu held.
+func (p *Pacer) storm() bool {
+	c := &p.cap
+	done, thr := p.doneCount()-c.lastDone, p.throttled.Load()-c.lastThr
+	for i := 0; i < windowSlots; i++ {
+		s := c.win[(c.head-i+windowSlots)%windowSlots]
+		if s.ticks == 0 {
+			break
+		}
+		done += s.done
+		thr += s.thr
+	}
+	return thr >= stormMin && float64(thr) >= p.cfg.StormShare*float64(thr+done)
+}
+
+// applyPace sets the base bucket's factor so that the pace is the lowest
+// of the ceiling, the backlog rule's Base × factor and the capacity limit,
+// and not under Base × MinFactor. It requires mu held.
+func (p *Pacer) applyPace() {
+	base := p.base.Leak()
+	pace := min(p.maxPace(), base*p.bfactor)
+	limited := p.cap.limit < pace
+	if limited {
+		pace = max(p.cap.limit, p.floorPace())
+	}
+	// Under the downstream's limit, no catch-up bursts after a late
+	// wake: a burst the downstream cannot take is throttled.
+	p.base.s.smooth.Store(limited)
+	p.setFactor(pace / base)
+}
+
+// reason returns what sets the pace now. It requires mu held.
+func (p *Pacer) reason() Reason {
+	base := p.base.Leak()
+	pace := min(p.maxPace(), base*p.bfactor)
+	switch {
+	case p.cap.limit < pace:
+		return p.cap.cause
+	case base*p.bfactor >= p.rate:
+		return ReasonCeiling
+	default:
+		return ReasonBacklog
+	}
+}
+
+// capacityEstimate is the downstream's estimated capacity for Stats: the
+// good rate at the last cut, or the good rate now if higher; 0 while no
+// limit is known. It requires mu held.
+func (p *Pacer) capacityEstimate(now int64) float64 {
+	if math.IsInf(p.cap.limit, 1) {
+		return 0
+	}
+	g, _ := p.goodput(now)
+	return max(p.cap.wmax, g)
+}
