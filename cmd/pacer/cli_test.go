@@ -70,6 +70,9 @@ func TestConfigPath(t *testing.T) {
 		{"a flag beats PACER_CONFIG", []string{"PACER_CONFIG=bad.toml"}, []string{"check", "-c", "config.toml"}, 0, "config.toml: ok"},
 		{"two paths", nil, []string{"check", "-c", "config.toml", "bad.toml"}, 2, "pacer check: two config files: --config config.toml and bad.toml; give one"},
 		{"a file that is not there", nil, []string{"check", "nope.toml"}, 2, "nope.toml: no such file or directory"},
+		{"a path argument to status", nil, []string{"status", "bad.toml"}, 2, bad},
+		{"a path argument to enqueue", nil, []string{"enqueue", "-n", "1", "bad.toml"}, 2, bad},
+		{"two path arguments", nil, []string{"publish", "a.toml", "b.toml"}, 2, "pacer publish: want at most one config file, got 2 arguments: a.toml b.toml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

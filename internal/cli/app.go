@@ -145,14 +145,6 @@ func configPath(c *cli.Context) (string, error) {
 	return DefaultConfig, nil
 }
 
-// noArgs refuses arguments of a command that takes none.
-func noArgs(c *cli.Context) error {
-	if c.Args().Present() {
-		return usageError(c, "unexpected argument %q (this command takes flags only; see pacer help %s)", c.Args().First(), c.Command.Name)
-	}
-	return nil
-}
-
 // usageError is exit code 2 with a message prefixed with the command.
 func usageError(c *cli.Context, format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf("pacer %s: %s", c.Command.Name, fmt.Sprintf(format, args...)), 2)

@@ -37,7 +37,7 @@ var loadFlags = []cli.Flag{
 // checkLoadFlags refuses a bad --count or --rate before anything
 // connects.
 func checkLoadFlags(c *cli.Context) error {
-	if err := noArgs(c); err != nil {
+	if _, err := configPath(c); err != nil { // at most one path argument
 		return err
 	}
 	if n := c.Int("count"); n < 1 {
@@ -51,8 +51,9 @@ func checkLoadFlags(c *cli.Context) error {
 
 func enqueueCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "enqueue",
-		Usage: "put jobs into an Asynq queue (a load generator); by default where the config's first asynq worker takes them",
+		Name:      "enqueue",
+		ArgsUsage: "[CONFIG]",
+		Usage:     "put jobs into an Asynq queue (a load generator); by default where the config's first asynq worker takes them",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_ADDR", "REDIS_URL"},
 				Usage: "Redis `ADDR`, host:port or redis://[:password@]host:port[/db] (default: the config's, else 127.0.0.1:6379)"},
@@ -105,8 +106,9 @@ func enqueueCommand() *cli.Command {
 
 func publishCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "publish",
-		Usage: "publish jobs to a NATS subject (a load generator); by default where the config's first jetstream or nats worker takes them",
+		Name:      "publish",
+		ArgsUsage: "[CONFIG]",
+		Usage:     "publish jobs to a NATS subject (a load generator); by default where the config's first jetstream or nats worker takes them",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "nats", EnvVars: []string{"NATS_URL"}, Usage: "NATS `URL` (default: the config's, else " + nats.DefaultURL + ")"},
 			&cli.StringFlag{Name: "subject", Usage: "subject (default: one the config worker takes)"},

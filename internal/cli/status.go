@@ -12,8 +12,9 @@ import (
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "status",
-		Usage: "show the workers of a running pacer run (pace, factor, backlog, in flight, done, throttled, dropped)",
+		Name:      "status",
+		ArgsUsage: "[CONFIG]",
+		Usage:     "show the workers of a running pacer run (pace, factor, backlog, in flight, done, throttled, dropped)",
 		Flags: []cli.Flag{
 			adminFlag("the admin `ADDR` of the running pacer run (default: the config's admin, else " + config.DefaultAdmin + ")"),
 			configFlag(false),
@@ -22,9 +23,6 @@ func statusCommand() *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "refresh period of --watch"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
 			addr, err := adminAddr(c)
 			if err != nil {
 				return err
