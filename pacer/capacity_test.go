@@ -73,7 +73,6 @@ type event struct {
 	at        time.Duration
 	ok, thr   bool
 	latency   time.Duration
-	pace      float64
 	retryOfIt bool
 }
 

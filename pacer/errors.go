@@ -110,8 +110,10 @@ func checkCapacity(field string, v float64) error {
 // cap at all, and the sources start a goroutine per permit they hold.
 const InFlightLimit = 10000
 
-// MinPeriod is the shortest Config.Period: the controller probes the
-// backlog once a period, and a shorter one would only load the broker.
+// MinPeriod is the shortest Config.Period and LeakyConfig.Period: the
+// controller probes the backlog once a period and a leaky bucket's waiter
+// wakes to adapt once a period; a shorter one would only burn CPU and
+// load the broker.
 const MinPeriod = 10 * time.Millisecond
 
 // MaxFill is the longest a bucket may take to fill from empty

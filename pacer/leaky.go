@@ -195,8 +195,8 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 	if c.Period == 0 {
 		c.Period = DefaultAdaptPeriod
 	}
-	if c.Period < 0 {
-		return nil, invalid("period", c.Period, "≥ 0 (0: DefaultAdaptPeriod, 100ms)")
+	if c.Period < MinPeriod {
+		return nil, invalid("period", c.Period, "≥ 10ms (0: DefaultAdaptPeriod, 100ms)") // MinPeriod
 	}
 	if err := checkFill(c.Leak*c.MinFactor, c.Capacity); err != nil {
 		return nil, err

@@ -48,7 +48,9 @@ type Source interface {
 	// or returned to the queue. When ctx ends, Run stops taking, waits
 	// for the jobs in flight (at most env.DrainTimeout; jobs not finished
 	// by then go back to the queue), closes what Connect opened, and
-	// returns nil.
+	// returns nil. If Run returns before ctx ends, the source has failed:
+	// the runner marks the worker down (/readyz answers 503) and calls
+	// Connect and Run again, with backoff, until recover_timeout.
 	Run(ctx context.Context, env Env) error
 }
 
@@ -74,7 +76,11 @@ type Env struct {
 	Pacer *pacer.Pacer
 	// Handle runs one job through the sink and returns its outcome. It is
 	// not cancelled by Run's ctx: jobs in flight finish during a drain.
-	// It is safe for concurrent use.
+	// Once DrainTimeout has passed (and a short grace), the sink's context
+	// ends: a job still running is ended (an exec command is killed with
+	// its process group) and Handle returns an error; the source should
+	// then give the job back to its queue as not done. It is safe for
+	// concurrent use.
 	Handle func(j sink.Job) error
 	// Log is the run's logger.
 	Log *slog.Logger

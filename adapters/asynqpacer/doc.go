@@ -10,9 +10,10 @@
 // running into it.
 //
 // A handler whose downstream pushes back returns pacer.Throttle(retryAfter,
-// err) (or an error wrapping a *pacer.Throttled): the Pacer pauses once for
-// the whole queue and cuts its factor, and Asynq retries the task after
-// retryAfter. Set IsFailure and RetryDelay in asynq.Config so that such
+// err) (or an error wrapping a *pacer.Throttled, or one pacer.Unavailable
+// recognises): the Pacer lowers its pace to just under the good rate (and
+// pauses the whole queue for a long retry-after or a storm), and Asynq
+// retries the task after retryAfter. Set IsFailure and RetryDelay in asynq.Config so that such
 // tasks are neither counted as failed nor retried early:
 //
 //	srv := asynq.NewServer(redisOpt, asynq.Config{

@@ -70,7 +70,7 @@ func Example() {
 	c, err := natspacer.Consume(ctx, cons, p, natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		err := charge(ctx, msg.Data())
 		if errors.Is(err, errTooManyRequests) {
-			return pacer.Throttle(2*time.Second, err) // nak with 2s delay; the pacer pauses once
+			return pacer.Throttle(2*time.Second, err) // nak with 2s delay; the pacer lowers its pace
 		}
 		if err == nil && charged.Add(1) == 20 {
 			close(twenty)

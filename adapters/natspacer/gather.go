@@ -40,14 +40,15 @@ func (c *Consumption) gather() {
 		held := false // by the window alone
 		for !c.stopping && (c.wanted() == 0 || c.gathering >= c.capacity) {
 			binds := c.windowBinds()
-			if binds && !held {
+			newly := binds && !held
+			if newly {
 				c.winWaiters.Add(1)
 			} else if !binds && held {
 				c.winWaiters.Add(-1)
 			}
 			held = binds
 			c.mu.Unlock()
-			if held {
+			if newly {
 				kick(c.kickFetch) // no more permits come: fetch what the pool holds
 			}
 			select {

@@ -17,7 +17,8 @@ import (
 
 // MsgHandler handles one core NATS message for Subscribe. Its outcome is
 // reported to the pacer: nil is success, an error that is or wraps a
-// *pacer.Throttled pauses the pacer once, any other error is a failure.
+// *pacer.Throttled is pushback (the pacer lowers its pace; a long
+// retry-after or a storm pauses it), any other error is a failure.
 // Core NATS is at-most-once: nothing is redelivered either way.
 type MsgHandler interface {
 	HandleMsg(ctx context.Context, msg *nats.Msg) error

@@ -45,8 +45,8 @@ type Config struct {
 	// (100ms); it must be in [MinLeaseTime, MaxLeaseTime], [1ms, 10s].
 	LeaseTime time.Duration `toml:"lease_time"`
 	// RetryInterval is how often a worker that fell back to its local
-	// share tries Redis again. The default value is DefaultRetryInterval
-	// (500ms).
+	// share tries Redis again, at least MinRetryInterval (10ms). The
+	// default value is DefaultRetryInterval (500ms).
 	RetryInterval time.Duration `toml:"retry_interval"`
 	// Timeout bounds each Redis call (through its context; a go-redis
 	// client honours it when its Options.ContextTimeoutEnabled is set,
@@ -81,8 +81,13 @@ const (
 	MaxLeaseTime = 10 * time.Second
 	// DefaultRetryInterval is Config.RetryInterval's default.
 	DefaultRetryInterval = 500 * time.Millisecond
+	// MinRetryInterval bounds Config.RetryInterval: a shorter one would
+	// call a Redis that is down in a loop.
+	MinRetryInterval = 10 * time.Millisecond
 	// DefaultTimeout is Config.Timeout's default.
 	DefaultTimeout = 250 * time.Millisecond
+	// MinTimeout bounds Config.Timeout.
+	MinTimeout = time.Millisecond
 	// DefaultPrefix is Config.Prefix's default.
 	DefaultPrefix = "pacer:fleet:"
 )
@@ -153,14 +158,14 @@ func (c *Config) fill() error {
 	if c.RetryInterval == 0 {
 		c.RetryInterval = DefaultRetryInterval
 	}
-	if c.RetryInterval < 0 {
-		return invalid("retry_interval", c.RetryInterval, "> 0")
+	if c.RetryInterval < MinRetryInterval {
+		return invalid("retry_interval", c.RetryInterval, "≥ 10ms") // MinRetryInterval
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.Timeout < 0 {
-		return invalid("timeout", c.Timeout, "> 0")
+	if c.Timeout < MinTimeout {
+		return invalid("timeout", c.Timeout, "≥ 1ms") // MinTimeout
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix

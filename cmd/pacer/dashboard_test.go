@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,7 +126,8 @@ const readPanels = `[...document.querySelectorAll('section.panel')].map((p) => {
   return {
     worker: p.dataset.worker, t: Number(p.dataset.t || 0),
     values: { pace: v('pace'), ceiling: v('ceiling'), backlog: v('backlog'), in_flight: v('in_flight'), factor: v('factor'),
-      succeeded: s('succeeded'), failed: s('failed'), throttled: s('throttled'), pauses: s('pauses') },
+      capacity: v('capacity'), succeeded: s('succeeded'), failed: s('failed'), throttled: s('throttled'), pauses: s('pauses'),
+      cuts: s('cuts'), reason: s('reason') },
     charts: [...p.querySelectorAll('.chart')].map((c) => {
       const cv = c.querySelector('canvas');
       const copy = document.createElement('canvas');
@@ -156,12 +159,18 @@ var fields = map[string]func(w status.WorkerStatus) float64{
 	"failed":    func(w status.WorkerStatus) float64 { return float64(w.Failed) },
 	"throttled": func(w status.WorkerStatus) float64 { return float64(w.Throttled) },
 	"pauses":    func(w status.WorkerStatus) float64 { return float64(w.Pauses) },
+	"capacity":  func(w status.WorkerStatus) float64 { return w.Capacity },
+	"cuts":      func(w status.WorkerStatus) float64 { return float64(w.Cuts) },
 }
 
-// shown parses a number as the page shows it ("1,234.5") and returns it
-// with half a unit of its last digit: the rounding of the display.
+// shown parses a number as the page shows it ("1,234.5"; "–" for a
+// capacity not estimated, 0 in /status) and returns it with half a unit
+// of its last digit: the rounding of the display.
 func shown(s string) (v, tol float64, err error) {
 	s = strings.ReplaceAll(strings.TrimSpace(s), ",", "")
+	if s == "–" {
+		return 0, 0, nil
+	}
 	v, err = strconv.ParseFloat(s, 64)
 	decimals := 0
 	if _, frac, ok := strings.Cut(s, "."); ok {
@@ -191,48 +200,10 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("the default config runs %d workers, want 2", len(workers))
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.WindowSize(1400, 1000),
-		chromedp.Flag("hide-scrollbars", true))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses to run as root
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(actx)
-	defer cancelTab()
-
-	// Collect the console: calls of the console API, uncaught exceptions
-	// and the browser's log (a failed load, a CSP violation).
-	var (
-		consoleMu sync.Mutex
-		console   []chromedp.ConsoleMessage
-	)
-	messages := chromedp.Console(ctx)
-	consoleDone := make(chan struct{})
-	go func() {
-		defer close(consoleDone)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			consoleMu.Lock()
-			console = append(console, m)
-			consoleMu.Unlock()
-		}
-	}()
-	defer func() { cancelTab(); cancelAlloc(); <-consoleDone }()
-	consoleSince := func(i int) ([]chromedp.ConsoleMessage, int) {
-		consoleMu.Lock()
-		defer consoleMu.Unlock()
-		return append([]chromedp.ConsoleMessage(nil), console[i:]...), len(console)
-	}
+	ctx, consoleSince := openBrowser(t, browser)
 	run := func(what string, a chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if _, err := chromedp.Run(actx, a); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
+		runAction(ctx, t, what, a)
 	}
 
 	run("open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
@@ -306,6 +277,15 @@ func TestDashboardInChromium(t *testing.T) {
 					t.Errorf("worker %q: %s shown as %q; /status within 1 s of that sample: [%g, %g]", pp.Worker, k, pp.Values[k], lo, hi)
 				}
 			}
+			var reasons []string
+			for _, r := range rows {
+				if !slices.Contains(reasons, r.Reason) {
+					reasons = append(reasons, r.Reason)
+				}
+			}
+			if !slices.Contains(reasons, pp.Values["reason"]) {
+				t.Errorf("worker %q: the pace shown as set by %q; /status within 1 s of that sample: %q", pp.Worker, pp.Values["reason"], reasons)
+			}
 			t.Logf("worker %q at %s: %v (charts %+v)", pp.Worker, at.Format("15:04:05.000"), pp.Values, pp.Charts)
 		}
 		return newest
@@ -373,4 +353,120 @@ func evaluate[T any](ctx context.Context, t *testing.T, js string) T {
 		t.Fatalf("evaluate %.50q…: %v", js, err)
 	}
 	return v
+}
+
+// openBrowser starts a headless Chromium at path with a tab of 1400×1000
+// that stops when the test ends, and returns the tab's context and a func
+// that returns the console messages from the i-th on, with their count.
+func openBrowser(t *testing.T, path string) (context.Context, func(i int) ([]chromedp.ConsoleMessage, int)) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.WindowSize(1400, 1000),
+		chromedp.Flag("hide-scrollbars", true))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses to run as root
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+
+	// Collect the console: calls of the console API, uncaught exceptions
+	// and the browser's log (a failed load, a CSP violation).
+	var (
+		mu      sync.Mutex
+		console []chromedp.ConsoleMessage
+	)
+	messages := chromedp.Console(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			console = append(console, m)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancelTab(); cancelAlloc(); <-done })
+	return ctx, func(i int) ([]chromedp.ConsoleMessage, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]chromedp.ConsoleMessage(nil), console[i:]...), len(console)
+	}
+}
+
+// runAction runs a in the tab of ctx within a minute, or fails t.
+func runAction(ctx context.Context, t *testing.T, what string, a chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(actx, a); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+var fleetLine = regexp.MustCompile(`^fleet mail: (redis|fallback|rejoining), 1 process\(es\) share it; this one keeps to 20\.0/s if Redis is unreachable$`)
+
+// A worker that uses a fleet has the fleet's share on its panel: a tile,
+// a series, and a line that names the fleet's mode; the others do not.
+func TestDashboardShowsAFleet(t *testing.T) {
+	browser := chromium(t)
+	t.Parallel()
+	p := startRun(t, t.TempDir(), `
+status_every = "0s"
+[redis]
+addr = "embedded"
+[demo]
+rate = 10
+[fleet.mail]
+rate = 40
+expected_workers = 2
+[[worker]]
+name = "fleeted"
+fleet = "mail"
+[worker.source]
+kind = "asynq"
+queue = "fleeted"
+[worker.sink]
+kind = "log"
+[[worker]]
+name = "alone"
+rate = 10
+[worker.source]
+kind = "asynq"
+queue = "alone"
+[worker.sink]
+kind = "log"
+`)
+	ctx, consoleSince := openBrowser(t, browser)
+	runAction(ctx, t, "open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
+	runAction(ctx, t, "wait for points", chromedp.Poll[chromedp.Void](`document.querySelectorAll('section.panel').length == 2 &&
+		[...document.querySelectorAll('section.panel .chart')].every((c) => Number(c.dataset.points || 0) >= 3)`,
+		chromedp.WithPollingTimeout(40*time.Second)))
+	type fleetView struct {
+		Worker string   `json:"worker"`
+		Tile   string   `json:"tile"`
+		Line   string   `json:"line"`
+		Legend []string `json:"legend"`
+	}
+	got := evaluate[[]fleetView](ctx, t, `[...document.querySelectorAll('section.panel')].map((p) => {
+		const tile = p.querySelector('.tile[data-k="fleet_share"] .val b'), line = p.querySelector('.fleet');
+		return { worker: p.dataset.worker, tile: tile ? tile.textContent : '', line: line ? line.textContent : '',
+			legend: [...p.querySelectorAll('.chart')[0].querySelectorAll('.u-legend .u-label')].map((l) => l.textContent) };
+	})`)
+	if len(got) != 2 {
+		t.Fatalf("%d panels, want 2: %+v", len(got), got)
+	}
+	f, a := got[0], got[1]
+	// The mode is redis, or fallback while the embedded Redis answers
+	// slowly on a busy machine.
+	if f.Worker != "fleeted" || f.Tile != "20.0" || !fleetLine.MatchString(f.Line) || !slices.Contains(f.Legend, "Fleet share") {
+		t.Errorf("the fleet's worker shows %+v; want a fleet share tile of 20.0 (40 ÷ expected_workers 2), a line naming mail and its mode, a Fleet share series", f)
+	}
+	if a.Worker != "alone" || a.Tile != "" || a.Line != "" || slices.Contains(a.Legend, "Fleet share") {
+		t.Errorf("the worker without a fleet shows %+v; want no fleet tile, line or series", a)
+	}
+	if msgs, _ := consoleSince(0); len(msgs) > 0 {
+		t.Errorf("console messages: %v", msgs)
+	}
+	p.stop(20 * time.Second)
 }

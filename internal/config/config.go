@@ -721,11 +721,11 @@ func (f *File) fieldError(err error, at, label string) *Error {
 	if !errors.As(err, &fe) {
 		return f.errAt(at, label, err.Error())
 	}
-	key := fe.Field
-	if !f.hasKey(at+"."+key) && !strings.ContainsAny(key, " [") {
+	key := fieldKey(fe.Field) // "burst / rate": the line of burst
+	if !f.hasKey(at+"."+key) && !strings.ContainsAny(fe.Field, " [") {
 		return f.errAt(at+"."+key, label+" "+key, fmt.Sprintf("missing: %s is required: want %s", key, fe.Want))
 	}
-	return f.errAt(at+"."+key, label+" "+key, fmt.Sprintf("%v: want %s", fe.Value, fe.Want))
+	return f.errAt(at+"."+key, label+" "+fe.Field, fmt.Sprintf("%v: want %s", fe.Value, fe.Want))
 }
 
 func (f *File) fleetNames() []string {
@@ -795,6 +795,13 @@ func misplaced(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// fieldKey is the key of a FieldError's Field: its first word, for a
+// field that relates two ("burst / rate").
+func fieldKey(field string) string {
+	k, _, _ := strings.Cut(field, " ")
+	return k
 }
 
 func (f *File) hasKey(path string) bool { _, ok := f.pos.at[path]; return ok }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -36,8 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pacerBin = filepath.Join(dir, "pacer")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(gobin, "build", "-o", pacerBin, "github.com/jobpacer/pacer/cmd/pacer")
+	build := exec.Command("go", "build", "-o", pacerBin, "github.com/jobpacer/pacer/cmd/pacer")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: building cmd/pacer:", err)
@@ -58,14 +56,17 @@ type proc struct {
 	err  error               // Wait's, once done
 }
 
-// startPacer runs pacer with args (the config path appended with -c) and
+// startPacer runs pacer with args (and -c cfg, unless cfg is "") and
 // kills it when t's cleanup runs, if it still runs.
 func startPacer(t *testing.T, out *testenv.SyncBuffer, cfg string, args ...string) *proc {
 	t.Helper()
 	if out == nil {
 		out = new(testenv.SyncBuffer)
 	}
-	cmd := exec.Command(pacerBin, append(args, "-c", cfg)...)
+	if cfg != "" {
+		args = append(args, "-c", cfg)
+	}
+	cmd := exec.Command(pacerBin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting pacer: %v", err)

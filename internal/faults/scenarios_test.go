@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jobpacer/pacer/internal/status"
 	"github.com/jobpacer/pacer/internal/testenv"
 )
 
@@ -97,6 +99,41 @@ func TestSIGTERM(t *testing.T) {
 	p = startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
 	c.report("SIGTERM (asynq → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
+// SIGTERM while the downstream hangs: the jobs in flight cannot finish,
+// so pacer ends them at the drain timeout (they go back to the stream)
+// and exits within drain_timeout and its margin; a JetStream source once
+// took 17 s with a drain_timeout of 2s.
+func TestSIGTERMWhileDownstreamHangs(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	var hanging atomic.Bool
+	hanging.Store(true)
+	c := newCounter(t, func(string, int) int {
+		if hanging.Load() {
+			return hang
+		}
+		return http.StatusOK
+	})
+	stream, subject := streamName(t)
+	sent := jobs(t, 50)
+	publish(t, ns.URL(), stream, subject, sent)
+	cfg := rewrite(t, jetStreamConfig(t, "", ns.URL(), stream, c.url()), `timeout = "1s"`, `timeout = "1m"`)
+	p := startPacer(t, nil, cfg, "run")
+	testenv.WaitFor(t, 30*time.Second, "16 requests hanging", func() bool { return c.totalAttempts() >= 16 })
+	p.signal(syscall.SIGTERM)
+	start := time.Now()
+	if code := p.wait(exitTime); code != 0 {
+		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+	t.Logf("faults: SIGTERM while the downstream hangs (jetstream → http): exit after %v (drain_timeout %v)", time.Since(start).Round(10*time.Millisecond), drain)
+	hanging.Store(false)
+	p = startPacer(t, nil, cfg, "run")
+	c.waitAll(allTime, sent)
+	c.report("SIGTERM while the downstream hangs (jetstream → http)", sent)
 	p.signal(syscall.SIGTERM)
 	p.wait(exitTime)
 }
@@ -218,9 +255,41 @@ func TestDownstreamDownThenBack(t *testing.T) {
 	c.waitAll(allTime, sent)
 	c.report("downstream down, then back (jetstream → http)", sent)
 	st, _ := fetchStatus(admin)
-	t.Logf("faults: downstream down: %d failed or throttled attempts in all, %d pauses", st.Workers[0].Failed+st.Workers[0].Throttled, st.Workers[0].Pauses)
+	t.Logf("faults: downstream down: %d failed and %d throttled attempts in all, %d pauses, %d cuts", st.Workers[0].Failed, st.Workers[0].Throttled, st.Workers[0].Pauses, st.Workers[0].Cuts)
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(exitTime); code != 0 {
 		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
 	}
+}
+
+// A downstream that refuses connections slows the pace: the attempts are
+// pushback (the http sink reports a refused connection as throttled), not
+// failures spent at full speed, and every job arrives once it is back.
+func TestRefusedConnectionSlowsThePace(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, nil)
+	c.down()
+	stream, subject := streamName(t)
+	sent := jobs(t, 100)
+	publish(t, ns.URL(), stream, subject, sent)
+	admin := freeAddr(t)
+	const rate = 150
+	p := startPacer(t, nil, jetStreamConfig(t, admin, ns.URL(), stream, c.url()), "run")
+	var st status.Status
+	testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("the pace to drop below half the rate (%d/s) while the downstream refuses connections", rate/2), func() bool {
+		var ok bool
+		st, ok = fetchStatus(admin)
+		return ok && len(st.Workers) == 1 && st.Workers[0].Pace < rate/2 && st.Workers[0].Throttled > 0
+	})
+	w := st.Workers[0]
+	t.Logf("faults: refused connections: pace %.1f/s (rate %d/s, reason %s), %d throttled, %d failed attempts", w.Pace, rate, w.Reason, w.Throttled, w.Failed)
+	if w.Failed != 0 {
+		t.Errorf("%d attempts counted failed while the downstream refused connections, want them pushback (throttled)", w.Failed)
+	}
+	c.up()
+	c.waitAll(allTime, sent)
+	c.report("downstream refusing connections, then back (jetstream → http)", sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
 }

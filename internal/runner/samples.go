@@ -39,7 +39,7 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 	n := len(out)
 	col := func() []float64 { return make([]float64, 0, n) }
 	ws.T, ws.Pace, ws.Ceiling, ws.Done, ws.Throttled = col(), col(), col(), col(), col()
-	ws.Backlog, ws.Factor, ws.InFlight, ws.Paused = col(), col(), col(), col()
+	ws.Backlog, ws.Factor, ws.InFlight, ws.Paused, ws.Capacity = col(), col(), col(), col(), col()
 	if w.fleet != nil {
 		ws.FleetShare = col()
 	}
@@ -57,6 +57,7 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 		ws.Factor = append(ws.Factor, s.st.Factor)
 		ws.InFlight = append(ws.InFlight, float64(s.st.InFlight))
 		ws.Paused = append(ws.Paused, paused)
+		ws.Capacity = append(ws.Capacity, milli(s.st.Capacity))
 		if w.fleet != nil {
 			ws.FleetShare = append(ws.FleetShare, s.fleetShare)
 		}
@@ -64,7 +65,7 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 	if ok {
 		st := last.st
 		ws.Last = &status.WorkerLast{T: unix(last.at), Dispatched: st.Dispatched, Succeeded: st.Succeeded,
-			Failed: st.Failed, Throttled: st.Throttled, Pauses: st.Pauses,
+			Failed: st.Failed, Throttled: st.Throttled, Pauses: st.Pauses, Cuts: st.Cuts, Reason: string(st.Reason),
 			FleetMode: last.fleetMode, FleetProcesses: last.fleetProcs}
 		if !st.PausedUntil.IsZero() {
 			t := st.PausedUntil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,8 +90,12 @@ func TestSamplesAndTheDashboardRoutes(t *testing.T) {
 		if !fleet && (w.FleetShare != nil || w.Fleet != "") {
 			t.Errorf("worker %s (no fleet): fleet %q, share %v; want none", w.Name, w.Fleet, w.FleetShare)
 		}
-		if w.Capacity != nil {
-			t.Errorf("worker %s: capacity %v, want none (the pacer does not estimate one)", w.Name, w.Capacity)
+		// The count sink never pushes back: no capacity estimate (0).
+		if len(w.Capacity) != n || slices.ContainsFunc(w.Capacity, func(c float64) bool { return c != 0 }) {
+			t.Errorf("worker %s: capacity %v, want %d zeros (no pushback, no estimate)", w.Name, w.Capacity, n)
+		}
+		if w.Last == nil || w.Last.Reason == "" {
+			t.Errorf("worker %s: last %+v, want the reason for the pace", w.Name, w.Last)
 		}
 		ws := workerStatus(t, st, w.Name)
 		if w.Last == nil || w.Last.Succeeded == 0 || w.Last.Succeeded > ws.Succeeded || w.Ceiling[n-1] != ws.Ceiling {

@@ -131,6 +131,14 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		id, _ := asynq.GetTaskID(tctx)
 		n, _ := asynq.GetRetryCount(tctx)
 		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
+		if out != nil && ctx.Err() != nil && !errors.Is(out, sink.ErrPermanent) {
+			// Draining: a job that failed now (its command killed at the
+			// drain timeout, most likely) is not a failed attempt. Wait
+			// for Asynq to give up on it at its ShutdownTimeout: it then
+			// puts the task back to pending as not done, and ends tctx.
+			<-tctx.Done()
+			return tctx.Err()
+		}
 		if errors.Is(out, sink.ErrPermanent) {
 			return fmt.Errorf("%w: %w", out, asynq.SkipRetry)
 		}

@@ -51,7 +51,7 @@ type WorkerSamples struct {
 	Factor     []float64 `json:"factor"`                //
 	InFlight   []float64 `json:"in_flight"`             // jobs admitted and not done
 	Paused     []float64 `json:"paused"`                // 1 while paused after pushback, else 0
-	Capacity   []float64 `json:"capacity,omitempty"`    // the downstream's estimated capacity, jobs/s; absent where the pacer does not estimate one
+	Capacity   []float64 `json:"capacity,omitempty"`    // the downstream's estimated capacity, jobs/s; 0 while no pushback limits the pace
 	FleetShare []float64 `json:"fleet_share,omitempty"` // jobs/s this process keeps to when Redis is unreachable; absent without a fleet
 
 	Last *WorkerLast `json:"last,omitempty"` // nil before the first sample
@@ -65,6 +65,8 @@ type WorkerLast struct {
 	Failed         uint64     `json:"failed"`
 	Throttled      uint64     `json:"throttled"`
 	Pauses         uint64     `json:"pauses"`
+	Cuts           uint64     `json:"cuts"`   // pace cuts by pushback or latency
+	Reason         string     `json:"reason"` // what sets the pace: ceiling, backlog, pushback or latency
 	PausedUntil    *time.Time `json:"paused_until,omitempty"`
 	FleetMode      string     `json:"fleet_mode,omitempty"`
 	FleetProcesses int        `json:"fleet_processes,omitempty"`

@@ -125,13 +125,33 @@ func NATSCluster(t testing.TB, n int) []*Process {
 		p.monitor = nd.monitor
 		procs = append(procs, p)
 	}
-	WaitFor(t, 30*time.Second, "a JetStream meta leader in the NATS cluster", func() bool {
+	WaitFor(t, 30*time.Second, "a JetStream meta leader with every server a current peer", func() bool {
 		var jsz struct {
 			Meta *struct {
-				Leader string `json:"leader"`
+				Leader   string `json:"leader"`
+				Replicas []struct {
+					Current bool `json:"current"`
+				} `json:"replicas"`
 			} `json:"meta_cluster"`
 		}
-		return getJSON(procs[0].MonitorURL()+"/jsz", &jsz) == nil && jsz.Meta != nil && jsz.Meta.Leader != ""
+		for _, p := range procs {
+			jsz.Meta = nil
+			if getJSON(p.MonitorURL()+"/jsz", &jsz) != nil || jsz.Meta == nil || jsz.Meta.Leader == "" {
+				return false
+			}
+			if jsz.Meta.Leader != strings.TrimPrefix(p.Name, "nats-server ") {
+				continue // only the leader lists the others
+			}
+			if len(jsz.Meta.Replicas) != n-1 {
+				return false
+			}
+			for _, r := range jsz.Meta.Replicas {
+				if !r.Current {
+					return false
+				}
+			}
+		}
+		return true
 	})
 	return procs
 }

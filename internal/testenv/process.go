@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +48,32 @@ func (p *Process) Kill() {
 // skips t, or fails it when CI is "true".
 func StartProcess(t testing.TB, name string, port int, ready, bin string, args ...string) *Process {
 	t.Helper()
+	p, err := startProcess(t, name, port, ready, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startOnFreePort runs start with a new free port until it starts (at
+// most three times: another program may take a free port before the
+// server binds it), or fails t with the last error.
+func startOnFreePort(t testing.TB, start func(port int) (*Process, error)) *Process {
+	t.Helper()
+	var last error
+	for range 3 {
+		p, err := start(FreePort(t))
+		if err == nil {
+			return p
+		}
+		last = err
+	}
+	t.Fatal(last)
+	return nil
+}
+
+func startProcess(t testing.TB, name string, port int, ready, bin string, args ...string) (*Process, error) {
+	t.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		noServer(t, bin+" is not on PATH")
@@ -55,7 +82,7 @@ func StartProcess(t testing.TB, name string, port int, ready, bin string, args .
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("testenv: starting %s: %v", name, err)
+		return nil, fmt.Errorf("testenv: starting %s: %v", name, err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.Kill)
@@ -63,25 +90,43 @@ func StartProcess(t testing.TB, name string, port int, ready, bin string, args .
 	for !strings.Contains(p.log.String(), ready) {
 		select {
 		case <-p.done:
-			t.Fatalf("testenv: %s exited at start:\n%s", name, lastLines(p.log.String(), 10))
+			return nil, fmt.Errorf("testenv: %s exited at start:\n%s", name, lastLines(p.log.String(), 10))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: %s did not print %q in 15s:\n%s", name, ready, lastLines(p.log.String(), 10))
+			p.Kill()
+			return nil, fmt.Errorf("testenv: %s did not print %q in 15s:\n%s", name, ready, lastLines(p.log.String(), 10))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return p
+	return p, nil
 }
 
-// FreePort returns a TCP port of 127.0.0.1 that nothing listens on now.
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out by FreePort; guarded by portsMu
+)
+
+// FreePort returns a TCP port of 127.0.0.1 that nothing listens on now
+// and that FreePort has not returned before in this process (a test that
+// asks for several ports before starting its servers gets distinct ones).
+// It is safe for concurrent use.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := freePort()
-	if err != nil {
-		t.Fatalf("testenv: finding a free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatalf("testenv: finding a free port: %v", err)
+		}
+		if !ports[p] {
+			ports[p] = true
+			return p
+		}
 	}
-	return p
+	t.Fatalf("testenv: no new free port in 100 tries")
+	return 0
 }
 
 // redisArgs are the arguments of every redis-server a test starts here:
@@ -97,11 +142,13 @@ func redisArgs(dir string) []string {
 // "~*", "&*", "+@all").
 func RedisTLS(t testing.TB, files TLSFiles, extra ...string) *Process {
 	t.Helper()
-	port := FreePort(t)
-	args := append(redisArgs(t.TempDir()), "--port", "0", "--tls-port", strconv.Itoa(port),
-		"--tls-cert-file", files.ServerCert, "--tls-key-file", files.ServerKey, "--tls-ca-cert-file", files.CA,
-		"--tls-auth-clients", "optional")
-	return StartProcess(t, "redis-server with TLS", port, "Ready to accept connections", "redis-server", append(args, extra...)...)
+	dir := t.TempDir()
+	return startOnFreePort(t, func(port int) (*Process, error) {
+		args := append(redisArgs(dir), "--port", "0", "--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", files.ServerCert, "--tls-key-file", files.ServerKey, "--tls-ca-cert-file", files.CA,
+			"--tls-auth-clients", "optional")
+		return startProcess(t, "redis-server with TLS", port, "Ready to accept connections", "redis-server", append(args, extra...)...)
+	})
 }
 
 // RedisCluster starts n redis-servers with cluster mode on and makes them
@@ -112,10 +159,11 @@ func RedisCluster(t testing.TB, n int) []*Process {
 	var nodes []*Process
 	var addrs []string
 	for i := range n {
-		port := FreePort(t)
-		args := append(redisArgs(t.TempDir()), "--port", strconv.Itoa(port), "--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(FreePort(t)), "--cluster-node-timeout", "2000")
-		p := StartProcess(t, fmt.Sprintf("redis cluster node %d", i+1), port, "Ready to accept connections", "redis-server", args...)
+		p := startOnFreePort(t, func(port int) (*Process, error) {
+			args := append(redisArgs(t.TempDir()), "--port", strconv.Itoa(port), "--cluster-enabled", "yes",
+				"--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(FreePort(t)), "--cluster-node-timeout", "2000")
+			return startProcess(t, fmt.Sprintf("redis cluster node %d", i+1), port, "Ready to accept connections", "redis-server", args...)
+		})
 		nodes = append(nodes, p)
 		addrs = append(addrs, p.Addr())
 	}
@@ -141,13 +189,14 @@ func RedisSentinel(t testing.TB, master, primaryAddr string) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
-	dir := t.TempDir()
-	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
-		port, dir, master, host, pport, master)
-	path := dir + "/sentinel.conf"
-	if err := writeFile(path, conf); err != nil {
-		t.Fatal(err)
-	}
-	return StartProcess(t, "redis-sentinel", port, "+monitor master "+master, "redis-sentinel", path, "--logfile", "", "--daemonize", "no")
+	return startOnFreePort(t, func(port int) (*Process, error) {
+		dir := t.TempDir()
+		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
+			port, dir, master, host, pport, master)
+		path := dir + "/sentinel.conf"
+		if err := writeFile(path, conf); err != nil {
+			return nil, err
+		}
+		return startProcess(t, "redis-sentinel", port, "+monitor master "+master, "redis-sentinel", path, "--logfile", "", "--daemonize", "no")
+	})
 }

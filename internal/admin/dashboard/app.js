@@ -185,13 +185,17 @@
 
     const last = w.last || {};
     panel.el.dataset.t = String(c.t[i]);
-    setTile(panel, 'pace', rate(c.pace[i]));
+    setTile(panel, 'pace', rate(c.pace[i]), last.reason ? ['set by ', h('span', { 'data-k': 'reason' }, last.reason)] : []);
     setTile(panel, 'ceiling', rate(c.ceiling[i]));
     setTile(panel, 'done_per_s', rate(c.done_per_s[i]),
       [num('succeeded', last.succeeded), ' done · ', num('failed', last.failed), ' failed']);
     setTile(panel, 'throttled_per_s', rate(c.throttled_per_s[i]),
       [num('throttled', last.throttled), ' throttled · ', num('pauses', last.pauses), ' pauses']);
-    if (panel.hasCap) setTile(panel, 'capacity', c.capacity[i] > 0 ? rate(c.capacity[i]) : '–', [c.capacity[i] > 0 ? 'estimated' : 'no pushback yet']);
+    if (panel.hasCap) {
+      const est = c.capacity[i] > 0;
+      setTile(panel, 'capacity', est ? rate(c.capacity[i]) : '–',
+        [est ? 'estimated · ' : 'no estimate · ', num('cuts', last.cuts), ' cuts']);
+    }
     if (panel.hasFleet) {
       setTile(panel, 'fleet_share', rate(c.fleet_share[i]), [`${w.fleet} · ${last.fleet_mode || '?'}`]);
       $('.fleet', panel.el).textContent =
@@ -222,6 +226,7 @@
     }
     $('#brokers').replaceChildren(...bs);
     uptimeAt = [p.uptime_seconds, performance.now()];
+    $('#uptime').textContent = dur(p.uptime_seconds);
     document.title = `pacer · ${p.host}`;
   }
 
