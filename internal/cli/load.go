@@ -56,10 +56,10 @@ func enqueueCommand() *cli.Command {
 		Usage:     "put jobs into an Asynq queue (a load generator); by default where the config's first asynq worker takes them",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_ADDR", "REDIS_URL"},
-				Usage: "Redis `ADDR`, host:port or redis://[:password@]host:port[/db] (default: the config's, else 127.0.0.1:6379)"},
+				Usage: "Redis `ADDR`: host:port, or redis://[user:password@]host:port[/db] (rediss:// for TLS) (default: the config's, else 127.0.0.1:6379)"},
 			&cli.StringFlag{Name: "queue", Usage: "Asynq queue (default: the config worker's, else " + sources.DefaultQueue + ")"},
 			&cli.StringFlag{Name: "type", Usage: "task type (default: the config worker's task_type, else " + sources.DefaultTaskType + ")"},
-			&cli.IntFlag{Name: "max-retry", Usage: "the tasks' retry budget (default: the config worker's max_retry, else 25)"},
+			&cli.IntFlag{Name: "max-retry", Usage: "the tasks' retry budget", DefaultText: "the config worker's max_retry, else 25"},
 		}, loadFlags...),
 		Action: func(c *cli.Context) error {
 			if err := checkLoadFlags(c); err != nil {
