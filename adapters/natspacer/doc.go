@@ -26,8 +26,10 @@
 //     than two fetch round trips (measured on full fetches; at least 5ms),
 //     and to 2 when one waited a quarter of AckWait;
 //   - holds no more than the pace gives in four rounds of BatchLinger and
-//     fetch round trip, plus 2: more would only let permits pile up while
-//     a fetch stalls and arrive as a burst of messages;
+//     fetch round trip (counted up to 10ms), plus 2: more would only let
+//     permits pile up while a fetch stalls and arrive as a burst of
+//     messages (but at least Concurrency, as many as may start at once
+//     anyway);
 //   - while messages wait for a handler, holds no more than the handlers
 //     start in a quarter of AckWait, at the rate measured over the last
 //     100ms or more;

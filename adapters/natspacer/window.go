@@ -19,9 +19,11 @@ import (
 //     earlier than it needed to be; and to windowMin when one waited a
 //     quarter of AckWait;
 //   - it is at most what the pace gives in paceRounds rounds of
-//     BatchLinger and fetch round trip (plus windowMin): more would only
-//     let permits pile up while a fetch stalls, to arrive as a burst of
-//     messages (at 2,000/s, 1ms round trips: 26);
+//     BatchLinger and fetch round trip (at most maxPaceRTT), plus
+//     windowMin: more would only let permits pile up while a fetch
+//     stalls, to arrive as a burst of messages (at 2,000/s: 26 with 1ms
+//     round trips, 98 at most), but at least Concurrency (as many
+//     handlers may start at once anyway);
 //   - while messages wait for a handler, it is at most what the handlers
 //     start in a quarter of AckWait (at least windowMin), at the rate
 //     measured over the last rateEvery or more: a message fetched ahead
@@ -37,6 +39,7 @@ const (
 	rateEvery   = 100 * time.Millisecond // the handler start rate's measuring period
 	rttWeight   = 8                      // the round trip is an EWMA of weight 1/rttWeight
 	paceRounds  = 4                      // the window holds at most the pace over this many linger + round trips
+	maxPaceRTT  = 10 * time.Millisecond  // of which a round trip counts for at most this
 )
 
 // windowRoom returns how many more messages the window lets run ahead now,
@@ -108,7 +111,14 @@ func (c *Consumption) adjust(full bool, rtt time.Duration, now time.Duration, pa
 	// Enough for the pace over paceRounds rounds of linger and round
 	// trip: more would only let permits pile up while a fetch stalls, and
 	// arrive as a burst of messages when it comes back.
-	if need := windowMin + paceRounds*pace*(c.cfg.linger+c.rtt).Seconds(); need < float64(w) {
+	// A round trip longer than maxPaceRTT is a stall: at a paced rate the
+	// window does not grow to bridge it (a permit lost to a stall is
+	// better than a burst to the downstream after it).
+	// Concurrency messages ahead stay allowed: as many handlers may start
+	// at once anyway, and they bridge a stall of the fetch path as long as
+	// they last.
+	need := windowMin + paceRounds*pace*(c.cfg.linger+min(c.rtt, maxPaceRTT)).Seconds()
+	if need = max(need, float64(c.cfg.concurrency)); need < float64(w) {
 		w = max(windowMin, int(need))
 	}
 	c.window = w

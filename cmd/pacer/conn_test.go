@@ -221,6 +221,27 @@ ca = %q
 	}, nil)
 }
 
+// A Redis that asks for a client certificate, reached by addr with
+// [redis.tls] ca, cert, key and a server_name other than the host dialled.
+func TestRedisClientCertificate(t *testing.T) {
+	t.Parallel()
+	files := testenv.NewTLSFiles(t)
+	r := testenv.RedisTLS(t, files, "--tls-auth-clients", "yes")
+	drainAll(t, connRun{
+		brokers: fmt.Sprintf("[redis]\naddr = %q\n[redis.tls]\nca = %q\ncert = %q\nkey = %q\nserver_name = \"localhost\"\n",
+			r.Addr(), files.CA, files.ClientCert, files.ClientKey),
+		source:  asynqSource(t),
+		produce: []string{"enqueue", "--queue", queueOf(t)},
+		n:       100,
+		connect: []string{"redis: ok: redis " + r.Addr() + " (tls): Redis 7", "TLS on"},
+	}, nil)
+	// Without the certificate the server refuses.
+	cfg := writeCfg(t, t.TempDir(), fmt.Sprintf("admin = \"\"\n[redis]\naddr = %q\n[redis.tls]\nca = %q\n[[worker]]\nname = \"w\"\nrate = 1\n[worker.source]\nkind = \"asynq\"\n[worker.sink]\nkind = \"log\"\n", r.Addr(), files.CA))
+	if out, code := pacer(t, "check", "--connect", "--config", cfg); code == 0 || !strings.Contains(out, "redis: FAILED") {
+		t.Errorf("pacer check --connect without a client certificate: exit %d:\n%s\nwant redis: FAILED", code, out)
+	}
+}
+
 // A NATS server that asks for TLS and a login, in four ways: user and
 // password (with a client certificate, and a list of URLs whose first
 // server is down), token, nkey seed file, and an account's creds file in
@@ -290,7 +311,7 @@ func TestRedisClusterSharedFleet(t *testing.T) {
 		addrs = append(addrs, strconv.Quote(n.Addr()))
 	}
 	queue, fleet := testenv.UniqueName(t), testenv.UniqueName(t)
-	const rate, n = 100.0, 500
+	const rate, n = 100.0, 800 // 8 s of work: a backlog through the window, however late the second process starts
 	c := connRun{
 		brokers: fmt.Sprintf("[redis]\ncluster_addrs = [%s]\n", strings.Join(addrs, ", ")),
 		fleet:   fmt.Sprintf("[fleet.%s]\nrate = %g\nexpected_workers = 2\nlease_time = \"200ms\"\n", fleet, rate),

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/time/rate"
 
 	"github.com/jobpacer/pacer/internal/status"
 )
@@ -464,6 +466,85 @@ kind = "log"
 	}
 	if a.Worker != "alone" || a.Tile != "" || a.Line != "" || slices.Contains(a.Legend, "Fleet share") {
 		t.Errorf("the worker without a fleet shows %+v; want no fleet tile, line or series", a)
+	}
+	if msgs, _ := consoleSince(0); len(msgs) > 0 {
+		t.Errorf("console messages: %v", msgs)
+	}
+	p.stop(20 * time.Second)
+}
+
+// A downstream that takes 15 jobs/s and answers 429 beyond: the pacer
+// cuts the pace and estimates the capacity; the page shows the estimate
+// (as /status does, within a sample), draws its line, and says the pace
+// is set by pushback.
+func TestDashboardShowsCapacity(t *testing.T) {
+	browser := chromium(t)
+	t.Parallel()
+	downstream := rate.NewLimiter(15, 3)
+	srv, _ := httpSink(t, func(int) (int, string) {
+		if downstream.Allow() {
+			return http.StatusOK, ""
+		}
+		return http.StatusTooManyRequests, "1"
+	})
+	p := startRun(t, t.TempDir(), fmt.Sprintf(`
+status_every = "0s"
+[nats]
+url = "embedded"
+[demo]
+rate = 50
+[[worker]]
+name = "hooks"
+rate = 40
+base = 40
+[worker.source]
+kind = "jetstream"
+stream = "HOOKS"
+subjects = ["hooks.>"]
+[worker.sink]
+kind = "http"
+url = %q
+`, srv.URL))
+	statuses := recordStatus(t, p.admin)
+	ctx, consoleSince := openBrowser(t, browser)
+	runAction(ctx, t, "open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
+	runAction(ctx, t, "wait for 8 capacity points", chromedp.Poll[chromedp.Void](
+		`Number(document.querySelector('section.panel')?.dataset.capacityPoints || 0) >= 8`, chromedp.WithPollingTimeout(40*time.Second)))
+	type view struct {
+		T        float64 `json:"t"`
+		Capacity string  `json:"capacity"`
+		Reason   string  `json:"reason"`
+		Points   int     `json:"points"`
+		Legend   bool    `json:"legend"`
+	}
+	v := evaluate[view](ctx, t, `(() => { const p = document.querySelector('section.panel');
+		return { t: Number(p.dataset.t), capacity: p.querySelector('.tile[data-k="capacity"] .val b').textContent,
+			reason: p.querySelector('.sub [data-k="reason"]').textContent, points: Number(p.dataset.capacityPoints),
+			legend: [...p.querySelectorAll('.chart')[0].querySelectorAll('.u-legend .u-label')].some((l) => l.textContent == 'Capacity') }; })()`)
+	at := time.UnixMilli(int64(v.T * 1000))
+	time.Sleep(time.Until(at.Add(1200 * time.Millisecond)))
+	rows := statuses.worker("hooks", at.Add(-time.Second), at.Add(time.Second))
+	got, tol, err := shown(v.Capacity)
+	lo, hi := math.Inf(1), math.Inf(-1)
+	var reasons []string
+	for _, r := range rows {
+		lo, hi = min(lo, r.Capacity), max(hi, r.Capacity)
+		if !slices.Contains(reasons, r.Reason) {
+			reasons = append(reasons, r.Reason)
+		}
+	}
+	if err != nil || got <= 0 || got < lo-tol || got > hi+tol || len(rows) < 10 {
+		t.Errorf("capacity shown as %q; /status within 1 s of that sample (%d answers): [%g, %g]", v.Capacity, len(rows), lo, hi)
+	}
+	if !slices.Contains(reasons, v.Reason) || !v.Legend {
+		t.Errorf("the pace shown as set by %q (/status: %q), a Capacity series: %v", v.Reason, reasons, v.Legend)
+	}
+	t.Logf("capacity %s/s (downstream 15/s), pace set by %s, %d capacity points", v.Capacity, v.Reason, v.Points)
+	if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		path := filepath.Join(t.ArtifactDir(), "capacity.png")
+		if err := os.WriteFile(path, shot, 0o644); err == nil {
+			t.Logf("screenshot: %s", path)
+		}
 	}
 	if msgs, _ := consoleSince(0); len(msgs) > 0 {
 		t.Errorf("console messages: %v", msgs)

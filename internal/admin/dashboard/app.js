@@ -11,7 +11,7 @@
     ceiling:         { label: 'Ceiling', color: '#94a3b8', unit: '/s', dash: [6, 4] },
     done_per_s:      { label: 'Done/s', color: '#16a34a', unit: '/s' },
     throttled_per_s: { label: 'Throttled/s', color: '#dc2626', unit: '/s' },
-    capacity:        { label: 'Capacity', color: '#9333ea', unit: '/s', dash: [2, 3] },
+    capacity:        { label: 'Capacity', color: '#111827', unit: '/s', dash: [2, 3] },
     fleet_share:     { label: 'Fleet share', color: '#d97706', unit: '/s', dash: [8, 3, 2, 3] },
     backlog:         { label: 'Backlog', color: '#0891b2', unit: 'jobs' },
     in_flight:       { label: 'In flight', color: '#db2777', unit: '' },
@@ -160,6 +160,8 @@
     const t = $(`[data-k="${k}"]`, panel.el);
     if (!t) return;
     $('.val b', t).textContent = text;
+    const unit = $('.val small', t);
+    if (unit) unit.hidden = text === '–';
     if (sub !== undefined) $('.sub', t).replaceChildren(...sub);
   }
   const num = (k, v, text) => h('span', { 'data-k': k }, text ?? count(v));
@@ -192,6 +194,7 @@
     setTile(panel, 'throttled_per_s', rate(c.throttled_per_s[i]),
       [num('throttled', last.throttled), ' throttled · ', num('pauses', last.pauses), ' pauses']);
     if (panel.hasCap) {
+      panel.el.dataset.capacityPoints = String(c.capacity.filter((v) => v != null).length);
       const est = c.capacity[i] > 0;
       setTile(panel, 'capacity', est ? rate(c.capacity[i]) : '–',
         [est ? 'estimated · ' : 'no estimate · ', num('cuts', last.cuts), ' cuts']);
