@@ -130,7 +130,7 @@ func (c *Config) fill() error {
 	if c.Burst == 0 {
 		c.Burst = DefaultBurst
 	}
-	if err := checkCapacity("burst", c.Burst); err != nil {
+	if err := wholeJobs("burst", c.Burst); err != nil {
 		return err
 	}
 	if c.Base == 0 {
@@ -145,7 +145,7 @@ func (c *Config) fill() error {
 	if c.BaseBurst == 0 {
 		c.BaseBurst = c.Burst
 	}
-	if err := checkCapacity("base_burst", c.BaseBurst); err != nil {
+	if err := wholeJobs("base_burst", c.BaseBurst); err != nil {
 		return err
 	}
 	if c.BaseBurst > c.Burst {
@@ -206,6 +206,33 @@ func (c *Config) fill() error {
 	return nil
 }
 
+// WithDefaults returns c with the default of every optional field
+// applied, as New applies them, or a *FieldError naming the first bad
+// field. A config loader uses it to show the settings a Pacer will run
+// with, and to tell a key written as 0 from one left out.
+func (c Config) WithDefaults() (Config, error) {
+	c, _, err := c.check()
+	return c, err
+}
+
+// check fills c and makes the base pace's bucket, which checks the
+// factor bounds and AdjMap.
+func (c Config) check() (Config, *LeakyBucket, error) {
+	if err := c.fill(); err != nil {
+		return c, nil, err
+	}
+	base, err := NewLeakyBucket(LeakyConfig{
+		Capacity: c.BaseBurst, Leak: c.Base,
+		MinFactor: c.MinFactor, MaxFactor: c.MaxFactor,
+		AdjMap: c.AdjMap, Manual: true, Clock: c.Clock,
+	})
+	if err != nil {
+		return c, nil, err
+	}
+	c.MinFactor, c.MaxFactor = base.minF, base.maxF
+	return c, base, nil
+}
+
 // maxPause bounds one pause, whatever retry-after a downstream sends.
 const maxPause = 24 * time.Hour
 
@@ -258,18 +285,10 @@ type Pacer struct {
 // New returns a Pacer configured by c, or an error that names the first
 // bad field of c.
 func New(c Config) (*Pacer, error) {
-	if err := c.fill(); err != nil {
-		return nil, err
-	}
-	base, err := NewLeakyBucket(LeakyConfig{
-		Capacity: c.BaseBurst, Leak: c.Base,
-		MinFactor: c.MinFactor, MaxFactor: c.MaxFactor,
-		AdjMap: c.AdjMap, Manual: true, Clock: c.Clock,
-	})
+	c, base, err := c.check()
 	if err != nil {
 		return nil, err
 	}
-	c.MinFactor, c.MaxFactor = base.minF, base.maxF
 	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, bfactor: 1}
 	p.pauseStart.Store(math.MinInt64)
 	p.cutAt.Store(math.MinInt64)
