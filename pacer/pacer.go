@@ -592,7 +592,14 @@ func (p *Pacer) SetBase(base float64) error {
 	if rate := p.rate; base > rate {
 		return invalid("base", base, fmt.Sprintf("≤ rate (%g)", rate))
 	}
+	// Lower the factor first if the new base would take the pace past the
+	// ceiling: between SetLeak and applyPace the bucket runs at
+	// base × the old factor, which takers use meanwhile.
+	if f := p.rate / base; p.factor > f {
+		p.factor = p.base.setFactor(p.base.s.now(), f)
+	}
 	if err := p.base.SetLeak(base); err != nil {
+		p.applyPace() // the factor lowered above goes back
 		return err
 	}
 	if p.cfg.highDerived {
