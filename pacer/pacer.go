@@ -641,7 +641,7 @@ type Stats struct {
 	Base        float64   // the base pace, jobs per second
 	Factor      float64   // the controller's factor
 	Backlog     Backlog   // the last backlog read
-	InFlight    int64     // permits held now
+	InFlight    int64     // jobs admitted and neither finished nor given back: Dispatched − Succeeded − Failed − Throttled
 	Dispatched  uint64    // jobs admitted
 	Succeeded   uint64    // jobs Done with nil
 	Failed      uint64    // jobs Done with an error other than Throttled
@@ -659,31 +659,30 @@ type Stats struct {
 	PermitMisuse uint64
 }
 
-// inFlightNow returns the jobs admitted and neither done nor given back.
-// It is derived from the counters rather than kept in one more, so that
-// the fast path does two atomic adds fewer. Done counts a job's outcome
-// before it gives back its slot, and the finished counters are read
-// before dispatched, so the result is never negative: at most it counts
-// as in flight a job that finished while it read.
-func (p *Pacer) inFlightNow() int64 {
-	done := p.succeeded.Load() + p.failed.Load() + p.throttled.Load()
-	return int64(p.dispatched.Load() - done)
-}
-
 // Stats returns a snapshot of the pacer's state and counters.
+//
+// InFlight is derived from the counters rather than kept in one more, so
+// that the fast path does two atomic adds fewer: Dispatched less the jobs
+// finished, from the same loads, so that the snapshot agrees with itself.
+// The finished counters are read before Dispatched, so InFlight is never
+// negative: a permit is counted dispatched before it is handed out, and
+// its jobs finished only after. Done gives back its in-flight slot before
+// it counts the outcome, so InFlight may count a job that is finishing,
+// and pass MaxInFlight by the jobs finishing at that instant.
 func (p *Pacer) Stats() Stats {
 	now := p.base.s.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := Stats{
 		Ceiling: p.rate, Base: p.base.Leak(), Factor: p.factor,
-		Backlog: p.backlog, InFlight: p.inFlightNow(),
-		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
-		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
+		Backlog:   p.backlog,
+		Succeeded: p.succeeded.Load(), Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
 		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 		PermitMisuse: p.misuse.Load(),
 	}
+	s.Dispatched = p.dispatched.Load() // after the finished counters: see above
+	s.InFlight = int64(s.Dispatched - s.Succeeded - s.Failed - s.Throttled)
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {
