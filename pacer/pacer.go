@@ -107,10 +107,11 @@ type Config struct {
 	// The default value is DefaultStormShare (0.5).
 	StormShare float64 `toml:"storm_share"`
 	// LatencyTarget, if set, makes latency soft pushback: when more than
-	// a tenth of the jobs dispatched since the last cut take longer than
-	// LatencyTarget from dispatch to Done (the 90th percentile is above
-	// it), the pace drops to just under the good rate, as on a 429, and
-	// probes back up. The default value, 0, means no target.
+	// a tenth of the jobs dispatched since the last cut (at least 20 of
+	// them) take longer than ¾ of LatencyTarget from dispatch to Done, so
+	// that the 90th percentile nears it, the pace drops to the good rate
+	// times LatencyTarget ÷ the mean latency (at most 0.95, at least 0.5)
+	// and probes back up. The default value, 0, means no target.
 	LatencyTarget time.Duration `toml:"latency_target"`
 	// Logger, if set, gets one INFO line per pace cut by pushback or
 	// latency (at most one a second; the cuts in between are counted in
@@ -642,11 +643,11 @@ type Stats struct {
 	Factor      float64   // the controller's factor
 	Backlog     Backlog   // the last backlog read
 	InFlight    int64     // jobs admitted and neither finished nor given back: Dispatched − Succeeded − Failed − Throttled
-	Dispatched  uint64    // jobs admitted
+	Dispatched  uint64    // jobs admitted, less those given back by Cancel and CancelN
 	Succeeded   uint64    // jobs Done with nil
 	Failed      uint64    // jobs Done with an error other than Throttled
 	Throttled   uint64    // jobs Done with a Throttled outcome
-	Pauses      uint64    // pauses, one per pushback
+	Pauses      uint64    // pauses by a retry-after of at least PauseAfter or by a storm; one however many outcomes extend it
 	PausedUntil time.Time // end of the current pause; zero if not paused
 	ProbeErrors uint64    // probe reads that failed
 	Reason      Reason    // what sets the pace now
