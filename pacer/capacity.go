@@ -272,7 +272,7 @@ func (p *Pacer) log(r *slog.Record) {
 }
 
 // sample closes the current sample if it is due: it moves the window on,
-// judges latency, advances the probe curve and applies the pace. It
+// advances the probe curve, judges latency and applies the pace. It
 // returns a log record for a cut by latency, if any. It requires mu held.
 func (p *Pacer) sample(now int64) *slog.Record {
 	if now < p.nextSample.Load() {
@@ -292,6 +292,16 @@ func (p *Pacer) sample(now int64) *slog.Record {
 			paced: p.base.Leak() * p.factor * float64(active) / ticksPerSec}
 	}
 	c.lastAt, c.lastDone, c.lastThr = now, done, thr
+	// The probe moves on by the sample's active time before latency is
+	// judged: a cut below starts the curve afresh at now, and the time
+	// that passed before it is no part of the curve.
+	if !math.IsInf(c.limit, 1) {
+		c.probe += active
+		c.limit = p.probeCurve()
+		if c.limit >= p.maxPace() {
+			c.limit = math.Inf(1) // probed up to the ceiling: no limit known
+		}
+	}
 	var rec *slog.Record
 	if p.cfg.LatencyTarget > 0 {
 		if n := p.latN.Load(); n >= latencyMin {
@@ -305,13 +315,6 @@ func (p *Pacer) sample(now int64) *slog.Record {
 			} else {
 				p.resetLatency()
 			}
-		}
-	}
-	if !math.IsInf(c.limit, 1) {
-		c.probe += active
-		c.limit = p.probeCurve()
-		if c.limit >= p.maxPace() {
-			c.limit = math.Inf(1) // probed up to the ceiling: no limit known
 		}
 	}
 	p.applyPace()

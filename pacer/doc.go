@@ -18,7 +18,7 @@
 // (TokenBucket.TryAcquire) is one atomic compare-and-swap and one monotonic
 // clock read, and allocates nothing.
 //
-// The buckets port asyncutils.buckets (Python); the README maps each of its
+// The buckets port asyncutils.buckets (Python); docs/core.md maps each of its
 // names to the Go one and lists its bugs fixed here.
 //
 // One vocabulary runs through the package: TryAcquire never blocks and

@@ -72,6 +72,15 @@ func positive(field string, v float64) error {
 	return nil
 }
 
+// wholeJobs checks a burst: a whole number of jobs ≥ 1, so that the
+// ceiling's "Burst + Rate × t" counts whole jobs.
+func wholeJobs(field string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 1 || v != math.Trunc(v) || v > MaxRate {
+		return invalid(field, v, "a whole number of jobs ≥ 1")
+	}
+	return nil
+}
+
 // checkRate checks a rate in tokens per second.
 func checkRate(field string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < MinRate || v > MaxRate {

@@ -1,6 +1,7 @@
 package pacer_test
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -82,10 +83,18 @@ func FuzzTokenBucket(f *testing.F) {
 				}
 				maxRate = max(maxRate, rate)
 			case 6:
-				capacity = o.v
-				if err := b.SetCapacityAt(now, capacity); err != nil {
+				err := b.SetCapacityAt(now, o.v)
+				if o.v < pacer.MinCapacity {
+					// Under a whole token: refused, and the bucket unchanged.
+					if !errors.Is(err, pacer.ErrInvalid) {
+						t.Fatalf("SetCapacityAt(%v) = %v, want ErrInvalid (MinCapacity %v)", o.v, err, pacer.MinCapacity)
+					}
+					break
+				}
+				if err != nil {
 					t.Fatal(err)
 				}
+				capacity = o.v
 				maxCap = max(maxCap, capacity)
 			default:
 				before := b.TokensAt(now)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
+	"github.com/jobpacer/pacer/pacertest"
 )
 
 // Settings that are valid in type but absurd are refused with their
@@ -76,4 +77,68 @@ func TestTinyRateHonoursContext(t *testing.T) {
 			t.Fatalf("Acquire(1<<40) = %v, want %v", err, context.DeadlineExceeded)
 		}
 	})
+}
+
+// stallClock is a fake clock on which a goroutine is descheduled at each
+// time read while stall is set: stall runs there (as other goroutines
+// would), then the read goes on.
+type stallClock struct {
+	*pacertest.Clock
+	stall func()
+}
+
+func (c *stallClock) Now() time.Time {
+	if f := c.stall; f != nil {
+		c.stall = nil
+		f()
+		c.stall = f
+	}
+	return c.Clock.Now()
+}
+
+// SetBase never lets the pace pass the ceiling, even for a moment: with
+// Rate 100, Base 10 and factor 10, SetBase(100) must not run the bucket at
+// 100 × 10 = 1000/s between its steps. Whenever SetBase reads the clock,
+// another caller takes all it can for a second, 10ms at a time; no window
+// may hold more than Burst + Rate × its length.
+func TestSetBaseNeverPassesTheCeiling(t *testing.T) {
+	t.Parallel()
+	const rate, burst = 100, 5
+	clk := &stallClock{Clock: pacertest.NewClock(t0)}
+	q := &queue{}
+	q.pending.Store(1 << 40)
+	p, err := pacer.New(pacer.Config{Rate: rate, Base: 10, Burst: burst, BacklogHigh: 1, Probe: q, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		p.Step(context.Background())
+	}
+	if st := p.Stats(); st.Pace != rate {
+		t.Fatalf("deep backlog: pace %v, want the ceiling %v", st.Pace, float64(rate))
+	}
+	start := clk.Clock.Now()
+	var taken int
+	drain := func() {
+		for range 100 {
+			clk.Clock.Advance(10 * time.Millisecond)
+			for {
+				if _, ok := p.TryAcquire(1); !ok {
+					break
+				}
+				taken++
+			}
+		}
+	}
+	clk.stall = drain
+	err = p.SetBase(rate)
+	clk.stall = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := clk.Clock.Now().Sub(start)
+	if limit := burst + rate*elapsed.Seconds(); float64(taken) > limit {
+		t.Fatalf("%d permits in %v around SetBase(%v), ceiling allows %v", taken, elapsed, float64(rate), limit)
+	}
+	t.Logf("%d permits in %v around SetBase", taken, elapsed)
 }

@@ -107,10 +107,11 @@ type Config struct {
 	// The default value is DefaultStormShare (0.5).
 	StormShare float64 `toml:"storm_share"`
 	// LatencyTarget, if set, makes latency soft pushback: when more than
-	// a tenth of the jobs dispatched since the last cut take longer than
-	// LatencyTarget from dispatch to Done (the 90th percentile is above
-	// it), the pace drops to just under the good rate, as on a 429, and
-	// probes back up. The default value, 0, means no target.
+	// a tenth of the jobs dispatched since the last cut (at least 20 of
+	// them) take longer than ¾ of LatencyTarget from dispatch to Done, so
+	// that the 90th percentile nears it, the pace drops to the good rate
+	// times LatencyTarget ÷ the mean latency (at most 0.95, at least 0.5)
+	// and probes back up. The default value, 0, means no target.
 	LatencyTarget time.Duration `toml:"latency_target"`
 	// Logger, if set, gets one INFO line per pace cut by pushback or
 	// latency (at most one a second; the cuts in between are counted in
@@ -130,7 +131,7 @@ func (c *Config) fill() error {
 	if c.Burst == 0 {
 		c.Burst = DefaultBurst
 	}
-	if err := checkCapacity("burst", c.Burst); err != nil {
+	if err := wholeJobs("burst", c.Burst); err != nil {
 		return err
 	}
 	if c.Base == 0 {
@@ -145,7 +146,7 @@ func (c *Config) fill() error {
 	if c.BaseBurst == 0 {
 		c.BaseBurst = c.Burst
 	}
-	if err := checkCapacity("base_burst", c.BaseBurst); err != nil {
+	if err := wholeJobs("base_burst", c.BaseBurst); err != nil {
 		return err
 	}
 	if c.BaseBurst > c.Burst {
@@ -206,6 +207,33 @@ func (c *Config) fill() error {
 	return nil
 }
 
+// WithDefaults returns c with the default of every optional field
+// applied, as New applies them, or a *FieldError naming the first bad
+// field. A config loader uses it to show the settings a Pacer will run
+// with, and to tell a key written as 0 from one left out.
+func (c Config) WithDefaults() (Config, error) {
+	c, _, err := c.check()
+	return c, err
+}
+
+// check fills c and makes the base pace's bucket, which checks the
+// factor bounds and AdjMap.
+func (c Config) check() (Config, *LeakyBucket, error) {
+	if err := c.fill(); err != nil {
+		return c, nil, err
+	}
+	base, err := NewLeakyBucket(LeakyConfig{
+		Capacity: c.BaseBurst, Leak: c.Base,
+		MinFactor: c.MinFactor, MaxFactor: c.MaxFactor,
+		AdjMap: c.AdjMap, Manual: true, Clock: c.Clock,
+	})
+	if err != nil {
+		return c, nil, err
+	}
+	c.MinFactor, c.MaxFactor = base.minF, base.maxF
+	return c, base, nil
+}
+
 // maxPause bounds one pause, whatever retry-after a downstream sends.
 const maxPause = 24 * time.Hour
 
@@ -258,18 +286,10 @@ type Pacer struct {
 // New returns a Pacer configured by c, or an error that names the first
 // bad field of c.
 func New(c Config) (*Pacer, error) {
-	if err := c.fill(); err != nil {
-		return nil, err
-	}
-	base, err := NewLeakyBucket(LeakyConfig{
-		Capacity: c.BaseBurst, Leak: c.Base,
-		MinFactor: c.MinFactor, MaxFactor: c.MaxFactor,
-		AdjMap: c.AdjMap, Manual: true, Clock: c.Clock,
-	})
+	c, base, err := c.check()
 	if err != nil {
 		return nil, err
 	}
-	c.MinFactor, c.MaxFactor = base.minF, base.maxF
 	p := &Pacer{cfg: c, base: base, rate: c.Rate, factor: 1, bfactor: 1}
 	p.pauseStart.Store(math.MinInt64)
 	p.cutAt.Store(math.MinInt64)
@@ -592,7 +612,14 @@ func (p *Pacer) SetBase(base float64) error {
 	if rate := p.rate; base > rate {
 		return invalid("base", base, fmt.Sprintf("≤ rate (%g)", rate))
 	}
+	// Lower the factor first if the new base would take the pace past the
+	// ceiling: between SetLeak and applyPace the bucket runs at
+	// base × the old factor, which takers use meanwhile.
+	if f := p.rate / base; p.factor > f {
+		p.factor = p.base.setFactor(p.base.s.now(), f)
+	}
 	if err := p.base.SetLeak(base); err != nil {
+		p.applyPace() // the factor lowered above goes back
 		return err
 	}
 	if p.cfg.highDerived {
@@ -634,12 +661,12 @@ type Stats struct {
 	Base        float64   // the base pace, jobs per second
 	Factor      float64   // the controller's factor
 	Backlog     Backlog   // the last backlog read
-	InFlight    int64     // permits held now
-	Dispatched  uint64    // jobs admitted
+	InFlight    int64     // jobs admitted and neither finished nor given back: Dispatched − Succeeded − Failed − Throttled
+	Dispatched  uint64    // jobs admitted, less those given back by Cancel and CancelN
 	Succeeded   uint64    // jobs Done with nil
 	Failed      uint64    // jobs Done with an error other than Throttled
 	Throttled   uint64    // jobs Done with a Throttled outcome
-	Pauses      uint64    // pauses, one per pushback
+	Pauses      uint64    // pauses by a retry-after of at least PauseAfter or by a storm; one however many outcomes extend it
 	PausedUntil time.Time // end of the current pause; zero if not paused
 	ProbeErrors uint64    // probe reads that failed
 	Reason      Reason    // what sets the pace now
@@ -652,31 +679,30 @@ type Stats struct {
 	PermitMisuse uint64
 }
 
-// inFlightNow returns the jobs admitted and neither done nor given back.
-// It is derived from the counters rather than kept in one more, so that
-// the fast path does two atomic adds fewer. Done counts a job's outcome
-// before it gives back its slot, and the finished counters are read
-// before dispatched, so the result is never negative: at most it counts
-// as in flight a job that finished while it read.
-func (p *Pacer) inFlightNow() int64 {
-	done := p.succeeded.Load() + p.failed.Load() + p.throttled.Load()
-	return int64(p.dispatched.Load() - done)
-}
-
 // Stats returns a snapshot of the pacer's state and counters.
+//
+// InFlight is derived from the counters rather than kept in one more, so
+// that the fast path does two atomic adds fewer: Dispatched less the jobs
+// finished, from the same loads, so that the snapshot agrees with itself.
+// The finished counters are read before Dispatched, so InFlight is never
+// negative: a permit is counted dispatched before it is handed out, and
+// its jobs finished only after. Done gives back its in-flight slot before
+// it counts the outcome, so InFlight may count a job that is finishing,
+// and pass MaxInFlight by the jobs finishing at that instant.
 func (p *Pacer) Stats() Stats {
 	now := p.base.s.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := Stats{
 		Ceiling: p.rate, Base: p.base.Leak(), Factor: p.factor,
-		Backlog: p.backlog, InFlight: p.inFlightNow(),
-		Dispatched: p.dispatched.Load(), Succeeded: p.succeeded.Load(),
-		Failed: p.failed.Load(), Throttled: p.throttled.Load(),
+		Backlog:   p.backlog,
+		Succeeded: p.succeeded.Load(), Failed: p.failed.Load(), Throttled: p.throttled.Load(),
 		Pauses: p.pauses.Load(), ProbeErrors: p.probeErrors.Load(),
 		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 		PermitMisuse: p.misuse.Load(),
 	}
+	s.Dispatched = p.dispatched.Load() // after the finished counters: see above
+	s.InFlight = int64(s.Dispatched - s.Succeeded - s.Failed - s.Throttled)
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)
 	if now < p.pausedUntil {

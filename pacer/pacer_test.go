@@ -238,37 +238,43 @@ func TestProbeFailureKeepsFactor(t *testing.T) {
 
 func TestMaxInFlight(t *testing.T) {
 	t.Parallel()
-	p, _ := newPacer(t, pacer.Config{Rate: 1e6, Burst: 100, BaseBurst: 100, MaxInFlight: 2})
-	ctx := context.Background()
-	a, err := p.Acquire(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Acquire(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan error, 1)
-	go func() { _, err := p.Acquire(ctx, 1); got <- err }()
-	select {
-	case err := <-got:
-		t.Fatalf("third Acquire returned %v with 2 in flight and a cap of 2", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	a.Done(nil)
-	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	if st := p.Stats(); st.InFlight != 2 || st.Dispatched != 3 || st.Succeeded != 1 {
-		t.Fatalf("stats %+v; want 2 in flight, 3 dispatched, 1 succeeded", st)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := p.Acquire(cctx, 1); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Acquire on a cancelled context = %v", err)
-	}
-	if _, err := p.Acquire(ctx, 3); !errors.Is(err, pacer.ErrInvalid) {
-		t.Fatalf("Acquire(3) with max_in_flight 2 = %v, want ErrInvalid", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := newPacer(t, pacer.Config{Rate: 1e6, Burst: 100, BaseBurst: 100, MaxInFlight: 2})
+		ctx := context.Background()
+		a, err := p.Acquire(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Acquire(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { _, err := p.Acquire(ctx, 1); got <- err }()
+		synctest.Wait() // the third caller has returned or is blocked
+		select {
+		case err := <-got:
+			t.Fatalf("third Acquire returned %v with 2 in flight and a cap of 2", err)
+		default:
+		}
+		if n := pacer.SlotWaiters(p); n != 1 {
+			t.Fatalf("%d callers queued for a slot, want 1", n)
+		}
+		a.Done(nil)
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		if st := p.Stats(); st.InFlight != 2 || st.Dispatched != 3 || st.Succeeded != 1 {
+			t.Fatalf("stats %+v; want 2 in flight, 3 dispatched, 1 succeeded", st)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := p.Acquire(cctx, 1); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire on a cancelled context = %v", err)
+		}
+		if _, err := p.Acquire(ctx, 3); !errors.Is(err, pacer.ErrInvalid) {
+			t.Fatalf("Acquire(3) with max_in_flight 2 = %v, want ErrInvalid", err)
+		}
+	})
 }
 
 func TestRunStopsWithContext(t *testing.T) {

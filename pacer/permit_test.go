@@ -151,3 +151,45 @@ func TestNilPermit(t *testing.T) {
 		t.Errorf("(*Permit)(nil).N() = %d, want 0", got)
 	}
 }
+
+// Stats is one snapshot: its InFlight is its own Dispatched less the jobs
+// it counts finished, never negative, while other goroutines acquire,
+// finish and give back permits.
+func TestStatsInFlightMatchesItsCounters(t *testing.T) {
+	t.Parallel()
+	p, err := pacer.New(pacer.Config{Rate: pacer.MaxRate, Burst: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pm, ok := p.TryAcquire(2)
+				if !ok {
+					continue
+				}
+				if i == 0 {
+					pm.CancelN(1)
+				}
+				pm.Done(nil)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(stop)
+	for range 20000 {
+		st := p.Stats()
+		finished := st.Succeeded + st.Failed + st.Throttled
+		if st.InFlight < 0 || st.InFlight != int64(st.Dispatched-finished) {
+			t.Fatalf("Stats: InFlight %d, Dispatched %d, finished %d; want InFlight = Dispatched − finished ≥ 0",
+				st.InFlight, st.Dispatched, finished)
+		}
+	}
+}

@@ -9,9 +9,12 @@ import (
 
 // Throttled is the outcome of a job whose downstream pushed back: a 429 or
 // 503 answer, a rate-limit error, an explicit retry-after. Passed to
-// Permit.Done (directly or wrapped), it makes the Pacer cut its factor and
-// pause dispatch for RetryAfter, once for the whole pacer however many jobs
-// report the same pushback.
+// Permit.Done (directly or wrapped), it lowers the Pacer's pace, once for
+// the whole pacer however many jobs report the same pushback. It pauses
+// dispatch for RetryAfter only when RetryAfter is at least
+// Config.PauseAfter or the throttled outcomes make a storm
+// (Config.StormShare); otherwise the job waits its own retry-after and
+// the others go on at the lower pace.
 type Throttled struct {
 	// RetryAfter is how long the downstream asked us to wait; zero means
 	// it did not say, and the Pacer uses its DefaultRetryAfter.

@@ -319,8 +319,11 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 	if info.Active != 0 || info.Retry != 0 || info.Archived != 0 || info.FailedTotal != 0 {
 		t.Errorf("after Shutdown: active %d, retry %d, archived %d, failed %d; want all 0", info.Active, info.Retry, info.Archived, info.FailedTotal)
 	}
-	if info.Pending+first != n {
-		t.Errorf("after Shutdown: pending %d + handled %d = %d, want %d (nothing lost)", info.Pending, first, info.Pending+first, n)
+	// Nothing lost: every task is handled or pending. A handler that got
+	// its permit as the shutdown timeout put its task back counts in both
+	// (Asynq is at-least-once); at most one per worker can.
+	if got := info.Pending + first; got < n || got > n+10 {
+		t.Errorf("after Shutdown: pending %d + handled %d = %d, want %d (nothing lost), plus at most 10 run as the timeout hit", info.Pending, first, got, n)
 	}
 
 	fast := testenv.NewPacer(t, pacer.Config{Rate: 1000})

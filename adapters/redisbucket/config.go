@@ -112,6 +112,14 @@ func checkRate(field string, v float64) error {
 	return nil
 }
 
+// WithDefaults returns c with the default of every optional field
+// applied, as New applies them (Logger and Clock included), or a
+// *pacer.FieldError naming the first bad field. It does not connect.
+func (c Config) WithDefaults() (Config, error) {
+	err := c.fill()
+	return c, err
+}
+
 // MaxExpectedWorkers bounds Config.ExpectedWorkers: beyond it a worker's
 // share of the fleet during an outage is too small to run on.
 const MaxExpectedWorkers = 10000

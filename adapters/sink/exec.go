@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,17 @@ func NewExec(c ExecConfig) (*Exec, error) {
 		if !strings.Contains(kv, "=") {
 			return nil, invalid("exec", "env", fmt.Sprintf("%q", kv), "KEY=VALUE entries")
 		}
+	}
+	prog := c.Command[0]
+	if c.Dir != "" && strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+		prog = filepath.Join(c.Dir, prog)
+	}
+	if _, err := exec.LookPath(prog); err != nil {
+		why := "on $PATH"
+		if strings.Contains(prog, "/") {
+			why = "that exists and is executable"
+		}
+		return nil, invalid("exec", "command", fmt.Sprintf("%q", c.Command), fmt.Sprintf("a program %s (%q: %v)", why, prog, errors.Unwrap(err)))
 	}
 	return &Exec{cfg: c}, nil
 }

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 )
 
@@ -10,16 +11,21 @@ type LogConfig struct {
 	// MaxPayload is how many bytes of the payload a line shows. The
 	// default value is 200.
 	MaxPayload int `toml:"max_payload"`
+	// Level is the level of each job's line: debug, info, warn or error.
+	// The default value, "", is debug: a line per job is for debugging,
+	// and at the default log level the status line sums the jobs up.
+	Level string `toml:"level"`
 	// Logger writes the lines. The default value, nil, is slog.Default()
 	// at the time of each line. Not
 	// settable from config.toml.
 	Logger *slog.Logger `toml:"-"`
 }
 
-// Log is a Sink that logs each job at level info and succeeds: for demos
-// and debugging.
+// Log is a Sink that logs each job (at LogConfig.Level) and succeeds:
+// for demos and debugging.
 type Log struct {
-	cfg LogConfig
+	cfg   LogConfig
+	level slog.Level
 }
 
 var _ Sink = (*Log)(nil)
@@ -32,7 +38,13 @@ func NewLog(c LogConfig) (*Log, error) {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = 200
 	}
-	return &Log{cfg: c}, nil
+	l := &Log{cfg: c, level: slog.LevelDebug}
+	if c.Level != "" {
+		if err := l.level.UnmarshalText([]byte(c.Level)); err != nil {
+			return nil, invalid("log", "level", fmt.Sprintf("%q", c.Level), "debug, info, warn or error")
+		}
+	}
+	return l, nil
 }
 
 // Handle logs j.
@@ -46,7 +58,7 @@ func (l *Log) Handle(ctx context.Context, j Job) error {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	lg.LogAttrs(ctx, slog.LevelInfo, "job",
+	lg.LogAttrs(ctx, l.level, "job",
 		slog.String("worker", j.Worker), slog.String("id", j.ID), slog.String("type", j.Type),
 		slog.Int("attempt", j.Attempt), slog.String("payload", string(p)+more))
 	return nil

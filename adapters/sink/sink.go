@@ -38,10 +38,11 @@ var ErrPermanent = errors.New("permanent failure")
 
 func permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
-// invalid returns the error for a bad setting: it names the sink kind, the
-// key, the value and what is allowed, and wraps pacer.ErrInvalid.
+// invalid returns the error for a bad setting, a *pacer.FieldError: it
+// names the sink kind, the key, the value and what is allowed ("sink: exec:
+// timeout: -1s: want …"), and wraps pacer.ErrInvalid.
 func invalid(kind, key string, v any, want string) error {
-	return fmt.Errorf("sink: %s: %w: %s = %v, want %s", kind, pacer.ErrInvalid, key, v, want)
+	return &pacer.FieldError{Pkg: "sink: " + kind, Field: key, Value: v, Want: want}
 }
 
 // defaultMaxRetryAfter is the default of the sinks' MaxRetryAfter.

@@ -88,15 +88,17 @@ func TestNewExecInvalid(t *testing.T) {
 		c    sink.ExecConfig
 		want string // the key and value the error must name
 	}{
-		{sink.ExecConfig{}, `command = []`},
-		{sink.ExecConfig{Command: []string{""}}, `command = [""]`},
-		{sink.ExecConfig{Command: []string{"x"}, ThrottleExitCodes: []int{300}}, "throttle_exit_codes = 300"},
-		{sink.ExecConfig{Command: []string{"x"}, Env: []string{"NOEQUALS"}}, `env = "NOEQUALS"`},
-		{sink.ExecConfig{Command: []string{"x"}, Timeout: 5}, "timeout = 5ns"}, // a forgotten unit
-		{sink.ExecConfig{Command: []string{"x"}, RetryAfter: -time.Second}, "retry_after = -1s"},
-		{sink.ExecConfig{Command: []string{"x"}, RetryAfter: 6 * time.Minute}, "retry_after = 6m0s, want a duration in [0s, max_retry_after = 5m0s]"},
-		{sink.ExecConfig{Command: []string{"x"}, MaxRetryAfter: -time.Second}, "max_retry_after = -1s"},
-		{sink.ExecConfig{Command: []string{"x"}, MaxRetryAfter: 300}, "max_retry_after = 300ns"},
+		{sink.ExecConfig{}, `command: []`},
+		{sink.ExecConfig{Command: []string{""}}, `command: [""]`},
+		{sink.ExecConfig{Command: []string{"pacer-no-such-program"}}, `command: ["pacer-no-such-program"]: want a program on $PATH`},
+		{sink.ExecConfig{Command: []string{"./no-such-script.sh"}, Dir: "/tmp"}, `want a program that exists and is executable ("/tmp/no-such-script.sh"`},
+		{sink.ExecConfig{Command: []string{"true"}, ThrottleExitCodes: []int{300}}, "throttle_exit_codes: 300"},
+		{sink.ExecConfig{Command: []string{"true"}, Env: []string{"NOEQUALS"}}, `env: "NOEQUALS"`},
+		{sink.ExecConfig{Command: []string{"true"}, Timeout: 5}, "timeout: 5ns"}, // a forgotten unit
+		{sink.ExecConfig{Command: []string{"true"}, RetryAfter: -time.Second}, "retry_after: -1s"},
+		{sink.ExecConfig{Command: []string{"true"}, RetryAfter: 6 * time.Minute}, "retry_after: 6m0s: want a duration in [0s, max_retry_after = 5m0s]"},
+		{sink.ExecConfig{Command: []string{"true"}, MaxRetryAfter: -time.Second}, "max_retry_after: -1s"},
+		{sink.ExecConfig{Command: []string{"true"}, MaxRetryAfter: 300}, "max_retry_after: 300ns"},
 	} {
 		_, err := sink.NewExec(tt.c)
 		if err == nil || !strings.HasPrefix(err.Error(), "sink: exec: ") || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, pacer.ErrInvalid) {
@@ -306,20 +308,20 @@ func TestNewHTTPInvalid(t *testing.T) {
 		c    sink.HTTPConfig
 		want string // the key and value the error must name
 	}{
-		{sink.HTTPConfig{}, `url = ""`},
-		{sink.HTTPConfig{URL: "ftp://x/"}, `url = "ftp://x/"`},
-		{sink.HTTPConfig{URL: u, Method: "PO ST"}, `method = "PO ST"`},
-		{sink.HTTPConfig{URL: u, Method: "GET\n"}, `method = "GET\n"`},
-		{sink.HTTPConfig{URL: u, Method: "POST:"}, `method = "POST:"`},
-		{sink.HTTPConfig{URL: u, Timeout: 5}, "timeout = 5ns"},
-		{sink.HTTPConfig{URL: u, ContentType: "a\r\nX-Evil: 1"}, `content_type = "a\r\nX-Evil: 1"`},
-		{sink.HTTPConfig{URL: u, Headers: map[string]string{"Bad Header": "x"}}, `headers = "Bad Header"`},
-		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token:": "x"}}, `headers = "X-Token:"`},
-		{sink.HTTPConfig{URL: u, Headers: map[string]string{"": "x"}}, `headers = ""`},
-		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token": "a\nb"}}, `headers.X-Token = (a value of 3 bytes)`},
-		{sink.HTTPConfig{URL: u, ThrottleStatus: []int{99}}, "throttle_status = 99"},
-		{sink.HTTPConfig{URL: u, MaxRetryAfter: -time.Second}, "max_retry_after = -1s"},
-		{sink.HTTPConfig{URL: u, MaxRetryAfter: 300}, "max_retry_after = 300ns"},
+		{sink.HTTPConfig{}, `url: ""`},
+		{sink.HTTPConfig{URL: "ftp://x/"}, `url: "ftp://x/"`},
+		{sink.HTTPConfig{URL: u, Method: "PO ST"}, `method: "PO ST"`},
+		{sink.HTTPConfig{URL: u, Method: "GET\n"}, `method: "GET\n"`},
+		{sink.HTTPConfig{URL: u, Method: "POST:"}, `method: "POST:"`},
+		{sink.HTTPConfig{URL: u, Timeout: 5}, "timeout: 5ns"},
+		{sink.HTTPConfig{URL: u, ContentType: "a\r\nX-Evil: 1"}, `content_type: "a\r\nX-Evil: 1"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"Bad Header": "x"}}, `headers: "Bad Header"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token:": "x"}}, `headers: "X-Token:"`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"": "x"}}, `headers: ""`},
+		{sink.HTTPConfig{URL: u, Headers: map[string]string{"X-Token": "a\nb"}}, `headers.X-Token: (a value of 3 bytes)`},
+		{sink.HTTPConfig{URL: u, ThrottleStatus: []int{99}}, "throttle_status: 99"},
+		{sink.HTTPConfig{URL: u, MaxRetryAfter: -time.Second}, "max_retry_after: -1s"},
+		{sink.HTTPConfig{URL: u, MaxRetryAfter: 300}, "max_retry_after: 300ns"},
 	} {
 		_, err := sink.NewHTTP(tt.c)
 		if err == nil || !strings.HasPrefix(err.Error(), "sink: http: ") || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, pacer.ErrInvalid) {
@@ -335,20 +337,35 @@ func TestNewHTTPInvalid(t *testing.T) {
 
 func TestLog(t *testing.T) {
 	t.Parallel()
-	var b strings.Builder
-	s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Logger: slog.New(slog.NewTextHandler(&b, nil))})
-	if err := s.Handle(context.Background(), job()); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(b.String(), `payload="{\"to…"`) || !strings.Contains(b.String(), "id=j1") {
-		t.Fatalf("log line %q", b.String())
-	}
+	t.Run("at debug by default: no line at info", func(t *testing.T) {
+		var b strings.Builder
+		s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Logger: slog.New(slog.NewTextHandler(&b, nil))})
+		if err := s.Handle(context.Background(), job()); err != nil {
+			t.Fatal(err)
+		}
+		if b.Len() != 0 {
+			t.Fatalf("log at info = %q, want nothing (the job line is at debug)", b.String())
+		}
+	})
+	t.Run("at the level given", func(t *testing.T) {
+		var b strings.Builder
+		s, _ := sink.NewLog(sink.LogConfig{MaxPayload: 4, Level: "info", Logger: slog.New(slog.NewTextHandler(&b, nil))})
+		if err := s.Handle(context.Background(), job()); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), `payload="{\"to…"`) || !strings.Contains(b.String(), "id=j1") || !strings.Contains(b.String(), "level=INFO") {
+			t.Fatalf("log line %q", b.String())
+		}
+	})
 }
 
 func TestNewLogInvalid(t *testing.T) {
 	t.Parallel()
+	if _, err := sink.NewLog(sink.LogConfig{Level: "loud"}); err == nil || !strings.Contains(err.Error(), `level: "loud": want debug, info, warn or error`) {
+		t.Errorf("NewLog(level loud) = %v, want an error naming level", err)
+	}
 	_, err := sink.NewLog(sink.LogConfig{MaxPayload: -1})
-	if err == nil || !strings.HasPrefix(err.Error(), "sink: log: ") || !strings.Contains(err.Error(), "max_payload = -1") || !errors.Is(err, pacer.ErrInvalid) {
+	if err == nil || !strings.HasPrefix(err.Error(), "sink: log: ") || !strings.Contains(err.Error(), "max_payload: -1") || !errors.Is(err, pacer.ErrInvalid) {
 		t.Fatalf("NewLog(max_payload -1) = %v, want a sink: log: error wrapping pacer.ErrInvalid that names max_payload = -1", err)
 	}
 }

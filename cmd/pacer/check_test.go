@@ -32,14 +32,14 @@ func TestCheckBrokenConfigs(t *testing.T) {
 		{"unknown key", goodWorker + "\n[[worker]]\nname = \"b\"\nrate = 5\nmax_inflight = 3\n[worker.source]\nkind = \"nats\"\nsubject = \"y\"\n[worker.sink]\nkind = \"log\"\n",
 			16, []string{"worker.max_inflight", "unknown key"}},
 		{"negative rate", strings.Replace(goodWorker, "rate = 10", "rate = -5", 1),
-			4, []string{`worker "a" rate`, "-5", "jobs per second"}},
+			4, []string{`worker "a" rate`, "-5", "per second"}},
 		{"min > max factor", strings.Replace(goodWorker, "rate = 10", "rate = 10\nmin_factor = 2\nmax_factor = 1.5", 1),
 			5, []string{`worker "a" min_factor`, "2: want ≤ max_factor (1.5)"}},
 		{"adjmap not descending", strings.Replace(goodWorker, "rate = 10", `rate = 10
 adjmap = [
   { min_cap = 0,   lbound = 0.3, lfactor = 1.4, ubound = 0.7, ufactor = 0.73 },
   { min_cap = 128, lbound = 0.23, lfactor = 1.2, ubound = 0.77, ufactor = 0.81 },
-]`, 1), 7, []string{`adjmap row 2 min_cap`, "128: want < 0", "descend"}},
+]`, 1), 7, []string{`adjmap[1].min_cap`, "128: want less than the row before (0)", "descend"}},
 		{"sink missing", strings.Replace(goodWorker, "[worker.sink]\nkind = \"log\"\n", "", 1),
 			2, []string{`worker "a" sink`, "missing"}},
 		{"duplicate worker name", goodWorker + strings.Replace(goodWorker, "x.>", "z", 1),
@@ -76,7 +76,7 @@ adjmap = [
 func TestCheckDefaultConfig(t *testing.T) {
 	t.Parallel()
 	out, code := pacer(t, "check", "--config", "../../config.toml")
-	if code != 0 || !strings.Contains(out, "ok: 2 worker(s)") {
+	if code != 0 || !strings.Contains(out, "ok: 2 workers") {
 		t.Fatalf("pacer check config.toml: exit %d, %q", code, out)
 	}
 }

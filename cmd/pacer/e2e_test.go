@@ -47,6 +47,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// binEnv is the environment the binary runs with: the tests' own, without
+// the variables pacer reads (NATS_URL may point the tests' servers at a
+// shared NATS, and must not point pacer there too); each test adds what it
+// tests.
+func binEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "NATS_URL", "REDIS_ADDR", "REDIS_URL", "PACER_ADMIN", "PACER_CONFIG":
+		default:
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,6 +101,7 @@ func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
 	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
+	p.cmd.Env = binEnv()
 	// The admin server listens (and /status answers) before this line.
 	listening := newLogWatch("admin listening")
 	out := io.MultiWriter(p.log, listening)
@@ -110,6 +127,30 @@ func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
 		t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("pacer run: no %q in its log after 20s\n%s", listening.want, p.log.String())
+	}
+	// The admin server listens before the brokers start: wait for /readyz,
+	// every worker running.
+	cl := &http.Client{Timeout: time.Second}
+	ready := testenv.Eventually(20*time.Second, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+		}
+		resp, err := cl.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	select {
+	case <-p.done:
+		t.Fatalf("pacer run exited: %v\n%s", p.cmd.ProcessState, p.log.String())
+	default:
+	}
+	if !ready {
+		t.Fatalf("pacer run: /readyz not ready after 20s\n%s", p.log.String())
 	}
 	return p
 }
@@ -187,6 +228,7 @@ func (p *proc) stop(limit time.Duration) {
 func pacer(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Env = binEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {

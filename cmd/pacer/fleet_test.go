@@ -175,11 +175,11 @@ kind = "log"
 		name, config, want string
 		code               int
 	}{
-		{"good", good, `config.toml: ok: 1 worker(s): a (nats → log, rate 40/s, base 40/s, fleet mailgun 40/s)`, 0},
+		{"good", good, `config.toml: ok: 1 worker: a (nats → log, rate 40/s, base 40/s, fleet mailgun 40/s)`, 0},
 		{"undefined fleet", strings.Replace(good, `fleet = "mailgun"`, `fleet = "mailgum"`, 1),
 			`config.toml:10: worker "a" fleet: "mailgum": no [fleet.mailgum] table in the file`, 2},
 		{"zero fleet rate", strings.Replace(good, "rate = 40", "rate = 0", 1),
-			`config.toml:5: fleet "mailgun" rate: 0: want jobs per second in (0, 1e+09], for the whole fleet`, 2},
+			`config.toml:5: fleet "mailgun" rate: 0: want a number in [1e-08, 1e+09] (jobs per second)`, 2},
 		{"unknown fleet key", strings.Replace(good, "expected_workers", "expected_worker", 1),
 			`config.toml:6: fleet.mailgun.expected_worker: unknown key`, 2},
 	}

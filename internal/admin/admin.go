@@ -43,7 +43,7 @@ var (
 	descFactor = prometheus.NewDesc("pacer_factor", "The controller's factor on the base pace.", labels, nil)
 	descBack   = prometheus.NewDesc("pacer_backlog_jobs", "Jobs pending in the source at the last probe.", labels, nil)
 	descAge    = prometheus.NewDesc("pacer_backlog_oldest_age_seconds", "Age of the oldest pending job at the last probe.", labels, nil)
-	descIn     = prometheus.NewDesc("pacer_in_flight_jobs", "Jobs admitted and not done.", labels, nil)
+	descIn     = prometheus.NewDesc("pacer_in_flight_jobs", "Jobs in the sink now (the IN FLIGHT of pacer status).", labels, nil)
 	descDisp   = prometheus.NewDesc("pacer_jobs_dispatched_total", "Jobs admitted by the pacer.", labels, nil)
 	descOK     = prometheus.NewDesc("pacer_jobs_succeeded_total", "Jobs the sink handled.", labels, nil)
 	descFail   = prometheus.NewDesc("pacer_jobs_failed_total", "Jobs the sink failed (retried by the source).", labels, nil)

@@ -415,6 +415,9 @@ func (b *Brokers) NATS() (*nats.Conn, error) {
 	return nc, nil
 }
 
+// Log returns the run's logger.
+func (b *Brokers) Log() *slog.Logger { return b.log }
+
 // Embedded returns the addresses of the embedded brokers started so far,
 // by kind ("redis", "nats").
 func (b *Brokers) Embedded() map[string]string {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 )
 
 func checkCmd(c *cli.Context) error {
-	f, err := loadOrExit(c.String("config"))
+	f, err := load(c)
 	if err != nil {
 		return err
 	}
@@ -27,9 +29,9 @@ func checkCmd(c *cli.Context) error {
 		if w.Fleet != "" {
 			fleet = fmt.Sprintf(", fleet %s %g/s", w.Fleet, f.Fleets[w.Fleet].Rate)
 		}
-		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Rate, w.Base, fleet))
+		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Settings.Rate, w.Settings.Base, fleet))
 	}
-	fmt.Fprintf(c.App.Writer, "%s: ok: %d worker(s): %s\n", f.Path, len(f.Workers), strings.Join(names, "; "))
+	fmt.Fprintf(c.App.Writer, "%s: ok: %s: %s\n", f.Path, plural(len(f.Workers), "worker"), strings.Join(names, "; "))
 	if c.Bool("connect") {
 		return checkConnect(c.App.Writer, f)
 	}
@@ -37,8 +39,8 @@ func checkCmd(c *cli.Context) error {
 }
 
 // checkConnect connects to the brokers that the workers of f use and
-// says what answered: server version, deployment, TLS. It prints no
-// password, token or seed.
+// says what answered: server version, deployment, TLS; and dials the host
+// of every http sink. It prints no password, token or seed.
 func checkConnect(w io.Writer, f *config.File) error {
 	needRedis, needNATS := false, false
 	for _, wk := range f.Workers {
@@ -77,10 +79,50 @@ func checkConnect(w io.Writer, f *config.File) error {
 	if !needRedis && !needNATS {
 		fmt.Fprintln(w, "no worker uses Redis or NATS: nothing to connect to")
 	}
+	for _, wk := range f.Workers {
+		if wk.Sink.Kind() != "http" {
+			continue
+		}
+		target, err := dialHTTPSink(wk.Sink)
+		if target == "" {
+			continue
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "worker %q http sink: FAILED: %s: %v\n", wk.Name, target, err)
+		} else {
+			fmt.Fprintf(w, "worker %q http sink: ok: %s answers (TCP)\n", wk.Name, target)
+		}
+	}
 	if failed > 0 {
-		return cli.Exit("", 1)
+		return cli.Exit(fmt.Sprintf("pacer check --connect: %s did not answer", plural(failed, "address")), 1)
 	}
 	return nil
+}
+
+// dialHTTPSink opens a TCP connection to the host of an http sink's url,
+// and returns the url without its password and query.
+func dialHTTPSink(p *config.Plugin) (string, error) {
+	var h struct {
+		URL string `toml:"url"`
+	}
+	if err := p.Decode(&h); err != nil {
+		return "", nil // Load has checked the table
+	}
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		return "", nil
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	u.User, u.RawQuery = nil, ""
+	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err == nil {
+		conn.Close()
+	}
+	return u.String(), err
 }
 
 func connectRedis(b *brokers.Brokers) (string, error) {

@@ -35,7 +35,10 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 func runCmd(c *cli.Context) error {
-	path := c.String("config")
+	path, err := configPath(c)
+	if err != nil {
+		return err
+	}
 	f, err := loadOrExit(path)
 	if err != nil {
 		return err

@@ -17,15 +17,16 @@ func simulateCommand() *cli.Command {
 		Name:  "simulate",
 		Usage: "run a worker's pacer on a simulated clock against a scenario; draw pace, factor and backlog to an SVG and a CSV",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: "config.toml", Usage: "the config `FILE`"},
+			configFlag(false),
 			&cli.StringFlag{Name: "worker", Usage: "the worker to simulate (default: the first)"},
 			&cli.StringFlag{Name: "scenario", Value: "burst", Usage: simulate.Scenarios},
 			&cli.DurationFlag{Name: "duration", Value: 2 * time.Minute, Usage: "simulated time"},
 			&cli.StringFlag{Name: "out", Value: "pace.svg", Usage: "the SVG `FILE`"},
 			&cli.StringFlag{Name: "csv", Usage: "the CSV `FILE` (default: --out with .csv)"},
 		},
+		ArgsUsage: "[CONFIG]",
 		Action: func(c *cli.Context) error {
-			f, err := loadOrExit(c.String("config"))
+			f, err := load(c)
 			if err != nil {
 				return err
 			}
@@ -45,13 +46,13 @@ func simulateCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 2)
 			}
-			samples, err := simulate.Simulate(w.Pacer(), sc, c.Duration("duration"))
+			samples, err := simulate.Simulate(w.Settings, sc, c.Duration("duration"))
 			if err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 1)
 			}
 			out := c.String("out")
 			csvPath := cmp.Or(c.String("csv"), strings.TrimSuffix(out, ".svg")+".csv")
-			title := fmt.Sprintf("pacer simulate: worker %q, scenario %s (rate %g/s, base %g/s)", w.Name, sc.Name, w.Rate, w.Base)
+			title := fmt.Sprintf("pacer simulate: worker %q, scenario %s (rate %g/s, base %g/s)", w.Name, sc.Name, w.Settings.Rate, w.Settings.Base)
 			if err := os.WriteFile(out, []byte(simulate.SVG(title, samples)), 0o644); err != nil {
 				return cli.Exit("pacer simulate: "+err.Error(), 1)
 			}

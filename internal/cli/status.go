@@ -12,16 +12,21 @@ import (
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "status",
-		Usage: "show the workers of a running pacer run (pace, factor, backlog, in flight, done, throttled, dropped)",
+		Name:      "status",
+		ArgsUsage: "[CONFIG]",
+		Usage:     "show the workers of a running pacer run (pace, factor, backlog, in flight, done, throttled, dropped)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "admin", Value: config.DefaultAdmin, Usage: "the admin `ADDR` of the running pacer run"},
+			adminFlag("the admin `ADDR` of the running pacer run (default: the config's admin, else " + config.DefaultAdmin + ")"),
+			configFlag(false),
 			&cli.BoolFlag{Name: "json", Usage: "print /status as JSON, once"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "refresh the table every --interval until interrupted"},
 			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "refresh period of --watch"},
 		},
 		Action: func(c *cli.Context) error {
-			addr := c.String("admin")
+			addr, err := adminAddr(c)
+			if err != nil {
+				return err
+			}
 			for {
 				st, raw, err := status.Fetch(addr)
 				if err != nil {

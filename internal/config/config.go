@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math"
 	"net"
@@ -70,8 +71,10 @@ type File struct {
 	Fleets  map[string]Fleet `toml:"fleet"`
 	Workers []Worker         `toml:"worker"`
 
-	md  toml.MetaData
-	pos *positions
+	md      toml.MetaData
+	raw     map[string]any // the file decoded into plain values
+	pos     *positions
+	fleetOK map[string]bool // fleets whose settings passed redisbucket's checks
 }
 
 // Redis says where the Redis server of Asynq sources and of fleets is, and
@@ -143,12 +146,16 @@ type Demo struct {
 type Fleet struct {
 	Name            string   `toml:"-"`                // the table's name, the bucket's key in Redis
 	Rate            float64  `toml:"rate"`             // jobs per second for the whole fleet
-	Burst           float64  `toml:"burst"`            // jobs at once after the fleet was idle; default 1
+	Burst           float64  `toml:"burst"`            // jobs at once after the fleet was idle
 	ExpectedWorkers int      `toml:"expected_workers"` // processes sharing it; sets the share during an outage; 0 = last seen
-	LeaseTime       Duration `toml:"lease_time"`       // default 100ms, in [1ms, 10s]
-	RetryInterval   Duration `toml:"retry_interval"`   // default 500ms
-	Timeout         Duration `toml:"timeout"`          // bound of each Redis call; default 250ms
-	Prefix          string   `toml:"prefix"`           // of the Redis keys; default "pacer:fleet:"
+	LeaseTime       Duration `toml:"lease_time"`       // how long's worth of its share a process leases
+	RetryInterval   Duration `toml:"retry_interval"`   // retry period in fallback
+	Timeout         Duration `toml:"timeout"`          // bound of each Redis call
+	Prefix          string   `toml:"prefix"`           // of the Redis keys
+
+	// Settings is the fleet's redisbucket.Config with redisbucket's
+	// defaults applied (without Logger and Clock), set by Load.
+	Settings redisbucket.Config `toml:"-"`
 }
 
 // Bucket returns the redisbucket.Config of the fleet (without Logger and
@@ -166,13 +173,13 @@ type Worker struct {
 	// Fleet names a [fleet.NAME] table whose shared limit the worker obeys
 	// after its own pace; "" = none.
 	Fleet             string         `toml:"fleet"`
-	Rate              float64        `toml:"rate"`
-	Burst             float64        `toml:"burst"`
-	Base              float64        `toml:"base"`
+	Rate              float64        `toml:"rate" want:"a number of jobs per second, such as 20"`
+	Burst             float64        `toml:"burst" want:"a whole number of jobs, such as 5"`
+	Base              float64        `toml:"base" want:"a number of jobs per second, such as 5"`
 	BaseBurst         float64        `toml:"base_burst"`
 	MinFactor         float64        `toml:"min_factor"`
 	MaxFactor         float64        `toml:"max_factor"`
-	MaxInFlight       int            `toml:"max_in_flight"`
+	MaxInFlight       int            `toml:"max_in_flight" want:"a whole number of jobs, such as 10 (0: no cap)"`
 	BacklogHigh       float64        `toml:"backlog_high"`
 	BacklogTarget     Duration       `toml:"backlog_target"`
 	Period            Duration       `toml:"period"`
@@ -188,6 +195,9 @@ type Worker struct {
 	Source *Plugin `toml:"-"`
 	Sink   *Plugin `toml:"-"`
 	Index  int     `toml:"-"` // position in the file, from 0
+	// Settings is the worker's pacer.Config with package pacer's defaults
+	// applied: the pace it runs at. Set by Load.
+	Settings pacer.Config `toml:"-"`
 }
 
 // Duration is a time.Duration written with its unit in the file ("10s",
@@ -266,7 +276,8 @@ type Plugin struct {
 	prim    toml.Primitive
 	f       *File
 	// Built is what the build function passed to Load made of the table.
-	Built any
+	Built  any
+	failed bool // the build function returned an error
 }
 
 // Kind returns the table's kind key.
@@ -278,10 +289,30 @@ func (p *Plugin) WorkerName() string { return p.Worker }
 // Decode decodes the table's settings into v (a pointer to a struct with
 // toml tags). Keys v has no field for are reported as unknown by Load.
 func (p *Plugin) Decode(v any) error {
+	// The table as plain values, from the first decode: a PrimitiveDecode
+	// into a map would mark every key as read and hide the unknown ones.
+	if raw, ok := p.f.rawAt(p.path).(map[string]any); ok {
+		if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
+			if errs := p.f.typeErrors(raw, t.Elem(), p.path, p.label("")); len(errs) > 0 {
+				return errs
+			}
+		}
+	}
 	if err := p.f.md.PrimitiveDecode(p.prim, v); err != nil {
 		return p.f.decodeError(err, p.path)
 	}
 	return nil
+}
+
+// fieldError maps an error of the plugin's build function to the line of
+// the key it names: a *pacer.FieldError's Field, or an Error as it is.
+func (p *Plugin) fieldError(err error) error {
+	var e *Error
+	var es Errors
+	if errors.As(err, &e) || errors.As(err, &es) {
+		return err
+	}
+	return p.f.fieldError(err, p.path, p.label(""))
 }
 
 // Errorf returns an error about key of the table that names the file and
@@ -318,12 +349,16 @@ type BuildFunc func(p *Plugin) (any, error)
 func Load(path string, build BuildFunc) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > MaxFileSize {
 		return nil, Errors{{File: filepath.Base(path), Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
@@ -332,11 +367,18 @@ func Load(path string, build BuildFunc) (*File, error) {
 }
 
 // Parse is Load on a file's contents; path names the file in errors.
+//
+// It reports in rounds, so that no error follows from another: a TOML
+// syntax error alone; else every value of the wrong type, each at its own
+// line; else every bad setting and unknown key. The rules and defaults of
+// a worker's pace are package pacer's, of a fleet package redisbucket's,
+// of a source or sink its plugin's: Parse maps the *pacer.FieldError they
+// return to the line of its key and never checks those rules itself.
 func Parse(path, data string, build BuildFunc) (*File, error) {
 	f := &File{Path: path, pos: scanPositions(data)}
 	name := filepath.Base(path)
-	md, err := toml.Decode(data, f)
-	if err != nil {
+	var raw map[string]any
+	if _, err := toml.Decode(data, &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
 			e := &Error{File: name, Line: pe.Position.Line, Msg: hideSecret(pe.LastKey, pe.Message)}
@@ -349,6 +391,15 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			return nil, Errors{e}
 		}
 		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	f.raw = raw
+	if errs := f.typeErrors(raw, reflect.TypeFor[File](), "", ""); len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
+		return nil, errs
+	}
+	md, err := toml.Decode(data, f)
+	if err != nil { // typeErrors missed a mismatch: the decoder's words, at its line
+		return nil, f.decodeError(err, "")
 	}
 	f.md = md
 	var errs Errors
@@ -386,8 +437,7 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 		} else {
 			seen[w.Name] = i
 		}
-		werrs := f.checkWorker(w)
-		add(werrs)
+		add(f.checkWorker(w))
 		for _, sec := range []string{"source", "sink"} {
 			p := &Plugin{Section: sec, Worker: w.Name, path: at + "." + sec, f: f}
 			if sec == "source" {
@@ -410,7 +460,8 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			if build != nil {
 				v, err := build(p)
 				if err != nil {
-					add(err)
+					p.failed = true
+					add(p.fieldError(err))
 					continue
 				}
 				p.Built = v
@@ -422,11 +473,14 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 		if key == "worker" || strings.HasSuffix(key, ".source") || strings.HasSuffix(key, ".sink") {
 			continue // tables, not keys
 		}
+		if f.failedTable(key) {
+			continue // a table whose plugin failed: its keys are not unknown, only unread
+		}
 		lines := f.pos.plain[key]
 		if len(lines) == 0 {
 			lines = []int{0}
 		}
-		msg := "unknown key: check its spelling (see the config reference in README.md)"
+		msg := "unknown key: check its spelling (see docs/config.md)"
 		if k, ok := misplaced(key); ok {
 			msg = fmt.Sprintf("unknown key: %s is a key of the [[worker]] itself; put it before the worker's [worker.source] and [worker.sink] tables, which take every key below them", k)
 		}
@@ -441,6 +495,58 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 	return f, nil
 }
 
+// rawAt returns the plain value at an indexed path ("worker[1].sink"),
+// or nil.
+func (f *File) rawAt(path string) any {
+	var v any = f.raw
+	for part := range strings.SplitSeq(path, ".") {
+		name, idx, indexed := strings.Cut(part, "[")
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[name]
+		if indexed {
+			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			if err != nil {
+				return nil
+			}
+			switch a := v.(type) {
+			case []map[string]any:
+				if i >= len(a) {
+					return nil
+				}
+				v = a[i]
+			case []any:
+				if i >= len(a) {
+					return nil
+				}
+				v = a[i]
+			default:
+				return nil
+			}
+		}
+	}
+	return v
+}
+
+// failedTable reports whether key (unindexed, such as
+// "worker.sink.timeout") is in a source or sink table that failed to
+// build, in which case its plugin stopped before reading every key.
+func (f *File) failedTable(key string) bool {
+	for _, w := range f.Workers {
+		for _, p := range []*Plugin{w.Source, w.Sink} {
+			if p != nil && p.failed && strings.HasPrefix(key, "worker."+p.Section+".") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// defaults applies the defaults of the CLI's own top-level settings. The
+// defaults of a worker's pace and of a fleet are their packages' (see
+// checkWorker).
 func (f *File) defaults() {
 	if !f.md.IsDefined("admin") {
 		f.Admin = DefaultAdmin
@@ -468,57 +574,12 @@ func (f *File) defaults() {
 	}
 	for name, fl := range f.Fleets {
 		fl.Name = name
-		if fl.Burst == 0 {
-			fl.Burst = 1
-		}
-		if fl.LeaseTime == 0 {
-			fl.LeaseTime = Duration(redisbucket.DefaultLeaseTime)
-		}
-		if fl.RetryInterval == 0 {
-			fl.RetryInterval = Duration(redisbucket.DefaultRetryInterval)
-		}
-		if fl.Timeout == 0 {
-			fl.Timeout = Duration(redisbucket.DefaultTimeout)
-		}
-		if fl.Prefix == "" {
-			fl.Prefix = redisbucket.DefaultPrefix
-		}
 		f.Fleets[name] = fl
 	}
 	for i := range f.Workers {
 		w := &f.Workers[i]
-		if fl, ok := f.Fleets[w.Fleet]; ok && w.Fleet != "" && w.Rate == 0 && !f.hasKey(fmt.Sprintf("worker[%d].rate", i)) {
+		if fl, ok := f.Fleets[w.Fleet]; ok && w.Fleet != "" && !f.hasKey(fmt.Sprintf("worker[%d].rate", i)) {
 			w.Rate = fl.Rate // the worker may use the whole fleet's limit
-		}
-		if w.Burst == 0 {
-			w.Burst = 1
-		}
-		if w.Base == 0 {
-			w.Base = w.Rate
-		}
-		if w.BaseBurst == 0 {
-			w.BaseBurst = w.Burst
-		}
-		if w.MinFactor == 0 {
-			w.MinFactor = pacer.DefaultMinFactor
-		}
-		if w.MaxFactor == 0 {
-			w.MaxFactor = pacer.DefaultMaxFactor
-		}
-		if w.BacklogTarget == 0 {
-			w.BacklogTarget = Duration(10 * time.Second)
-		}
-		if w.Period == 0 {
-			w.Period = Duration(time.Second)
-		}
-		if w.Cut == 0 {
-			w.Cut = 0.5
-		}
-		if w.DefaultRetryAfter == 0 {
-			w.DefaultRetryAfter = Duration(time.Second)
-		}
-		if w.AdjMap == nil {
-			w.AdjMap = pacer.DefaultAdjMap()
 		}
 	}
 }
@@ -527,8 +588,8 @@ func (f *File) checkTop() error {
 	var errs Errors
 	add := func(key, msg string) { errs = append(errs, f.errAt(key, key, msg)) }
 	if f.Admin != "" {
-		if _, _, err := net.SplitHostPort(f.Admin); err != nil {
-			add("admin", fmt.Sprintf("%q is not host:port (such as %q); \"\" turns the admin server off", f.Admin, DefaultAdmin))
+		if err := checkHostPort(f.Admin); err != nil {
+			add("admin", fmt.Sprintf("%q: %v (such as %q); \"\" turns the admin server off", f.Admin, err, DefaultAdmin))
 		}
 	}
 	if f.LogFormat != "text" && f.LogFormat != "json" {
@@ -548,6 +609,11 @@ func (f *File) checkTop() error {
 	if d := f.RecoverTimeout.D(); d < MinRecoverTimeout || d > MaxRecoverTimeout {
 		add("recover_timeout", fmt.Sprintf("%v: want a duration in [%v, %v]", f.RecoverTimeout, MinRecoverTimeout, MaxRecoverTimeout))
 	}
+	if f.Redis.Addr != "" && f.Redis.Addr != Embedded { // the other forms: checkBrokers
+		if err := checkHostPort(f.Redis.Addr); err != nil {
+			add("redis.addr", fmt.Sprintf("%q: %v, such as \"127.0.0.1:6379\", or \"embedded\"", f.Redis.Addr, err))
+		}
+	}
 	if f.Redis.DB < 0 {
 		add("redis.db", fmt.Sprintf("%d: want ≥ 0", f.Redis.DB))
 	}
@@ -566,99 +632,100 @@ func (f *File) checkTop() error {
 	return errs
 }
 
+// checkHostPort checks a host:port address the way a dial would take it.
+func checkHostPort(addr string) error {
+	if strings.Contains(addr, "://") {
+		return errors.New("want host:port without a scheme")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in [0, 65535]", port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("host %q is not a host name or address", host)
+	}
+	return nil
+}
+
+// checkWorker checks the worker's own keys: its name, its fleet, and its
+// pace, whose rules and defaults are package pacer's. On success the
+// worker's Settings hold the pace it runs at.
 func (f *File) checkWorker(w *Worker) error {
 	var errs Errors
 	at := fmt.Sprintf("worker[%d]", w.Index)
-	add := func(key string, v any, want string) {
-		errs = append(errs, f.errAt(at+"."+key, fmt.Sprintf("worker %q %s", w.Name, key), fmt.Sprintf("%v: want %s", v, want)))
-	}
-	bad := func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
-	rateOK := false
-	fl, fleetOK := f.Fleets[w.Fleet]
+	label := fmt.Sprintf("worker %q", w.Name)
+	_, fleetOK := f.Fleets[w.Fleet]
 	fleetOK = fleetOK && w.Fleet != ""
-	switch {
-	case w.Fleet != "" && !f.hasKey(at+".rate") && (!fleetOK || !(fl.Rate > 0 && fl.Rate <= pacer.MaxRate)):
-		// rate defaults to the fleet's: the message about the fleet is enough.
-	case w.Rate == 0 && !f.hasKey(at+".rate"):
-		errs = append(errs, f.errAt(at, fmt.Sprintf("worker %q rate", w.Name), "missing: rate (the ceiling, jobs per second) is required, unless the worker names a fleet (then it defaults to the fleet's rate)"))
-	case bad(w.Rate) || w.Rate <= 0 || w.Rate > pacer.MaxRate:
-		add("rate", w.Rate, fmt.Sprintf("jobs per second in (0, %g]", float64(pacer.MaxRate)))
-	default:
-		rateOK = true
-	}
-	if bad(w.Burst) || w.Burst < 1 {
-		add("burst", w.Burst, "jobs ≥ 1")
-	}
-	if !rateOK && !f.hasKey(at+".base") {
-		// base defaults to rate: one message about rate is enough.
-	} else if bad(w.Base) || w.Base <= 0 {
-		add("base", w.Base, "jobs per second > 0")
-	} else if rateOK && w.Base > w.Rate {
-		add("base", w.Base, fmt.Sprintf("≤ rate (%g): the ceiling caps the pace", w.Rate))
-	}
-	burstOK := !bad(w.Burst) && w.Burst >= 1
-	switch {
-	case !burstOK && !f.hasKey(at+".base_burst"):
-		// base_burst defaults to burst: one message about burst is enough.
-	case bad(w.BaseBurst) || w.BaseBurst < 1:
-		add("base_burst", w.BaseBurst, "jobs ≥ 1")
-	case w.BaseBurst > w.Burst:
-		add("base_burst", w.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts (base_burst defaults to burst)", w.Burst))
-	}
 	if w.Fleet != "" || f.hasKey(at+".fleet") {
 		if !fleetOK {
-			msg := fmt.Sprintf("%q: no [fleet.%s] table in the file; add one with the fleet's rate (see \"A limit shared by a fleet\" in README.md)", w.Fleet, tomlKey(w.Fleet))
+			msg := fmt.Sprintf("%q: no [fleet.%s] table in the file; add one with the fleet's rate (see docs/fleet.md)", w.Fleet, tomlKey(w.Fleet))
 			if w.Fleet == "" {
 				msg = `"": name a [fleet.NAME] table, or leave fleet out`
 			}
 			if names := f.fleetNames(); len(names) > 0 {
 				msg += "; defined: " + strings.Join(names, ", ")
 			}
-			errs = append(errs, f.errAt(at+".fleet", fmt.Sprintf("worker %q fleet", w.Name), msg))
+			errs = append(errs, f.errAt(at+".fleet", label+" fleet", msg))
 		}
 	}
-	switch {
-	case bad(w.MinFactor) || w.MinFactor <= 0:
-		add("min_factor", w.MinFactor, "a number > 0")
-	case bad(w.MaxFactor) || w.MaxFactor <= 0:
-		add("max_factor", w.MaxFactor, "a number > 0")
-	case w.MinFactor > w.MaxFactor:
-		add("min_factor", w.MinFactor, fmt.Sprintf("≤ max_factor (%g)", w.MaxFactor))
-	case w.MinFactor > 1:
-		add("min_factor", w.MinFactor, "≤ 1: the factor starts at 1")
-	case w.MaxFactor < 1:
-		add("max_factor", w.MaxFactor, "≥ 1: the factor starts at 1")
+	if w.Fleet != "" && !f.hasKey(at+".rate") && (!fleetOK || !f.fleetOK[w.Fleet]) {
+		// rate defaults to the fleet's: the message about the fleet is enough.
+		return errOrNil(errs)
 	}
-	if bad(w.BacklogHigh) || w.BacklogHigh < 0 {
-		add("backlog_high", w.BacklogHigh, "jobs ≥ 0 (0: backlog_target × base)")
-	}
-	if w.BacklogTarget < 0 {
-		add("backlog_target", w.BacklogTarget, "a duration > 0s")
-	}
-	if bad(w.Cut) || w.Cut <= 0 || w.Cut > 1 {
-		add("cut", w.Cut, "a factor in (0, 1]")
-	}
-	if w.DefaultRetryAfter < 0 {
-		add("default_retry_after", w.DefaultRetryAfter, "a duration > 0s")
-	}
-	if e := f.checkAdjMap(w); e != nil {
+	s, err := w.Pacer().WithDefaults()
+	if err != nil {
+		errs = append(errs, f.fieldError(err, at, label))
+	} else if e := f.zeroKeys(w.Pacer(), s, at, label); e != nil {
 		errs = append(errs, e)
+	} else {
+		w.Settings = s
 	}
-	if len(errs) == 0 && rateOK {
-		// Whatever else the core objects to, at the key it names.
-		if _, err := pacer.New(w.Pacer()); err != nil {
-			key, label := at, fmt.Sprintf("worker %q", w.Name)
-			var fe *pacer.FieldError
-			if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
-				key = at + "." + fieldKey(fe.Field) // the line that set it
-			}
-			errs = append(errs, f.errAt(key, label, err.Error()))
-		}
-	}
+	return errOrNil(errs)
+}
+
+func errOrNil(errs Errors) error {
 	if len(errs) == 0 {
 		return nil
 	}
 	return errs
+}
+
+// zeroKeys returns an error for the first key of raw written in the file
+// as 0 that the package's defaults turn into something else: 0 there means
+// "the default", which a reader of burst = 0 would not guess.
+func (f *File) zeroKeys(raw, filled any, at, label string) *Error {
+	rv, fv := reflect.ValueOf(raw), reflect.ValueOf(filled)
+	for i := range rv.NumField() {
+		key, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("toml"), ",")
+		if key == "" || key == "-" || !f.hasKey(at+"."+key) {
+			continue
+		}
+		if rv.Field(i).IsZero() && !fv.Field(i).IsZero() {
+			d := fv.Field(i).Interface()
+			if dd, ok := d.(time.Duration); ok {
+				d = fmt.Sprintf("%q", dd.String())
+			}
+			return f.errAt(at+"."+key, label+" "+key, fmt.Sprintf("%v: 0 here means the default, %v; write %v, or leave %s out", rv.Field(i).Interface(), d, d, key))
+		}
+	}
+	return nil
+}
+
+// fieldError maps an error of a package's check (a *pacer.FieldError
+// whose Field is a TOML key below the table at) to the key's line.
+func (f *File) fieldError(err error, at, label string) *Error {
+	var fe *pacer.FieldError
+	if !errors.As(err, &fe) {
+		return f.errAt(at, label, err.Error())
+	}
+	key := fieldKey(fe.Field) // "burst / rate": the line of burst
+	if !f.hasKey(at+"."+key) && !strings.ContainsAny(fe.Field, " [") {
+		return f.errAt(at+"."+key, label+" "+key, fmt.Sprintf("missing: %s is required: want %s", key, fe.Want))
+	}
+	return f.errAt(at+"."+key, label+" "+fe.Field, fmt.Sprintf("%v: want %s", fe.Value, fe.Want))
 }
 
 func (f *File) fleetNames() []string {
@@ -678,54 +745,35 @@ func tomlKey(name string) string {
 	return strconv.Quote(name)
 }
 
+// checkFleets checks each [fleet.NAME] table with package redisbucket's
+// rules and keeps its settings in Settings.
 func (f *File) checkFleets() error {
 	var errs Errors
+	f.fleetOK = map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(f.Fleets)) {
 		fl := f.Fleets[name]
 		at := "fleet." + name
-		add := func(key string, v any, want string) {
-			errs = append(errs, f.errAt(at+"."+key, fmt.Sprintf("fleet %q %s", name, key), fmt.Sprintf("%v: want %s", v, want)))
-		}
+		label := fmt.Sprintf("fleet %q", name)
 		if name == "" {
 			errs = append(errs, f.errAt(at, `fleet ""`, "an empty fleet name: name it [fleet.NAME]; NAME is the key of the shared limit in Redis"))
+			continue
 		}
-		switch r := fl.Rate; {
-		case r == 0 && !f.hasKey(at+".rate"):
-			errs = append(errs, f.errAt(at, fmt.Sprintf("fleet %q rate", name), "missing: rate (jobs per second for the whole fleet) is required"))
-		case math.IsNaN(r) || r <= 0 || r > pacer.MaxRate:
-			add("rate", r, fmt.Sprintf("jobs per second in (0, %g], for the whole fleet", float64(pacer.MaxRate)))
-		}
-		if b := fl.Burst; math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
-			add("burst", b, "jobs > 0")
-		}
-		if fl.ExpectedWorkers < 0 {
-			add("expected_workers", fl.ExpectedWorkers, "processes ≥ 0 (0: the count last seen in Redis)")
-		}
-		if d := fl.LeaseTime.D(); d < time.Millisecond || d > 10*time.Second {
-			add("lease_time", fl.LeaseTime, "a duration in [1ms, 10s]")
-		}
-		if fl.RetryInterval <= 0 {
-			add("retry_interval", fl.RetryInterval, "a duration > 0s")
-		}
-		if fl.Timeout <= 0 {
-			add("timeout", fl.Timeout, "a duration > 0s")
-		}
-		if len(errs) == 0 {
-			// Whatever else redisbucket objects to, at the line of its key.
-			if err := fl.Bucket().Check(); err != nil {
-				key := at
-				var fe *pacer.FieldError
-				if errors.As(err, &fe) && f.hasKey(at+"."+fieldKey(fe.Field)) {
-					key = at + "." + fieldKey(fe.Field)
-				}
-				errs = append(errs, f.errAt(key, fmt.Sprintf("fleet %q", name), err.Error()))
+		raw := fl.Bucket()
+		s, err := raw.WithDefaults()
+		if err == nil {
+			if e := f.zeroKeys(raw, s, at, label); e != nil {
+				errs = append(errs, e)
+				continue
 			}
+			s.Logger, s.Clock = nil, nil
+			fl.Settings = s
+			f.Fleets[name] = fl
+			f.fleetOK[name] = true
+			continue
 		}
+		errs = append(errs, f.fieldError(err, at, label))
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return errs
+	return errOrNil(errs)
 }
 
 // misplaced reports whether an unknown key is a worker's own key written
@@ -747,37 +795,6 @@ func misplaced(key string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func (f *File) checkAdjMap(w *Worker) *Error {
-	m := w.AdjMap
-	key := fmt.Sprintf("worker[%d].adjmap", w.Index)
-	label := func(i int, k string) string { return fmt.Sprintf("worker %q adjmap row %d %s", w.Name, i+1, k) }
-	if len(m) == 0 {
-		return f.errAt(key, fmt.Sprintf("worker %q adjmap", w.Name), "empty: want rows descending in min_cap, ending in a catch-all row with min_cap = 0 (or leave adjmap out for the defaults)")
-	}
-	for i, r := range m {
-		row := fmt.Sprintf("%s[%d]", key, i)
-		if i > 0 && r.MinCap >= m[i-1].MinCap {
-			return f.errAt(row, label(i, "min_cap"), fmt.Sprintf("%g: want < %g (the row before): rows must descend in min_cap", r.MinCap, m[i-1].MinCap))
-		}
-		if r.LBound < 0 || r.LBound >= r.UBound || r.UBound > 1 {
-			return f.errAt(row, label(i, "lbound, ubound"), fmt.Sprintf("%g, %g: want 0 ≤ lbound < ubound ≤ 1", r.LBound, r.UBound))
-		}
-		if r.LFactor < 1 {
-			return f.errAt(row, label(i, "lfactor"), fmt.Sprintf("%g: want ≥ 1", r.LFactor))
-		}
-		if r.UFactor <= 0 || r.UFactor > 1 {
-			return f.errAt(row, label(i, "ufactor"), fmt.Sprintf("%g: want a factor in (0, 1]", r.UFactor))
-		}
-	}
-	if last := m[len(m)-1]; last.MinCap > 0 {
-		return f.errAt(fmt.Sprintf("%s[%d]", key, len(m)-1), label(len(m)-1, "min_cap"), fmt.Sprintf("%g: want 0 in the last row, a catch-all row (without one, small buckets never adapt)", last.MinCap))
-	}
-	if err := pacer.CheckAdjMap(m); err != nil {
-		return f.errAt(key, fmt.Sprintf("worker %q adjmap", w.Name), err.Error())
-	}
-	return nil
 }
 
 // fieldKey is the key of a FieldError's Field: its first word, for a

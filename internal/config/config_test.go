@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/pacer"
 )
 
 func build(p *config.Plugin) (any, error) {
@@ -25,7 +26,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"a bare number for a duration",
 			"[[worker]]\nname = \"a\"\nrate = 1\nperiod = 5\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n",
-			"c.toml:4: worker.period: \"5\" is not a duration"},
+			`c.toml:4: worker "a" period: 5 is a number: want a duration in quotes with a unit, such as "10s"`},
 		{"an unknown key in a plugin table",
 			"[[worker]]\nname = \"a\"\nrate = 1\n[worker.source]\nkind = \"x\"\nsubjet = \"s\"\n[worker.sink]\nkind = \"y\"\n",
 			"c.toml:6: worker.source.subjet: unknown key"},
@@ -54,8 +55,9 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := f.Workers[0]
-	if f.Admin != config.DefaultAdmin || w.Base != 8 || w.Burst != 1 || w.Period.D().Seconds() != 1 || len(w.AdjMap) != 3 {
+	// The pace's defaults are package pacer's: Settings holds them.
+	w := f.Workers[0].Settings
+	if f.Admin != config.DefaultAdmin || w.Base != 8 || w.Burst != pacer.DefaultBurst || w.Period != pacer.DefaultControllerPeriod || len(w.AdjMap) != len(pacer.DefaultAdjMap()) {
 		t.Errorf("defaults: admin %q, base %g, burst %g, period %v, adjmap %d rows", f.Admin, w.Base, w.Burst, w.Period, len(w.AdjMap))
 	}
 	if got, want := f.Line("worker[0].rate"), 3; got != want {
@@ -74,7 +76,7 @@ kind = "asynq"
 kind = "log"
 `, nil)
 	fmt.Println(err)
-	// Output: config.toml:4: worker "emails" rate: -5: want jobs per second in (0, 1e+09]
+	// Output: config.toml:4: worker "emails" rate: -5: want a number ≥ 1e-08 and ≤ 1e+09 per second
 }
 
 const fleetWorker = `
@@ -121,16 +123,16 @@ kind = "y"
 	fl := f.Fleets["mailgun"]
 	want := redisbucket.Config{Key: "mailgun", Rate: 40, Burst: 1, ExpectedWorkers: 2, LeaseTime: 200 * time.Millisecond,
 		RetryInterval: redisbucket.DefaultRetryInterval, Timeout: redisbucket.DefaultTimeout, Prefix: redisbucket.DefaultPrefix}
-	if got := fl.Bucket(); got != want {
+	if got := fl.Settings; got != want {
 		t.Errorf("Fleets[mailgun].Bucket() = %+v, want %+v", got, want)
 	}
 	if got := f.Fleets["twilio"].Burst; got != 3 {
 		t.Errorf("Fleets[twilio].Burst = %g, want 3", got)
 	}
-	a, b := f.Workers[0], f.Workers[1]
-	if a.Fleet != "mailgun" || b.Fleet != "mailgun" {
-		t.Errorf("worker fleets %q, %q, want mailgun for both", a.Fleet, b.Fleet)
+	if f.Workers[0].Fleet != "mailgun" || f.Workers[1].Fleet != "mailgun" {
+		t.Errorf("worker fleets %q, %q, want mailgun for both", f.Workers[0].Fleet, f.Workers[1].Fleet)
 	}
+	a, b := f.Workers[0].Settings, f.Workers[1].Settings
 	// A worker without a rate of its own may use the whole fleet limit.
 	if a.Rate != 40 || a.Base != 40 {
 		t.Errorf("worker a: rate %g, base %g, want 40 and 40 (the fleet's rate)", a.Rate, a.Base)
@@ -152,34 +154,37 @@ func TestParseFleetErrors(t *testing.T) {
 	}{
 		{"a fleet that is not defined",
 			"[fleet.mailgun]\nrate = 40\n" + strings.Replace(fleetWorker, `"mailgun"`, `"mailgn"`, 1),
-			[]string{`c.toml:6: worker "a" fleet: "mailgn": no [fleet.mailgn] table in the file; add one with the fleet's rate (see "A limit shared by a fleet" in README.md); defined: "mailgun"`}},
+			[]string{`c.toml:6: worker "a" fleet: "mailgn": no [fleet.mailgn] table in the file; add one with the fleet's rate (see docs/fleet.md); defined: "mailgun"`}},
 		{"no fleets at all, and so no rate",
 			fleetWorker,
-			[]string{`c.toml:4: worker "a" fleet: "mailgun": no [fleet.mailgun] table in the file; add one with the fleet's rate (see "A limit shared by a fleet" in README.md)`}},
+			[]string{`c.toml:4: worker "a" fleet: "mailgun": no [fleet.mailgun] table in the file; add one with the fleet's rate (see docs/fleet.md)`}},
 		{"an empty fleet name on the worker",
 			"[fleet.m]\nrate = 4\n" + strings.Replace(fleetWorker, `fleet = "mailgun"`, "fleet = \"\"\nrate = 3", 1),
 			[]string{`c.toml:6: worker "a" fleet: "": name a [fleet.NAME] table, or leave fleet out; defined: "m"`}},
 		{"a zero rate",
 			"[fleet.mailgun]\nrate = 0\n" + fleetWorker,
-			[]string{`c.toml:2: fleet "mailgun" rate: 0: want jobs per second in (0, 1e+09], for the whole fleet`}},
+			[]string{`c.toml:2: fleet "mailgun" rate: 0: want a number in [1e-08, 1e+09] (jobs per second)`}},
 		{"a negative rate",
 			"[fleet.mailgun]\nrate = -3\n" + fleetWorker,
-			[]string{`c.toml:2: fleet "mailgun" rate: -3: want jobs per second in (0, 1e+09]`}},
+			[]string{`c.toml:2: fleet "mailgun" rate: -3: want a number in [1e-08, 1e+09]`}},
 		{"a missing rate",
 			"[fleet.mailgun]\nburst = 2\n" + fleetWorker,
-			[]string{`c.toml:1: fleet "mailgun" rate: missing: rate (jobs per second for the whole fleet) is required`}},
+			[]string{`c.toml:1: fleet "mailgun" rate: missing: rate is required: want a number in [1e-08, 1e+09]`}},
 		{"an unknown key in a fleet",
 			"[fleet.mailgun]\nrate = 4\nexpected_worker = 2\n" + fleetWorker,
 			[]string{`c.toml:3: fleet.mailgun.expected_worker: unknown key`}},
 		{"a bare number for lease_time",
 			"[fleet.mailgun]\nrate = 4\nlease_time = 100\n" + fleetWorker,
-			[]string{`c.toml:3: fleet.mailgun.lease_time: "100" is not a duration`}},
-		{"lease_time out of range, negative expected_workers, burst and timeout",
-			"[fleet.mailgun]\nrate = 4\nlease_time = \"20s\"\nexpected_workers = -1\nburst = -2\ntimeout = \"-1s\"\n" + fleetWorker,
-			[]string{`c.toml:3: fleet "mailgun" lease_time: 20s: want a duration in [1ms, 10s]`,
-				`c.toml:4: fleet "mailgun" expected_workers: -1: want processes ≥ 0`,
-				`c.toml:5: fleet "mailgun" burst: -2: want jobs > 0`,
-				`c.toml:6: fleet "mailgun" timeout: -1s: want a duration > 0s`}},
+			[]string{`c.toml:3: fleet "mailgun" lease_time: 100 is a number: want a duration in quotes with a unit`}},
+		{"lease_time out of range: redisbucket names the first bad field of a fleet",
+			"[fleet.mailgun]\nrate = 4\nlease_time = \"20s\"\nexpected_workers = 1\n" + fleetWorker,
+			[]string{`c.toml:3: fleet "mailgun" lease_time: 20s: want in [1ms, 10s]`}},
+		{"a negative burst of a fleet",
+			"[fleet.mailgun]\nrate = 4\nburst = -2\n" + fleetWorker,
+			[]string{`c.toml:3: fleet "mailgun" burst: -2: want a finite number ≥ 1`}},
+		{"a fleet's timeout written as 0s is not the default's placeholder",
+			"[fleet.mailgun]\nrate = 4\ntimeout = \"0s\"\n" + fleetWorker,
+			[]string{`c.toml:3: fleet "mailgun" timeout: 0s: 0 here means the default, "250ms"`}},
 		{"fleet written below the worker's source table",
 			"[fleet.mailgun]\nrate = 4\n[[worker]]\nname = \"a\"\nrate = 3\n[worker.source]\nkind = \"x\"\nfleet = \"mailgun\"\n[worker.sink]\nkind = \"y\"\n",
 			[]string{`c.toml:8: worker.source.fleet: unknown key: fleet is a key of the [[worker]] itself; put it before the worker's [worker.source]`}},
@@ -188,12 +193,85 @@ func TestParseFleetErrors(t *testing.T) {
 			[]string{`c.toml:5: worker "a" base_burst: 3: want ≤ burst (2): the ceiling caps bursts`}},
 		{"a bad burst is one message, not two",
 			"[[worker]]\nname = \"a\"\nrate = 3\nburst = 0.5\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n",
-			[]string{`c.toml:4: worker "a" burst: 0.5: want jobs ≥ 1`}},
+			[]string{`c.toml:4: worker "a" burst: 0.5: want a whole number of jobs ≥ 1`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := config.Parse("dir/c.toml", tt.data, build)
+			var es config.Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Parse() = %v, want Errors", err)
+			}
+			if len(es) != len(tt.want) {
+				t.Fatalf("Parse() = %d errors, want %d:\n%v", len(es), len(tt.want), err)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d = %q, want it to start %q", i, es[i].Error(), w)
+				}
+			}
+		})
+	}
+}
+
+// buildExec decodes a sink table with a command list, as the exec sink does.
+func buildExec(p *config.Plugin) (any, error) {
+	var c struct {
+		Subject string   `toml:"subject"`
+		Command []string `toml:"command"`
+	}
+	return &c, p.Decode(&c)
+}
+
+func TestParseTypeErrors(t *testing.T) {
+	t.Parallel()
+	const src = "[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n"
+	tests := []struct {
+		name, data string
+		want       []string // every error, in line order, as prefixes
+	}{
+		{"a rate in quotes, at its own line, and the valid key after it is not unknown",
+			"[[worker]]\nname = \"a\"\nrate = \"20\"\nburst = 2\n" + src,
+			[]string{`c.toml:3: worker "a" rate: "20" is a string: want a number of jobs per second, such as 20`}},
+		{"max_in_flight in words",
+			"[[worker]]\nname = \"a\"\nrate = 20\nmax_in_flight = \"ten\"\n" + src,
+			[]string{`c.toml:4: worker "a" max_in_flight: "ten" is a string: want a whole number of jobs, such as 10`}},
+		{"a mismatch in each of two workers, each at its own line",
+			"[[worker]]\nname = \"a\"\nrate = \"20\"\n" + src + "[[worker]]\nname = \"b\"\nrate = 5\nmax_in_flight = 2.5\n" + src,
+			[]string{`c.toml:3: worker "a" rate: "20" is a string`, `c.toml:11: worker "b" max_in_flight: 2.5 is not a whole number`}},
+		{"an exec command as a string",
+			"[[worker]]\nname = \"a\"\nrate = 2\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\ncommand = \"./x.sh\"\ntimeout = 3\n",
+			[]string{`c.toml:8: worker "a" sink command: "./x.sh" is a string: want a list of strings, such as ["./x.sh"]`}},
+		{"[worker] for [[worker]]",
+			"[worker]\nname = \"a\"\nrate = 2\n" + src,
+			[]string{`c.toml:1: worker: [worker] is one table: write [[worker]] (two brackets) before each worker`}},
+		{"[[worker.source]] for [worker.source]",
+			"[[worker]]\nname = \"a\"\nrate = 2\n[[worker.source]]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n",
+			[]string{`c.toml:4: worker "a" source: [[worker.source]] is a list of tables: a worker has one source; write [worker.source] with one bracket`}},
+		{"a top-level duration as a number",
+			"drain_timeout = 30\n[[worker]]\nname = \"a\"\nrate = 2\n" + src,
+			[]string{`c.toml:1: drain_timeout: 30 is a number: want a duration in quotes with a unit`}},
+		{"burst written as 0",
+			"[[worker]]\nname = \"a\"\nrate = 2\nburst = 0\n" + src,
+			[]string{`c.toml:4: worker "a" burst: 0: 0 here means the default, 1; write 1, or leave burst out`}},
+		{"burst 5.5",
+			"[[worker]]\nname = \"a\"\nrate = 2\nburst = 5.5\n" + src,
+			[]string{`c.toml:4: worker "a" burst: 5.5: want a whole number of jobs ≥ 1`}},
+		{"a redis URL where host:port is wanted",
+			"[redis]\naddr = \"redis://127.0.0.1:6379\"\n[[worker]]\nname = \"a\"\nrate = 2\n" + src,
+			[]string{`c.toml:2: redis.addr: "redis://127.0.0.1:6379": want host:port without a scheme`}},
+		{"a redis address without a port",
+			"[redis]\naddr = \"localhost\"\n[[worker]]\nname = \"a\"\nrate = 2\n" + src,
+			[]string{`c.toml:2: redis.addr: "localhost": want host:port`}},
+		{"a NATS URL of another scheme",
+			"[nats]\nurl = \"http://127.0.0.1:4222\"\n[[worker]]\nname = \"a\"\nrate = 2\n" + src,
+			[]string{`c.toml:2: nats.url: scheme "http": want nats://, tls://, ws:// or wss://`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("dir/c.toml", tt.data, buildExec)
 			var es config.Errors
 			if !errors.As(err, &es) {
 				t.Fatalf("Parse() = %v, want Errors", err)
@@ -226,7 +304,7 @@ func TestCapacitySettings(t *testing.T) {
 		t.Fatalf("pacer.Config: latency_target %v, pause_after %v, storm_share %v; want 50ms, 10s, 0.8", c.LatencyTarget, c.PauseAfter, c.StormShare)
 	}
 	_, err = config.Parse("c.toml", src("storm_share = 2\n"), build)
-	if want := "c.toml:4: worker \"w\": "; err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "storm_share") {
+	if want := "c.toml:4: worker \"w\" storm_share: 2: want "; err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "storm_share") {
 		t.Fatalf("Parse with storm_share = 2: %v; want an error starting %q that names storm_share", err, want)
 	}
 }

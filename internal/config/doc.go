@@ -3,6 +3,20 @@
 // that nothing reads are errors too, so that a typo never silently runs a
 // worker at a default pace.
 //
+// Parse reports in rounds, so that no error follows from another: a TOML
+// syntax error; else every value of the wrong type, each at its own line,
+// in plain words (`rate: "20" is a string: want a number of jobs per
+// second, such as 20`); else every bad setting and unknown key.
+//
+// One source of truth: the rules and defaults of a worker's pace are
+// package pacer's (pacer.Config.WithDefaults), of a fleet package
+// redisbucket's, of a sink package sink's. This package maps the
+// *pacer.FieldError they return to the line of its key and never checks
+// those rules itself; Worker.Settings and Fleet.Settings hold what the
+// packages made of the file. It owns only the CLI's own settings (admin,
+// log_*, status_every, drain_timeout, recover_timeout, [redis], [nats],
+// [demo]) and the file's own rules (names, fleet references).
+//
 // Sources and sinks are plugins: Load hands each [worker.source] and
 // [worker.sink] table to a BuildFunc, which decodes the settings of its
 // kind with Plugin.Decode.

@@ -42,6 +42,7 @@ func scanPositions(data string) *positions {
 		case strings.HasPrefix(s, "[["):
 			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "[["), "]]"))
 			p := resolve(arrays, name, true)
+			ps.add(p, line) // the array itself, for "[[worker.source]] is a list" errors
 			arrays[p]++
 			prefix = p + "[" + strconv.Itoa(arrays[p]-1) + "]"
 			ps.add(prefix, line)

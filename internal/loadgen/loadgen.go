@@ -40,6 +40,9 @@ func New(c Config) (*Generator, error) {
 	if c.Count < 1 {
 		return nil, fmt.Errorf("loadgen: count %d: want ≥ 1", c.Count)
 	}
+	if c.Rate < 0 || c.Rate != c.Rate {
+		return nil, &pacer.FieldError{Pkg: "loadgen", Field: "rate", Value: c.Rate, Want: "jobs per second ≥ 0 (0: as fast as the broker takes them)"}
+	}
 	g := &Generator{c: c}
 	if c.Rate > 0 {
 		var err error

@@ -22,7 +22,7 @@ const (
 type sample struct {
 	at         time.Time
 	st         pacer.Stats
-	done       float64 // jobs done (succeeded or failed) per second since the sample before
+	done       float64 // jobs done (Succeeded, the DONE of status) per second since the sample before
 	throttled  float64 // jobs throttled per second since the sample before
 	fleetShare float64 // jobs/s the fleet leaves this process during an outage; 0 without a fleet
 	fleetMode  string  // "" without a fleet
@@ -69,7 +69,7 @@ func (h *history) add(s sample) {
 		prevAt, prev = p.at, p.st
 	}
 	if dt := s.at.Sub(prevAt).Seconds(); dt > 0 && !prevAt.IsZero() {
-		s.done = float64(s.st.Succeeded+s.st.Failed-prev.Succeeded-prev.Failed) / dt
+		s.done = float64(s.st.Succeeded-prev.Succeeded) / dt
 		s.throttled = float64(s.st.Throttled-prev.Throttled) / dt
 	}
 	h.ring[h.next] = s
@@ -95,8 +95,9 @@ func (h *history) after(t time.Time) (out []sample, last sample, ok bool) {
 	return out, h.ring[(h.next+historyLen-1)%historyLen], true
 }
 
-// measured returns the jobs per second admitted over the last measureOver
-// sample periods (fewer while the ring holds fewer), 0 before two samples.
+// measured returns the jobs per second done (Succeeded, the DONE/s of
+// status) over the last measureOver sample periods (fewer while the ring
+// holds fewer), 0 before two samples.
 func (h *history) measured() float64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -110,5 +111,5 @@ func (h *history) measured() float64 {
 	if dt <= 0 {
 		return 0
 	}
-	return float64(last.st.Dispatched-first.st.Dispatched) / dt
+	return float64(last.st.Succeeded-first.st.Succeeded) / dt
 }

@@ -49,11 +49,11 @@ func TestHistoryKeepsTheLastFiveMinutes(t *testing.T) {
 	if got, want := last.at, at(n).at; !got.Equal(want) {
 		t.Errorf("last sample at %v, want %v", got, want)
 	}
-	if s := all[len(all)-1]; s.done != 8 || s.throttled != 2 {
-		t.Errorf("last sample: done/s %v, throttled/s %v; want 8, 2", s.done, s.throttled)
+	if s := all[len(all)-1]; s.done != 7 || s.throttled != 2 {
+		t.Errorf("last sample: done/s %v, throttled/s %v; want 7 (succeeded), 2", s.done, s.throttled)
 	}
-	if got := h.measured(); got != 10 {
-		t.Errorf("measured() = %v, want 10 (dispatched per second)", got)
+	if got := h.measured(); got != 7 {
+		t.Errorf("measured() = %v, want 7 (done, that is succeeded, per second: the DONE/s of status)", got)
 	}
 
 	newer, last2, _ := h.after(at(n - 3).at)
@@ -70,11 +70,11 @@ func TestHistoryKeepsTheLastFiveMinutes(t *testing.T) {
 func TestHistoryRates(t *testing.T) {
 	t.Parallel()
 	h := &history{start: t0}
-	h.add(at(2)) // 2 s after the start: 16 done, 4 throttled
+	h.add(at(2)) // 2 s after the start: 14 done, 4 throttled
 	h.add(at(2))
 	all, _, _ := h.after(time.Time{})
-	if all[0].done != 8 || all[0].throttled != 2 {
-		t.Errorf("first sample: done/s %v, throttled/s %v; want 8, 2 (counted from the start)", all[0].done, all[0].throttled)
+	if all[0].done != 7 || all[0].throttled != 2 {
+		t.Errorf("first sample: done/s %v, throttled/s %v; want 7, 2 (counted from the start)", all[0].done, all[0].throttled)
 	}
 	if all[1].done != 0 || all[1].throttled != 0 {
 		t.Errorf("sample at the same instant: done/s %v, throttled/s %v; want 0, 0", all[1].done, all[1].throttled)
@@ -96,8 +96,8 @@ func TestHistoryRates(t *testing.T) {
 		t.Errorf("measured() with one sample = %v, want 0", got)
 	}
 	h2.add(at(3))
-	if got := h2.measured(); got != 10 {
-		t.Errorf("measured() over 2 s = %v, want 10", got)
+	if got := h2.measured(); got != 7 {
+		t.Errorf("measured() over 2 s = %v, want 7", got)
 	}
 }
 

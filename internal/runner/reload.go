@@ -28,13 +28,14 @@ func (r *Runner) Reload(f *config.File) error {
 		}
 	}
 	for i, w := range r.workers {
-		nw := f.Workers[i]
-		if nw.Rate == w.cfg.Rate && nw.Base == w.cfg.Base {
+		nw := f.Workers[i].Settings
+		old := w.cfg.Settings
+		if nw.Rate == old.Rate && nw.Base == old.Base {
 			continue
 		}
 		// Keep base ≤ rate at every step.
 		var err error
-		if nw.Rate >= w.cfg.Rate {
+		if nw.Rate >= old.Rate {
 			err = errors.Join(w.p.SetRate(nw.Rate), w.p.SetBase(nw.Base))
 		} else {
 			err = errors.Join(w.p.SetBase(nw.Base), w.p.SetRate(nw.Rate))
@@ -42,9 +43,9 @@ func (r *Runner) Reload(f *config.File) error {
 		if err != nil {
 			return fmt.Errorf("worker %q: %w", w.cfg.Name, err)
 		}
-		r.log.Info("reloaded", "worker", w.cfg.Name, "rate", fmt.Sprintf("%g → %g", w.cfg.Rate, nw.Rate),
-			"base", fmt.Sprintf("%g → %g", w.cfg.Base, nw.Base))
-		w.cfg.Rate, w.cfg.Base = nw.Rate, nw.Base
+		r.log.Info("reloaded", "worker", w.cfg.Name, "rate", fmt.Sprintf("%g → %g", old.Rate, nw.Rate),
+			"base", fmt.Sprintf("%g → %g", old.Base, nw.Base))
+		w.cfg.Rate, w.cfg.Base, w.cfg.Settings.Rate, w.cfg.Settings.Base = f.Workers[i].Rate, f.Workers[i].Base, nw.Rate, nw.Base
 	}
 	r.cfg = f
 	return nil
@@ -92,7 +93,7 @@ func structural(a, b *config.File) []string {
 		}
 		seen[w.Fleet] = true
 		fx, fy := a.Fleets[w.Fleet], b.Fleets[w.Fleet]
-		fx.Rate, fy.Rate = 0, 0
+		fx.Rate, fy.Rate, fx.Settings.Rate, fy.Settings.Rate = 0, 0, 0, 0
 		if fx != fy {
 			d = append(d, fmt.Sprintf("fleet %q: a setting other than rate changed", w.Fleet))
 		}

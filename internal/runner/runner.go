@@ -3,11 +3,13 @@ package runner
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
@@ -57,6 +59,9 @@ type runWorker struct {
 	src    plugin.Source
 	snk    sink.Sink
 	hist   history // a sample a second, for /samples and the measured pace
+
+	running atomic.Int64 // jobs in the sink now: the one "in flight"
+	fails   failLog
 }
 
 // New returns a Runner for f, a config from plugin.Load.
@@ -87,6 +92,30 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
 	cfg := r.cfg
+	bg, stopBG := context.WithCancel(context.Background())
+	var bgWG sync.WaitGroup
+	defer func() { stopBG(); bgWG.Wait() }()
+
+	// The admin port first: a second pacer run on the same config fails
+	// here, before it starts any broker or joins any fleet.
+	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("admin address %s is in use (another pacer run?): pick another with --admin HOST:PORT, PACER_ADMIN or admin = \"HOST:PORT\" in the config (port 0: any free port; \"\" turns the admin server off)", addr)
+			}
+			return fmt.Errorf("admin address %s: %w", addr, err)
+		}
+		bound := ln.Addr().String()
+		srv := admin.Serve(ln, admin.Handler(r.Status, r.Samples), r.Readiness)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
+	}
+
 	fleets, err := fleet.Open(cfg, r.brokers, r.log)
 	if err != nil {
 		return err
@@ -108,7 +137,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		pc := wc.Pacer()
 		if probe != nil {
 			w.probe.set(probe)
-			pc.Probe = &w.probe
+			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
 		}
 		pc.Logger = r.log.With("worker", wc.Name) // one INFO line per pace cut or pause
 		if wc.Fleet != "" {
@@ -121,25 +150,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.mu.Lock()
 		r.workers = append(r.workers, w)
 		r.mu.Unlock()
-	}
-
-	bg, stopBG := context.WithCancel(context.Background())
-	var bgWG sync.WaitGroup
-	defer func() { stopBG(); bgWG.Wait() }()
-
-	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("worker: admin address %s: %w", addr, err)
-		}
-		bound := ln.Addr().String()
-		srv := admin.Serve(ln, admin.Handler(r.Status, r.Samples), r.Readiness)
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
 	}
 
 	// The sources run under run, which ends with ctx or when a worker
@@ -166,7 +176,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.supervise(run, w, env, cfg.RecoverTimeout.D(), stop)
 		}()
 		r.log.Info("worker started", "worker", w.cfg.Name, "source", w.cfg.Source.Kind(), "sink", w.cfg.Sink.Kind(),
-			"rate", w.cfg.Rate, "base", w.cfg.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
+			"rate", w.cfg.Settings.Rate, "base", w.cfg.Settings.Base, "max_in_flight", w.cfg.MaxInFlight, "fleet", w.cfg.Fleet)
 	}
 	if demo := cmp.Or(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
 		for _, w := range r.workers {
@@ -218,13 +228,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, w := range r.workers {
 		w.p.Close()
 	}
-	var done, inflight uint64
-	for _, w := range r.workers {
-		s := w.p.Stats()
-		done += s.Succeeded + s.Failed + s.Throttled
-		inflight += uint64(s.InFlight)
+	// The same counters as the status line, /status and /metrics.
+	for _, ws := range r.Status().Workers {
+		r.log.Info("stopped", "worker", ws.Name, "dispatched", ws.Dispatched, "done", ws.Succeeded,
+			"failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped, "in_flight", ws.InFlight)
 	}
-	r.log.Info("stopped", "jobs_done", done, "in_flight_left", inflight)
 	return failed
 }
 
@@ -244,13 +252,21 @@ func (r *Runner) handler(w *runWorker) func(sink.Job) error {
 	return func(j sink.Job) error {
 		r.calls.add()
 		defer r.calls.done()
+		w.running.Add(1)
 		out := w.snk.Handle(r.hard, j)
+		w.running.Add(-1)
 		if out != nil {
 			if d, ok := pacer.IsThrottled(out); ok {
 				r.log.Debug("job throttled", "worker", w.cfg.Name, "id", j.ID, "retry_after", d, "err", out)
 			} else {
-				r.log.Warn("job failed", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt, "err", out)
+				r.log.Debug("job failed", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt, "err", out)
+				if n, ok := w.fails.failed(out, time.Now()); ok {
+					r.log.Warn("jobs failing", "worker", w.cfg.Name, "failed", n,
+						"last_id", j.ID, "attempt", j.Attempt, "err", out.Error())
+				}
 			}
+		} else {
+			r.log.Debug("job done", "worker", w.cfg.Name, "id", j.ID, "attempt", j.Attempt)
 		}
 		return out
 	}

@@ -78,6 +78,7 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 // take returns w's state at now, for its history.
 func (w *runWorker) take(now time.Time) sample {
 	s := sample{at: now, st: w.p.Stats()}
+	s.st.InFlight = w.running.Load() // in flight: jobs in the sink, as /status counts them
 	if w.fleet != nil {
 		fs := w.fleet.Stats()
 		s.fleetShare, s.fleetMode, s.fleetProcs = fs.Share, fs.Mode.String(), fs.Workers

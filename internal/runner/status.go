@@ -21,7 +21,7 @@ func (r *Runner) Status() status.Status {
 		ws := status.WorkerStatus{
 			Name: w.cfg.Name, Source: w.cfg.Source.Kind(), Sink: w.cfg.Sink.Kind(),
 			Pace: st.Pace, Measured: w.hist.measured(), Ceiling: st.Ceiling, Base: st.Base, Factor: st.Factor,
-			Backlog: st.Backlog.Pending, OldestAge: st.Backlog.OldestAge.Seconds(), InFlight: st.InFlight,
+			Backlog: st.Backlog.Pending, OldestAge: st.Backlog.OldestAge.Seconds(), InFlight: w.running.Load(),
 			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
 			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
 			Reason: string(st.Reason), Goodput: st.Goodput, Capacity: st.Capacity, Cuts: st.Cuts,

@@ -113,12 +113,9 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := c
-	if cfg.Period == 0 {
-		cfg.Period = time.Second
-	}
-	if cfg.Base == 0 {
-		cfg.Base = cfg.Rate
+	cfg, err := c.WithDefaults() // the period and base the pacer runs at
+	if err != nil {
+		return nil, err
 	}
 	if sc.Capacity != nil {
 		capacity = func(t time.Duration) float64 { return sc.Capacity(t, cfg) }
@@ -165,7 +162,7 @@ func Simulate(c pacer.Config, sc Scenario, d time.Duration) ([]Sample, error) {
 			nextStep += cfg.Period
 		}
 		if now >= nextSm {
-			for len(doneAt) > 0 && doneAt[0] <= now-time.Second {
+			for len(doneAt) > 0 && doneAt[0] < now-time.Second { // the window [now-1s, now)
 				doneAt = doneAt[1:]
 			}
 			st := p.Stats()

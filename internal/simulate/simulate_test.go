@@ -124,3 +124,30 @@ func TestScenarioByNameUnknown(t *testing.T) {
 		t.Fatalf("ScenarioByName(rain) = %v", err)
 	}
 }
+
+// In a steady state every job that arrives is done, and the "done (1 s
+// window)" line reads what arrives, not below it.
+func TestSteadyDoneRateMatchesArrivals(t *testing.T) {
+	t.Parallel()
+	sc, err := simulate.ScenarioByName("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, err := simulate.Simulate(pacer.Config{Rate: 20, Base: 5}, sc, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum, arr float64
+	n := 0
+	for _, s := range samples {
+		if s.T < 10*time.Second {
+			continue // warm-up
+		}
+		sum += s.DoneRate
+		arr += s.Arrival
+		n++
+	}
+	if got, want := sum/float64(n), arr/float64(n); got < 0.97*want || got > 1.03*want {
+		t.Errorf("mean done rate in a steady state = %.3f/s, want the arrival rate %.3f/s ± 3%%", got, want)
+	}
+}

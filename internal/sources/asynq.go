@@ -34,6 +34,13 @@ type AsynqConfig struct {
 	MaxRetry int `toml:"max_retry"`
 }
 
+// Defaults of AsynqConfig, which pacer enqueue uses too.
+const (
+	DefaultQueue    = "default"
+	DefaultTaskType = "job"
+	DefaultMaxRetry = 25 // Asynq's
+)
+
 func init() {
 	plugin.RegisterSource("asynq", func(o plugin.Options) (plugin.Source, error) {
 		var c AsynqConfig
@@ -41,10 +48,10 @@ func init() {
 			return nil, err
 		}
 		if c.Queue == "" {
-			c.Queue = "default"
+			c.Queue = DefaultQueue
 		}
 		if c.TaskType == "" {
-			c.TaskType = "job"
+			c.TaskType = DefaultTaskType
 		}
 		if c.Concurrency < 0 || c.Concurrency > pacer.InFlightLimit {
 			return nil, o.Errorf("concurrency", "%d: want tasks in [0, %d] (0: max_in_flight, or 50ms of work at the rate)", c.Concurrency, pacer.InFlightLimit)
@@ -53,7 +60,7 @@ func init() {
 			return nil, o.Errorf("max_retry", "%d: want ≥ 0", c.MaxRetry)
 		}
 		if c.MaxRetry == 0 {
-			c.MaxRetry = 25
+			c.MaxRetry = DefaultMaxRetry
 		}
 		return &asynqSource{cfg: c}, nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +41,16 @@ type JetStreamConfig struct {
 	// MaxDeliver bounds deliveries of a job. The default value, 0, means
 	// no bound.
 	MaxDeliver int `toml:"max_deliver"`
+	// Retention is the retention of a stream pacer creates:
+	// "workqueue" (a job leaves the stream once acked) or "limits" (jobs
+	// stay until MaxAge, whether acked or not). The default value is
+	// "workqueue". pacer never changes a stream it did not create: it
+	// logs the retention such a stream has.
+	Retention string `toml:"retention"`
+	// MaxAge is how long a stream pacer creates keeps a job, acked or
+	// not: required with retention "limits", optional with "workqueue"
+	// (0: until acked).
+	MaxAge time.Duration `toml:"max_age"`
 }
 
 // NATSConfig is the [worker.source] table of kind "nats" (core NATS,
@@ -52,7 +63,7 @@ type NATSConfig struct {
 	// subject. The default value is "pacer".
 	Queue string `toml:"queue"`
 	// Buffer is how many jobs wait for the pace before new ones are
-	// dropped. The default value is 1000.
+	// dropped. The default value, 0, is natspacer.DefaultBuffer.
 	Buffer int `toml:"buffer"`
 }
 
@@ -71,6 +82,15 @@ func init() {
 			return nil, o.Errorf("ack_wait", "%v: want a duration ≥ 1s with a unit, such as \"30s\"", c.AckWait)
 		case c.MaxDeliver < 0:
 			return nil, o.Errorf("max_deliver", "%d: want ≥ 0 (0: no bound)", c.MaxDeliver)
+		case c.Retention != "" && c.Retention != "workqueue" && c.Retention != "limits":
+			return nil, o.Errorf("retention", "%q: want \"workqueue\" (a job leaves the stream once acked) or \"limits\" (jobs stay until max_age)", c.Retention)
+		case c.MaxAge < 0:
+			return nil, o.Errorf("max_age", "%v: want a duration ≥ 0s, such as \"24h\"", c.MaxAge)
+		case c.Retention == "limits" && c.MaxAge == 0:
+			return nil, o.Errorf("max_age", "missing: retention \"limits\" keeps every job until max_age: want a duration, such as \"24h\"")
+		}
+		if c.Retention == "" {
+			c.Retention = "workqueue"
 		}
 		if len(c.Subjects) == 0 {
 			c.Subjects = []string{strings.ToLower(c.Stream) + ".>"}
@@ -92,10 +112,7 @@ func init() {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
 		}
 		if c.Buffer < 0 || c.Buffer > maxBuffer {
-			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: 1000)", c.Buffer, maxBuffer)
-		}
-		if c.Buffer == 0 {
-			c.Buffer = 1000
+			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: natspacer's default, %d)", c.Buffer, maxBuffer, natspacer.DefaultBuffer)
 		}
 		if c.Queue == "" {
 			c.Queue = "pacer"
@@ -120,6 +137,7 @@ func concrete(pattern string) string {
 
 type jetStreamSource struct {
 	cfg     JetStreamConfig
+	logger  *slog.Logger     // the run's; set by UseBrokers
 	brokers *brokers.Brokers // set by UseBrokers
 	js      jetstream.JetStream
 	cons    jetstream.Consumer
@@ -127,7 +145,7 @@ type jetStreamSource struct {
 	resume  resume // where the consumer got, to recreate it there
 }
 
-func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers = b }
+func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers, s.logger = b, b.Log() }
 
 func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	b := s.brokers
@@ -142,11 +160,19 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	s.js = js
 	st, err := js.Stream(ctx, s.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: s.cfg.Stream, Subjects: s.cfg.Subjects})
+		sc := s.streamConfig()
+		_, err = js.CreateStream(ctx, sc)
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return nil, fmt.Errorf("worker: jetstream source: create stream %s: %w", s.cfg.Stream, err)
 		}
+		if err == nil {
+			s.log().Info("stream created", "stream", sc.Name, "subjects", sc.Subjects, "retention", s.cfg.Retention, "max_age", sc.MaxAge)
+		}
 		st, err = js.Stream(ctx, s.cfg.Stream)
+	} else if err == nil {
+		ci := st.CachedInfo().Config
+		s.log().Info("stream exists: pacer does not change it", "stream", ci.Name, "subjects", ci.Subjects,
+			"retention", retentionName(ci.Retention), "max_age", ci.MaxAge)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
@@ -166,6 +192,36 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	return s.probe, nil
 }
 
+// streamConfig is the config of the stream pacer creates when it does
+// not exist.
+func (s *jetStreamSource) streamConfig() jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{Name: s.cfg.Stream, Subjects: s.cfg.Subjects, MaxAge: s.cfg.MaxAge,
+		Retention: jetstream.WorkQueuePolicy}
+	if s.cfg.Retention == "limits" {
+		sc.Retention = jetstream.LimitsPolicy
+	}
+	return sc
+}
+
+func retentionName(p jetstream.RetentionPolicy) string {
+	switch p {
+	case jetstream.WorkQueuePolicy:
+		return "workqueue"
+	case jetstream.LimitsPolicy:
+		return "limits"
+	case jetstream.InterestPolicy:
+		return "interest"
+	}
+	return p.String()
+}
+
+func (s *jetStreamSource) log() *slog.Logger {
+	if s.logger != nil {
+		return s.logger
+	}
+	return slog.Default()
+}
+
 func (s *jetStreamSource) subject() string {
 	if s.cfg.FilterSubject != "" {
 		return concrete(s.cfg.FilterSubject)
@@ -183,10 +239,10 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 // handles what it holds, for up to the drain timeout; then what is left
 // is nakked for redelivery.
 func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
-	conc := env.MaxInFlight
-	if conc == 0 {
-		conc = natspacer.DefaultConcurrency
-	}
+	opts := []natspacer.ConsumeOption{natspacer.WithProbe(s.probe), natspacer.Logger(env.Log)}
+	if env.MaxInFlight > 0 {
+		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
+	} // else natspacer's default
 	if start, above := s.resume.recreated(); start > 0 {
 		env.Log.Info("consumer recreated after the jobs already done", "worker", env.Worker,
 			"stream", s.cfg.Stream, "consumer", s.cfg.Durable, "start_seq", start, "done_above", above)
@@ -217,7 +273,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 			return fmt.Errorf("%w: %w", out, natspacer.ErrTerminate) // retrying cannot help
 		}
 		return out
-	}), natspacer.WithProbe(s.probe), natspacer.Concurrency(conc), natspacer.Logger(env.Log))
+	}), opts...)
 	if err != nil {
 		return fmt.Errorf("worker: jetstream source: %w", err)
 	}
@@ -290,16 +346,18 @@ func (s *natsSource) Produce(ctx context.Context, payload []byte) error {
 // cannot take a job back, so what is buffered runs at the pace until the
 // drain timeout, and the rest is dropped and counted.
 func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
-	concurrency := env.MaxInFlight
-	if concurrency <= 0 {
-		concurrency = natspacer.DefaultConcurrency
-	}
 	h := natspacer.MsgHandlerFunc(func(_ context.Context, m *nats.Msg) error {
 		return env.Handle(sink.Job{ID: strconv.FormatUint(s.seq.Add(1), 10), Type: m.Subject, Attempt: 1, Payload: m.Data, Worker: env.Worker})
 	})
 	// The subscription outlives ctx: Drain, not ctx, ends it.
-	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h,
-		natspacer.Buffer(s.cfg.Buffer), natspacer.Concurrency(concurrency), natspacer.Logger(env.Log.With("worker", env.Worker)))
+	opts := []natspacer.SubscribeOption{natspacer.Logger(env.Log.With("worker", env.Worker))}
+	if env.MaxInFlight > 0 {
+		opts = append(opts, natspacer.Concurrency(env.MaxInFlight))
+	} // else natspacer's default
+	if s.cfg.Buffer > 0 {
+		opts = append(opts, natspacer.Buffer(s.cfg.Buffer))
+	}
+	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h, opts...)
 	if err != nil {
 		return fmt.Errorf("worker: nats source: %w", err)
 	}

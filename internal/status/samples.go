@@ -45,7 +45,7 @@ type WorkerSamples struct {
 	T          []float64 `json:"t"`                     // sample times, Unix seconds
 	Pace       []float64 `json:"pace"`                  // jobs/s the pacer admits (0 while paused)
 	Ceiling    []float64 `json:"ceiling"`               // jobs/s
-	Done       []float64 `json:"done_per_s"`            // jobs done (succeeded or failed) per second since the sample before
+	Done       []float64 `json:"done_per_s"`            // jobs done (succeeded: the DONE of status) per second since the sample before
 	Throttled  []float64 `json:"throttled_per_s"`       // jobs pushed back on per second since the sample before
 	Backlog    []float64 `json:"backlog"`               // jobs pending in the source
 	Factor     []float64 `json:"factor"`                //

@@ -34,15 +34,15 @@ type WorkerStatus struct {
 	Fleet       string     `json:"fleet,omitempty"`      // the fleet limit it obeys after its pace
 	FleetMode   string     `json:"fleet_mode,omitempty"` // that limit's mode: redis, fallback or rejoining
 	Pace        float64    `json:"pace"`                 // jobs/s the pacer admits now (0 while paused)
-	Measured    float64    `json:"measured"`             // jobs/s admitted over the last 5 s
+	Measured    float64    `json:"measured"`             // jobs/s done (Succeeded) over the last 5 s
 	Ceiling     float64    `json:"ceiling"`              // rate, jobs/s
 	Base        float64    `json:"base"`                 // base pace, jobs/s
 	Factor      float64    `json:"factor"`               //
 	Backlog     int64      `json:"backlog"`              // jobs pending in the source
 	OldestAge   float64    `json:"oldest_age_s"`         // seconds
-	InFlight    int64      `json:"in_flight"`            // jobs admitted and not done
+	InFlight    int64      `json:"in_flight"`            // jobs in the sink now (not a permit waiting for a message)
 	Dispatched  uint64     `json:"dispatched"`           // jobs admitted
-	Succeeded   uint64     `json:"succeeded"`            //
+	Succeeded   uint64     `json:"succeeded"`            // jobs done: the sink succeeded (DONE)
 	Failed      uint64     `json:"failed"`               //
 	Throttled   uint64     `json:"throttled"`            //
 	Dropped     uint64     `json:"dropped"`              // core NATS jobs lost to a full buffer
