@@ -1,10 +1,15 @@
 package sources
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 func TestResumeFloorAndDone(t *testing.T) {
@@ -63,5 +68,63 @@ func TestResumeBounded(t *testing.T) {
 	}
 	if r.seen(2) || r.seen(3) || !r.seen(2+2*(maxDone+9)) || r.seen(2*(maxDone+10)+1) {
 		t.Error("seen: want the lowest forgotten, the newest remembered, and none never settled")
+	}
+}
+
+// resume.consumer recreates a consumer after the floor on a limits
+// stream, from the first message on a work queue (the server refuses a
+// start there), and takes an existing consumer as it is.
+func TestResumeConsumerStart(t *testing.T) {
+	ns := testenv.NATSEmbedded(t)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		retention jetstream.RetentionPolicy
+		policy    jetstream.DeliverPolicy
+		start     uint64
+	}{
+		{jetstream.LimitsPolicy, jetstream.DeliverByStartSequencePolicy, 51},
+		{jetstream.InterestPolicy, jetstream.DeliverByStartSequencePolicy, 51},
+		{jetstream.WorkQueuePolicy, jetstream.DeliverAllPolicy, 0},
+	} {
+		name := "RESUME" + strings.ToUpper(tc.retention.String())
+		st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{strings.ToLower(name) + ".>"}, Retention: tc.retention})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r resume
+		r.streamIs(st.CachedInfo().Created)
+		for seq := uint64(1); seq <= 50; seq++ {
+			r.settled(seq)
+		}
+		cfg := jetstream.ConsumerConfig{Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 7 * time.Second, MaxDeliver: 3}
+		cons, err := r.consumer(ctx, js, st, cfg)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.retention, err)
+		}
+		got := cons.CachedInfo().Config
+		if got.DeliverPolicy != tc.policy || got.OptStartSeq != tc.start || got.AckWait != cfg.AckWait || got.MaxDeliver != cfg.MaxDeliver {
+			t.Errorf("%v: consumer %+v, want deliver policy %v from %d, the rest as asked", tc.retention, got, tc.policy, tc.start)
+		}
+		if start, _ := r.recreated(); start != tc.start {
+			t.Errorf("%v: recreated() = %d, want %d", tc.retention, start, tc.start)
+		}
+		// A second Connect finds it: it keeps its start, and the state.
+		var again resume
+		again.streamIs(st.CachedInfo().Created)
+		if _, err := again.consumer(ctx, js, st, cfg); err != nil {
+			t.Errorf("%v: taking the existing consumer: %v", tc.retention, err)
+		}
+		if _, err := r.consumer(ctx, js, st, cfg); err != nil || !r.seen(50) {
+			t.Errorf("%v: the same resume taking its consumer again: %v, seen(50) = %v, want no error, true", tc.retention, err, r.seen(50))
+		}
 	}
 }
