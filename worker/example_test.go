@@ -51,6 +51,6 @@ func Example() {
 	code := worker.Main([]string{"pacer", "check", "-c", "testdata/example.toml"})
 	fmt.Println("exit code", code)
 	// Output:
-	// testdata/example.toml: ok: 1 worker(s): mail (memory → stdout, rate 5/s, base 5/s)
+	// testdata/example.toml: ok: 1 worker: mail (memory → stdout, rate 5/s, base 5/s)
 	// exit code 0
 }
