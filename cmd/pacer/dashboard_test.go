@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/jobpacer/pacer/internal/status"
+	"github.com/jobpacer/pacer/internal/testenv"
 )
 
 var (
@@ -86,6 +87,16 @@ func recordStatus(t *testing.T, admin string) *statusLog {
 
 // worker returns the state of worker name in the answers that came back
 // in [from, to].
+// past waits until a /status row recorded after t is in the log.
+func (l *statusLog) past(tb testing.TB, t time.Time) {
+	tb.Helper()
+	testenv.WaitFor(tb, 10*time.Second, "a /status row recorded after "+t.Format("15:04:05.000"), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.rows) > 0 && l.rows[len(l.rows)-1].at.After(t)
+	})
+}
+
 func (l *statusLog) worker(name string, from, to time.Time) []status.WorkerStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -254,7 +265,7 @@ func TestDashboardInChromium(t *testing.T) {
 				t.Errorf("worker %q: the page shows the sample of %v, %v old; want at most 3 s (a sample a second, polled every second)", pp.Worker, at, age)
 				continue
 			}
-			time.Sleep(time.Until(at.Add(1200 * time.Millisecond))) // until /status is recorded past the sample
+			statuses.past(t, at.Add(time.Second)) // /status recorded past the sample's second
 			rows := statuses.worker(pp.Worker, at.Add(-time.Second), at.Add(time.Second))
 			if len(rows) < 10 {
 				t.Fatalf("worker %q: %d /status answers within 1 s of the sample, want ≥ 10", pp.Worker, len(rows))
@@ -522,7 +533,7 @@ url = %q
 			reason: p.querySelector('.sub [data-k="reason"]').textContent, points: Number(p.dataset.capacityPoints),
 			legend: [...p.querySelectorAll('.chart')[0].querySelectorAll('.u-legend .u-label')].some((l) => l.textContent == 'Capacity') }; })()`)
 	at := time.UnixMilli(int64(v.T * 1000))
-	time.Sleep(time.Until(at.Add(1200 * time.Millisecond)))
+	statuses.past(t, at.Add(time.Second))
 	rows := statuses.worker("hooks", at.Add(-time.Second), at.Add(time.Second))
 	got, tol, err := shown(v.Capacity)
 	lo, hi := math.Inf(1), math.Inf(-1)

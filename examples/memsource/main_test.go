@@ -135,7 +135,7 @@ func TestMemsourceEndToEnd(t *testing.T) {
 	if got := attempts["7"]; got != "2" {
 		t.Errorf("job 7 succeeded at attempt %q, want 2 (its first delivery failed)", got)
 	}
-	if !strings.Contains(logs.String(), "jobs_done=41") {
-		t.Errorf("the log does not say jobs_done=41 (40 jobs and one failure):\n%s", logs.String())
+	if want := "dispatched=41 done=40 failed=1"; !strings.Contains(logs.String(), want) {
+		t.Errorf("the log does not say %s (40 jobs, one of them failed once):\n%s", want, logs.String())
 	}
 }
