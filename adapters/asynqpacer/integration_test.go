@@ -348,32 +348,6 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 	}
 }
 
-// limitedDownstream admits rate jobs a second (a token bucket with a small
-// burst) and answers the rest "429, retry after 1s", as an API at its limit
-// does.
-type limitedDownstream struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func (d *limitedDownstream) call() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	if d.last.IsZero() {
-		d.last = now
-	}
-	d.tokens = min(5, d.tokens+d.rate*now.Sub(d.last).Seconds())
-	d.last = now
-	if d.tokens >= 1 {
-		d.tokens--
-		return nil
-	}
-	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
-}
-
 // A handler calling a downstream at its limit (100/s, 429 beyond it) under
 // a ceiling of 200/s: the pace finds the limit, every task completes
 // exactly once, none is counted failed, and the throttled ones are retried
@@ -386,13 +360,13 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 
 	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
 	runPacer(t, p)
-	ds := &limitedDownstream{rate: 100}
+	ds := &testenv.LimitedDownstream{Rate: 100}
 	var mu sync.Mutex
 	succeeded := map[string]int{}
 	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		time.Sleep(5 * time.Millisecond)
-		if err := ds.call(); err != nil {
+		if err := ds.Call(); err != nil {
 			return err
 		}
 		mu.Lock()

@@ -2,7 +2,6 @@ package natspacer_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -803,32 +802,6 @@ func TestWindowShrinks(t *testing.T) {
 	}
 }
 
-// limitedDownstream admits rate calls a second (a token bucket with a
-// small burst) and answers the rest "429, retry after 1s", as an API at its
-// limit does.
-type limitedDownstream struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func (d *limitedDownstream) call() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := time.Now()
-	if d.last.IsZero() {
-		d.last = now
-	}
-	d.tokens = min(5, d.tokens+d.rate*now.Sub(d.last).Seconds())
-	d.last = now
-	if d.tokens >= 1 {
-		d.tokens--
-		return nil
-	}
-	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
-}
-
 // A handler calling a downstream at its limit (100/s, 429 beyond it) under
 // a ceiling of 200/s: the pace finds the limit; every message is acked
 // exactly once, none terminated, none counted failed.
@@ -837,10 +810,10 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
 	f.publish(t, msgs)
 	p := testenv.NewPacer(t, pacer.Config{Rate: 200, Burst: 10})
-	ds := &limitedDownstream{rate: 100}
+	ds := &testenv.LimitedDownstream{Rate: 100}
 	rec := newRecorder(func(context.Context, jetstream.Msg, *jetstream.MsgMetadata) error {
 		time.Sleep(5 * time.Millisecond)
-		return ds.call()
+		return ds.Call()
 	})
 	start := time.Now()
 	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(20))

@@ -1,0 +1,38 @@
+package testenv
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jobpacer/pacer/pacer"
+)
+
+// LimitedDownstream admits Rate calls a second (a token bucket with a
+// burst of 5, on the wall clock) and answers the rest "429, retry after
+// 1s", as an API at its limit does. It is safe for concurrent use.
+type LimitedDownstream struct {
+	Rate float64
+
+	mu     sync.Mutex // guards tokens and last
+	tokens float64
+	last   time.Time
+}
+
+// Call is one request: nil if admitted, else an error that wraps a
+// *pacer.Throttled with a retry-after of 1s.
+func (d *LimitedDownstream) Call() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.last.IsZero() {
+		d.last = now
+	}
+	d.tokens = min(5, d.tokens+d.Rate*now.Sub(d.last).Seconds())
+	d.last = now
+	if d.tokens >= 1 {
+		d.tokens--
+		return nil
+	}
+	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
+}
