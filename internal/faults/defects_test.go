@@ -72,12 +72,7 @@ cat > "$D/done"
 				pgid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 				return err == nil && pgid > 0
 			})
-			p.signal(syscall.SIGTERM)
-			start := time.Now()
-			if code := p.wait(exitTime); code != 0 {
-				t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-			}
-			took := time.Since(start)
+			took := p.stop()
 			t.Logf("faults: orphan check (%s → exec): exit %v after SIGTERM with drain_timeout %v", src, took.Round(10*time.Millisecond), drain)
 			testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("process group %d (the command and its child) to be gone", pgid), func() bool { return groupGone(pgid) })
 			if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
@@ -213,10 +208,7 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	if !ok || len(st.Workers) != 1 || !st.Workers[0].Up || st.Workers[0].Restarts < 1 || !st.Ready {
 		t.Errorf("/status after recovery = %+v, want the worker up, ready, with a restart counted", st)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 
 	// A new pacer run takes the recreated consumer as it is (its start
 	// cannot be updated) and goes on.
@@ -278,10 +270,7 @@ func TestDeletedConsumerMidRun(t *testing.T) {
 	if distinct, deliveries := c.received(); deliveries != distinct {
 		t.Errorf("%d deliveries of %d jobs: want none done before the consumer was deleted run again", deliveries, distinct)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 }
 
 // A worker that cannot be restarted (its stream deleted, and another

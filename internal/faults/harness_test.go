@@ -107,6 +107,18 @@ func (p *proc) wait(timeout time.Duration) int {
 }
 
 // waitLog waits until the output holds s.
+// stop sends SIGTERM, waits for pacer to exit (at most exitTime),
+// reports an exit code other than 0, and returns how long the exit took.
+func (p *proc) stop() time.Duration {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	start := time.Now()
+	if code := p.wait(exitTime); code != 0 {
+		p.t.Errorf("pacer exited %d after SIGTERM, want 0", code)
+	}
+	return time.Since(start)
+}
+
 func (p *proc) waitLog(timeout time.Duration, s string) {
 	p.t.Helper()
 	testenv.WaitFor(p.t, timeout, fmt.Sprintf("%q in pacer's output", s), func() bool { return strings.Contains(p.out.String(), s) })

@@ -94,12 +94,8 @@ func TestSIGTERM(t *testing.T) {
 	cfg := asynqConfig(t, "", redis.Addr(), queue, c.url())
 	p := startPacer(t, nil, cfg, "run")
 	atLeast(t, c, nJobs/3)
-	p.signal(syscall.SIGTERM)
-	start := time.Now()
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
-	t.Logf("faults: SIGTERM: exit after %v (drain_timeout %v)", time.Since(start).Round(10*time.Millisecond), drain)
+	took := p.stop()
+	t.Logf("faults: SIGTERM: exit after %v (drain_timeout %v)", took.Round(10*time.Millisecond), drain)
 	p = startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
 	c.report("SIGTERM (asynq → http)", sent)
@@ -128,12 +124,8 @@ func TestSIGTERMWhileDownstreamHangs(t *testing.T) {
 	cfg := rewrite(t, jetStreamConfig(t, "", ns.URL(), stream, c.url()), `timeout = "1s"`, `timeout = "1m"`)
 	p := startPacer(t, nil, cfg, "run")
 	testenv.WaitFor(t, 30*time.Second, "16 requests hanging", func() bool { return c.totalAttempts() >= 16 })
-	p.signal(syscall.SIGTERM)
-	start := time.Now()
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
-	t.Logf("faults: SIGTERM while the downstream hangs (jetstream → http): exit after %v (drain_timeout %v)", time.Since(start).Round(10*time.Millisecond), drain)
+	took := p.stop()
+	t.Logf("faults: SIGTERM while the downstream hangs (jetstream → http): exit after %v (drain_timeout %v)", took.Round(10*time.Millisecond), drain)
 	hanging.Store(false)
 	p = startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
@@ -272,10 +264,7 @@ func TestRedisRestart(t *testing.T) {
 	c.waitAll(allTime+3*time.Minute, sent)
 	t.Logf("faults: Redis restart: all received %v after Redis was started again", time.Since(restarted).Round(100*time.Millisecond))
 	c.report("Redis killed and restarted, append-only file (asynq → http)", sent)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 }
 
 func TestNATSRestart(t *testing.T) {
@@ -290,10 +279,7 @@ func TestNATSRestart(t *testing.T) {
 	ns.Restart()
 	c.waitAll(allTime, sent)
 	c.report("nats-server restarted (jetstream → http)", sent)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 }
 
 func TestDownstreamFaultMix(t *testing.T) {
@@ -324,10 +310,7 @@ func TestDownstreamFaultMix(t *testing.T) {
 	p := startPacer(t, nil, jetStreamConfig(t, "", ns.URL(), stream, c.url()), "run")
 	c.waitAll(allTime, sent)
 	c.report("500/429/hang mix (jetstream → http)", sent)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 }
 
 func TestDownstreamDownThenBack(t *testing.T) {
@@ -355,10 +338,7 @@ func TestDownstreamDownThenBack(t *testing.T) {
 	c.report("downstream down, then back (jetstream → http)", sent)
 	st, _ := fetchStatus(admin)
 	t.Logf("faults: downstream down: %d failed and %d throttled attempts in all, %d pauses, %d cuts", st.Workers[0].Failed, st.Workers[0].Throttled, st.Workers[0].Pauses, st.Workers[0].Cuts)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(exitTime); code != 0 {
-		t.Errorf("pacer exited %d after SIGTERM, want 0", code)
-	}
+	p.stop()
 }
 
 // A downstream that refuses connections slows the pace: the attempts are
