@@ -153,11 +153,14 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("worker: jetstream source: %w", err)
+	// A reconnect (after Run failed) keeps s.js: Produce may read it
+	// meanwhile, and b.NATS is the same connection.
+	if s.js == nil {
+		if s.js, err = jetstream.New(nc); err != nil {
+			return nil, fmt.Errorf("worker: jetstream source: %w", err)
+		}
 	}
-	s.js = js
+	js := s.js
 	st, err := js.Stream(ctx, s.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		sc := s.streamConfig()
@@ -320,7 +323,9 @@ func (s *natsSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.nc = nc
+	if s.nc == nil { // a reconnect keeps it: Produce may read it meanwhile
+		s.nc = nc
+	}
 	return pacer.ProbeFunc(func(context.Context) (pacer.Backlog, error) {
 		if sub := s.sub.Load(); sub != nil {
 			return pacer.Backlog{Pending: int64(sub.Stats().Buffered)}, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/testenv"
+	"github.com/jobpacer/pacer/pacer"
 )
 
 // A stream pacer creates has the retention of its source's table; a
@@ -71,4 +72,38 @@ func TestJetStreamRetention(t *testing.T) {
 			t.Errorf("existing stream after Connect: retention %v, max_age %v; want it unchanged: limits, 2h", sc.Retention, sc.MaxAge)
 		}
 	})
+}
+
+// The runner's supervisor calls Connect again after a source failed,
+// while the demo producer goes on calling Produce on the same source:
+// the reconnect must not write what Produce reads.
+func TestReconnectWhileProducing(t *testing.T) {
+	t.Parallel()
+	srv := testenv.NATS(t)
+	b := brokers.New(config.Redis{}, config.NATS{URL: srv.URL()}, nil)
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	name := strings.ToUpper(testenv.UniqueName(t))
+	js := &jetStreamSource{cfg: JetStreamConfig{Stream: name, Subjects: []string{strings.ToLower(name) + ".>"},
+		Durable: "pacer-test", AckWait: 30 * time.Second, Retention: "limits"}}
+	core := &natsSource{cfg: NATSConfig{Subject: strings.ToLower(name) + ".core"}}
+	for _, s := range []interface {
+		Connect(context.Context) (pacer.Probe, error)
+		Produce(context.Context, []byte) error
+		UseBrokers(*brokers.Brokers)
+	}{js, core} {
+		s.UseBrokers(b)
+		if _, err := s.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Produce(ctx, []byte("x")) }()
+		if _, err := s.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
