@@ -295,6 +295,18 @@ func (c *counter) waitAll(timeout time.Duration, sent []string) {
 
 // report checks that every job of sent was received once at least, none
 // received that was not sent, and logs the scenario's counts.
+// drainWith starts a pacer run on cfg, waits until every job of sent has
+// arrived, reports the scenario and stops the run: how each scenario ends
+// after its fault.
+func (c *counter) drainWith(t *testing.T, cfg, scenario string, sent []string) {
+	t.Helper()
+	p := startPacer(t, nil, cfg, "run")
+	c.waitAll(allTime, sent)
+	c.report(scenario, sent)
+	p.signal(syscall.SIGTERM)
+	p.wait(exitTime)
+}
+
 func (c *counter) report(scenario string, sent []string) {
 	c.t.Helper()
 	distinct, deliveries := c.received()

@@ -96,11 +96,7 @@ func TestSIGTERM(t *testing.T) {
 	atLeast(t, c, nJobs/3)
 	took := p.stop()
 	t.Logf("faults: SIGTERM: exit after %v (drain_timeout %v)", took.Round(10*time.Millisecond), drain)
-	p = startPacer(t, nil, cfg, "run")
-	c.waitAll(allTime, sent)
-	c.report("SIGTERM (asynq → http)", sent)
-	p.signal(syscall.SIGTERM)
-	p.wait(exitTime)
+	c.drainWith(t, cfg, "SIGTERM (asynq → http)", sent)
 }
 
 // SIGTERM while the downstream hangs: the jobs in flight cannot finish,
@@ -127,11 +123,7 @@ func TestSIGTERMWhileDownstreamHangs(t *testing.T) {
 	took := p.stop()
 	t.Logf("faults: SIGTERM while the downstream hangs (jetstream → http): exit after %v (drain_timeout %v)", took.Round(10*time.Millisecond), drain)
 	hanging.Store(false)
-	p = startPacer(t, nil, cfg, "run")
-	c.waitAll(allTime, sent)
-	c.report("SIGTERM while the downstream hangs (jetstream → http)", sent)
-	p.signal(syscall.SIGTERM)
-	p.wait(exitTime)
+	c.drainWith(t, cfg, "SIGTERM while the downstream hangs (jetstream → http)", sent)
 }
 
 func TestSIGKILL(t *testing.T) {
@@ -146,11 +138,7 @@ func TestSIGKILL(t *testing.T) {
 	atLeast(t, c, nJobs/3)
 	p.signal(syscall.SIGKILL)
 	p.wait(exitTime)
-	p = startPacer(t, nil, cfg, "run")
-	c.waitAll(allTime, sent)
-	c.report("SIGKILL (jetstream → http)", sent)
-	p.signal(syscall.SIGTERM)
-	p.wait(exitTime)
+	c.drainWith(t, cfg, "SIGKILL (jetstream → http)", sent)
 }
 
 // realLeaseEnv = "1" makes the Asynq SIGKILL scenario wait for Asynq's own
