@@ -29,7 +29,8 @@ const (
 // each choice.
 const (
 	// sampleTicks is how often the good rate is sampled and the probe
-	// curve re-evaluated: on the first outcome after it, or at Step.
+	// curve re-evaluated: at the first dispatch after it (or outcome,
+	// when the outcome reads the clock anyway), or at Step.
 	sampleTicks = int64(100*time.Millisecond) << tickShift
 	// windowSlots samples make the window the good rate is measured over
 	// (about a second).
@@ -120,35 +121,47 @@ func (p *Pacer) maxPace() float64 { return min(p.rate, p.base.Leak()*p.cfg.MaxFa
 func (p *Pacer) doneCount() uint64 { return p.succeeded.Load() + p.failed.Load() }
 
 // observe records the outcome of a permit of n jobs dispatched at ticks at.
+// A success or failure reads the clock only for the latency rule: the
+// window is sampled at dispatch (see trySample), so the common Done is a
+// few atomic adds.
 func (p *Pacer) observe(at int64, n int, outcome error) {
-	now := p.base.s.now()
 	if outcome != nil {
 		if retry, ok := IsThrottled(outcome); ok {
 			p.throttled.Add(uint64(n))
 			if retry <= 0 {
 				retry = p.cfg.DefaultRetryAfter
 			}
-			p.pushback(now, at, retry)
+			p.pushback(p.base.s.now(), at, retry)
 			return
 		}
 		p.failed.Add(uint64(n))
 	} else {
 		p.succeeded.Add(uint64(n))
 	}
-	if p.cfg.LatencyTarget > 0 && at >= p.cutAt.Load() {
-		p.latN.Add(uint64(n))
-		p.latSum.Add(uint64(n) * uint64((now-at)>>tickShift))
-		if float64(now-at) > latencyEarly*float64(int64(p.cfg.LatencyTarget)<<tickShift) {
-			p.latSlow.Add(uint64(n))
+	if p.cfg.LatencyTarget > 0 {
+		now := p.base.s.now()
+		if at >= p.cutAt.Load() {
+			p.latN.Add(uint64(n))
+			p.latSum.Add(uint64(n) * uint64((now-at)>>tickShift))
+			if float64(now-at) > latencyEarly*float64(int64(p.cfg.LatencyTarget)<<tickShift) {
+				p.latSlow.Add(uint64(n))
+			}
 		}
+		p.trySample(now)
 	}
-	if now >= p.nextSample.Load() {
-		var rec *slog.Record
-		p.mu.Lock()
-		rec = p.sample(now)
-		p.mu.Unlock()
-		p.log(rec)
+}
+
+// trySample samples the window at now if a sample is due and nobody holds
+// mu: it never blocks, so dispatch (which calls it with the clock reading
+// it already made) stays wait-free. A sample skipped because mu was held
+// is taken by the next dispatch or outcome, or by Step.
+func (p *Pacer) trySample(now int64) {
+	if now < p.nextSample.Load() || !p.mu.TryLock() {
+		return
 	}
+	rec := p.sample(now)
+	p.mu.Unlock()
+	p.log(rec)
 }
 
 // pushback handles a Throttled outcome at now of a job dispatched at ticks

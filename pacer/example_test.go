@@ -36,7 +36,7 @@ func Example() {
 	st = p.Stats()
 	fmt.Printf("paused for %v\n", st.PausedUntil.Sub(clk.Now()))
 	// Output:
-	// pace 94/s (pushback), capacity 99/s, paused false
+	// pace 94/s (pushback), capacity 100/s, paused false
 	// paused for 1m0s
 }
 

@@ -292,7 +292,7 @@ func (b *LeakyBucket) Acquire(ctx context.Context, n int) (time.Duration, error)
 		return 0, ErrClosed
 	}
 	start := b.s.clock.Now()
-	err := b.s.wait(ctx, float64(n))
+	_, err := b.s.wait(ctx, float64(n))
 	return b.s.clock.Now().Sub(start), err
 }
 

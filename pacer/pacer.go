@@ -259,7 +259,11 @@ type Pacer struct {
 	base  *LeakyBucket
 	slots *slots // nil: no cap
 
-	dispatched  atomic.Uint64
+	// Jobs dispatched are counted without an atomic add of their own:
+	// each permit takes a slot in the permit slabs (see newPermit), so
+	// Dispatched is the permits handed out, plus moreJobs (the jobs
+	// beyond the first of each permit), less the jobs given back.
+	moreJobs    atomic.Uint64 // wraps below zero when jobs are given back
 	succeeded   atomic.Uint64
 	failed      atomic.Uint64
 	throttled   atomic.Uint64
@@ -347,7 +351,8 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 		}
 	}
 	f := float64(n)
-	if err := p.base.s.wait(ctx, f); err != nil {
+	at, err := p.base.s.wait(ctx, f)
+	if err != nil {
 		p.releaseSlots(n)
 		return nil, err
 	}
@@ -357,8 +362,9 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 			p.releaseSlots(n)
 			return nil, err
 		}
+		at = p.base.s.now() // the Limiter may have waited
 	}
-	return p.grant(n, p.base.s.now()), nil
+	return p.grant(n, at), nil
 }
 
 // TryAcquire is Acquire without waiting: it returns a permit for n jobs
@@ -386,21 +392,35 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 
 // grant counts n jobs dispatched at now and returns their permit.
 func (p *Pacer) grant(n int, now int64) *Permit {
-	p.dispatched.Add(uint64(n))
+	p.trySample(now)
+	if n > 1 {
+		p.moreJobs.Add(uint64(n - 1))
+	}
 	pm := p.newPermit()
 	pm.p, pm.at, pm.n = p, now, int32(n)
 	return pm
 }
 
 // permitSlabSize is how many permits newPermit allocates at once.
-const permitSlabSize = 64
+const permitSlabSize = 63
 
 // permitSlab is a block of fresh permits, handed out once each in order.
 // A permit is never reused (that would let a stale Done reach the next
 // holder); the block is garbage once none of its permits is referenced.
 type permitSlab struct {
 	next atomic.Int64 // index of the next permit to hand out
+	base uint64       // permits handed out from the slabs before this one
 	ps   [permitSlabSize]Permit
+}
+
+// issued returns how many permits the pacer has handed out: the count is
+// taken when a permit's slot is, before the permit is returned.
+func (p *Pacer) issued() uint64 {
+	s := p.slab.Load()
+	if s == nil {
+		return 0
+	}
+	return s.base + uint64(min(s.next.Load(), permitSlabSize))
 }
 
 // newPermit returns a zero Permit never handed out before. It allocates
@@ -417,6 +437,9 @@ func (p *Pacer) newPermit() *Permit {
 		}
 		ns := new(permitSlab)
 		ns.next.Store(1)
+		if s != nil {
+			ns.base = s.base + permitSlabSize
+		}
 		if p.slab.CompareAndSwap(s, ns) {
 			return &ns.ps[0]
 		}
@@ -495,15 +518,10 @@ func (pm *Permit) CancelN(k int) {
 // finish marks every job the permit still holds as used and returns how
 // many that was: 0 if the permit was already finished.
 func (pm *Permit) finish() int64 {
-	for {
-		used := pm.used.Load()
-		if used >= pm.n {
-			return 0
-		}
-		if pm.used.CompareAndSwap(used, pm.n) {
-			return int64(pm.n - used)
-		}
+	if used := pm.used.Swap(pm.n); used < pm.n {
+		return int64(pm.n - used)
 	}
+	return 0
 }
 
 // giveBack returns k jobs that never ran: to the pace, to the Limiter if it
@@ -513,7 +531,7 @@ func (p *Pacer) giveBack(k int) {
 	if r, ok := p.cfg.Limiter.(Refunder); ok {
 		r.Refund(k)
 	}
-	p.dispatched.Add(^uint64(k - 1))
+	p.moreJobs.Add(^uint64(k - 1))
 	p.releaseSlots(k)
 }
 
@@ -535,8 +553,8 @@ func (p *Pacer) setFactor(f float64) {
 // reads the Probe (if any) and moves the backlog rule's factor: up while
 // the backlog is deep, back toward 1 as it drains. A probe error keeps the
 // factor as it is and is counted in Stats.ProbeErrors. The capacity probe
-// after pushback moves with outcomes (every 100ms while jobs finish) and
-// at each Step; without Run and without outcomes it stands still.
+// after pushback moves with dispatches (every 100ms while jobs start) and
+// at each Step; without Run and without dispatches it stands still.
 func (p *Pacer) Run(ctx context.Context) error {
 	clock := p.base.s.clock
 	for {
@@ -701,7 +719,7 @@ func (p *Pacer) Stats() Stats {
 		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 		PermitMisuse: p.misuse.Load(),
 	}
-	s.Dispatched = p.dispatched.Load() // after the finished counters: see above
+	s.Dispatched = p.issued() + p.moreJobs.Load() // after the finished counters: see above
 	s.InFlight = int64(s.Dispatched - s.Succeeded - s.Failed - s.Throttled)
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)

@@ -251,17 +251,20 @@ func kick(w *waiter) {
 // wait takes n tokens, waiting in FIFO order behind earlier waiters. A take
 // of more than the capacity is taken in chunks of at most the capacity, so
 // it waits for the excess and leaves the bucket empty. A waiter that is
-// cancelled gives back what it took and passes the head to the next.
-func (s *sched) wait(ctx context.Context, n float64) error {
+// cancelled gives back what it took and passes the head to the next. It
+// returns the ticks at which it took the last tokens, so that a caller
+// that stamps the take need not read the clock again.
+func (s *sched) wait(ctx context.Context, n float64) (int64, error) {
 	if s.isClosed() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if s.waiters.Load() == 0 && s.tick == nil && n <= s.cfg.Load().capacity {
-		if _, ok := s.take(s.now(), n); ok {
-			return nil
+		now := s.now()
+		if _, ok := s.take(now, n); ok {
+			return now, nil
 		}
 	}
 	w := &waiter{wake: make(chan struct{}, 1), n: n}
@@ -280,9 +283,9 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		select {
 		case <-w.wake:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-s.closed:
-			return ErrClosed
+			return 0, ErrClosed
 		}
 	}
 	var taken float64
@@ -313,11 +316,11 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 			}
 			taken += chunk
 			if taken >= n {
-				return nil
+				return now, nil
 			}
 			if err := ctx.Err(); err != nil { // a take above the capacity, chunk by chunk
 				s.refund(s.now(), taken)
-				return err
+				return 0, err
 			}
 			continue
 		}
@@ -330,10 +333,10 @@ func (s *sched) wait(ctx context.Context, n float64) error {
 		case <-ctx.Done():
 			t.Stop()
 			s.refund(s.now(), taken)
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-s.closed:
 			t.Stop()
-			return ErrClosed
+			return 0, ErrClosed
 		}
 	}
 }

@@ -89,7 +89,8 @@ func (b *TokenBucket) Acquire(ctx context.Context, n int) error {
 	if b.s.isClosed() {
 		return ErrClosed
 	}
-	return b.s.wait(ctx, float64(n))
+	_, err := b.s.wait(ctx, float64(n))
+	return err
 }
 
 // Tokens returns the tokens in the bucket now.
