@@ -392,7 +392,9 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 
 // grant counts n jobs dispatched at now and returns their permit.
 func (p *Pacer) grant(n int, now int64) *Permit {
-	p.trySample(now)
+	if now >= p.nextSample.Load() {
+		p.trySample(now)
+	}
 	if n > 1 {
 		p.moreJobs.Add(uint64(n - 1))
 	}
@@ -428,6 +430,18 @@ func (p *Pacer) issued() uint64 {
 // which keeps Acquire's cost and the garbage collector's work close to
 // what they were when Permit was a value.
 func (p *Pacer) newPermit() *Permit {
+	if s := p.slab.Load(); s != nil {
+		if i := s.next.Add(1) - 1; i < permitSlabSize {
+			return &s.ps[i]
+		}
+	}
+	return p.newSlab()
+}
+
+// newSlab is newPermit's slow path, once a slab: it installs a fresh
+// slab and returns its first permit, or a permit of the slab another
+// caller installed first.
+func (p *Pacer) newSlab() *Permit {
 	for {
 		s := p.slab.Load()
 		if s != nil {
@@ -472,6 +486,10 @@ func (pm *Permit) Done(outcome error) {
 		return
 	}
 	p.releaseSlots(int(n))
+	if outcome == nil && p.cfg.LatencyTarget == 0 {
+		p.succeeded.Add(uint64(n)) // observe's common case, inlined
+		return
+	}
 	p.observe(pm.at, int(n), outcome)
 }
 
