@@ -69,10 +69,16 @@ type Brokers struct {
 	natsMu sync.Mutex // guards nc; held while connecting
 	nc     *nats.Conn
 
+	usedRedis, usedNATS atomic.Bool // a source, probe, fleet or command asked for it
+
 	mu      sync.Mutex        // guards the fields below
 	stops   []func()          // of the embedded brokers, in start order
 	started map[string]string // kind → address of embedded brokers
 }
+
+// Used reports which brokers something asked for so far: the dashboard
+// lists only those, not every [redis] and [nats] default.
+func (b *Brokers) Used() (redis, nats bool) { return b.usedRedis.Load(), b.usedNATS.Load() }
 
 // New returns Brokers for the [redis] and [nats] settings of a config.
 func New(r config.Redis, n config.NATS, log *slog.Logger) *Brokers {
@@ -105,6 +111,7 @@ func (b *Brokers) embedded(kind, dir string) (string, error) {
 // or the host of url), starting the embedded Redis if the address is
 // "embedded". It returns "" for a Redis Cluster or Sentinel.
 func (b *Brokers) RedisAddr() (string, error) {
+	b.usedRedis.Store(true)
 	if b.redis.Addr != Embedded {
 		c, err := b.redisConn()
 		return c.addr, err
@@ -230,6 +237,7 @@ func (b *Brokers) redisConnStarted() (redisConn, error) {
 // redisConn resolves the [redis] settings once; the embedded address is
 // left to RedisAddr.
 func (b *Brokers) redisConn() (redisConn, error) {
+	b.usedRedis.Store(true)
 	b.redisOnce.Do(func() { b.rconn, b.rerr = resolveRedis(b.redis) })
 	return b.rconn, b.rerr
 }
@@ -292,6 +300,7 @@ func TLSConfig(t config.TLS) (*tls.Config, error) {
 // NATSURLs returns the servers of [nats] (url or urls), starting the
 // embedded server if url is "embedded".
 func (b *Brokers) NATSURLs() ([]string, error) {
+	b.usedNATS.Store(true)
 	if b.nats.URL == Embedded {
 		b.mu.Lock()
 		defer b.mu.Unlock()

@@ -2,13 +2,13 @@ package runner
 
 import (
 	"math"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/status"
 )
@@ -25,7 +25,7 @@ func (r *Runner) Samples(since time.Time) status.Samples {
 	s.Process.Started, s.Process.Uptime, s.Process.Draining = r.started, time.Since(r.started).Seconds(), r.draining.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.Brokers = brokerList(r.cfg, r.brokers.Embedded())
+	s.Brokers = brokerList(r.cfg, r.brokers)
 	for _, w := range r.workers {
 		s.Workers = append(s.Workers, w.samples(since))
 	}
@@ -93,33 +93,27 @@ func milli(f float64) float64 { return math.Round(f*1000) / 1000 }
 // unix returns t in Unix seconds, to the millisecond.
 func unix(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 
-// brokerList returns the broker addresses of f, without credentials,
-// with the address of each embedded broker started so far.
-func brokerList(f *config.File, embedded map[string]string) []status.Broker {
-	b := []status.Broker{
-		{Kind: "redis", Addr: f.Redis.Addr},
-		{Kind: "nats", Addr: redactURLs(f.NATS.URL)},
-	}
-	for i := range b {
-		if b[i].Addr == config.Embedded {
-			b[i].Embedded, b[i].Addr = true, embedded[b[i].Kind]
+// brokerList returns the brokers this run uses (those a source, probe
+// or fleet asked for), described without credentials as the logs
+// describe them, with the address of each embedded broker started so far.
+func brokerList(f *config.File, b *brokers.Brokers) []status.Broker {
+	usedRedis, usedNATS := b.Used()
+	embedded := b.Embedded()
+	var list []status.Broker
+	add := func(kind string, embed bool, target func() string) {
+		if embed {
+			list = append(list, status.Broker{Kind: kind, Embedded: true, Addr: embedded[kind]})
+			return
 		}
+		list = append(list, status.Broker{Kind: kind, Addr: strings.TrimPrefix(target(), kind+" ")})
 	}
-	return b
-}
-
-// redactURLs returns list, a comma-separated list of URLs, with the user
-// information of each (a user and password, or a token) replaced by
-// "xxxxx".
-func redactURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("xxxxx")
-			parts[i] = u.String()
-		}
+	if usedRedis {
+		add("redis", f.Redis.Addr == config.Embedded, b.RedisTarget)
 	}
-	return strings.Join(parts, ",")
+	if usedNATS {
+		add("nats", f.NATS.URL == config.Embedded, b.NATSTarget)
+	}
+	return list
 }
 
 // processInfo returns what does not change while the process runs: its
