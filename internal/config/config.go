@@ -675,15 +675,62 @@ func (f *File) checkWorker(w *Worker) error {
 		// rate defaults to the fleet's: the message about the fleet is enough.
 		return errOrNil(errs)
 	}
-	s, err := w.Pacer().WithDefaults()
-	if err != nil {
-		errs = append(errs, f.fieldError(err, at, label))
+	s, bad := checkEach(f, w.Pacer(), pacer.Config.WithDefaults, at, label)
+	if len(bad) > 0 {
+		errs = append(errs, bad...)
 	} else if e := f.zeroKeys(w.Pacer(), s, at, label); e != nil {
 		errs = append(errs, e)
 	} else {
 		w.Settings = s
 	}
 	return errOrNil(errs)
+}
+
+// checkEach checks raw (a package's settings struct, whose toml tags name
+// the keys) with its package's withDefaults, which names the first bad
+// field only. It checks again with each bad key set to its zero value
+// (the default, as if the key were left out) until nothing is wrong, so
+// that one pacer check reports every bad key of a table. It stops at a key
+// that is bad when zero (a required one) or named twice.
+func checkEach[T any](f *File, raw T, withDefaults func(T) (T, error), at, label string) (T, Errors) {
+	var errs Errors
+	seen := map[string]bool{}
+	for {
+		s, err := withDefaults(raw)
+		if err == nil {
+			return s, errs
+		}
+		var fe *pacer.FieldError
+		if !errors.As(err, &fe) {
+			return s, append(errs, f.fieldError(err, at, label))
+		}
+		key := f.fieldKey(fe.Field, at)
+		if seen[key] { // the key zeroed is required: its first error said so
+			return s, errs
+		}
+		seen[key] = true
+		errs = append(errs, f.fieldError(err, at, label))
+		if !zeroField(&raw, key) {
+			return s, errs
+		}
+	}
+}
+
+// zeroField sets the field of *v whose toml key is key to its zero value,
+// and reports whether it was set to something else before.
+func zeroField(v any, key string) bool {
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		if k, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("toml"), ","); k == key {
+			f := rv.Field(i)
+			if f.IsZero() || !f.CanSet() {
+				return false
+			}
+			f.SetZero()
+			return true
+		}
+	}
+	return false
 }
 
 func errOrNil(errs Errors) error {
@@ -721,7 +768,7 @@ func (f *File) fieldError(err error, at, label string) *Error {
 	if !errors.As(err, &fe) {
 		return f.errAt(at, label, err.Error())
 	}
-	key := fieldKey(fe.Field) // "burst / rate": the line of burst
+	key := f.fieldKey(fe.Field, at) // "burst / rate": the line of burst, if written
 	if !f.hasKey(at+"."+key) && !strings.ContainsAny(fe.Field, " [") {
 		return f.errAt(at+"."+key, label+" "+key, fmt.Sprintf("missing: %s is required: want %s", key, fe.Want))
 	}
@@ -759,8 +806,8 @@ func (f *File) checkFleets() error {
 			continue
 		}
 		raw := fl.Bucket()
-		s, err := raw.WithDefaults()
-		if err == nil {
+		s, bad := checkEach(f, raw, redisbucket.Config.WithDefaults, at, label)
+		if len(bad) == 0 {
 			if e := f.zeroKeys(raw, s, at, label); e != nil {
 				errs = append(errs, e)
 				continue
@@ -771,7 +818,7 @@ func (f *File) checkFleets() error {
 			f.fleetOK[name] = true
 			continue
 		}
-		errs = append(errs, f.fieldError(err, at, label))
+		errs = append(errs, bad...)
 	}
 	return errOrNil(errs)
 }
@@ -797,11 +844,20 @@ func misplaced(key string) (string, bool) {
 	return "", false
 }
 
-// fieldKey is the key of a FieldError's Field: its first word, for a
-// field that relates two ("burst / rate").
-func fieldKey(field string) string {
-	k, _, _ := strings.Cut(field, " ")
-	return k
+// fieldKey is the key of a FieldError's Field below the table at. For a
+// field that relates two ("burst / rate", "min_factor, max_factor") it is
+// the first of them written in the file, else the first.
+func (f *File) fieldKey(field, at string) string {
+	keys := strings.FieldsFunc(field, func(r rune) bool { return r == ' ' || r == ',' || r == '/' })
+	if len(keys) == 0 {
+		return field
+	}
+	for _, k := range keys {
+		if f.hasKey(at + "." + k) {
+			return k
+		}
+	}
+	return keys[0]
 }
 
 func (f *File) hasKey(path string) bool { _, ok := f.pos.at[path]; return ok }

@@ -12,7 +12,11 @@
 // package pacer's (pacer.Config.WithDefaults), of a fleet package
 // redisbucket's, of a sink package sink's. This package maps the
 // *pacer.FieldError they return to the line of its key and never checks
-// those rules itself; Worker.Settings and Fleet.Settings hold what the
+// those rules itself. A package names only the first bad field, so Parse
+// checks a worker's or a fleet's table again with each bad key left to
+// its default, until the table passes: one pacer check shows every bad
+// key of it (a required key that is bad ends the search, since it has no
+// default to try). Worker.Settings and Fleet.Settings hold what the
 // packages made of the file. It owns only the CLI's own settings (admin,
 // log_*, status_every, drain_timeout, recover_timeout, [redis], [nats],
 // [demo]) and the file's own rules (names, fleet references).
