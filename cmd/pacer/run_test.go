@@ -13,11 +13,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/jobpacer/pacer/internal/testenv"
 )
+
+// jetStream connects to the NATS server at url for the test's length.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
 
 // remotePorts returns the remote TCP ports of the sockets process pid
 // holds, from /proc (Linux only).
@@ -243,6 +260,20 @@ timeout = "5s"
 			if throttle && (st.Throttled != 2 || st.Cuts != 2 || st.Pauses != 0) {
 				t.Errorf("status: throttled %d, cuts %d, pauses %d; want 2, 2 and 0", st.Throttled, st.Cuts, st.Pauses)
 			}
+			// The stream pacer run created is a work queue: a job is
+			// removed once acked, not kept for ever.
+			js := jetStream(t, nats.URL())
+			info, err := js.Stream(t.Context(), stream)
+			if err != nil {
+				t.Fatalf("the stream pacer run created: %v", err)
+			}
+			if cfg := info.CachedInfo().Config; cfg.Retention != jetstream.WorkQueuePolicy || cfg.MaxAge != 0 {
+				t.Errorf("the stream pacer run created: retention %v, max_age %v; want workqueue, 0", cfg.Retention, cfg.MaxAge)
+			}
+			testenv.WaitFor(t, 10*time.Second, "the stream empty once every job is acked", func() bool {
+				si, err := info.Info(t.Context())
+				return err == nil && si.State.Msgs == 0
+			})
 			p.stop(15 * time.Second)
 		})
 	}
