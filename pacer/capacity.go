@@ -152,9 +152,11 @@ func (p *Pacer) observe(at int64, n int, outcome error) {
 }
 
 // trySample samples the window at now if a sample is due and nobody holds
-// mu: it never blocks, so dispatch (which calls it with the clock reading
-// it already made) stays wait-free. A sample skipped because mu was held
-// is taken by the next dispatch or outcome, or by Step.
+// mu: it never waits for mu, so dispatch (which calls it with the clock
+// reading it already made) never waits on the controller. The sample
+// itself, once every 100ms, takes the base bucket's lock briefly and may
+// log a cut. A sample skipped because mu was held is taken by the next
+// dispatch or throttled outcome, or by Step.
 func (p *Pacer) trySample(now int64) {
 	if now < p.nextSample.Load() || !p.mu.TryLock() {
 		return

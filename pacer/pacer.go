@@ -722,7 +722,11 @@ type Stats struct {
 // finished, from the same loads, so that the snapshot agrees with itself.
 // The finished counters are read before Dispatched, so InFlight is never
 // negative: a permit is counted dispatched before it is handed out, and
-// its jobs finished only after. Done gives back its in-flight slot before
+// its jobs finished only after. Of Dispatched's two parts, moreJobs is
+// read before issued: a give-back seen in moreJobs came after its
+// permit's claim, so issued, read later, holds that permit too (read the
+// other way, an Acquire and Cancel between the reads would show one
+// dispatched fewer than there were, and InFlight −1). Done gives back its in-flight slot before
 // it counts the outcome, so InFlight may count a job that is finishing,
 // and pass MaxInFlight by the jobs finishing at that instant.
 func (p *Pacer) Stats() Stats {
@@ -737,7 +741,8 @@ func (p *Pacer) Stats() Stats {
 		Reason: p.reason(), Capacity: p.capacityEstimate(now), Cuts: p.cap.cuts,
 		PermitMisuse: p.misuse.Load(),
 	}
-	s.Dispatched = p.issued() + p.moreJobs.Load() // after the finished counters: see above
+	more := p.moreJobs.Load() // after the finished counters, before issued: see above
+	s.Dispatched = p.issued() + more
 	s.InFlight = int64(s.Dispatched - s.Succeeded - s.Failed - s.Throttled)
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)

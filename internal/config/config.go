@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
@@ -694,7 +695,7 @@ func (f *File) checkWorker(w *Worker) error {
 // that is bad when zero (a required one) or named twice.
 func checkEach[T any](f *File, raw T, withDefaults func(T) (T, error), at, label string) (T, Errors) {
 	var errs Errors
-	seen := map[string]bool{}
+	zeroed := map[string]bool{}
 	for {
 		s, err := withDefaults(raw)
 		if err == nil {
@@ -704,16 +705,27 @@ func checkEach[T any](f *File, raw T, withDefaults func(T) (T, error), at, label
 		if !errors.As(err, &fe) {
 			return s, append(errs, f.fieldError(err, at, label))
 		}
-		key := f.fieldKey(fe.Field, at)
-		if seen[key] { // the key zeroed is required: its first error said so
+		if len(errs) > 0 && mentionsAny(fe, zeroed) {
+			// The key zeroed is required (its first error said so), or
+			// this error is about the default it took, not the file.
 			return s, errs
 		}
-		seen[key] = true
 		errs = append(errs, f.fieldError(err, at, label))
+		key := f.fieldKey(fe.Field, at)
 		if !zeroField(&raw, key) {
 			return s, errs
 		}
+		zeroed[key] = true
 	}
+}
+
+// mentionsAny reports whether fe's field or what it wants names one of
+// keys ("want ≤ burst (1)" names burst).
+func mentionsAny(fe *pacer.FieldError, keys map[string]bool) bool {
+	words := strings.FieldsFunc(fe.Field+" "+fe.Want, func(r rune) bool {
+		return r != '_' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	return slices.ContainsFunc(words, func(w string) bool { return keys[w] })
 }
 
 // zeroField sets the field of *v whose toml key is key to its zero value,
