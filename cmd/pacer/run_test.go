@@ -13,28 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/jobpacer/pacer/internal/testenv"
 )
-
-// jetStream connects to the NATS server at url for the test's length.
-func jetStream(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 // remotePorts returns the remote TCP ports of the sockets process pid
 // holds, from /proc (Linux only).
@@ -262,7 +246,7 @@ timeout = "5s"
 			}
 			// The stream pacer run created is a work queue: a job is
 			// removed once acked, not kept for ever.
-			js := jetStream(t, nats.URL())
+			js := testenv.JetStream(t, nats.URL())
 			info, err := js.Stream(t.Context(), stream)
 			if err != nil {
 				t.Fatalf("the stream pacer run created: %v", err)

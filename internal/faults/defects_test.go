@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
@@ -167,7 +166,7 @@ func TestDeletedConsumerRecovers(t *testing.T) {
 	p := startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, first)
 
-	js := jetStreamOf(t, ns.URL())
+	js := testenv.JetStream(t, ns.URL())
 	ctx := context.Background()
 	before, err := js.Consumer(ctx, stream, "pacer-w")
 	if err != nil {
@@ -246,7 +245,7 @@ func TestDeletedConsumerMidRun(t *testing.T) {
 	publish(t, ns.URL(), stream, subject, sent)
 	p := startPacer(t, nil, jetStreamConfig(t, "", ns.URL(), stream, c.url()), "run")
 	atLeast(t, c, nJobs/3)
-	js := jetStreamOf(t, ns.URL())
+	js := testenv.JetStream(t, ns.URL())
 	if err := js.DeleteConsumer(context.Background(), stream, "pacer-w"); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +289,7 @@ func TestUnrecoverableWorkerExits(t *testing.T) {
 	p := startPacer(t, nil, cfg, "run")
 	c.waitAll(allTime, sent)
 
-	js := jetStreamOf(t, ns.URL())
+	js := testenv.JetStream(t, ns.URL())
 	ctx := context.Background()
 	if err := js.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
@@ -350,20 +349,6 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func jetStreamOf(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 // Each absurd setting is refused by pacer check with its range, at its

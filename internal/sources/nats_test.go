@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jobpacer/pacer/internal/brokers"
@@ -22,15 +21,7 @@ func TestJetStreamRetention(t *testing.T) {
 	srv := testenv.NATS(t)
 	b := brokers.New(config.Redis{}, config.NATS{URL: srv.URL()}, nil)
 	t.Cleanup(b.Close)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	connect := func(t *testing.T, c JetStreamConfig) jetstream.StreamConfig {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jobpacer/pacer/internal/testenv"
@@ -76,15 +75,7 @@ func TestResumeBounded(t *testing.T) {
 // start there), and takes an existing consumer as it is.
 func TestResumeConsumerStart(t *testing.T) {
 	ns := testenv.NATSEmbedded(t)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, ns.URL())
 	ctx := context.Background()
 	for _, tc := range []struct {
 		retention jetstream.RetentionPolicy

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // howToGetNATS is the hint in a skip or failure message.
@@ -208,4 +209,20 @@ func noNATS(t testing.TB, why string) {
 		t.Fatalf("testenv: no NATS server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetNATS)
 	}
 	t.Skipf("testenv: no NATS server: %s; %s", why, howToGetNATS)
+}
+
+// JetStream connects to the NATS server at url and returns its JetStream
+// API; the connection closes when the test ends.
+func JetStream(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("nats.Connect(%q): %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream.New: %v", err)
+	}
+	return js
 }
