@@ -120,9 +120,11 @@ func (r *resume) remembered() int {
 }
 
 // reset forgets everything: the stream or the consumer is not the one the
-// state was for.
+// state was for. That includes which consumer it was for, so that an ack
+// floor read from that consumer (its cached info) is never taken for the
+// new one's. r.mu is held.
 func (r *resume) reset() {
-	r.floor, r.done = 0, nil
+	r.floor, r.done, r.cons, r.made = 0, nil, time.Time{}, 0
 }
 
 // streamIs records the creation time of the stream the source consumes,

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jobpacer/pacer/internal/brokers"
+	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/testenv"
 )
 
@@ -117,5 +119,67 @@ func TestResumeConsumerStart(t *testing.T) {
 		if _, err := r.consumer(ctx, js, st, cfg); err != nil || !r.seen(50) {
 			t.Errorf("%v: the same resume taking its consumer again: %v, seen(50) = %v, want no error, true", tc.retention, err, r.seen(50))
 		}
+	}
+}
+
+// A stream deleted and made again starts its sequences at 1: a Connect to
+// the new stream keeps nothing of the old one, not even through the old
+// consumer's cached ack floor (the probe reads the consumer's Info when
+// the stream is idle, so that cache is recent), and the consumer it makes
+// starts at the new stream's first job.
+func TestResumeForgetsARecreatedStream(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	js := testenv.JetStream(t, ns.URL())
+	b := brokers.New(config.Redis{}, config.NATS{URL: ns.URL()}, nil)
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, retention := range []string{"workqueue", "limits"} {
+		t.Run(retention, func(t *testing.T) {
+			name := strings.ToUpper(testenv.UniqueName(t))
+			s := &jetStreamSource{cfg: JetStreamConfig{Stream: name, Subjects: []string{strings.ToLower(name) + ".>"},
+				Durable: "pacer-test", AckWait: 30 * time.Second, Retention: retention, MaxAge: time.Hour}}
+			s.UseBrokers(b)
+			if _, err := s.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for range 50 {
+				if err := s.Produce(ctx, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Settle the 50 as Run does, ack them, and read the ack
+			// floor as the probe does.
+			msgs, err := s.cons.FetchNoWait(50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range msgs.Messages() {
+				md, _ := m.Metadata()
+				s.resume.settled(md.Sequence.Stream)
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if info, err := s.cons.Info(ctx); err != nil || info.AckFloor.Stream != 50 {
+				t.Fatalf("ack floor %v (err %v), want 50", info.AckFloor.Stream, err)
+			}
+
+			if err := js.DeleteStream(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Connect(ctx); err != nil { // makes the stream again
+				t.Fatal(err)
+			}
+			for seq := uint64(1); seq <= 50; seq++ {
+				if s.resume.seen(seq) {
+					t.Fatalf("seen(%d) = true on the new stream: its job would be acked without running", seq)
+				}
+			}
+			if got := s.cons.CachedInfo().Config; got.OptStartSeq > 1 {
+				t.Errorf("consumer on the new stream starts at %d (policy %v), want its first job", got.OptStartSeq, got.DeliverPolicy)
+			}
+		})
 	}
 }

@@ -1,0 +1,97 @@
+package faults
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jobpacer/pacer/internal/testenv"
+)
+
+// The three ways a job was lost (issue: "Three ways to lose a job"):
+// each test counts at the receiving HTTP server, on servers of its own.
+
+// A stream deleted and made again while pacer runs starts its sequences
+// at 1 again: nothing pacer remembered of the old stream (its ack floor,
+// the jobs it settled) may make it ack a job of the new one without
+// running it, nor make the new consumer start past the new stream's
+// first job. With either retention.
+func TestRecreatedStreamLosesNothing(t *testing.T) {
+	t.Parallel()
+	for _, retention := range []string{"workqueue", "limits"} {
+		t.Run(retention, func(t *testing.T) {
+			t.Parallel()
+			ns := testenv.NATSEmbedded(t)
+			c := newCounter(t, nil)
+			stream, subject := streamName(t)
+			cfg := writeConfig(t, `
+admin = ""
+status_every = "0s"
+drain_timeout = %q
+[nats]
+url = %q
+[[worker]]
+name = "w"
+rate = 150
+max_in_flight = 16
+[worker.source]
+kind = "jetstream"
+stream = %q
+ack_wait = "2s"
+retention = %q
+max_age = "1h"
+[worker.sink]
+kind = "http"
+url = %q
+timeout = "1s"
+`, drain.String(), ns.URL(), stream, retention, c.url())
+			p := startPacer(t, nil, cfg, "run")
+			p.waitLog(30*time.Second, "stream created")
+			js := testenv.JetStream(t, ns.URL())
+			first := jobs(t, 50)
+			publishOnly(t, js, subject, first)
+			c.waitAll(allTime, first)
+			ctx := context.Background()
+			testenv.WaitFor(t, allTime, "the consumer's ack floor at 50", func() bool {
+				info, err := js.Consumer(ctx, stream, "pacer-w")
+				return err == nil && info.CachedInfo().AckFloor.Stream == 50
+			})
+			// The worker idles a few of its 1s periods, as a user's
+			// would: its probe reads the consumer's Info, ack floor 50.
+			time.Sleep(3 * time.Second)
+
+			if err := js.DeleteStream(ctx, stream); err != nil {
+				t.Fatal(err)
+			}
+			p.waitLog(30*time.Second, "worker down")
+			p.waitLog(30*time.Second, "worker recovered")
+			if _, err := js.Stream(ctx, stream); err != nil {
+				t.Fatalf("the stream after the worker recovered: %v", err)
+			}
+			// Sequences 1–50 of the new stream: the old one's were too.
+			second := jobs(t, 50)
+			publishOnly(t, js, subject, second)
+			all := append(first, second...)
+			c.waitAll(allTime, all)
+			c.report("JetStream stream deleted and made again ("+retention+")", all)
+			if distinct, deliveries := c.received(); deliveries != distinct {
+				t.Errorf("%d deliveries of %d jobs: want each once", deliveries, distinct)
+			}
+			p.stop()
+		})
+	}
+}
+
+// publishOnly publishes each job on subject, to a stream that exists.
+func publishOnly(t *testing.T, js jetstream.JetStream, subject string, jobs []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, j := range jobs {
+		if _, err := js.Publish(ctx, subject, []byte(j)); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+}
