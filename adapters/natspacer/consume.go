@@ -88,6 +88,7 @@ type Consumption struct {
 	maxFetches int // fetches in flight at most: min(maxFetches, MaxWaiting)
 	kickEvery  int // a gatherer is woken each time this many messages finish
 	ackWait    time.Duration
+	maxDeliver int       // the consumer's MaxDeliver: ≤ 0 is no bound
 	start      time.Time // when Consume started, on clock
 
 	busy       atomic.Int64 // messages received, not yet finished
@@ -126,7 +127,7 @@ type Consumption struct {
 
 	fetches, fetchErrors, received, acked, nakked, throttled atomic.Uint64
 	progress, ackErrors, returned, canceled, terminated      atomic.Uint64
-	unstarted                                                atomic.Uint64
+	unstarted, heldInPlace, exhausted                        atomic.Uint64
 }
 
 // Consume starts consuming cons at the pace p gives: it acquires one
@@ -207,12 +208,17 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 	c := &Consumption{
 		cons: cons, p: p, h: h, cfg: cfg, clock: cfg.clock, ctx: ctx, start: cfg.clock.Now(),
 		capacity: lim.capacity, maxFetches: lim.fetches, ackWait: lim.ackWait, window: min(windowMin, lim.capacity),
+		maxDeliver: info.Config.MaxDeliver,
 		kickEvery:  max(1, min(cfg.maxBatch, lim.capacity)/8),
 		log:        cfg.logger.With("stream", info.Stream, "consumer", info.Name),
 		pendingEst: int64(info.NumPending),
 		kickGather: make(chan struct{}, 1), kickFetch: make(chan struct{}, 1),
 		work:   make(chan *job, lim.capacity),
 		stopCh: make(chan struct{}), done: make(chan struct{}),
+	}
+	if md := c.maxDeliver; md > 0 && md <= smallMaxDeliver {
+		c.log.Warn("natspacer: the consumer's MaxDeliver is small: a throttled job on its last two deliveries is held by its handler slot until its retry-after ends, not nakked; a job that fails, or is stopped, on its last delivery is not delivered again",
+			"max_deliver", md)
 	}
 	c.winKick.Store(1)
 	c.gctx, c.gcancel = context.WithCancel(ctx)
@@ -229,6 +235,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 	go c.supervise()
 	return c, nil
 }
+
+// smallMaxDeliver is the largest MaxDeliver that Consume warns about.
+const smallMaxDeliver = 3
 
 // limits is what Consume derives from its options and the consumer's
 // config.

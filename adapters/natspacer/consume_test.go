@@ -866,3 +866,52 @@ func TestUnavailableDownstreamIsPushback(t *testing.T) {
 		}
 	}
 }
+
+// A consumer with MaxDeliver 3 and a downstream that throttles every call
+// for a while: a nak per throttle would use up each message's three
+// deliveries and the server would drop it (issue: "MaxDeliver spent by
+// throttling"). A throttle is nakked only while it leaves the message a
+// delivery to spare beyond the next; on its last two deliveries the
+// message is held and retried in place. Every message is acked once,
+// none is dropped, and the server redelivered each at most twice.
+func TestThrottlingNeverSpendsMaxDeliver(t *testing.T) {
+	const msgs, maxDeliver = 20, 3
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{MaxDeliver: maxDeliver, AckWait: 2 * time.Second})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000})
+	var calls atomic.Int64
+	rec := newRecorder(func(context.Context, jetstream.Msg, *jetstream.MsgMetadata) error {
+		if calls.Add(1) <= 8*msgs { // every message throttled several times
+			return pacer.Throttle(20*time.Millisecond, nil)
+		}
+		return nil
+	})
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(msgs))
+	testenv.WaitFor(t, 60*time.Second, "every message acked, or none left to deliver", func() bool {
+		info := f.info(t)
+		return rec.distinct() == msgs || info.NumPending == 0 && info.NumAckPending == 0 && c.Stats().InFlight == 0
+	})
+	cs := c.Stats()
+	t.Logf("calls %d; consumption %+v", rec.callCount(), cs)
+	checkHeld(t, cs)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if n := rec.succeeded[seq]; n != 1 {
+			t.Errorf("message %d acked %d times (deliveries seen %v), want exactly once", seq, n, rec.delivered[seq])
+		}
+		for _, d := range rec.delivered[seq] {
+			if d >= maxDeliver {
+				t.Errorf("message %d delivered %d times (deliveries seen %v), want < MaxDeliver %d: one kept for a fault", seq, d, rec.delivered[seq], maxDeliver)
+				break
+			}
+		}
+	}
+}
+
+func checkHeld(t *testing.T, cs natspacer.ConsumeStats) {
+	t.Helper()
+	if cs.HeldInPlace == 0 || cs.Exhausted != 0 {
+		t.Errorf("HeldInPlace = %d, Exhausted = %d: want > 0 (else the test proves nothing), 0", cs.HeldInPlace, cs.Exhausted)
+	}
+}

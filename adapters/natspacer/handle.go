@@ -29,17 +29,18 @@ func (c *Consumption) worker() {
 // its permit with the outcome.
 func (c *Consumption) handle(j *job) {
 	var err error
-	started := true
+	started, pmDone := true, false
 	if cerr := c.ctx.Err(); cerr != nil {
 		err, started = cerr, false // consumption cancelled: do not start it
 	} else if c.dropping.Load() {
 		err, started = errStopped, false
 	} else {
-		err = c.call(j.msg)
-		if err != nil && c.ctx.Err() == nil && pacer.Unavailable(err) {
-			if _, throttled := pacer.IsThrottled(err); !throttled {
-				err = pacer.Throttle(0, err) // the downstream is down or drowning: pushback
-			}
+		err = c.run(j.msg)
+		for started && c.lastDeliveries(j, err) {
+			// A nak would spend a delivery the consumer's MaxDeliver
+			// cannot spare: keep the message and try it again here.
+			started, err = c.retryInPlace(j, err)
+			pmDone = true
 		}
 	}
 	if c.cfg.outcomeHook != nil {
@@ -53,6 +54,11 @@ func (c *Consumption) handle(j *job) {
 		aerr = j.msg.Ack()
 		c.acked.Add(1)
 	} else if !started {
+		if pmDone && c.spent(j) {
+			c.exhausted.Add(1)
+			c.log.Warn("natspacer: a job held for a throttled retry at its last delivery (MaxDeliver) was stopped: the server will not deliver it again",
+				"subject", j.msg.Subject(), "max_deliver", c.maxDeliver)
+		}
 		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
 		c.canceled.Add(1)
 	} else if retry, throttled := pacer.IsThrottled(err); throttled {
@@ -74,15 +80,22 @@ func (c *Consumption) handle(j *job) {
 		}
 		aerr = j.msg.NakWithDelay(c.cfg.backoff(delivered))
 		c.nakked.Add(1)
+		if c.maxDeliver > 0 && delivered >= uint64(c.maxDeliver) {
+			c.exhausted.Add(1)
+			c.log.Warn("natspacer: a job failed on its last delivery (MaxDeliver): the server will not deliver it again",
+				"subject", j.msg.Subject(), "max_deliver", c.maxDeliver, "err", err)
+		}
 	}
 	j.mu.Unlock()
 	if aerr != nil && !errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
 		c.ackErrors.Add(1)
 		c.log.Warn("natspacer: acknowledging a message failed; the server redelivers it after AckWait", "err", aerr)
 	}
-	if started {
+	switch {
+	case pmDone && !started: // its last run was Done; the retry never got a permit or never ran
+	case started:
 		j.pm.Done(err)
-	} else {
+	default:
 		j.pm.Cancel() // it never ran: no outcome, the permit goes back
 		c.unstarted.Add(1)
 	}
@@ -94,6 +107,79 @@ func (c *Consumption) handle(j *job) {
 	if c.busy.Add(-1)%int64(c.kickEvery) == 0 {
 		kick(c.kickGather)
 	}
+}
+
+// run runs the handler on msg; an outcome that says the downstream is
+// down or drowning is pushback.
+func (c *Consumption) run(msg jetstream.Msg) error {
+	err := c.call(msg)
+	if err != nil && c.ctx.Err() == nil && pacer.Unavailable(err) {
+		if _, throttled := pacer.IsThrottled(err); !throttled {
+			err = pacer.Throttle(0, err) // the downstream is down or drowning: pushback
+		}
+	}
+	return err
+}
+
+// lastDeliveries reports whether err is a throttled outcome that a nak
+// must not answer, because the consumer's MaxDeliver leaves the message
+// at most one more delivery: that one is kept for a fault (a crash
+// before the ack, which the server answers by redelivering after
+// AckWait), so that throttling alone never uses up a job's deliveries.
+func (c *Consumption) lastDeliveries(j *job, err error) bool {
+	if c.maxDeliver <= 0 || err == nil || c.ctx.Err() != nil {
+		return false
+	}
+	if _, throttled := pacer.IsThrottled(err); !throttled {
+		return false
+	}
+	md, merr := j.msg.Metadata()
+	return merr == nil && md.NumDelivered+1 >= uint64(c.maxDeliver)
+}
+
+// spent reports whether j's message is at its last delivery: a nak or an
+// expired AckWait ends it.
+func (c *Consumption) spent(j *job) bool {
+	md, err := j.msg.Metadata()
+	return c.maxDeliver > 0 && err == nil && md.NumDelivered >= uint64(c.maxDeliver)
+}
+
+// retryInPlace reports the throttled outcome err to j's permit, holds the
+// message for its retry-after (the supervisor's InProgress keeps it from
+// the server's AckWait meanwhile), then takes a new permit and runs the
+// handler again, returning true and its outcome. It returns false, with
+// the cause, if the hold or the
+// permit's wait ended first: ctx ended, Stop was called, or the pacer was
+// closed. A Drain does not end the hold: a message held is being handled.
+func (c *Consumption) retryInPlace(j *job, err error) (ran bool, _ error) {
+	retry, _ := pacer.IsThrottled(err)
+	if retry <= 0 {
+		retry = c.cfg.retryAfter
+	}
+	j.pm.Done(err)
+	c.heldInPlace.Add(1)
+	t := c.clock.NewTimer(retry)
+	defer t.Stop()
+	for stop := c.stopCh; ; {
+		select {
+		case <-t.C():
+		case <-c.ctx.Done():
+			return false, c.ctx.Err()
+		case <-stop:
+			if c.dropping.Load() {
+				return false, errStopped
+			}
+			stop = nil // Drain: handled to the end
+			continue
+		}
+		break
+	}
+	pm, aerr := c.p.Acquire(c.ctx, 1)
+	if aerr != nil {
+		return false, aerr
+	}
+	j.pm = pm
+	return true, c.run(j.msg)
 }
 
 // errStopped is the outcome of a message that Stop kept from starting.

@@ -11,6 +11,8 @@ type ConsumeStats struct {
 	Canceled    uint64 // messages nakked for immediate redelivery because ctx ended or Stop was called, Unstarted included
 	Unstarted   uint64 // of Canceled, messages whose handler never started: their permits were given back (Permit.Cancel)
 	Terminated  uint64 // messages sent Term after a handler error wrapping ErrTerminate
+	HeldInPlace uint64 // throttled outcomes retried in the handler's slot, not nakked: MaxDeliver left the message at most one more delivery
+	Exhausted   uint64 // messages nakked on their last delivery (MaxDeliver): a failure, or a stop while held; the server does not deliver them again (logged)
 	Progress    uint64 // InProgress signals sent
 	AckErrors   uint64 // acks, naks and InProgress that failed to send (logged)
 	Returned    uint64 // permits given back with no message (Permit.Cancel): a Fetch came back short, failed, or the consumption stopped
@@ -30,7 +32,7 @@ func (c *Consumption) Stats() ConsumeStats {
 		Received: c.received.Load(), Acked: c.acked.Load(), Nakked: c.nakked.Load(),
 		Throttled: c.throttled.Load(), Canceled: c.canceled.Load(), Progress: c.progress.Load(),
 		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), Terminated: c.terminated.Load(),
-		Unstarted: c.unstarted.Load(),
-		InFlight:  inFlight, Permits: permits, Waiting: len(c.work), Window: window,
+		Unstarted: c.unstarted.Load(), HeldInPlace: c.heldInPlace.Load(), Exhausted: c.exhausted.Load(),
+		InFlight: inFlight, Permits: permits, Waiting: len(c.work), Window: window,
 	}
 }

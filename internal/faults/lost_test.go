@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -94,4 +95,47 @@ func publishOnly(t *testing.T, js jetstream.JetStream, subject string, jobs []st
 			t.Fatalf("publish: %v", err)
 		}
 	}
+}
+
+// A consumer with max_deliver = 3 and a downstream that answers 429 to
+// the first three attempts of every job: throttling alone must not use
+// up a job's deliveries (each throttle was a NakWithDelay, which the
+// server counts as one: every job was dropped after its third 429).
+func TestThrottlingKeepsMaxDeliver(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATSEmbedded(t)
+	c := newCounter(t, func(_ string, attempt int) int {
+		if attempt <= 3 {
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	})
+	stream, subject := streamName(t)
+	cfg := writeConfig(t, `
+admin = ""
+status_every = "0s"
+drain_timeout = %q
+[nats]
+url = %q
+[[worker]]
+name = "w"
+rate = 150
+max_in_flight = 16
+[worker.source]
+kind = "jetstream"
+stream = %q
+ack_wait = "2s"
+max_deliver = 3
+[worker.sink]
+kind = "http"
+url = %q
+timeout = "1s"
+`, drain.String(), ns.URL(), stream, c.url())
+	p := startPacer(t, nil, cfg, "run")
+	p.waitLog(30*time.Second, "stream created")
+	sent := jobs(t, 10)
+	publishOnly(t, testenv.JetStream(t, ns.URL()), subject, sent)
+	c.waitAll(allTime, sent)
+	c.report("429 to each job's first 3 attempts, max_deliver = 3 (jetstream → http)", sent)
+	p.stop()
 }
