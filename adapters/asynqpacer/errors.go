@@ -63,9 +63,10 @@ func rateLimited(err error) (time.Duration, bool) {
 // for nil, a *RateLimitError and anything that is or wraps a
 // *pacer.Throttled; true for any other error. Use it as asynq.Config's
 // IsFailure, so a rate-limited task keeps its retry count and does not show
-// in the queue's Failed statistics. (A task enqueued with MaxRetry(0) is
-// still archived on its first error of any kind: Asynq checks the retry
-// count before IsFailure.)
+// in the queue's Failed statistics. (A task with no retries left, one
+// enqueued with MaxRetry(0) say, is still archived on its first error of
+// any kind: Asynq checks the retry count before IsFailure. The Requeue
+// option puts such a task back into its queue instead.)
 func IsFailure(err error) bool {
 	if err == nil {
 		return false

@@ -52,7 +52,11 @@ func Example() {
 	go emailPacer.Run(ctx) // the controller: backlog and pushback move the pace
 	go smsPacer.Run(ctx)
 
-	paced, err := asynqpacer.NewMiddleware(emailPacer, asynqpacer.Route("sms:", smsPacer))
+	// A task with no retries left that is rate limited goes back into
+	// its queue as a copy, instead of being archived by Asynq.
+	requeuer := asynqpacer.NewRequeuer(redisOpt)
+	defer requeuer.Close()
+	paced, err := asynqpacer.NewMiddleware(emailPacer, asynqpacer.Route("sms:", smsPacer), asynqpacer.Requeue(requeuer))
 	if err != nil {
 		log.Fatal(err)
 	}

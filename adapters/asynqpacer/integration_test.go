@@ -3,6 +3,7 @@ package asynqpacer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -413,5 +414,88 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	if info.Failed != 0 || info.FailedTotal != 0 || info.Archived != 0 || info.Retry != 0 || info.Pending != 0 || info.Active != 0 {
 		t.Errorf("Inspector: failed %d (total %d), archived %d, retry %d, pending %d, active %d; want all 0",
 			info.Failed, info.FailedTotal, info.Archived, info.Retry, info.Pending, info.Active)
+	}
+}
+
+// A task with no retries left (MaxRetry(0) here) is archived by Asynq on
+// its first error of any kind, a rate limit included: Asynq checks the
+// retry count before IsFailure. With the Requeue option, a rate-limited
+// outcome puts a copy back into the queue instead: nothing is archived,
+// and every payload runs to success once. Without it (the control), the
+// same load archives tasks: the scenario is one that loses jobs.
+func TestRateLimitedTasksWithNoRetriesLeftAreRequeued(t *testing.T) {
+	addr := testenv.Redis(t)
+	for _, tc := range []struct {
+		name string
+		rate float64
+		opts []asynq.Option
+		// answer is the handler's outcome for a payload's n-th call.
+		answer func(n int) error
+	}{
+		{"a 429 from the downstream", 1000, nil, func(n int) error {
+			if n == 1 {
+				return pacer.Throttle(100*time.Millisecond, errors.New("429 Too Many Requests"))
+			}
+			return nil
+		}},
+		{"a deadline the pace cannot make", 4, []asynq.Option{asynq.Timeout(time.Second)}, func(int) error { return nil }},
+	} {
+		for _, requeue := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, requeue %v", tc.name, requeue), func(t *testing.T) {
+				q := uniqueQueue(t, addr)
+				const n = 12
+				enqueue(t, addr, q, "job", n, append([]asynq.Option{asynq.MaxRetry(0)}, tc.opts...)...)
+				p := testenv.NewPacer(t, pacer.Config{Rate: tc.rate})
+				var opts []asynqpacer.Option
+				if requeue {
+					r := asynqpacer.NewRequeuer(asynq.RedisClientOpt{Addr: addr})
+					t.Cleanup(func() { r.Close() })
+					opts = append(opts, asynqpacer.Requeue(r))
+				}
+				var mu sync.Mutex
+				calls, succeeded := map[string]int{}, map[string]int{}
+				h := asynqpacer.Middleware(p, opts...)(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+					mu.Lock()
+					calls[string(task.Payload())]++
+					k := calls[string(task.Payload())]
+					mu.Unlock()
+					err := tc.answer(k)
+					if err == nil {
+						mu.Lock()
+						succeeded[string(task.Payload())]++
+						mu.Unlock()
+					}
+					return err
+				}))
+				startServer(t, addr, serverConfig(q, n), h)
+				settled := func() bool {
+					info := queueInfo(t, addr, q)
+					mu.Lock()
+					defer mu.Unlock()
+					return len(succeeded)+info.Archived >= n && info.Pending+info.Active+info.Scheduled+info.Retry == 0
+				}
+				if !testenv.Eventually(30*time.Second, settled) {
+					t.Fatalf("not settled in 30s: %+v", queueInfo(t, addr, q))
+				}
+				info := queueInfo(t, addr, q)
+				mu.Lock()
+				defer mu.Unlock()
+				t.Logf("succeeded %d of %d, archived %d", len(succeeded), n, info.Archived)
+				if !requeue {
+					if info.Archived == 0 {
+						t.Errorf("without Requeue nothing was archived: the scenario does not lose jobs, and proves nothing")
+					}
+					return
+				}
+				if info.Archived != 0 || info.FailedTotal != 0 {
+					t.Errorf("Inspector: archived %d, failed total %d; want 0, 0", info.Archived, info.FailedTotal)
+				}
+				for i := range n {
+					if got := succeeded[fmt.Sprint(i)]; got != 1 {
+						t.Errorf("payload %d succeeded %d times, want 1", i, got)
+					}
+				}
+			})
+		}
 	}
 }

@@ -34,6 +34,7 @@ type config struct {
 	p           *pacer.Pacer
 	routes      []route // longest pattern first
 	handlerTime time.Duration
+	requeue     *Requeuer
 }
 
 func invalid(field string, v any, allowed string) error {
@@ -151,7 +152,28 @@ func (c *config) pacerFor(typ string) *pacer.Pacer {
 	return c.p
 }
 
+// process runs t at the pace, and with a Requeuer puts it back into its
+// queue instead of returning a rate-limited outcome that would have Asynq
+// archive it.
 func (c *config) process(ctx context.Context, next asynq.Handler, t *asynq.Task) error {
+	err := c.paced(ctx, next, t)
+	if c.requeue == nil || err == nil || !budgetSpent(ctx) {
+		return err
+	}
+	d, limited := rateLimited(err)
+	if !limited {
+		return err
+	}
+	if d <= 0 {
+		d = DefaultRetryAfter
+	}
+	if revoke := c.requeue.requeue(ctx, t, d, err); revoke != nil {
+		return revoke
+	}
+	return err
+}
+
+func (c *config) paced(ctx context.Context, next asynq.Handler, t *asynq.Task) error {
 	p := c.pacerFor(t.Type())
 	wctx := ctx
 	deadline, hasDeadline := ctx.Deadline()

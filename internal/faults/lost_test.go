@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jobpacer/pacer/internal/testenv"
@@ -138,4 +139,72 @@ timeout = "1s"
 	c.waitAll(allTime, sent)
 	c.report("429 to each job's first 3 attempts, max_deliver = 3 (jetstream → http)", sent)
 	p.stop()
+}
+
+// Tasks with no retries left (max_retry 0, as another producer may
+// enqueue them), half of them with a 1 s timeout that the pace cannot
+// make, and a downstream that answers 429 to every job's first attempt:
+// Asynq archives a task on its first error of any kind once its retries
+// are spent, a rate limit included. None may be archived: each comes back
+// as a copy, and every job is received.
+func TestThrottledAsynqTasksAreNotArchived(t *testing.T) {
+	t.Parallel()
+	redis := testenv.RedisProcess(t)
+	c := newCounter(t, func(_ string, attempt int) int {
+		if attempt == 1 {
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	})
+	queue := testenv.UniqueName(t)
+	sent := jobs(t, 10)
+	cl := asynq.NewClient(asynq.RedisClientOpt{Addr: redis.Addr()})
+	for i, j := range sent {
+		opts := []asynq.Option{asynq.Queue(queue), asynq.MaxRetry(0)}
+		if i%2 == 0 {
+			opts = append(opts, asynq.Timeout(time.Second))
+		}
+		if _, err := cl.Enqueue(asynq.NewTask("job", []byte(j)), opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	cfg := writeConfig(t, `
+admin = ""
+status_every = "0s"
+drain_timeout = %q
+[redis]
+addr = %q
+[[worker]]
+name = "w"
+rate = 4
+max_in_flight = 16
+[worker.source]
+kind = "asynq"
+queue = %q
+[worker.sink]
+kind = "http"
+url = %q
+timeout = "1s"
+`, drain.String(), redis.Addr(), queue, c.url())
+	p := startPacer(t, nil, cfg, "run")
+	defer p.stop()
+	in := asynq.NewInspector(asynq.RedisClientOpt{Addr: redis.Addr()})
+	defer in.Close()
+	archived := func() int {
+		info, err := in.GetQueueInfo(queue)
+		if err != nil {
+			return 0
+		}
+		return info.Archived
+	}
+	if !testenv.Eventually(allTime, func() bool { d, _ := c.received(); return d == len(sent) || d+archived() >= len(sent) }) {
+		d, _ := c.received()
+		t.Fatalf("after %v: %d received, %d archived, of %d", allTime, d, archived(), len(sent))
+	}
+	t.Logf("faults: asynq tasks with max_retry 0 throttled: %d archived", archived())
+	c.report("429 to each job's first attempt, tasks with max_retry 0, half with a 1s timeout (asynq → http)", sent)
+	if n := archived(); n != 0 {
+		t.Errorf("%d tasks archived, want 0", n)
+	}
 }

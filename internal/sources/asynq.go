@@ -127,8 +127,15 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		IsFailure: asynqpacer.IsFailure, RetryDelayFunc: retryDelay,
 		Logger: asynqLogger{env.Log}, LogLevel: asynq.WarnLevel,
 	})
-	h := asynqpacer.Middleware(env.Pacer)(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
+	// A rate-limited task with no retries left goes back to the queue as
+	// a copy: Asynq would archive it.
+	rq := asynqpacer.NewRequeuer(s.opt)
+	defer rq.Close()
+	h := asynqpacer.Middleware(env.Pacer, asynqpacer.Requeue(rq))(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(tctx)
+		if first := t.Headers()[asynqpacer.HeaderOriginalID]; first != "" {
+			id = first // a copy requeued after a rate limit: the same job
+		}
 		n, _ := asynq.GetRetryCount(tctx)
 		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
 		if out != nil && ctx.Err() != nil && !errors.Is(out, sink.ErrPermanent) {
