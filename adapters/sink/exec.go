@@ -24,7 +24,12 @@ type ExecConfig struct {
 	// Dir is the working directory. The default value, "", is the
 	// worker's.
 	Dir string `toml:"dir"`
-	// Env adds KEY=VALUE entries to the worker's environment.
+	// Env is the command's environment beyond what it always gets of
+	// pacer's (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, SHELL)
+	// and the PACER_JOB_* variables: NAME passes pacer's variable NAME,
+	// NAME* every variable whose name starts with NAME, and KEY=VALUE sets
+	// KEY. Nothing else of pacer's environment (REDIS_PASSWORD,
+	// NATS_TOKEN, …) reaches the command.
 	Env []string `toml:"env"`
 	// Timeout ends a command that runs longer: pushback (a throttled
 	// outcome, retried after the worker's default_retry_after), since
@@ -95,8 +100,8 @@ func NewExec(c ExecConfig) (*Exec, error) {
 		return nil, invalid("exec", "retry_after", c.RetryAfter, fmt.Sprintf("a duration in [0s, max_retry_after = %v]", c.MaxRetryAfter))
 	}
 	for _, kv := range c.Env {
-		if !strings.Contains(kv, "=") {
-			return nil, invalid("exec", "env", fmt.Sprintf("%q", kv), "KEY=VALUE entries")
+		if !validEnvEntry(kv) {
+			return nil, invalid("exec", "env", fmt.Sprintf("%q", kv), "NAME (passed from pacer's environment), NAME* or KEY=VALUE entries")
 		}
 	}
 	prog := c.Command[0]
@@ -125,7 +130,7 @@ func (e *Exec) Handle(ctx context.Context, j Job) error {
 	defer cancel()
 	cmd := exec.CommandContext(tctx, e.cfg.Command[0], e.cfg.Command[1:]...)
 	cmd.Dir = e.cfg.Dir
-	cmd.Env = append(os.Environ(), e.cfg.Env...)
+	cmd.Env = jobEnv(os.Environ(), e.cfg.Env)
 	cmd.Env = append(cmd.Env,
 		"PACER_JOB_ID="+j.ID, "PACER_JOB_TYPE="+j.Type,
 		"PACER_JOB_ATTEMPT="+strconv.Itoa(j.Attempt), "PACER_WORKER="+j.Worker)

@@ -93,7 +93,8 @@ func TestNewExecInvalid(t *testing.T) {
 		{sink.ExecConfig{Command: []string{"pacer-no-such-program"}}, `command: ["pacer-no-such-program"]: want a program on $PATH`},
 		{sink.ExecConfig{Command: []string{"./no-such-script.sh"}, Dir: "/tmp"}, `want a program that exists and is executable ("/tmp/no-such-script.sh"`},
 		{sink.ExecConfig{Command: []string{"true"}, ThrottleExitCodes: []int{300}}, "throttle_exit_codes: 300"},
-		{sink.ExecConfig{Command: []string{"true"}, Env: []string{"NOEQUALS"}}, `env: "NOEQUALS"`},
+		{sink.ExecConfig{Command: []string{"true"}, Env: []string{"NO SUCH NAME"}}, `env: "NO SUCH NAME": want NAME (passed from pacer's environment), NAME* or KEY=VALUE entries`},
+		{sink.ExecConfig{Command: []string{"true"}, Env: []string{"=x"}}, `env: "=x"`},
 		{sink.ExecConfig{Command: []string{"true"}, Timeout: 5}, "timeout: 5ns"}, // a forgotten unit
 		{sink.ExecConfig{Command: []string{"true"}, RetryAfter: -time.Second}, "retry_after: -1s"},
 		{sink.ExecConfig{Command: []string{"true"}, RetryAfter: 6 * time.Minute}, "retry_after: 6m0s: want a duration in [0s, max_retry_after = 5m0s]"},

@@ -94,6 +94,13 @@ func startRun(t *testing.T, dir, config string, args ...string) *proc {
 // startRunOn is startRun with the admin server on admin.
 func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
 	t.Helper()
+	return startRunEnv(t, admin, nil, dir, config, args...)
+}
+
+// startRunEnv is startRunOn with env (KEY=VALUE entries) added to the
+// binary's environment.
+func startRunEnv(t *testing.T, admin string, env []string, dir, config string, args ...string) *proc {
+	t.Helper()
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(config, "{admin}", admin)), 0o644); err != nil {
 		t.Fatal(err)
@@ -101,7 +108,7 @@ func startRunOn(t *testing.T, admin, dir, config string, args ...string) *proc {
 	p := &proc{t: t, admin: admin, cfg: path, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"run", "--config", path, "--admin", admin}, args...)...)
 	p.cmd.Dir = dir
-	p.cmd.Env = binEnv()
+	p.cmd.Env = binEnv(env...)
 	// The admin server listens (and /status answers) before this line.
 	listening := newLogWatch("admin listening")
 	out := io.MultiWriter(p.log, listening)

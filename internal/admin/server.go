@@ -27,7 +27,12 @@ const (
 
 // Server is the admin HTTP server: h, plus /healthz (200 while the
 // process serves) and /readyz (200 when ready returns nil, else 503 and
-// the reason), under the limits above. Make one with Serve.
+// the reason), under the limits above. Unless it listens on every address
+// (0.0.0.0 or [::]), it answers only requests whose Host header is one of
+// its own names (localhost, a loopback IP, the IP it listens on, the
+// machine's host name, with its port) and 421 Misdirected Request to
+// others, so that a DNS-rebinding page cannot read it. Make one with
+// Serve.
 type Server struct {
 	srv  *http.Server
 	ln   *capListener
@@ -52,7 +57,7 @@ func Serve(ln net.Listener, h http.Handler, ready func() error) *Server {
 	})
 	s := &Server{
 		srv: &http.Server{
-			Handler: mux, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+			Handler: checkHost(ln.Addr(), mux), ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
 			WriteTimeout: WriteTimeout, IdleTimeout: IdleTimeout, MaxHeaderBytes: 64 << 10,
 		},
 		ln:   &capListener{Listener: ln, max: MaxConns},

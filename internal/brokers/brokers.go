@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/redact"
 )
 
 // Embedded is the broker address that makes Brokers start an in-process
@@ -70,6 +73,9 @@ type Brokers struct {
 	nc     *nats.Conn
 
 	usedRedis, usedNATS atomic.Bool // a source, probe, fleet or command asked for it
+
+	secretsOnce sync.Once // makes secrets
+	secrets     *redact.Secrets
 
 	mu      sync.Mutex        // guards the fields below
 	stops   []func()          // of the embedded brokers, in start order
@@ -173,16 +179,16 @@ func (b *Brokers) RedisClient(tweak func(*redis.UniversalOptions)) (redis.Univer
 func (b *Brokers) RedisTarget() string {
 	c, err := b.redisConnStarted()
 	if err != nil {
-		return "redis (" + err.Error() + ")"
+		return "redis (" + redact.Error(err) + ")"
 	}
 	var s string
 	switch {
 	case len(c.cluster) > 0:
-		s = "redis cluster " + strings.Join(c.cluster, ",")
+		s = "redis cluster " + redact.URL(strings.Join(c.cluster, ","))
 	case c.master != "":
-		s = fmt.Sprintf("redis sentinel master %q via %s", c.master, strings.Join(c.sentinels, ","))
+		s = fmt.Sprintf("redis sentinel master %q via %s", c.master, redact.URL(strings.Join(c.sentinels, ",")))
 	default:
-		s = "redis " + c.addr
+		s = "redis " + redact.URL(c.addr)
 	}
 	if c.db != 0 {
 		s += fmt.Sprintf(" db %d", c.db)
@@ -323,15 +329,15 @@ func (b *Brokers) NATSURLs() ([]string, error) {
 func (b *Brokers) NATSTarget() string {
 	urls, err := b.NATSURLs()
 	if err != nil {
-		return "nats (" + err.Error() + ")"
+		return "nats (" + redact.Error(err) + ")"
 	}
-	s := "nats " + config.RedactURL(strings.Join(urls, ","))
+	s := "nats " + redact.URL(strings.Join(urls, ","))
 	n := b.nats
 	switch {
 	case n.Creds != "":
 		s += " creds " + n.Creds
 	case n.NKey != "":
-		s += " nkey " + n.NKey
+		s += " nkey " + redact.NKey(n.NKey)
 	case n.User != "":
 		s += " user " + n.User
 	case n.Token != "":
@@ -353,20 +359,31 @@ func (b *Brokers) NATSOptions(name string) ([]nats.Option, error) {
 	var on atomic.Value // the URL of the server the connection is on, password hidden
 	on.Store("")
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
-		nats.ConnectHandler(func(nc *nats.Conn) { on.Store(nc.ConnectedUrlRedacted()) }),
+		nats.ConnectHandler(func(nc *nats.Conn) { on.Store(redact.URL(nc.ConnectedUrl())) }),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
-				b.log.Warn("nats disconnected; reconnecting", "server", on.Load(), "err", err.Error())
+				b.log.Warn("nats disconnected; reconnecting", "server", on.Load(), "err", redact.Error(err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			on.Store(nc.ConnectedUrlRedacted())
+			on.Store(redact.URL(nc.ConnectedUrl()))
 			b.log.Info("nats reconnected", "server", on.Load())
 		}),
 	}
 	switch {
 	case n.Creds != "":
 		opts = append(opts, nats.UserCredentials(n.Creds))
+	case redact.IsNKeySeed(n.NKey): // the seed itself, from ${NATS_NKEY}
+		kp, err := nkeys.FromSeed([]byte(n.NKey))
+		if err != nil {
+			// nkeys's messages name the problem, never the seed.
+			return nil, fmt.Errorf("worker: nats.nkey (seed): %w", err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("worker: nats.nkey (seed): %w", err)
+		}
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
 	case n.NKey != "":
 		o, err := nats.NkeyOptionFromSeed(n.NKey)
 		if err != nil {
@@ -403,7 +420,8 @@ func (b *Brokers) ConnectNATS(name string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("worker: %s: %w", b.NATSTarget(), err)
+		// nats.go returns url.Parse's error as it is: it quotes the URL.
+		return nil, fmt.Errorf("worker: %s: %w", b.NATSTarget(), redact.Wrap(err))
 	}
 	return nc, nil
 }
@@ -422,6 +440,31 @@ func (b *Brokers) NATS() (*nats.Conn, error) {
 	}
 	b.nc = nc
 	return nc, nil
+}
+
+// Secrets returns the secret values of the [redis] and [nats] settings
+// (passwords, tokens, the password or token in each URL, an nkey seed
+// given as nats.nkey) for redact to replace in whatever pacer shows.
+func (b *Brokers) Secrets() *redact.Secrets {
+	b.secretsOnce.Do(func() { b.secrets = SecretsOf(b.redis, b.nats) })
+	return b.secrets
+}
+
+// SecretsOf returns the Secrets of [redis] r and [nats] n: see
+// Brokers.Secrets.
+func SecretsOf(r config.Redis, n config.NATS) *redact.Secrets {
+	v := []string{r.Password, r.Sentinel.Password, n.Password, n.Token,
+		redact.Credential(r.URL), redact.Credential(r.Addr), redact.Credential(n.URL)}
+	for _, a := range append(append(slices.Clone(r.ClusterAddrs), r.Sentinel.Addrs...), n.URLs...) {
+		v = append(v, redact.Credential(a))
+	}
+	for u := range strings.SplitSeq(n.URL, ",") {
+		v = append(v, redact.Credential(strings.TrimSpace(u)))
+	}
+	if redact.IsNKeySeed(n.NKey) {
+		v = append(v, n.NKey)
+	}
+	return redact.NewSecrets(v...)
 }
 
 // Log returns the run's logger.

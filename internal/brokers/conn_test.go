@@ -107,11 +107,33 @@ func TestNATSTargetHidesSecrets(t *testing.T) {
 		{config.NATS{URLs: []string{"nats://a:4222", "tls://b:4222"}, Token: "secret"}, "nats nats://a:4222,tls://b:4222 token"},
 		{config.NATS{URL: "nats://a:4222", User: "u", Password: "secret", TLS: config.TLS{Enabled: true}}, "nats nats://a:4222 user u (tls)"},
 		{config.NATS{URL: "nats://a:4222", Creds: "/etc/pacer/app.creds"}, "nats nats://a:4222 creds /etc/pacer/app.creds"},
+		{config.NATS{URL: "u:secret@10.0.0.1:4222"}, "nats u:xxxxx@10.0.0.1:4222"},
+		{config.NATS{URL: "secret@10.0.0.1:4222, nats://u:secret@b:4222"}, "nats xxxxx@10.0.0.1:4222,nats://u:xxxxx@b:4222"},
+		{config.NATS{URLs: []string{"secret@a:4222"}}, "nats xxxxx@a:4222"},
+		{config.NATS{URL: "nats://u:se/cret@a:4222"}, "nats nats://u:xxxxx@a:4222"},
+		{config.NATS{URL: "nats://a:4222", NKey: "SUAMM7VUKSVJS4QB2EQHRCVTAGPCNAYL3WPYAGREB4BA57JIHV5MNVEJ4Q"}, "nats nats://a:4222 nkey (seed)"},
+		{config.NATS{URL: "nats://a:4222", NKey: "/etc/pacer/user.nk"}, "nats nats://a:4222 nkey /etc/pacer/user.nk"},
 	}
 	for _, tt := range tests {
 		b := brokers.New(config.Redis{}, tt.n, nil)
 		if got := b.NATSTarget(); got != tt.want || strings.Contains(got, "secret") {
 			t.Errorf("NATSTarget() of %+v = %q, want %q", tt.n, got, tt.want)
 		}
+	}
+}
+
+func TestSecretsOf(t *testing.T) {
+	t.Parallel()
+	const seed = "SUAMM7VUKSVJS4QB2EQHRCVTAGPCNAYL3WPYAGREB4BA57JIHV5MNVEJ4Q"
+	s := brokers.SecretsOf(
+		config.Redis{URL: "redis://:redis-url-pw@h:6379", Password: "redis-key-pw", Sentinel: config.Sentinel{Password: "sentinel-pw"}},
+		config.NATS{URL: "nats-tok-1@a:4222, u:nats-url-pw@b:4222", URLs: []string{"nats://nats-tok-2@c:4222"}, Token: "nats-token", NKey: seed})
+	for _, v := range []string{"redis-url-pw", "redis-key-pw", "sentinel-pw", "nats-tok-1", "nats-url-pw", "nats-tok-2", "nats-token", seed} {
+		if got := s.String("a " + v + " b"); got != "a xxxxx b" {
+			t.Errorf("SecretsOf(...).String(%q) = %q, want it hidden", v, got)
+		}
+	}
+	if got := s.String("h:6379 user u"); got != "h:6379 user u" {
+		t.Errorf("SecretsOf hides what is not a secret: %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
+	"github.com/jobpacer/pacer/internal/redact"
 )
 
 func checkCmd(c *cli.Context) error {
@@ -31,6 +32,7 @@ func checkCmd(c *cli.Context) error {
 		}
 		names = append(names, fmt.Sprintf("%s (%s → %s, rate %g/s, base %g/s%s)", w.Name, w.Source.Kind(), w.Sink.Kind(), w.Settings.Rate, w.Settings.Base, fleet))
 	}
+	hideSecrets(c, brokers.SecretsOf(f.Redis, f.NATS))
 	fmt.Fprintf(c.App.Writer, "%s: ok: %s: %s\n", f.Path, plural(len(f.Workers), "worker"), strings.Join(names, "; "))
 	if c.Bool("connect") {
 		return checkConnect(c.App.Writer, f)
@@ -61,7 +63,7 @@ func checkConnect(w io.Writer, f *config.File) error {
 			fmt.Fprintln(w, "redis: embedded: pacer run starts it; nothing to connect to")
 		} else if what, err := connectRedis(b); err != nil {
 			failed++
-			fmt.Fprintf(w, "redis: FAILED: %s: %v\n", b.RedisTarget(), err)
+			fmt.Fprintf(w, "redis: FAILED: %s: %s\n", b.RedisTarget(), b.Secrets().Error(err))
 		} else {
 			fmt.Fprintf(w, "redis: ok: %s: %s\n", b.RedisTarget(), what)
 		}
@@ -71,7 +73,7 @@ func checkConnect(w io.Writer, f *config.File) error {
 			fmt.Fprintln(w, "nats: embedded: pacer run starts it; nothing to connect to")
 		} else if what, err := connectNATS(b); err != nil {
 			failed++
-			fmt.Fprintf(w, "nats: FAILED: %v\n", err)
+			fmt.Fprintf(w, "nats: FAILED: %s\n", b.Secrets().Error(err))
 		} else {
 			fmt.Fprintf(w, "nats: ok: %s: %s\n", b.NATSTarget(), what)
 		}
@@ -196,7 +198,7 @@ func connectNATS(b *brokers.Brokers) (string, error) {
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		return "", err
 	}
-	s := fmt.Sprintf("nats-server %s at %s", nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted())
+	s := fmt.Sprintf("nats-server %s at %s", nc.ConnectedServerVersion(), redact.URL(nc.ConnectedUrl()))
 	if cl := nc.ConnectedClusterName(); cl != "" {
 		s += fmt.Sprintf(", cluster %q of %d servers", cl, len(nc.Servers()))
 	} else {

@@ -20,6 +20,7 @@ import (
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/loadgen"
 	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/internal/redact"
 	"github.com/jobpacer/pacer/internal/sources"
 )
 
@@ -85,12 +86,13 @@ func enqueueCommand() *cli.Command {
 			}
 			b := brokers.New(r, config.NATS{}, slog.New(slog.DiscardHandler))
 			defer b.Close()
+			hideSecrets(c, b.Secrets())
 			if err := pingRedis(b); err != nil {
-				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %v", b.RedisTarget(), why, err), 1)
+				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %s", b.RedisTarget(), why, b.Secrets().Error(err)), 1)
 			}
 			opt, err := b.Redis()
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %v", b.RedisTarget(), why, err), 1)
+				return cli.Exit(fmt.Sprintf("pacer enqueue: %s (%s): %s", b.RedisTarget(), why, b.Secrets().Error(err)), 1)
 			}
 			cl := asynq.NewClient(opt)
 			defer cl.Close()
@@ -140,9 +142,10 @@ func publishCommand() *cli.Command {
 			}
 			b := brokers.New(config.Redis{}, n, slog.New(slog.DiscardHandler))
 			defer b.Close()
+			hideSecrets(c, b.Secrets())
 			nc, err := b.ConnectNATS("pacer publish")
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("pacer publish: %s (%s): %v", b.NATSTarget(), why, err), 1)
+				return cli.Exit(fmt.Sprintf("pacer publish: %s (%s): %s", b.NATSTarget(), why, b.Secrets().Error(err)), 1)
 			}
 			defer nc.Close()
 			pub := func(_ context.Context, payload []byte) error { return nc.Publish(subj, payload) }
@@ -217,7 +220,7 @@ func generate(c *cli.Context, did, target string, send loadgen.Send) error {
 	}
 	sent, took, err := g.Run(ctx, send)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("pacer %s: job %d to %s: %v", verb, sent+1, target, err), 1)
+		return cli.Exit(fmt.Sprintf("pacer %s: job %d to %s: %s", verb, sent+1, target, redact.Error(err)), 1)
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s to %s in %v (%.1f/s)\n", did, plural(sent, "job"), target,
 		took.Round(time.Millisecond), float64(sent)/max(took.Seconds(), 1e-9))

@@ -13,7 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
+	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/internal/redact"
 	"github.com/jobpacer/pacer/internal/runner"
 )
 
@@ -43,10 +45,13 @@ func runCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	secrets := brokers.SecretsOf(f.Redis, f.NATS)
+	hideSecrets(c, secrets)
 	log, err := newLogger(c.App.ErrWriter, cmp.Or(c.String("log-format"), f.LogFormat), cmp.Or(c.String("log-level"), f.LogLevel))
 	if err != nil {
 		return cli.Exit("pacer: "+err.Error(), 2)
 	}
+	log = slog.New(secrets.Handler(log.Handler()))
 	slog.SetDefault(log)
 	redis.SetLogger(redisLog{log})
 	opts := runner.RunOptions{Admin: c.String("admin")}
@@ -68,7 +73,7 @@ func runCmd(c *cli.Context) error {
 		select {
 		case err := <-done:
 			if err != nil {
-				return cli.Exit("pacer: "+err.Error(), 1)
+				return cli.Exit("pacer: "+secrets.Error(err), 1)
 			}
 			return nil
 		case s := <-sigs:
@@ -79,7 +84,7 @@ func runCmd(c *cli.Context) error {
 					err = r.Reload(nf)
 				}
 				if err != nil {
-					log.Error("reload failed; the running settings stay", "err", err.Error())
+					log.Error("reload failed; the running settings stay", "err", redact.Error(err))
 				} else {
 					log.Info("reload done", "config", path)
 				}

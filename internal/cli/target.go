@@ -16,6 +16,7 @@ import (
 	"github.com/jobpacer/pacer/internal/brokers"
 	"github.com/jobpacer/pacer/internal/config"
 	"github.com/jobpacer/pacer/internal/plugin"
+	"github.com/jobpacer/pacer/internal/redact"
 	"github.com/jobpacer/pacer/internal/status"
 )
 
@@ -117,6 +118,13 @@ func embeddedOf(c *cli.Context, f *config.File, kind, flag string) (string, stri
 			c.Command.Name, admin, kind, kind, flag), 1)
 	}
 	return a, "the embedded " + kind + " of the pacer run at " + admin, nil
+}
+
+// hideSecrets makes everything the command writes from now on (its
+// output, its errors, its log) go through s, which replaces the secrets
+// of its [redis] and [nats] settings by redact.Mask.
+func hideSecrets(c *cli.Context, s *redact.Secrets) {
+	c.App.Writer, c.App.ErrWriter = s.Writer(c.App.Writer), s.Writer(c.App.ErrWriter)
 }
 
 // pingRedis dials the Redis of b once, with go-redis's own log lines off,

@@ -8,7 +8,10 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nats-io/nkeys"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/jobpacer/pacer/internal/redact"
 )
 
 // envRef is a ${NAME} reference to an environment variable.
@@ -79,34 +82,6 @@ func hideSecret(key, msg string) string {
 	return "not a valid TOML value: write it as a quoted string, such as \"${NAME}\" to take it from the environment"
 }
 
-// RedactURL returns u with its password (or token) replaced by "xxxxx",
-// for logs and errors. A string that does not parse as a URL comes back
-// as "(a URL that does not parse)": its text may hold a secret.
-func RedactURL(u string) string {
-	var out []string
-	for part := range strings.SplitSeq(u, ",") {
-		part = strings.TrimSpace(part)
-		if !strings.Contains(part, "://") {
-			out = append(out, part)
-			continue
-		}
-		p, err := url.Parse(part)
-		if err != nil {
-			out = append(out, "(a URL that does not parse)")
-			continue
-		}
-		out = append(out, p.Redacted())
-		if p.User != nil {
-			if _, has := p.User.Password(); !has && p.User.Username() != "" {
-				// nats://TOKEN@host: the user part is the token.
-				p.User = url.User("xxxxx")
-				out[len(out)-1] = p.String()
-			}
-		}
-	}
-	return strings.Join(out, ",")
-}
-
 // checkBrokers checks the [redis] and [nats] tables. Its messages never
 // quote a password, a token or a URL that may hold one.
 func (f *File) checkBrokers() error {
@@ -132,7 +107,7 @@ func (f *File) checkBrokers() error {
 		o, err := redis.ParseURL(r.URL)
 		switch {
 		case err != nil:
-			add("redis.url", "not a Redis URL: want redis://[user:password@]host:port[/db] or rediss://... for TLS"+urlWhy(err))
+			add("redis.url", "not a Redis URL: want redis://[user:password@]host:port[/db] or rediss://... for TLS"+urlWhy(err)+encodeHint(r.URL))
 		case o.Username != "" && r.Username != "":
 			add("redis.username", "the url has a user too: set it in one place")
 		case o.Password != "" && r.Password != "":
@@ -143,7 +118,7 @@ func (f *File) checkBrokers() error {
 	}
 	for i, a := range r.ClusterAddrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			add(fmt.Sprintf("redis.cluster_addrs[%d]", i), fmt.Sprintf("%q is not host:port", a))
+			add(fmt.Sprintf("redis.cluster_addrs[%d]", i), fmt.Sprintf("%q is not host:port", redact.URL(a)))
 		}
 	}
 	if len(r.ClusterAddrs) > 0 && r.DB != 0 {
@@ -159,7 +134,7 @@ func (f *File) checkBrokers() error {
 		}
 		for i, a := range s.Addrs {
 			if _, _, err := net.SplitHostPort(a); err != nil {
-				add(fmt.Sprintf("redis.sentinel.addrs[%d]", i), fmt.Sprintf("%q is not host:port", a))
+				add(fmt.Sprintf("redis.sentinel.addrs[%d]", i), fmt.Sprintf("%q is not host:port", redact.URL(a)))
 			}
 		}
 	}
@@ -191,7 +166,7 @@ func (f *File) checkBrokers() error {
 		}
 		p, err := url.Parse(u)
 		if err != nil || p.Host == "" {
-			add(key, "not a NATS URL: want nats://host:port (or tls://host:port)"+urlWhy(err))
+			add(key, "not a NATS URL: want nats://host:port (or tls://host:port)"+urlWhy(err)+encodeHint(u))
 			continue
 		}
 		switch p.Scheme {
@@ -215,8 +190,14 @@ func (f *File) checkBrokers() error {
 	if n.Password != "" && n.User == "" {
 		add("nats.password", "a password without a user: set user too")
 	}
+	if redact.IsNKeySeed(n.NKey) {
+		if _, err := nkeys.FromSeed([]byte(n.NKey)); err != nil {
+			// nkeys's messages name the problem, never the seed.
+			add("nats.nkey", "(seed): not a valid nkey seed ("+redact.Reason(err)+"): want a user seed (SU…) or the path of a file holding one")
+		}
+	}
 	for _, file := range []struct{ key, path string }{{"nats.creds", n.Creds}, {"nats.nkey", n.NKey}} {
-		if file.path != "" {
+		if file.path != "" && (file.key != "nats.nkey" || !redact.IsNKeySeed(file.path)) {
 			if _, err := os.Stat(file.path); err != nil {
 				add(file.key, fmt.Sprintf("%q: %v", file.path, unwrapPath(err)))
 			}
@@ -250,21 +231,29 @@ func (f *File) checkTLS(at string, t TLS) Errors {
 }
 
 // urlWhy returns what is wrong with a URL, without the URL (url.Error
-// quotes it, and it may hold a password).
+// quotes it, and it may hold a password) and without the part of it that
+// the reason quotes (a password's first half, if it holds a "/").
 func urlWhy(err error) string {
 	if err == nil {
 		return ""
 	}
-	var ue *url.Error
-	if e, ok := err.(*url.Error); ok {
-		ue = e
-		return " (" + ue.Err.Error() + ")"
+	if ue, ok := err.(*url.Error); ok {
+		return " (" + redact.Reason(ue.Err) + ")"
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "://") || strings.Contains(msg, "@") {
 		return ""
 	}
-	return " (" + strings.TrimPrefix(msg, "redis: ") + ")"
+	return " (" + strings.TrimPrefix(redact.Reason(err), "redis: ") + ")"
+}
+
+// encodeHint says how to write a password that breaks a URL, if u has a
+// user part: the usual cause of a URL with one that does not parse.
+func encodeHint(u string) string {
+	if !strings.Contains(u, "@") {
+		return ""
+	}
+	return "; in a password, write / ? # @ : % as %2F %3F %23 %40 %3A %25"
 }
 
 // unwrapPath returns what went wrong with a file, without the path that

@@ -96,17 +96,3 @@ enabled = true
 		t.Errorf("defaults: redis.addr %q, nats.url %q; want %q, %q", d.Redis.Addr, d.NATS.URL, config.DefaultRedis, config.DefaultNATS)
 	}
 }
-
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"nats://u:pw@h:1":            "nats://u:xxxxx@h:1",
-		"nats://tok@h:1,nats://h2:1": "nats://xxxxx@h:1,nats://h2:1",
-		"rediss://:pw@h:1/2":         "rediss://:xxxxx@h:1/2",
-		"h:1":                        "h:1",
-		"nats://u:p%zz@h:1":          "(a URL that does not parse)",
-	} {
-		if got := config.RedactURL(in); got != want {
-			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/jobpacer/pacer/adapters/redisbucket"
+	"github.com/jobpacer/pacer/internal/redact"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -126,7 +127,7 @@ type NATS struct {
 	URLs     []string `toml:"urls"`      // servers of a cluster; instead of url
 	StoreDir string   `toml:"store_dir"` // JetStream data of the embedded server; "" = a temporary directory
 	Creds    string   `toml:"creds"`     // a .creds file (user JWT and nkey seed)
-	NKey     string   `toml:"nkey"`      // a file holding an nkey seed (SU...)
+	NKey     string   `toml:"nkey"`      // a file holding an nkey seed (SU...), or the seed itself
 	User     string   `toml:"user"`
 	Password string   `toml:"password"`
 	Token    string   `toml:"token"`
@@ -612,7 +613,10 @@ func (f *File) checkTop() error {
 	}
 	if f.Redis.Addr != "" && f.Redis.Addr != Embedded { // the other forms: checkBrokers
 		if err := checkHostPort(f.Redis.Addr); err != nil {
-			add("redis.addr", fmt.Sprintf("%q: %v, such as \"127.0.0.1:6379\", or \"embedded\"", f.Redis.Addr, err))
+			if strings.Contains(f.Redis.Addr, "@") { // a URL, or user:password@: the parts may quote the password
+				err = errors.New("want host:port, without a user or password (a redis:// URL goes in url)")
+			}
+			add("redis.addr", fmt.Sprintf("%q: %v, such as \"127.0.0.1:6379\", or \"embedded\"", redact.URL(f.Redis.Addr), err))
 		}
 	}
 	if f.Redis.DB < 0 {

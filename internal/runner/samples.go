@@ -105,7 +105,7 @@ func brokerList(f *config.File, b *brokers.Brokers) []status.Broker {
 			list = append(list, status.Broker{Kind: kind, Embedded: true, Addr: embedded[kind]})
 			return
 		}
-		list = append(list, status.Broker{Kind: kind, Addr: strings.TrimPrefix(target(), kind+" ")})
+		list = append(list, status.Broker{Kind: kind, Addr: b.Secrets().String(strings.TrimPrefix(target(), kind+" "))})
 	}
 	if usedRedis {
 		add("redis", f.Redis.Addr == config.Embedded, b.RedisTarget)

@@ -30,7 +30,7 @@ func (r *Runner) Status() status.Status {
 		if since, err := w.health.get(); !since.IsZero() {
 			ws.Up, ws.DownSince = false, &since
 			if err != nil {
-				ws.Error = err.Error()
+				ws.Error = r.brokers.Secrets().Error(err)
 			}
 		}
 		if d, ok := plugin.As[plugin.Dropper](w.src); ok {
@@ -47,6 +47,9 @@ func (r *Runner) Status() status.Status {
 	}
 	if fleets := r.fleets.Load(); fleets != nil {
 		s.Fleets = fleets.Status()
+		for i := range s.Fleets {
+			s.Fleets[i].LastError = r.brokers.Secrets().String(s.Fleets[i].LastError)
+		}
 	}
 	s.Ready = r.readyLocked() == nil
 	return s
