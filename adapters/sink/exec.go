@@ -58,13 +58,15 @@ type ExecConfig struct {
 // the pace); any other exit is an error that carries the tail of the
 // command's stderr.
 //
-// On unix the command runs in a process group of its own; running past
-// Timeout, or the end of Handle's ctx, kills the whole group (SIGKILL), so
-// a shell's children die with it. (A child that leaves the group, with
-// setsid for one, escapes this.) A command that exits on its own but
-// leaves a background process holding its stdout or stderr is judged by
-// its exit status once that output has been waited for 1s; the background
-// process is left running.
+// On unix the command runs in a process group of its own, and the whole
+// group is killed (SIGKILL) when the job ends, whatever its outcome: once
+// the command exits, or when it runs past Timeout or Handle's ctx ends.
+// No background process a job started (a daemon, a shell's "cmd &")
+// outlives its job, so none outlives pacer run. (A child that leaves the
+// group, with setsid for one, escapes this.) A command that exits on its
+// own but leaves a background process holding its stdout or stderr is
+// judged by its exit status once that output has been waited for 1s;
+// then the background process is killed with the group.
 type Exec struct {
 	cfg ExecConfig
 }
@@ -119,8 +121,8 @@ func NewExec(c ExecConfig) (*Exec, error) {
 }
 
 // Handle runs the command for j and waits for it; running past Timeout or
-// ctx ending kills it (and, on unix, its process group). It is safe for
-// concurrent use.
+// ctx ending kills it. On unix it kills the command's process group
+// before it returns, in every case. It is safe for concurrent use.
 func (e *Exec) Handle(ctx context.Context, j Job) error {
 	if strings.ContainsRune(j.ID, 0) || strings.ContainsRune(j.Type, 0) {
 		// The environment cannot hold a NUL: no retry can run this job.
@@ -140,6 +142,7 @@ func (e *Exec) Handle(ctx context.Context, j Job) error {
 	killGroupOnCancel(cmd)
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
+	killGroup(cmd) // what the command left running in the background
 	if err == nil {
 		return nil
 	}

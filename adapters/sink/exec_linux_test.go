@@ -152,9 +152,42 @@ func TestExecBackgroundChildHoldingOutput(t *testing.T) {
 			if _, ok := pacer.IsThrottled(err); ok != tt.throttled {
 				t.Fatalf("IsThrottled(%v) = %v, want %v", err, ok, tt.throttled)
 			}
-			if pid := readPid(); !alive(pid) {
-				t.Errorf("the background child %d was killed; a command that exits on its own keeps its children", pid)
+			// The job is over: what it left running is killed with its
+			// process group (issue 19: daemons outlived pacer run).
+			assertDies(t, readPid())
+		})
+	}
+}
+
+// A command that leaves a background child not holding its output (a
+// daemon) and exits: Handle kills the child with the process group before
+// it returns, whatever the exit status (issue 19: sh -c 'sleep 300 & echo
+// started; exit 0', 10 jobs, 10 sleeps left to PID 1).
+func TestExecKillsWhatTheJobLeft(t *testing.T) {
+	t.Parallel()
+	for _, exit := range []string{"exit 0", "exit 3", "exit 75"} {
+		t.Run(exit, func(t *testing.T) {
+			t.Parallel()
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			script := `sleep 30 >/dev/null 2>&1 & echo $! > ` + pidFile + `; echo started; ` + exit
+			s, err := sink.NewExec(sink.ExecConfig{Command: []string{"sh", "-c", script}})
+			if err != nil {
+				t.Fatal(err)
 			}
+			err = s.Handle(context.Background(), job())
+			if (exit == "exit 0") != (err == nil) {
+				t.Fatalf("Handle() = %v after %s", err, exit)
+			}
+			b, err := os.ReadFile(pidFile)
+			if err != nil {
+				t.Fatalf("the command did not write its child's pid: %v", err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatalf("pid file holds %q: %v", b, err)
+			}
+			t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+			assertDies(t, pid)
 		})
 	}
 }

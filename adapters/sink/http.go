@@ -80,6 +80,11 @@ const DefaultMaxIdleConnsPerHost = 256
 //
 // The URL's password and query never appear in an error: they are shown
 // as "xxxxx" and "?…".
+//
+// Every request the downstream receives is an attempt pacer counts:
+// net/http never resends one by itself (it would, for a request with an
+// Idempotency-Key, when a reused keep-alive connection closes without an
+// answer); such a close is an error, retried as the source retries.
 type HTTP struct {
 	cfg   HTTPConfig
 	shown string // cfg.URL without its password or query, for errors
@@ -178,6 +183,15 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	if err != nil {
 		return permanent(fmt.Errorf("sink: http: %s %s: cannot build the request", h.cfg.Method, h.shown))
 	}
+	// No GetBody: net/http then never sends the request again by itself.
+	// With a GetBody and the Idempotency-Key header below, it takes a POST
+	// as replayable (Request.isReplayable) and resends it on a new
+	// connection when a reused one closes without an answer: a second
+	// delivery of the same attempt that pacer never counted. Without one,
+	// that is an error, an attempt counted and retried by the source. A
+	// request never written is still sent on another connection only if
+	// it has no body; the sink follows no redirect, which needs GetBody.
+	req.GetBody = nil
 	req.Header.Set("Content-Type", h.cfg.ContentType)
 	for k, v := range h.cfg.Headers {
 		req.Header.Set(k, v)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -349,23 +350,66 @@ type BuildFunc func(p *Plugin) (any, error)
 // checks; then keys that nothing decoded are errors. All problems come back
 // as Errors, in line order.
 func Load(path string, build BuildFunc) (*File, error) {
-	fh, err := os.Open(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, build)
+}
+
+// readFile reads the config file at path without blocking: a named pipe,
+// a device or a directory is refused before anything is read (opening a
+// FIFO with no writer, or reading /dev/zero, would never end), and so is
+// a file larger than MaxFileSize.
+func readFile(path string) (string, error) {
+	// O_NONBLOCK: opening a FIFO returns at once instead of waiting for a
+	// writer; the Stat of what was opened then refuses it. It does not
+	// change how a regular file reads.
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	defer fh.Close()
+	name := filepath.Base(path)
+	fi, err := fh.Stat()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", Errors{{File: name, Msg: fmt.Sprintf("%s, not a regular file: want a config file (a FIFO, a device or a directory is not read)", fileKind(fi.Mode()))}}
+	}
+	if fi.Size() > MaxFileSize {
+		return "", Errors{{File: name, Msg: fmt.Sprintf("%d bytes, larger than %d: want a config file of at most 1 MiB", fi.Size(), MaxFileSize)}}
+	}
 	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > MaxFileSize {
-		return nil, Errors{{File: filepath.Base(path), Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
+	if len(data) > MaxFileSize { // it grew since the Stat
+		return "", Errors{{File: name, Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
 	}
-	return Parse(path, string(data), build)
+	return string(data), nil
+}
+
+// fileKind names the kind of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // Parse is Load on a file's contents; path names the file in errors.
@@ -377,8 +421,15 @@ func Load(path string, build BuildFunc) (*File, error) {
 // of a source or sink its plugin's: Parse maps the *pacer.FieldError they
 // return to the line of its key and never checks those rules itself.
 func Parse(path, data string, build BuildFunc) (*File, error) {
-	f := &File{Path: path, pos: scanPositions(data)}
 	name := filepath.Base(path)
+	if len(data) > MaxFileSize {
+		return nil, Errors{{File: name, Msg: fmt.Sprintf("larger than %d bytes: want a config file of at most 1 MiB", MaxFileSize)}}
+	}
+	// Before the decoder, whose cost grows with the square of the depth.
+	if e := checkNesting(name, data); e != nil {
+		return nil, Errors{e}
+	}
+	f := &File{Path: path, pos: scanPositions(data)}
 	var raw map[string]any
 	if _, err := toml.Decode(data, &raw); err != nil {
 		var pe toml.ParseError

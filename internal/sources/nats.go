@@ -73,13 +73,24 @@ func init() {
 		if err := o.Decode(&c); err != nil {
 			return nil, err
 		}
+		durable, derived := c.Durable, c.Durable == ""
+		if derived {
+			durable = "pacer-" + o.WorkerName()
+		}
 		switch {
 		case c.Stream == "":
 			return nil, o.Errorf("stream", "missing: want the stream's name, such as \"JOBS\"")
-		case strings.ContainsAny(c.Stream, ".*> "):
-			return nil, o.Errorf("stream", "%q: want a name without '.', '*', '>' or spaces", c.Stream)
-		case c.AckWait < 0 || c.AckWait > 0 && c.AckWait < time.Second:
-			return nil, o.Errorf("ack_wait", "%v: want a duration ≥ 1s with a unit, such as \"30s\"", c.AckWait)
+		case badName(c.Stream) != "":
+			return nil, o.Errorf("stream", "%q: want a stream name %s", c.Stream, badName(c.Stream))
+		case derived && badName(durable) != "":
+			// run would refuse the consumer's name: check refuses it first.
+			return nil, o.Errorf("durable", "%q (the default, \"pacer-\" and the worker's name): want a consumer name %s: rename the worker, or set durable", durable, badName(durable))
+		case badName(durable) != "":
+			return nil, o.Errorf("durable", "%q: want a consumer name %s", durable, badName(durable))
+		case c.FilterSubject != "" && badSubject(c.FilterSubject) != "":
+			return nil, o.Errorf("filter_subject", "%q: want a subject %s", c.FilterSubject, badSubject(c.FilterSubject))
+		case c.AckWait < 0 || c.AckWait > 0 && c.AckWait < time.Second || c.AckWait > MaxAckWait:
+			return nil, o.Errorf("ack_wait", "%v: want a duration in [1s, %v] with a unit, such as \"30s\" (after a crash, the jobs in flight wait this long to be delivered again)", c.AckWait, MaxAckWait)
 		case c.MaxDeliver < 0:
 			return nil, o.Errorf("max_deliver", "%d: want ≥ 0 (0: no bound)", c.MaxDeliver)
 		case c.Retention != "" && c.Retention != "workqueue" && c.Retention != "limits":
@@ -92,15 +103,18 @@ func init() {
 		if c.Retention == "" {
 			c.Retention = "workqueue"
 		}
+		for _, subj := range c.Subjects {
+			if why := badSubject(subj); why != "" {
+				return nil, o.Errorf("subjects", "%q: want subjects %s", subj, why)
+			}
+		}
 		if len(c.Subjects) == 0 {
 			c.Subjects = []string{strings.ToLower(c.Stream) + ".>"}
 		}
 		if c.AckWait == 0 {
 			c.AckWait = 30 * time.Second
 		}
-		if c.Durable == "" {
-			c.Durable = "pacer-" + o.WorkerName()
-		}
+		c.Durable = durable
 		return &jetStreamSource{cfg: c}, nil
 	})
 	plugin.RegisterSource("nats", func(o plugin.Options) (plugin.Source, error) {
@@ -110,6 +124,12 @@ func init() {
 		}
 		if c.Subject == "" {
 			return nil, o.Errorf("subject", "missing: want a subject, such as \"jobs.>\"")
+		}
+		if why := badSubject(c.Subject); why != "" {
+			return nil, o.Errorf("subject", "%q: want a subject %s", c.Subject, why)
+		}
+		if strings.ContainsAny(c.Queue, " \t\r\n") {
+			return nil, o.Errorf("queue", "%q: want a queue group name without spaces, tabs or line breaks", c.Queue)
 		}
 		if c.Buffer < 0 || c.Buffer > maxBuffer {
 			return nil, o.Errorf("buffer", "%d: want jobs in [0, %d] (0: natspacer's default, %d)", c.Buffer, maxBuffer, natspacer.DefaultBuffer)
@@ -123,6 +143,46 @@ func init() {
 
 // maxBuffer bounds a nats source's buffer: the jobs it holds in memory.
 const maxBuffer = 1000000
+
+// MaxAckWait is the longest ack_wait of a jetstream source. The consumer
+// delivers a job again only once its ack_wait has passed without an ack or
+// a progress signal; pacer sends progress every ack_wait/2 for each job it
+// holds, so a long job never needs a long ack_wait, and ack_wait is only
+// how long the jobs a crashed pacer held stay pending. nats-server sets no
+// bound of its own: "2562047h" (the largest time.Duration) would keep them
+// for 292 years.
+const MaxAckWait = time.Hour
+
+// maxNameLen is the longest stream or consumer name nats-server takes
+// (its JSMaxNameLen).
+const maxNameLen = 255
+
+// badName returns what a JetStream stream or consumer name must be, as
+// nats.go's and nats-server's checks refuse it (so that check refuses what
+// run would), or "" if name is good.
+func badName(name string) string {
+	if strings.ContainsAny(name, ">*. /\\\t\r\n") || len(name) > maxNameLen {
+		return fmt.Sprintf("of at most %d bytes without '.', '*', '>', '/', '\\', spaces, tabs or line breaks", maxNameLen)
+	}
+	return ""
+}
+
+// badSubject returns what a NATS subject must be, as nats.go and
+// nats-server refuse it, or "" if subj is good: tokens separated by '.',
+// none empty, no white space, '>' only as the last token.
+func badSubject(subj string) string {
+	const want = "of tokens separated by '.', none empty, without white space, '>' only as the last token (such as \"jobs.>\")"
+	if strings.ContainsAny(subj, " \t\r\n") {
+		return want
+	}
+	tokens := strings.Split(subj, ".")
+	for i, t := range tokens {
+		if t == "" || t == ">" && i < len(tokens)-1 {
+			return want
+		}
+	}
+	return ""
+}
 
 // concrete returns a subject that matches pattern: wildcards become "demo".
 func concrete(pattern string) string {
