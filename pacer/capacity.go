@@ -20,9 +20,10 @@ const (
 	// ReasonPushback: the downstream pushed back (Throttled outcomes) and
 	// the pace is held under the capacity measured then, probing back up.
 	ReasonPushback Reason = "pushback"
-	// ReasonLatency: latency passed Config.LatencyTarget and the pace is
-	// held under the good rate measured then, probing back up.
-	ReasonLatency Reason = "latency"
+	// ReasonConcurrency: the learned concurrency limit holds the jobs in
+	// flight (see Config.LatencyTarget): callers wait for a job to end,
+	// not for the pace.
+	ReasonConcurrency Reason = "concurrency"
 )
 
 // The capacity-seeking controller's constants; docs/capacity.md explains
@@ -59,15 +60,6 @@ const (
 	// stormMin is the fewest throttled outcomes in the window that make a
 	// storm, whatever their share.
 	stormMin = 5
-	// latencyMin is the fewest outcomes (dispatched since the last cut)
-	// the latency rule judges; latencyShare is the share of them above
-	// LatencyTarget that is soft pushback (0.1: the 90th percentile).
-	latencyMin   = 20
-	latencyShare = 0.1
-	// latencyEarly is the part of LatencyTarget a job's latency is judged
-	// against: a latency is known only when its job ends, so the rule
-	// acts before the 90th percentile reaches the target itself.
-	latencyEarly = 0.75
 	// logEvery spaces the INFO lines of pace cuts; cuts in between are
 	// counted in the next line.
 	logEvery = int64(time.Second) << tickShift
@@ -85,7 +77,7 @@ type slot struct {
 // Pacer.mu.
 type capState struct {
 	limit float64 // jobs per second the downstream is held to; +Inf: none
-	cause Reason  // ReasonPushback or ReasonLatency: what set limit
+	cause Reason  // ReasonPushback: what set limit
 	wmax  float64 // the last known limit: the pace the downstream took at the last cut
 	from  float64 // limit just after the last cut
 	probe int64   // active ticks since the last cut: the probe curve's time
@@ -138,14 +130,10 @@ func (p *Pacer) observe(at int64, n int, outcome error) {
 	} else {
 		p.succeeded.Add(uint64(n))
 	}
-	if p.cfg.LatencyTarget > 0 {
+	if p.conc.on {
 		now := p.base.s.now()
-		if at >= p.cutAt.Load() {
-			p.latN.Add(uint64(n))
-			p.latSum.Add(uint64(n) * uint64((now-at)>>tickShift))
-			if float64(now-at) > latencyEarly*float64(int64(p.cfg.LatencyTarget)<<tickShift) {
-				p.latSlow.Add(uint64(n))
-			}
+		if outcome == nil {
+			p.observeLatency(at, now)
 		}
 		p.trySample(now)
 	}
@@ -225,11 +213,6 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	if rgood, rest, rok := p.goodputOver(now, recentTicks, recentDone); rok {
 		good, est1, ok = max(good, rgood), max(est1, rest), true
 	}
-	if why == ReasonLatency {
-		// Latency: cut by what was served; making up for dispatches
-		// this machine lost would only lengthen the downstream's queue.
-		est1 = good
-	}
 	var est float64
 	if ok {
 		est = min(est1, pace)
@@ -244,7 +227,6 @@ func (p *Pacer) cut(now, at int64, why Reason, depth float64) *slog.Record {
 	c.probe = 0
 	c.cuts++
 	p.cutAt.Store(now)
-	p.resetLatency()
 	p.applyPace()
 	if now-c.logAt < logEvery {
 		c.unlogged++
@@ -317,30 +299,11 @@ func (p *Pacer) sample(now int64) *slog.Record {
 			c.limit = math.Inf(1) // probed up to the ceiling: no limit known
 		}
 	}
-	var rec *slog.Record
-	if p.cfg.LatencyTarget > 0 {
-		if n := p.latN.Load(); n >= latencyMin {
-			if float64(p.latSlow.Load()) > latencyShare*float64(n) {
-				// The deeper the latency, the longer the queue at the
-				// downstream: cut by target ÷ mean latency (at least
-				// by beta, at most by half) so that it drains.
-				mean := float64(p.latSum.Load()) / float64(n)
-				depth := min(beta, max(0.5, float64(p.cfg.LatencyTarget)/mean))
-				rec = p.cut(now, now, ReasonLatency, depth)
-			} else {
-				p.resetLatency()
-			}
-		}
+	if p.conc.on {
+		p.judgeConc(now)
 	}
 	p.applyPace()
-	return rec
-}
-
-// resetLatency starts the latency rule's count afresh.
-func (p *Pacer) resetLatency() {
-	p.latN.Store(0)
-	p.latSlow.Store(0)
-	p.latSum.Store(0)
+	return nil
 }
 
 // activeTicks returns the ticks of [from, to) not paused. It requires mu
@@ -463,6 +426,9 @@ func (p *Pacer) applyPace() {
 func (p *Pacer) reason() Reason {
 	base := p.base.Leak()
 	pace := min(p.maxPace(), base*p.bfactor)
+	if _, binding := p.concLimit(); binding {
+		return ReasonConcurrency
+	}
 	switch {
 	case p.cap.limit < pace:
 		return p.cap.cause

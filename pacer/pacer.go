@@ -106,12 +106,16 @@ type Config struct {
 	// overwhelmed, and the queue pauses for the retry-after however short.
 	// The default value is DefaultStormShare (0.5).
 	StormShare float64 `toml:"storm_share"`
-	// LatencyTarget, if set, makes latency soft pushback: when more than
-	// a tenth of the jobs dispatched since the last cut (at least 20 of
-	// them) take longer than ¾ of LatencyTarget from dispatch to Done, so
-	// that the 90th percentile nears it, the pace drops to the good rate
-	// times LatencyTarget ÷ the mean latency (at most 0.95, at least 0.5)
-	// and probes back up. The default value, 0, means no target.
+	// LatencyTarget, if set, turns on a learned concurrency limit: the
+	// pacer measures the latency of every successful job (dispatch to
+	// Done) and holds the jobs in flight (at most MaxInFlight) to what
+	// the downstream serves without queueing: the limit grows while the
+	// median latency stays near the no-load latency (the least median of
+	// the last 5-10 s) and is cut to throughput × no-load latency
+	// (Little's law) when it rises past 1.25 × that, or when the 90th
+	// percentile passes LatencyTarget. LatencyAuto sets no target: the
+	// no-load latency alone is the reference. See docs/capacity.md. The
+	// default value, 0, means no concurrency limit but MaxInFlight.
 	LatencyTarget time.Duration `toml:"latency_target"`
 	// Logger, if set, gets one INFO line per pace cut by pushback or
 	// latency (at most one a second; the cuts in between are counted in
@@ -198,8 +202,8 @@ func (c *Config) fill() error {
 	if math.IsNaN(c.StormShare) || c.StormShare < 0 || c.StormShare > 1 {
 		return invalid("storm_share", c.StormShare, "in (0, 1] (0: DefaultStormShare, 0.5)")
 	}
-	if c.LatencyTarget < 0 {
-		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no target)")
+	if c.LatencyTarget < 0 && c.LatencyTarget != LatencyAuto {
+		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no learned concurrency limit), or LatencyAuto (\"auto\")")
 	}
 	if c.AdjMap == nil {
 		c.AdjMap = DefaultAdjMap()
@@ -274,9 +278,6 @@ type Pacer struct {
 	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
 	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
 	nextSample  atomic.Int64 // base ticks of the next sample; written under mu
-	latN        atomic.Uint64
-	latSlow     atomic.Uint64 // of latN, jobs slower than LatencyTarget
-	latSum      atomic.Uint64 // latency of latN's jobs, nanoseconds
 
 	mu          sync.Mutex // guards the fields below
 	rate        float64    // the ceiling
@@ -285,6 +286,7 @@ type Pacer struct {
 	backlog     Backlog
 	pausedUntil int64 // base ticks
 	cap         capState
+	conc        concState
 }
 
 // New returns a Pacer configured by c, or an error that names the first
@@ -303,6 +305,7 @@ func New(c Config) (*Pacer, error) {
 	if c.MaxInFlight > 0 {
 		p.slots = &slots{max: c.MaxInFlight}
 	}
+	p.initConc(c, now)
 	return p, nil
 }
 
@@ -343,7 +346,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 		return nil, ErrClosed
 	}
 	if p.slots != nil {
-		if n > p.cfg.MaxInFlight {
+		if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight {
 			return nil, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
 		}
 		if err := p.slots.acquire(ctx, n, p.base.s.closed); err != nil {
@@ -708,7 +711,18 @@ type Stats struct {
 	Reason      Reason    // what sets the pace now
 	Goodput     float64   // jobs done (succeeded or failed) per second over the last second
 	Capacity    float64   // the downstream's estimated capacity, jobs per second; 0 while no pushback limits the pace
-	Cuts        uint64    // pace cuts by pushback or latency, one per event
+	Cuts        uint64    // pace cuts by pushback, one per event
+	// ConcurrencyLimit is the learned concurrency limit (see
+	// Config.LatencyTarget); 0 when it is off.
+	ConcurrencyLimit int
+	// ConcurrencyCuts counts the cuts of the concurrency limit by latency.
+	ConcurrencyCuts uint64
+	// LatencyNoLoad is the no-load latency the concurrency limit is
+	// judged against (the least mean latency of the last 5-10 s);
+	// LatencyMean, LatencyP50 and LatencyP90 are the mean, median and
+	// 90th percentile latency of its last judgement. All are 0 while
+	// unknown or off.
+	LatencyNoLoad, LatencyMean, LatencyP50, LatencyP90 time.Duration
 	// PermitMisuse counts the calls on a Permit that did nothing: Done or
 	// Cancel after the first Done or Cancel, and CancelN of more jobs than
 	// the permit holds. It is a caller bug; the pacer's counts stay right.
@@ -743,6 +757,13 @@ func (p *Pacer) Stats() Stats {
 	}
 	more := p.moreJobs.Load() // after the finished counters, before issued: see above
 	s.Dispatched = p.issued() + more
+	if k := &p.conc; k.on {
+		s.ConcurrencyLimit, s.ConcurrencyCuts = int(math.Round(k.limit)), k.cuts
+		if b := min(k.base[0], k.base[1]); !math.IsInf(b, 1) {
+			s.LatencyNoLoad = time.Duration(b)
+		}
+		s.LatencyMean, s.LatencyP50, s.LatencyP90 = time.Duration(k.mean), time.Duration(k.p50), time.Duration(k.p90)
+	}
 	s.InFlight = int64(s.Dispatched - s.Succeeded - s.Failed - s.Throttled)
 	s.Goodput, _ = p.goodput(now)
 	s.Pace = min(s.Base*s.Factor, s.Ceiling)

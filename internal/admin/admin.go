@@ -70,7 +70,7 @@ var (
 	descFleetFallbk = prometheus.NewDesc("pacer_fleet_fallbacks_total", "Times the fleet limit fell back to this process's local share.", fleetLabels, nil)
 )
 
-var reasons = []string{string(pacer.ReasonCeiling), string(pacer.ReasonBacklog), string(pacer.ReasonPushback), string(pacer.ReasonLatency)}
+var reasons = []string{string(pacer.ReasonCeiling), string(pacer.ReasonBacklog), string(pacer.ReasonPushback), string(pacer.ReasonConcurrency)}
 
 var fleetModes = []string{redisbucket.ModeRedis.String(), redisbucket.ModeFallback.String(), redisbucket.ModeRejoining.String()}
 

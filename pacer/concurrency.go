@@ -1,0 +1,241 @@
+package pacer
+
+import (
+	"math"
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// LatencyAuto, as Config.LatencyTarget, turns on the learned concurrency
+// limit with no target to know: the pacer holds the downstream near its
+// no-load latency (see docs/capacity.md).
+const LatencyAuto time.Duration = -1
+
+// The concurrency controller's constants; docs/capacity.md explains each.
+const (
+	// concMinJobs is the fewest latencies a judgement is made on.
+	concMinJobs = 40
+	// concQueued is how far the median latency may rise over the no-load
+	// latency before the downstream is taken to queue: 1.25 is a queue
+	// of a quarter of its servers.
+	concQueued = 1.25
+	// concIdle is the rise under which the downstream is taken not to
+	// queue at all: the limit then grows fast.
+	concIdle = 1.08
+	// concGrowFast and concGrow multiply the limit per judgement while
+	// the downstream does not queue, or queues less than concQueued.
+	concGrowFast = 1.25
+	concGrow     = 1.1
+	// concDrain is the share of the no-queue limit (throughput × no-load
+	// latency, by Little's law) a cut sets, so that the downstream's
+	// queue drains and the no-load latency stays measurable.
+	concDrain = 0.97
+	// concBaseEvery is how long each of the two baseline buckets covers:
+	// the no-load latency is the least median of the last 5 to 10 s.
+	concBaseEvery = int64(5*time.Second) << tickShift
+	// concRebase is how many cuts in a row, none of which brought the
+	// latency down, make the current latency the new no-load latency:
+	// the downstream got slower, not busier.
+	concRebase = 3
+	// concSettled is how long after a cut the limit grows only by
+	// concGrow: close to where the downstream queued.
+	concSettled = int64(2*time.Second) << tickShift
+	// concInitial is the limit a pacer starts at.
+	concInitial = 4
+)
+
+// latBuckets is the latency histogram's size: 16 buckets an octave
+// (4.4 % wide), from 1ns up to 2⁴⁴ ns (about 5 hours), which holds every
+// latency a job has.
+const latBuckets = 41 * 16
+
+// latBucket returns the histogram bucket of latency d (ns): below 16ns
+// one a nanosecond, then 16 an octave.
+func latBucket(d int64) int {
+	if d < 16 {
+		return int(max(d, 0))
+	}
+	u := uint64(d)
+	o := bits.Len64(u) - 1 // ≥ 4
+	i := (o-3)*16 + int(u>>(o-4))&15
+	return min(i, latBuckets-1)
+}
+
+// latValue returns the lower bound of bucket i, ns.
+func latValue(i int) float64 {
+	if i < 16 {
+		return float64(i)
+	}
+	o := i/16 + 3
+	return float64(uint64(16+i%16) << (o - 4))
+}
+
+// concState is the concurrency controller's state. Its fields are
+// guarded by Pacer.mu but for hist, which Done adds to.
+type concState struct {
+	on     bool
+	target time.Duration // p90 bound; 0 with LatencyAuto
+	max    float64       // MaxInFlight, or InFlightLimit
+	limit  float64       // the learned limit, in [1, max]
+
+	hist    [latBuckets]atomic.Uint64 // latencies of successful jobs dispatched since at, cumulative
+	sum     atomic.Uint64             // their sum, ns
+	seen    [latBuckets]uint64        // hist at the last judgement
+	seenSum uint64                    // sum then
+	at      atomic.Int64              // base ticks of the last cut: older jobs are not judged
+
+	base            [2]float64 // least median latency of the current and last baseline bucket, ns
+	baseAt          int64      // base ticks the current bucket began
+	cutsInRow       int        // cuts since the latency last came back under concQueued
+	smooth, meanCut float64    // the mean latency, smoothed over judgements; and at the last cut
+	mean, p50, p90  float64    // of the last judgement, ns
+	cuts            uint64
+	cutAt           int64 // base ticks of the last cut
+}
+
+// initConc sets the controller up for c at base ticks now.
+func (p *Pacer) initConc(c Config, now int64) {
+	k := &p.conc
+	k.on = c.LatencyTarget != 0
+	if !k.on {
+		return
+	}
+	if c.LatencyTarget > 0 {
+		k.target = c.LatencyTarget
+	}
+	k.max = float64(InFlightLimit)
+	if c.MaxInFlight > 0 {
+		k.max = float64(c.MaxInFlight)
+	}
+	k.limit = min(k.max, concInitial)
+	k.base = [2]float64{math.Inf(1), math.Inf(1)}
+	k.baseAt = now
+	k.at.Store(math.MinInt64)
+	k.cutAt = math.MinInt64 / 2
+	p.slots = &slots{max: int(k.limit)}
+}
+
+// observeLatency records the latency of a successful job dispatched at
+// ticks at, Done at now. It never blocks.
+func (p *Pacer) observeLatency(at, now int64) {
+	if at >= p.conc.at.Load() {
+		d := (now - at) >> tickShift
+		p.conc.hist[latBucket(d)].Add(1)
+		p.conc.sum.Add(uint64(max(d, 0)))
+	}
+}
+
+// judgeConc judges the latencies since the last judgement, if there are
+// enough of them, and moves the limit. It requires mu held.
+func (p *Pacer) judgeConc(now int64) {
+	k := &p.conc
+	var win, cur [latBuckets]uint64
+	var n uint64
+	for i := range win {
+		cur[i] = k.hist[i].Load()
+		win[i] = cur[i] - k.seen[i]
+		n += win[i]
+	}
+	if n < concMinJobs {
+		return
+	}
+	k.seen = cur
+	sum := k.sum.Load()
+	mean := float64(sum-k.seenSum) / float64(n)
+	k.seenSum = sum
+	p50, p90 := quantile(&win, n, 0.5), quantile(&win, n, 0.9)
+	k.mean, k.p50, k.p90 = mean, p50, p90
+	// The mean latency, not a percentile, says how many jobs queue:
+	// by Little's law the jobs inside the downstream are its throughput
+	// times the mean latency, whatever the latencies' spread. The
+	// baseline is the least of the mean smoothed over two judgements:
+	// the least raw mean of many noisy windows would sit under the
+	// no-load latency, and every cut by it would be too deep.
+	if k.smooth == 0 {
+		k.smooth = mean
+	}
+	k.smooth = (k.smooth + mean) / 2
+	if now-k.baseAt >= concBaseEvery {
+		k.base[1], k.base[0] = k.base[0], math.Inf(1)
+		k.baseAt = now
+	}
+	k.base[0] = min(k.base[0], k.smooth)
+	base := min(k.base[0], k.base[1])
+	peak := p.slots.takePeak()
+
+	slow := k.target > 0 && p90 > float64(k.target)
+	switch {
+	case min(mean, k.smooth) > concQueued*base || mean > 2*base || slow:
+		// The downstream queues: set the limit to what it holds with
+		// no queue (the limit × no-load ÷ mean latency, by Little's
+		// law), a little under, so that its queue drains; with a
+		// target, to what keeps its 90th percentile under the target.
+		next := k.limit * base / mean
+		if slow {
+			next = min(next, k.limit*float64(k.target)/p90)
+		}
+		next = max(concDrain*next, k.limit/2, 1)
+		if k.cutsInRow > 0 && mean >= k.meanCut && !slow {
+			// Cut and cut again, and the latency did not come down:
+			// the downstream got slower, not busier.
+			if k.cutsInRow+1 >= concRebase {
+				k.base = [2]float64{mean, mean}
+				k.smooth = mean
+				k.cutsInRow = 0
+				return
+			}
+		}
+		k.cutsInRow++
+		k.meanCut = mean
+		// The next judgement, of jobs sent after the cut only, starts
+		// the smoothing afresh: blended with this one, it would keep the
+		// baseline from coming down to what the cut measures.
+		k.smooth = 0
+		k.limit = next
+		k.cuts++
+		k.cutAt = now
+		k.at.Store(now)
+	case float64(peak) >= math.Floor(k.limit):
+		// The limit was reached, and the downstream did not queue:
+		// more may go in.
+		k.cutsInRow = 0
+		grow := concGrow
+		if mean <= concIdle*base && now-k.cutAt >= concSettled {
+			grow = concGrowFast
+		}
+		k.limit = min(k.max, max(k.limit*grow, k.limit+1))
+	default:
+		k.cutsInRow = 0
+	}
+	p.slots.setMax(int(math.Round(k.limit)))
+}
+
+// quantile returns the q-quantile of the n latencies in h, ns: the
+// middle of its bucket.
+func quantile(h *[latBuckets]uint64, n uint64, q float64) float64 {
+	rank := uint64(math.Ceil(q * float64(n)))
+	var sum uint64
+	for i, c := range h {
+		sum += c
+		if sum >= rank && c > 0 {
+			lo := latValue(i)
+			if i+1 < latBuckets {
+				return (lo + latValue(i+1)) / 2
+			}
+			return lo
+		}
+	}
+	return 0
+}
+
+// concLimit returns the learned limit and whether it holds the jobs in
+// flight now. It requires mu held.
+func (p *Pacer) concLimit() (limit int, binding bool) {
+	k := &p.conc
+	if !k.on {
+		return 0, false
+	}
+	limit = int(math.Round(k.limit))
+	return limit, float64(limit) < k.max && p.slots.full()
+}
