@@ -19,14 +19,14 @@ const (
 	// concQueued is how far the median latency may rise over the no-load
 	// latency before the downstream is taken to queue: 1.25 is a queue
 	// of a quarter of its servers.
-	concQueued = 1.25
+	concQueued = 1.2
 	// concIdle is the rise under which the downstream is taken not to
 	// queue at all: the limit then grows fast.
 	concIdle = 1.08
 	// concGrowFast and concGrow multiply the limit per judgement while
 	// the downstream does not queue, or queues less than concQueued.
 	concGrowFast = 1.25
-	concGrow     = 1.1
+	concGrow     = 1.05
 	// concDrain is the share of the no-queue limit (throughput × no-load
 	// latency, by Little's law) a cut sets, so that the downstream's
 	// queue drains and the no-load latency stays measurable.
@@ -38,9 +38,10 @@ const (
 	// latency down, make the current latency the new no-load latency:
 	// the downstream got slower, not busier.
 	concRebase = 3
-	// concSettled is how long after a cut the limit grows only by
-	// concGrow: close to where the downstream queued.
-	concSettled = int64(2*time.Second) << tickShift
+	// concCliff is the rise of the mean latency over the no-load latency
+	// past which a cut is taken for a cliff (the servers went away, or
+	// this machine stalled) rather than for the knee.
+	concCliff = 2
 	// concInitial is the limit a pacer starts at.
 	concInitial = 4
 )
@@ -91,7 +92,7 @@ type concState struct {
 	smooth, meanCut float64    // the mean latency, smoothed over judgements; and at the last cut
 	mean, p50, p90  float64    // of the last judgement, ns
 	cuts            uint64
-	cutAt           int64 // base ticks of the last cut
+	knee            float64 // the limit that held the downstream with no queue, at the last cut: the limit grows fast up to it
 }
 
 // initConc sets the controller up for c at base ticks now.
@@ -112,7 +113,6 @@ func (p *Pacer) initConc(c Config, now int64) {
 	k.base = [2]float64{math.Inf(1), math.Inf(1)}
 	k.baseAt = now
 	k.at.Store(math.MinInt64)
-	k.cutAt = math.MinInt64 / 2
 	p.slots = &slots{max: int(k.limit)}
 }
 
@@ -166,7 +166,7 @@ func (p *Pacer) judgeConc(now int64) {
 
 	slow := k.target > 0 && p90 > float64(k.target)
 	switch {
-	case min(mean, k.smooth) > concQueued*base || mean > 2*base || slow:
+	case min(mean, k.smooth) > concQueued*base || mean > concCliff*base || slow:
 		// The downstream queues: set the limit to what it holds with
 		// no queue (the limit × no-load ÷ mean latency, by Little's
 		// law), a little under, so that its queue drains; with a
@@ -186,6 +186,11 @@ func (p *Pacer) judgeConc(now int64) {
 				return
 			}
 		}
+		if mean <= concCliff*base {
+			k.knee = next / concDrain
+		} else {
+			k.knee = max(next/concDrain, k.knee/2) // a cliff, or a stall: keep half of what was known
+		}
 		k.cutsInRow++
 		k.meanCut = mean
 		// The next judgement, of jobs sent after the cut only, starts
@@ -194,17 +199,27 @@ func (p *Pacer) judgeConc(now int64) {
 		k.smooth = 0
 		k.limit = next
 		k.cuts++
-		k.cutAt = now
 		k.at.Store(now)
 	case float64(peak) >= math.Floor(k.limit):
 		// The limit was reached, and the downstream did not queue:
 		// more may go in.
 		k.cutsInRow = 0
+		// Fast while far under the knee (or none is known) and the
+		// downstream does not queue at all; then slowly, close to
+		// where it queued last.
 		grow := concGrow
-		if mean <= concIdle*base && now-k.cutAt >= concSettled {
+		if mean <= concIdle*base && (k.knee == 0 || k.limit*concGrowFast <= k.knee) {
 			grow = concGrowFast
 		}
-		k.limit = min(k.max, max(k.limit*grow, k.limit+1))
+		next := k.limit * grow
+		if grow == concGrowFast {
+			next = max(next, k.limit+1)
+		}
+		// Slow growth is by a share, not by a whole job: with few
+		// servers, one job more is a long queue, and the limit stays
+		// at what they serve for several judgements before it tries it.
+		k.limit = min(k.max, next)
+		k.knee = max(k.knee, k.limit)
 	default:
 		k.cutsInRow = 0
 	}

@@ -42,24 +42,25 @@ import (
 )
 
 var (
-	phase    = flag.Duration("phase", 20*time.Second, "length of each capacity level")
-	levelsF  = flag.String("levels", "100,500,50,250", "the downstream's capacity in each phase, jobs per second")
-	settle   = flag.Duration("settle", 5*time.Second, "the start of each phase left out of its figures")
-	ceiling  = flag.Float64("ceiling", 2000, "the ceiling every contender is held to, jobs per second")
-	ceilingB = flag.Int("ceiling-burst", 5, "the ceiling's burst, jobs, the same for every contender")
-	workers  = flag.Int("workers", 20, "workers per contender")
-	burst    = flag.Float64("burst", 5, "the downstream's burst, jobs")
-	latency  = flag.Duration("latency", 5*time.Millisecond, "the downstream's answer time")
-	servers  = flag.Int("servers", 4, "latency scenario: the downstream's servers")
-	service  = flag.Duration("service", 10*time.Millisecond, "latency scenario: each job's service time")
-	target   = flag.Duration("target", 50*time.Millisecond, "latency scenario: pacer's LatencyTarget")
-	latFor   = flag.Duration("latency-for", 30*time.Second, "latency scenario: how long it runs")
-	latSkip  = flag.Duration("latency-settle", 10*time.Second, "latency scenario: the start left out of its figures")
-	lworkers = flag.Int("latency-workers", 200, "latency scenario: workers per contender")
-	svgPath  = flag.String("svg", "", "write the moving scenario's picture to this SVG file")
-	csvPath  = flag.String("csv", "", "write the moving scenario's series (per 250ms) to this CSV file")
-	only     = flag.String("scenario", "moving,latency", "scenarios to run")
-	trace    = flag.Bool("trace", false, "print pacer's Stats every half second to stderr")
+	phase       = flag.Duration("phase", 20*time.Second, "length of each capacity level")
+	levelsF     = flag.String("levels", "100,500,50,250", "the downstream's capacity in each phase, jobs per second")
+	settle      = flag.Duration("settle", 5*time.Second, "the start of each phase left out of its figures")
+	ceiling     = flag.Float64("ceiling", 2000, "the ceiling every contender is held to, jobs per second")
+	ceilingB    = flag.Int("ceiling-burst", 5, "the ceiling's burst, jobs, the same for every contender")
+	workers     = flag.Int("workers", 20, "workers per contender")
+	burst       = flag.Float64("burst", 5, "the downstream's burst, jobs")
+	latency     = flag.Duration("latency", 5*time.Millisecond, "the downstream's answer time")
+	servers     = flag.Int("servers", 4, "latency scenario: the downstream's servers")
+	service     = flag.Duration("service", 10*time.Millisecond, "latency scenario: each job's service time")
+	target      = flag.Duration("target", 50*time.Millisecond, "latency scenario: pacer's LatencyTarget")
+	latFor      = flag.Duration("latency-for", 30*time.Second, "latency scenario: how long it runs")
+	latSkip     = flag.Duration("latency-settle", 10*time.Second, "latency scenario: the start left out of its figures")
+	lworkers    = flag.Int("latency-workers", 200, "latency scenario: workers per contender")
+	svgPath     = flag.String("svg", "", "write the moving scenario's picture to this SVG file")
+	csvPath     = flag.String("csv", "", "write the moving scenario's series (per 250ms) to this CSV file")
+	only        = flag.String("scenario", "moving,latency,servers", "scenarios to run")
+	serverSteps = flag.String("server-steps", "8,16,4", "servers scenario: the downstream's server count in each phase")
+	trace       = flag.Bool("trace", false, "print pacer's Stats every half second to stderr")
 )
 
 const bin = 250 * time.Millisecond // the picture's resolution
@@ -454,8 +455,10 @@ func main() {
 			moving(levels)
 		case "latency":
 			latencyScenario()
+		case "servers":
+			serversScenario()
 		default:
-			fmt.Fprintf(os.Stderr, "capacity: -scenario: %q: want moving or latency\n", sc)
+			fmt.Fprintf(os.Stderr, "capacity: -scenario: %q: want moving, latency or servers\n", sc)
 			os.Exit(2)
 		}
 	}

@@ -53,8 +53,12 @@ var (
 	descProbe  = prometheus.NewDesc("pacer_probe_errors_total", "Backlog probes that failed.", labels, nil)
 	descGood   = prometheus.NewDesc("pacer_goodput_jobs_per_second", "Jobs done (succeeded or failed) per second over the last second.", labels, nil)
 	descCap    = prometheus.NewDesc("pacer_capacity_jobs_per_second", "The downstream's capacity as the pacer estimates it from pushback and latency; 0 while none limits the pace.", labels, nil)
-	descCuts   = prometheus.NewDesc("pacer_cuts_total", "Pace cuts by pushback or latency, one per event.", labels, nil)
-	descReason = prometheus.NewDesc("pacer_pace_reason", "1 for what sets the pace now (ceiling, backlog, pushback, latency), 0 for the others.", []string{"worker", "reason"}, nil)
+	descCuts   = prometheus.NewDesc("pacer_cuts_total", "Pace cuts by pushback, one per event.", labels, nil)
+	descConc   = prometheus.NewDesc("pacer_concurrency_limit_jobs", "The concurrency limit learned from latency (latency_target); 0 when off.", labels, nil)
+	descConcC  = prometheus.NewDesc("pacer_concurrency_cuts_total", "Cuts of the learned concurrency limit by latency.", labels, nil)
+	descLatNL  = prometheus.NewDesc("pacer_latency_no_load_seconds", "The downstream's no-load latency the concurrency limit is judged against; 0 while unknown or off.", labels, nil)
+	descLatP90 = prometheus.NewDesc("pacer_latency_p90_seconds", "The 90th percentile latency (dispatch to done) of the last judgement of the concurrency limit; 0 while unknown or off.", labels, nil)
+	descReason = prometheus.NewDesc("pacer_pace_reason", "1 for what sets the pace now (ceiling, backlog, pushback, concurrency), 0 for the others.", []string{"worker", "reason"}, nil)
 	descUp     = prometheus.NewDesc("pacer_worker_up", "1 while the worker's source runs, 0 while it is down and being restarted.", labels, nil)
 	descRestrt = prometheus.NewDesc("pacer_worker_restarts_total", "Attempts to restart the worker's source after it failed.", labels, nil)
 	descReady  = prometheus.NewDesc("pacer_ready", "1 when every worker runs and the run is not draining (what /readyz says).", nil, nil)
@@ -78,7 +82,7 @@ type collector struct{ get func() status.Status }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPace, descCeil, descBase, descFactor, descBack, descAge, descIn,
-		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descGood, descCap, descCuts, descReason, descUp, descRestrt, descReady,
+		descDisp, descOK, descFail, descThr, descDrop, descPause, descProbe, descGood, descCap, descCuts, descConc, descConcC, descLatNL, descLatP90, descReason, descUp, descRestrt, descReady,
 		descFleetMode, descFleetRate, descFleetProcs, descFleetShare, descFleetDisp, descFleetCalls, descFleetErrs, descFleetFallbk} {
 		ch <- d
 	}
@@ -137,6 +141,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g(descGood, w.Goodput)
 		g(descCap, w.Capacity)
 		n(descCuts, w.Cuts)
+		g(descConc, float64(w.ConcurrencyLimit))
+		n(descConcC, w.ConcurrencyCuts)
+		g(descLatNL, w.LatencyNoLoad)
+		g(descLatP90, w.LatencyP90)
 		for _, r := range reasons {
 			v := 0.0
 			if r == w.Reason {

@@ -190,7 +190,7 @@ type Worker struct {
 	DefaultRetryAfter Duration       `toml:"default_retry_after"`
 	PauseAfter        Duration       `toml:"pause_after"`
 	StormShare        float64        `toml:"storm_share"`
-	LatencyTarget     Duration       `toml:"latency_target"`
+	LatencyTarget     Latency        `toml:"latency_target"`
 	AdjMap            []pacer.AdjRow `toml:"adjmap"`
 	SourceRaw         toml.Primitive `toml:"source"`
 	SinkRaw           toml.Primitive `toml:"sink"`
@@ -220,6 +220,33 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// Latency is a worker's latency_target: a duration with its unit, or
+// "auto" (pacer.LatencyAuto): a learned concurrency limit held near the
+// downstream's no-load latency.
+type Latency time.Duration
+
+// UnmarshalText parses a duration with a unit, or "auto".
+func (l *Latency) UnmarshalText(b []byte) error {
+	if string(b) == "auto" {
+		*l = Latency(pacer.LatencyAuto)
+		return nil
+	}
+	var d Duration
+	if err := d.UnmarshalText(b); err != nil {
+		return fmt.Errorf("%q is neither \"auto\" nor a duration: want \"auto\" or a number with a unit, such as \"50ms\"", b)
+	}
+	*l = Latency(d)
+	return nil
+}
+
+// String formats l as it is written: "auto" or a duration.
+func (l Latency) String() string {
+	if time.Duration(l) == pacer.LatencyAuto {
+		return "auto"
+	}
+	return time.Duration(l).String()
+}
+
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
@@ -231,7 +258,7 @@ func (w *Worker) Pacer() pacer.Config {
 		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
 		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
 		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
-		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: w.LatencyTarget.D(),
+		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: time.Duration(w.LatencyTarget),
 	}
 }
 

@@ -323,3 +323,36 @@ func TestCapacitySettings(t *testing.T) {
 		t.Fatalf("Parse with storm_share = 2: %v; want an error starting %q that names storm_share", err, want)
 	}
 }
+
+// latency_target takes "auto" (pacer.LatencyAuto) or a duration, and
+// names what it wants when it gets neither.
+func TestLatencyTargetAuto(t *testing.T) {
+	t.Parallel()
+	src := func(v string) string {
+		return "[[worker]]\nname = \"w\"\nrate = 100\nlatency_target = " + v + "\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n"
+	}
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{`"auto"`, pacer.LatencyAuto, ""},
+		{`"20ms"`, 20 * time.Millisecond, ""},
+		{`"fast"`, 0, `"fast" is neither "auto" nor a duration`},
+	} {
+		f, err := config.Parse("c.toml", src(tc.in), build)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "latency_target") {
+				t.Errorf("latency_target = %s: error %v, want one naming latency_target and saying %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("latency_target = %s: %v", tc.in, err)
+			continue
+		}
+		if got := f.Workers[0].Pacer().LatencyTarget; got != tc.want {
+			t.Errorf("latency_target = %s: pacer.Config.LatencyTarget %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -25,6 +25,8 @@ func (r *Runner) Status() status.Status {
 			Dispatched: st.Dispatched, Succeeded: st.Succeeded, Failed: st.Failed, Throttled: st.Throttled,
 			Pauses: st.Pauses, ProbeErrors: st.ProbeErrors,
 			Reason: string(st.Reason), Goodput: st.Goodput, Capacity: st.Capacity, Cuts: st.Cuts,
+			ConcurrencyLimit: st.ConcurrencyLimit, ConcurrencyCuts: st.ConcurrencyCuts,
+			LatencyNoLoad: st.LatencyNoLoad.Seconds(), LatencyP90: st.LatencyP90.Seconds(),
 		}
 		ws.Up, ws.Restarts = true, w.health.restarts.Load()
 		if since, err := w.health.get(); !since.IsZero() {

@@ -49,10 +49,17 @@ type WorkerStatus struct {
 	Pauses      uint64     `json:"pauses"`               // pushback pauses
 	ProbeErrors uint64     `json:"probe_errors"`         //
 	PausedUntil *time.Time `json:"paused_until,omitempty"`
-	Reason      string     `json:"reason"`   // what sets the pace: ceiling, backlog, pushback or latency
+	Reason      string     `json:"reason"`   // what sets the pace: ceiling, backlog, pushback or concurrency
 	Goodput     float64    `json:"goodput"`  // jobs/s done (succeeded or failed) over the last second
 	Capacity    float64    `json:"capacity"` // the downstream's estimated capacity, jobs/s; 0 while no pushback limits the pace
-	Cuts        uint64     `json:"cuts"`     // pace cuts by pushback or latency, one per event
+	Cuts        uint64     `json:"cuts"`     // pace cuts by pushback, one per event
+	// The learned concurrency limit (latency_target), when on: the limit,
+	// its cuts by latency, the downstream's no-load latency and the 90th
+	// percentile latency of the last judgement, in seconds.
+	ConcurrencyLimit int     `json:"concurrency_limit,omitempty"`
+	ConcurrencyCuts  uint64  `json:"concurrency_cuts,omitempty"`
+	LatencyNoLoad    float64 `json:"latency_no_load_s,omitempty"`
+	LatencyP90       float64 `json:"latency_p90_s,omitempty"`
 }
 
 // FleetStatus is one fleet limit in a Status.
@@ -131,6 +138,12 @@ func WriteTable(w io.Writer, addr string, st Status) {
 	}
 	tw.Flush()
 	for _, ws := range st.Workers {
+		if ws.ConcurrencyLimit > 0 {
+			fmt.Fprintf(w, "worker %s: concurrency limit %d (learned from latency), latency p90 %v, no-load %v, %d cuts\n", ws.Name, ws.ConcurrencyLimit,
+				secs(ws.LatencyP90), secs(ws.LatencyNoLoad), ws.ConcurrencyCuts)
+		}
+	}
+	for _, ws := range st.Workers {
 		if !ws.Up {
 			down := ""
 			if ws.DownSince != nil {
@@ -159,4 +172,9 @@ func WriteTable(w io.Writer, addr string, st Status) {
 			fmt.Fprintf(w, "fleet %s: %s: %s\n", f.Name, f.Mode, f.LastError)
 		}
 	}
+}
+
+// secs formats seconds as a duration, to 0.1ms.
+func secs(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(100 * time.Microsecond)
 }
