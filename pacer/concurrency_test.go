@@ -165,3 +165,31 @@ func TestConcurrencyThroughAnOutage(t *testing.T) {
 		t.Errorf("the 5s after the outage: goodput ÷ capacity = %.3f, p90 %v; want ≥ 0.95 and ≤ %v", g/1000, p90, 2*service)
 	}
 }
+
+// A downstream that queues and also answers 429 past a rate: whichever
+// binds, the pacer holds ≥ 0.95 of it with ≤ 2 % of attempts throttled,
+// and the latency near the no-load latency. 8 servers × 8ms serve
+// 1000/s; the 429s start at 600/s (the rate binds) or at 1500/s (the
+// servers do).
+func TestConcurrencyAndPushbackTogether(t *testing.T) {
+	t.Parallel()
+	const service = 8 * time.Millisecond
+	for _, limit := range []float64{600, 1500} {
+		t.Run(fmt.Sprintf("429 past %v/s", limit), func(t *testing.T) {
+			t.Parallel()
+			s := &pool{n: serverSteps(time.Hour, 8), service: fixed(service)}
+			ds := &downstream{capacity: func(time.Duration) float64 { return limit }, burst: 5}
+			w := newWorld(t, pacer.Config{Rate: 3000, Burst: 20, MinFactor: 0.01, LatencyTarget: pacer.LatencyAuto}, ds)
+			w.workers, w.latency = 200, s.latency
+			w.run(30 * time.Second)
+			want := min(limit, 1000)
+			g, thr := w.phase(10*time.Second, 30*time.Second)
+			p90 := w.p90(10*time.Second, 30*time.Second)
+			st := w.p.Stats()
+			t.Logf("goodput %.1f (%.3f of %v), throttled %.4f, p90 %v; reason %s, limit %d, pace %.0f", g, g/want, want, thr, p90, st.Reason, st.ConcurrencyLimit, st.Pace)
+			if g/want < 0.95 || thr > 0.02 || p90 > 2*service {
+				t.Errorf("goodput ÷ %v = %.3f, throttled %.4f, p90 %v; want ≥ 0.95, ≤ 0.02, ≤ %v", want, g/want, thr, p90, 2*service)
+			}
+		})
+	}
+}
