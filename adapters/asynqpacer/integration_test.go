@@ -499,3 +499,48 @@ func TestRateLimitedTasksWithNoRetriesLeftAreRequeued(t *testing.T) {
 		}
 	}
 }
+
+// A handler behind a downstream that queues (4 servers × 5ms, no 429),
+// Asynq concurrency 64, a pacer with the learned concurrency limit:
+// every task runs once, none failed or archived, and the limit learned is
+// about the servers, not Asynq's concurrency.
+func TestQueueingDownstreamLosesNothing(t *testing.T) {
+	addr := testenv.Redis(t)
+	q := uniqueQueue(t, addr)
+	const n = 600
+	ids := enqueue(t, addr, q, "queueing", n)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 5000, Burst: 10, LatencyTarget: pacer.LatencyAuto})
+	ds := &testenv.QueueingDownstream{Servers: 4, Service: 5 * time.Millisecond}
+	var mu sync.Mutex
+	handled := map[string]int{}
+	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		err := ds.Call()
+		mu.Lock()
+		handled[id]++
+		mu.Unlock()
+		return err
+	}))
+	startServer(t, addr, serverConfig(q, 64), h)
+	if !testenv.Eventually(60*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == n }) {
+		t.Fatalf("handled %d of %d tasks in 60s", len(handled), n)
+	}
+	s := p.Stats()
+	t.Logf("pacer: limit %d, cuts %d, no-load %v, p90 %v, reason %s", s.ConcurrencyLimit, s.ConcurrencyCuts, s.LatencyNoLoad, s.LatencyP90, s.Reason)
+	if s.Failed != 0 || s.Throttled != 0 {
+		t.Errorf("failed %d, throttled %d; want 0, 0", s.Failed, s.Throttled)
+	}
+	if s.ConcurrencyLimit < 2 || s.ConcurrencyLimit > 16 {
+		t.Errorf("learned concurrency limit %d, want about the 4 servers (2–16), not Asynq's 64", s.ConcurrencyLimit)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if handled[id] != 1 {
+			t.Errorf("task %s handled %d times, want 1", id, handled[id])
+		}
+	}
+	if info := queueInfo(t, addr, q); info.FailedTotal != 0 || info.Archived != 0 {
+		t.Errorf("Inspector: failed total %d, archived %d; want 0, 0", info.FailedTotal, info.Archived)
+	}
+}

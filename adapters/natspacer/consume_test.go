@@ -915,3 +915,34 @@ func checkHeld(t *testing.T, cs natspacer.ConsumeStats) {
 		t.Errorf("HeldInPlace = %d, Exhausted = %d: want > 0 (else the test proves nothing), 0", cs.HeldInPlace, cs.Exhausted)
 	}
 }
+
+// A handler behind a downstream that queues (4 servers × 5ms, no 429),
+// 64 handlers, a pacer with the learned concurrency limit: every message
+// is acked once, none counted failed or throttled, and the limit learned
+// is about the servers, not the handlers.
+func TestQueueingDownstreamLosesNothing(t *testing.T) {
+	const msgs = 600
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
+	f.publish(t, msgs)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 5000, Burst: 10, LatencyTarget: pacer.LatencyAuto})
+	ds := &testenv.QueueingDownstream{Servers: 4, Service: 5 * time.Millisecond}
+	rec := newRecorder(func(context.Context, jetstream.Msg, *jetstream.MsgMetadata) error { return ds.Call() })
+	c := consume(t, t.Context(), f.cons, p, rec, natspacer.Concurrency(64))
+	testenv.WaitFor(t, 60*time.Second, "every message acked", func() bool { return rec.distinct() == msgs })
+	testenv.WaitFor(t, 5*time.Second, "every ack processed", func() bool { return f.info(t).NumAckPending == 0 })
+	s, cs := p.Stats(), c.Stats()
+	t.Logf("pacer: limit %d, cuts %d, no-load %v, p90 %v, reason %s; consumption %+v", s.ConcurrencyLimit, s.ConcurrencyCuts, s.LatencyNoLoad, s.LatencyP90, s.Reason, cs)
+	if s.Failed != 0 || s.Throttled != 0 || cs.Nakked != 0 || cs.Terminated != 0 {
+		t.Errorf("failed %d, throttled %d, nakked %d, terminated %d; want 0 each", s.Failed, s.Throttled, cs.Nakked, cs.Terminated)
+	}
+	if s.ConcurrencyLimit < 2 || s.ConcurrencyLimit > 16 {
+		t.Errorf("learned concurrency limit %d, want about the 4 servers (2–16), not the 64 handlers", s.ConcurrencyLimit)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for seq := uint64(1); seq <= msgs; seq++ {
+		if n := rec.succeeded[seq]; n != 1 {
+			t.Errorf("message %d acked %d times, want exactly once", seq, n)
+		}
+	}
+}

@@ -36,3 +36,40 @@ func (d *LimitedDownstream) Call() error {
 	}
 	return pacer.Throttle(time.Second, errors.New("429 Too Many Requests"))
 }
+
+// QueueingDownstream is a downstream that slows down instead of refusing:
+// Servers servers behind a FIFO queue, each call a real sleep of Service
+// once a server is free. It never fails. It is safe for concurrent use.
+type QueueingDownstream struct {
+	Servers int
+	Service time.Duration
+
+	mu   sync.Mutex // guards busy and q
+	busy int
+	q    []chan struct{}
+}
+
+// Call is one request: it waits for a server, sleeps Service, and
+// returns nil.
+func (d *QueueingDownstream) Call() error {
+	d.mu.Lock()
+	if len(d.q) == 0 && d.busy < d.Servers {
+		d.busy++
+		d.mu.Unlock()
+	} else {
+		ch := make(chan struct{})
+		d.q = append(d.q, ch)
+		d.mu.Unlock()
+		<-ch
+	}
+	time.Sleep(d.Service)
+	d.mu.Lock()
+	d.busy--
+	for len(d.q) > 0 && d.busy < d.Servers {
+		d.busy++
+		close(d.q[0])
+		d.q = d.q[1:]
+	}
+	d.mu.Unlock()
+	return nil
+}
