@@ -19,7 +19,8 @@
 //	go run ./bench/capacity [-phase 20s] [-levels 100,500,50,250] [-svg docs/capacity.svg]
 package main
 
-//go:generate go run . -svg ../../docs/capacity.svg
+//go:generate go run . -scenario moving -svg ../../docs/capacity.svg
+//go:generate go run . -scenario servers -service 8ms -target 20ms -ceiling 3000 -servers-svg ../../docs/concurrency.svg
 
 import (
 	"context"
@@ -60,6 +61,7 @@ var (
 	csvPath     = flag.String("csv", "", "write the moving scenario's series (per 250ms) to this CSV file")
 	only        = flag.String("scenario", "moving,latency,servers", "scenarios to run")
 	serverSteps = flag.String("server-steps", "8,16,4", "servers scenario: the downstream's server count in each phase")
+	serversSVG  = flag.String("servers-svg", "", "write the servers scenario's picture to this SVG file")
 	trace       = flag.Bool("trace", false, "print pacer's Stats every half second to stderr")
 )
 

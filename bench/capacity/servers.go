@@ -200,4 +200,11 @@ func serversScenario() {
 		w := worst[name]
 		fmt.Printf("%-14s worst phase: goodput %.3f of saturated, p90 %.2f × no-load\n", name, w[0], w[1])
 	}
+	if *serversSVG != "" {
+		if err := writeServersSVG(*serversSVG, ls, ss, total, noLoad); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("\nwrote %s\n", *serversSVG)
+	}
 }
