@@ -416,6 +416,11 @@ func (p *Pacer) applyPace() {
 	if limited {
 		pace = max(p.cap.limit, p.floorPace())
 	}
+	if adv := p.advised(p.base.s.now()); adv < pace {
+		// What the downstream advertises, spread over its window;
+		// spendAdvice holds dispatch once none is left.
+		pace, limited = max(adv, p.floorPace()), true
+	}
 	// Under the downstream's limit, no catch-up bursts after a late
 	// wake: a burst the downstream cannot take is throttled.
 	p.base.s.smooth.Store(limited)
@@ -428,6 +433,9 @@ func (p *Pacer) reason() Reason {
 	pace := min(p.maxPace(), base*p.bfactor)
 	if _, binding := p.concLimit(); binding {
 		return ReasonConcurrency
+	}
+	if adv := p.advised(p.base.s.now()); adv < min(p.cap.limit, pace) {
+		return ReasonAdvertised
 	}
 	switch {
 	case p.cap.limit < pace:

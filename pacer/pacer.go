@@ -274,6 +274,7 @@ type Pacer struct {
 	pauses      atomic.Uint64
 	probeErrors atomic.Uint64
 	misuse      atomic.Uint64 // Done, Cancel or CancelN on a permit that no longer holds the jobs
+	advOn       atomic.Bool   // an Advise holds: dispatch counts against it; written under mu
 	slab        atomic.Pointer[permitSlab]
 	pauseStart  atomic.Int64 // base ticks at which the last pause began; written under mu
 	cutAt       atomic.Int64 // base ticks of the last cut; written under mu
@@ -287,6 +288,7 @@ type Pacer struct {
 	pausedUntil int64 // base ticks
 	cap         capState
 	conc        concState
+	adv         advState
 }
 
 // New returns a Pacer configured by c, or an error that names the first
@@ -400,6 +402,9 @@ func (p *Pacer) grant(n int, now int64) *Permit {
 	}
 	if n > 1 {
 		p.moreJobs.Add(uint64(n - 1))
+	}
+	if p.advOn.Load() {
+		p.spendAdvice(now, n)
 	}
 	pm := p.newPermit()
 	pm.p, pm.at, pm.n = p, now, int32(n)

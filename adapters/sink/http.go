@@ -214,6 +214,9 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 		}
 		return err
 	}
+	if rem, reset, ok := RateLimitAdvice(resp.Header, time.Now()); ok {
+		Advise(outer, rem, reset) // what the downstream says is left
+	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
 	resp.Body.Close()

@@ -246,14 +246,16 @@ const (
 )
 
 // handler returns the Env.Handle of w: the sink, under a context that
-// the drain cancels only once drain_timeout has passed, with the outcome
-// logged.
+// the drain cancels only once drain_timeout has passed and that takes
+// what the downstream advertises (sink.WithAdvisor) to w's pacer, with
+// the outcome logged.
 func (r *Runner) handler(w *runWorker) func(sink.Job) error {
+	ctx := sink.WithAdvisor(r.hard, w.p.Advise) // the http sink's rate-limit headers pace the worker
 	return func(j sink.Job) error {
 		r.calls.add()
 		defer r.calls.done()
 		w.running.Add(1)
-		out := w.snk.Handle(r.hard, j)
+		out := w.snk.Handle(ctx, j)
 		w.running.Add(-1)
 		if out != nil {
 			if d, ok := pacer.IsThrottled(out); ok {
