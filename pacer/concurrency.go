@@ -42,8 +42,11 @@ const (
 	// past which a cut is taken for a cliff (the servers went away, or
 	// this machine stalled) rather than for the knee.
 	concCliff = 2
-	// concInitial is the limit a pacer starts at.
-	concInitial = 4
+	// concInitial is the limit a pacer starts at: one job, so that the
+	// first judgements measure the no-load latency (a downstream of fewer
+	// servers than a higher start would already queue, and hold the
+	// baseline up); the limit then grows by concGrowFast.
+	concInitial = 1
 )
 
 // latBuckets is the latency histogram's size: 16 buckets an octave

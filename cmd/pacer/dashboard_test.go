@@ -562,3 +562,61 @@ url = %q
 	}
 	p.stop(20 * time.Second)
 }
+
+// With latency_target = "auto" and a downstream that queues (2 servers ×
+// 20ms behind the http sink, 100/s, with jobs arriving at 200/s), the
+// dashboard shows the learned concurrency limit (a series beside in
+// flight, and in the In flight tile) and the p90 latency with the no-load
+// latency; the limit shown is about the 2 servers.
+func TestDashboardShowsConcurrency(t *testing.T) {
+	browser := chromium(t)
+	t.Parallel()
+	ds := &testenv.QueueingDownstream{Servers: 2, Service: 20 * time.Millisecond}
+	srv, _ := httpSink(t, func(int) (int, string) {
+		_ = ds.Call()
+		return http.StatusOK, ""
+	})
+	p := startRun(t, t.TempDir(), fmt.Sprintf(`
+status_every = "0s"
+[nats]
+url = "embedded"
+[demo]
+rate = 200
+[[worker]]
+name = "slow"
+rate = 400
+latency_target = "auto"
+[worker.source]
+kind = "jetstream"
+stream = "SLOW"
+subjects = ["slow.>"]
+[worker.sink]
+kind = "http"
+url = %q
+`, srv.URL))
+	ctx, consoleSince := openBrowser(t, browser)
+	runAction(ctx, t, "open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
+	runAction(ctx, t, "wait for a p90 latency", chromedp.Poll[chromedp.Void](
+		`(() => { const b = document.querySelector('section.panel .tile[data-k="latency_p90_ms"] .val b'); return b && b.textContent !== '–'; })()`,
+		chromedp.WithPollingTimeout(40*time.Second)))
+	type view struct {
+		Limit  string `json:"limit"`
+		P90    string `json:"p90"`
+		Sub    string `json:"sub"`
+		Legend bool   `json:"legend"`
+	}
+	v := evaluate[view](ctx, t, `(() => { const p = document.querySelector('section.panel');
+		return { limit: p.querySelector('.tile[data-k="in_flight"] [data-k="concurrency_limit"]').textContent,
+			p90: p.querySelector('.tile[data-k="latency_p90_ms"] .val b').textContent,
+			sub: p.querySelector('.tile[data-k="latency_p90_ms"] .sub').textContent,
+			legend: [...p.querySelectorAll('.chart')[1].querySelectorAll('.u-legend .u-label')].some((l) => l.textContent == 'Concurrency limit') }; })()`)
+	t.Logf("dashboard: concurrency limit %s, p90 %s ms (%s), legend %v", v.Limit, v.P90, v.Sub, v.Legend)
+	limit, err := strconv.Atoi(v.Limit)
+	if err != nil || limit < 1 || limit > 8 || !v.Legend || !strings.Contains(v.Sub, "no-load") {
+		t.Errorf("dashboard: limit %q, p90 %q, %q, legend %v; want a limit about the 2 servers (1–8), a no-load latency and the series", v.Limit, v.P90, v.Sub, v.Legend)
+	}
+	if msgs, _ := consoleSince(0); len(msgs) > 0 {
+		t.Errorf("console messages: %v", msgs)
+	}
+	p.stop(20 * time.Second)
+}

@@ -43,6 +43,10 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 	if w.fleet != nil {
 		ws.FleetShare = col()
 	}
+	conc := w.cfg.Settings.LatencyTarget != 0
+	if conc {
+		ws.ConcurrencyLimit, ws.LatencyP90 = col(), col()
+	}
 	for _, s := range out {
 		paused := 0.0
 		if !s.st.PausedUntil.IsZero() {
@@ -61,12 +65,17 @@ func (w *runWorker) samples(since time.Time) status.WorkerSamples {
 		if w.fleet != nil {
 			ws.FleetShare = append(ws.FleetShare, s.fleetShare)
 		}
+		if conc {
+			ws.ConcurrencyLimit = append(ws.ConcurrencyLimit, float64(s.st.ConcurrencyLimit))
+			ws.LatencyP90 = append(ws.LatencyP90, ms(s.st.LatencyP90))
+		}
 	}
 	if ok {
 		st := last.st
 		ws.Last = &status.WorkerLast{T: unix(last.at), Dispatched: st.Dispatched, Succeeded: st.Succeeded,
 			Failed: st.Failed, Throttled: st.Throttled, Pauses: st.Pauses, Cuts: st.Cuts, Reason: string(st.Reason),
-			FleetMode: last.fleetMode, FleetProcesses: last.fleetProcs}
+			FleetMode: last.fleetMode, FleetProcesses: last.fleetProcs,
+			LatencyNoLoad: ms(st.LatencyNoLoad), ConcurrencyCuts: st.ConcurrencyCuts}
 		if !st.PausedUntil.IsZero() {
 			t := st.PausedUntil
 			ws.Last.PausedUntil = &t
@@ -129,3 +138,6 @@ var processInfo = sync.OnceValue(func() status.Process {
 	}
 	return p
 })
+
+// ms returns d in milliseconds, to 0.01 ms.
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }

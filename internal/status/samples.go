@@ -53,6 +53,11 @@ type WorkerSamples struct {
 	Paused     []float64 `json:"paused"`                // 1 while paused after pushback, else 0
 	Capacity   []float64 `json:"capacity,omitempty"`    // the downstream's estimated capacity, jobs/s; 0 while no pushback limits the pace
 	FleetShare []float64 `json:"fleet_share,omitempty"` // jobs/s this process keeps to when Redis is unreachable; absent without a fleet
+	// ConcurrencyLimit and LatencyP90 are the concurrency limit learned
+	// from latency (latency_target) and the p90 latency (ms) of its last
+	// judgement; absent when it is off.
+	ConcurrencyLimit []float64 `json:"concurrency_limit,omitempty"`
+	LatencyP90       []float64 `json:"latency_p90_ms,omitempty"`
 
 	Last *WorkerLast `json:"last,omitempty"` // nil before the first sample
 }
@@ -65,8 +70,13 @@ type WorkerLast struct {
 	Failed         uint64     `json:"failed"`
 	Throttled      uint64     `json:"throttled"`
 	Pauses         uint64     `json:"pauses"`
-	Cuts           uint64     `json:"cuts"`   // pace cuts by pushback or latency
-	Reason         string     `json:"reason"` // what sets the pace: ceiling, backlog, pushback or latency
+	Cuts           uint64     `json:"cuts"`   // pace cuts by pushback
+	Reason         string     `json:"reason"` // what sets the pace: ceiling, backlog, pushback, concurrency or advertised
+	// LatencyNoLoad is the no-load latency (ms) the concurrency limit is
+	// judged against; 0 when it is off or unknown. ConcurrencyCuts counts
+	// the limit's cuts by latency.
+	LatencyNoLoad   float64 `json:"latency_no_load_ms,omitempty"`
+	ConcurrencyCuts uint64  `json:"concurrency_cuts,omitempty"`
 	PausedUntil    *time.Time `json:"paused_until,omitempty"`
 	FleetMode      string     `json:"fleet_mode,omitempty"`
 	FleetProcesses int        `json:"fleet_processes,omitempty"`

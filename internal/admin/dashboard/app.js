@@ -15,9 +15,12 @@
     fleet_share:     { label: 'Fleet share', color: '#d97706', unit: '/s', dash: [8, 3, 2, 3] },
     backlog:         { label: 'Backlog', color: '#0891b2', unit: 'jobs' },
     in_flight:       { label: 'In flight', color: '#db2777', unit: '' },
+    concurrency_limit: { label: 'Concurrency limit', color: '#9d174d', unit: '', dash: [5, 3] },
+    latency_p90_ms:  { label: 'Latency p90', color: '#ea580c', unit: 'ms' },
     factor:          { label: 'Factor', color: '#7c3aed', unit: '' },
   };
-  const COLS = ['t', 'pace', 'ceiling', 'done_per_s', 'throttled_per_s', 'backlog', 'factor', 'in_flight', 'paused', 'capacity', 'fleet_share'];
+  const COLS = ['t', 'pace', 'ceiling', 'done_per_s', 'throttled_per_s', 'backlog', 'factor', 'in_flight', 'paused', 'capacity', 'fleet_share',
+    'concurrency_limit', 'latency_p90_ms'];
 
   const $ = (sel, el = document) => el.querySelector(sel);
   const h = (tag, attrs = {}, ...kids) => {
@@ -122,18 +125,19 @@
   }
 
   function makePanel(w) {
-    const hasCap = Array.isArray(w.capacity), hasFleet = Array.isArray(w.fleet_share);
+    const hasCap = Array.isArray(w.capacity), hasFleet = Array.isArray(w.fleet_share), hasConc = Array.isArray(w.concurrency_limit);
     const rates = ['pace', 'ceiling', 'done_per_s', 'throttled_per_s'];
     if (hasCap) rates.push('capacity');
     if (hasFleet) rates.push('fleet_share');
     const cols = {};
     for (const c of COLS) cols[c] = [];
-    const panel = { name: w.name, cols, hasCap, hasFleet, charts: [] };
+    const panel = { name: w.name, cols, hasCap, hasFleet, hasConc, charts: [] };
 
     const tiles = h('div', { class: 'tiles' });
     for (const k of rates) tiles.append(tile(k, S[k].label, S[k].color, S[k].unit));
     tiles.append(tile('backlog', 'Backlog', S.backlog.color, 'jobs'), tile('in_flight', 'In flight', S.in_flight.color, ''),
       tile('factor', 'Factor', S.factor.color, ''));
+    if (hasConc) tiles.append(tile('latency_p90_ms', S.latency_p90_ms.label, S.latency_p90_ms.color, 'ms'));
     const el = h('section', { class: 'panel', 'data-worker': w.name },
       h('div', { class: 'ptitle' },
         h('h2', {}, w.name), h('span', { class: 'route' }, `${w.source} → ${w.sink}`),
@@ -151,7 +155,8 @@
     const c2 = chart('backlog and in flight, jobs');
     const c3 = chart('factor (× base pace)');
     panel.charts.push(makeChart(panel, c1, rates, { bands: true, height: 190 }));
-    panel.charts.push(makeChart(panel, c2, ['backlog', 'in_flight'], { right: 'n', ints: true, scales: { in_flight: 'n' }, height: 130 }));
+    const flight = hasConc ? ['backlog', 'in_flight', 'concurrency_limit'] : ['backlog', 'in_flight'];
+    panel.charts.push(makeChart(panel, c2, flight, { right: 'n', ints: true, scales: { in_flight: 'n', concurrency_limit: 'n' }, height: 130 }));
     panel.charts.push(makeChart(panel, c3, ['factor'], { height: 120 }));
     return panel;
   }
@@ -206,7 +211,14 @@
         `this one keeps to ${rate(c.fleet_share[i])}/s if Redis is unreachable`;
     }
     setTile(panel, 'backlog', count(c.backlog[i]));
-    setTile(panel, 'in_flight', count(c.in_flight[i]), [w.max_in_flight ? `of at most ${count(w.max_in_flight)}` : 'no cap']);
+    setTile(panel, 'in_flight', count(c.in_flight[i]), [panel.hasConc
+      ? h('span', {}, 'limit ', h('span', { 'data-k': 'concurrency_limit' }, count(c.concurrency_limit[i])), ' learned' + (w.max_in_flight ? `, at most ${count(w.max_in_flight)}` : ''))
+      : (w.max_in_flight ? `of at most ${count(w.max_in_flight)}` : 'no cap')]);
+    if (panel.hasConc) {
+      const known = c.latency_p90_ms[i] > 0;
+      setTile(panel, 'latency_p90_ms', known ? fmt1.format(c.latency_p90_ms[i]) : '–',
+        [known ? `no-load ${fmt1.format(last.latency_no_load_ms || 0)} ms · ` : 'not measured yet · ', num('concurrency_cuts', last.concurrency_cuts || 0), ' cuts']);
+    }
     setTile(panel, 'factor', fmt2.format(c.factor[i]), ['× base pace']);
 
     const badge = $('.badge', panel.el);
@@ -252,7 +264,7 @@
     if (!d.workers.length) main.replaceChildren(h('p', { class: 'empty' }, 'This run has no workers.'));
     for (const w of d.workers) {
       let p = panels.get(w.name);
-      if (!p || p.hasCap !== Array.isArray(w.capacity) || p.hasFleet !== Array.isArray(w.fleet_share)) {
+      if (!p || p.hasCap !== Array.isArray(w.capacity) || p.hasFleet !== Array.isArray(w.fleet_share) || p.hasConc !== Array.isArray(w.concurrency_limit)) {
         if (p) { for (const u of p.charts) u.destroy(); p.el.remove(); }
         p = makePanel(w);
         panels.set(w.name, p);
