@@ -64,20 +64,20 @@ type WorkerSamples struct {
 
 // WorkerLast is a worker's state at its last sample.
 type WorkerLast struct {
-	T              float64    `json:"t"` // Unix seconds
-	Dispatched     uint64     `json:"dispatched"`
-	Succeeded      uint64     `json:"succeeded"`
-	Failed         uint64     `json:"failed"`
-	Throttled      uint64     `json:"throttled"`
-	Pauses         uint64     `json:"pauses"`
-	Cuts           uint64     `json:"cuts"`   // pace cuts by pushback
-	Reason         string     `json:"reason"` // what sets the pace: ceiling, backlog, pushback, concurrency or advertised
+	T          float64 `json:"t"` // Unix seconds
+	Dispatched uint64  `json:"dispatched"`
+	Succeeded  uint64  `json:"succeeded"`
+	Failed     uint64  `json:"failed"`
+	Throttled  uint64  `json:"throttled"`
+	Pauses     uint64  `json:"pauses"`
+	Cuts       uint64  `json:"cuts"`   // pace cuts by pushback
+	Reason     string  `json:"reason"` // what sets the pace: ceiling, backlog, pushback, concurrency or advertised
 	// LatencyNoLoad is the no-load latency (ms) the concurrency limit is
 	// judged against; 0 when it is off or unknown. ConcurrencyCuts counts
 	// the limit's cuts by latency.
-	LatencyNoLoad   float64 `json:"latency_no_load_ms,omitempty"`
-	ConcurrencyCuts uint64  `json:"concurrency_cuts,omitempty"`
-	PausedUntil    *time.Time `json:"paused_until,omitempty"`
-	FleetMode      string     `json:"fleet_mode,omitempty"`
-	FleetProcesses int        `json:"fleet_processes,omitempty"`
+	LatencyNoLoad   float64    `json:"latency_no_load_ms,omitempty"`
+	ConcurrencyCuts uint64     `json:"concurrency_cuts,omitempty"`
+	PausedUntil     *time.Time `json:"paused_until,omitempty"`
+	FleetMode       string     `json:"fleet_mode,omitempty"`
+	FleetProcesses  int        `json:"fleet_processes,omitempty"`
 }
