@@ -112,11 +112,12 @@ func (p *Pacer) maxPace() float64 { return min(p.rate, p.base.Leak()*p.cfg.MaxFa
 // doneCount returns the jobs done (succeeded or failed) so far.
 func (p *Pacer) doneCount() uint64 { return p.succeeded.Load() + p.failed.Load() }
 
-// observe records the outcome of a permit of n jobs dispatched at ticks at.
-// A success or failure reads the clock only for the latency rule: the
-// window is sampled at dispatch (see trySample), so the common Done is a
-// few atomic adds.
-func (p *Pacer) observe(at int64, n int, outcome error) {
+// observe records the outcome of a permit of n jobs dispatched at ticks at
+// and started at from (at, unless Permit.Start moved it). A success or
+// failure reads the clock only for the concurrency limit: the window is
+// sampled at dispatch (see trySample), so the common Done is a few atomic
+// adds.
+func (p *Pacer) observe(at, from int64, n int, outcome error) {
 	if outcome != nil {
 		if retry, ok := IsThrottled(outcome); ok {
 			p.throttled.Add(uint64(n))
@@ -133,7 +134,7 @@ func (p *Pacer) observe(at int64, n int, outcome error) {
 	if p.conc.on {
 		now := p.base.s.now()
 		if outcome == nil {
-			p.observeLatency(at, now)
+			p.observeLatency(at, from, now)
 		}
 		p.trySample(now)
 	}
@@ -269,8 +270,9 @@ func (p *Pacer) log(r *slog.Record) {
 }
 
 // sample closes the current sample if it is due: it moves the window on,
-// advances the probe curve, judges latency and applies the pace. It
-// returns a log record for a cut by latency, if any. It requires mu held.
+// advances the probe curve, judges latency (the concurrency limit) and
+// applies the pace. It returns a log record for a cut of the concurrency
+// limit, if any. It requires mu held.
 func (p *Pacer) sample(now int64) *slog.Record {
 	if now < p.nextSample.Load() {
 		return nil
@@ -299,11 +301,12 @@ func (p *Pacer) sample(now int64) *slog.Record {
 			c.limit = math.Inf(1) // probed up to the ceiling: no limit known
 		}
 	}
+	var rec *slog.Record
 	if p.conc.on {
-		p.judgeConc(now)
+		rec = p.judgeConc(now)
 	}
 	p.applyPace()
-	return nil
+	return rec
 }
 
 // activeTicks returns the ticks of [from, to) not paused. It requires mu

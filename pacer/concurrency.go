@@ -1,6 +1,7 @@
 package pacer
 
 import (
+	"log/slog"
 	"math"
 	"math/bits"
 	"sync/atomic"
@@ -16,9 +17,9 @@ const LatencyAuto time.Duration = -1
 const (
 	// concMinJobs is the fewest latencies a judgement is made on.
 	concMinJobs = 40
-	// concQueued is how far the median latency may rise over the no-load
-	// latency before the downstream is taken to queue: 1.25 is a queue
-	// of a quarter of its servers.
+	// concQueued is how far the mean latency may rise over the no-load
+	// latency (two judgements running) before the downstream is taken to
+	// queue: 1.2 is a queue of a fifth of its servers.
 	concQueued = 1.2
 	// concIdle is the rise under which the downstream is taken not to
 	// queue at all: the limit then grows fast.
@@ -31,9 +32,13 @@ const (
 	// latency, by Little's law) a cut sets, so that the downstream's
 	// queue drains and the no-load latency stays measurable.
 	concDrain = 0.97
-	// concBaseEvery is how long each of the two baseline buckets covers:
-	// the no-load latency is the least median of the last 5 to 10 s.
-	concBaseEvery = int64(5*time.Second) << tickShift
+	// concBaseEvery and concBaseJudged are how long each of the two
+	// baseline buckets covers, and the fewest judgements it holds: the
+	// no-load latency is the least smoothed mean of the last 5 to 10 s,
+	// or of the last 25 to 50 judgements at a low rate, where 5 s hold
+	// only one or two and a lasting queue would become the baseline.
+	concBaseEvery  = int64(5*time.Second) << tickShift
+	concBaseJudged = 25
 	// concRebase is how many cuts in a row, none of which brought the
 	// latency down, make the current latency the new no-load latency:
 	// the downstream got slower, not busier.
@@ -50,7 +55,7 @@ const (
 )
 
 // latBuckets is the latency histogram's size: 16 buckets an octave
-// (4.4 % wide), from 1ns up to 2⁴⁴ ns (about 5 hours), which holds every
+// (3.1 % to 6.25 % wide), from 1ns up to 2⁴⁴ ns (about 5 hours), which holds every
 // latency a job has.
 const latBuckets = 41 * 16
 
@@ -89,13 +94,17 @@ type concState struct {
 	seenSum uint64                    // sum then
 	at      atomic.Int64              // base ticks of the last cut: older jobs are not judged
 
-	base            [2]float64 // least median latency of the current and last baseline bucket, ns
+	base            [2]float64 // least smoothed mean latency of the current and last baseline bucket, ns
 	baseAt          int64      // base ticks the current bucket began
+	baseN           int        // judgements in the current bucket
+	reached         bool       // the last judgement saw the limit reached
 	cutsInRow       int        // cuts since the latency last came back under concQueued
 	smooth, meanCut float64    // the mean latency, smoothed over judgements; and at the last cut
 	mean, p50, p90  float64    // of the last judgement, ns
 	cuts            uint64
 	knee            float64 // the limit that held the downstream with no queue, at the last cut: the limit grows fast up to it
+	logAt           int64   // base ticks of the last INFO line of a cut
+	unlogged        int     // cuts since then, not yet logged
 }
 
 // initConc sets the controller up for c at base ticks now.
@@ -116,22 +125,24 @@ func (p *Pacer) initConc(c Config, now int64) {
 	k.base = [2]float64{math.Inf(1), math.Inf(1)}
 	k.baseAt = now
 	k.at.Store(math.MinInt64)
+	k.logAt = math.MinInt64 / 2
 	p.slots = &slots{max: int(k.limit)}
 }
 
 // observeLatency records the latency of a successful job dispatched at
-// ticks at, Done at now. It never blocks.
-func (p *Pacer) observeLatency(at, now int64) {
+// ticks at and started at from, Done at now. It never blocks.
+func (p *Pacer) observeLatency(at, from, now int64) {
 	if at >= p.conc.at.Load() {
-		d := (now - at) >> tickShift
+		d := (now - from) >> tickShift
 		p.conc.hist[latBucket(d)].Add(1)
 		p.conc.sum.Add(uint64(max(d, 0)))
 	}
 }
 
 // judgeConc judges the latencies since the last judgement, if there are
-// enough of them, and moves the limit. It requires mu held.
-func (p *Pacer) judgeConc(now int64) {
+// enough of them, and moves the limit. It returns the log record of a
+// cut, at most one a second. It requires mu held.
+func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 	k := &p.conc
 	var win, cur [latBuckets]uint64
 	var n uint64
@@ -141,7 +152,7 @@ func (p *Pacer) judgeConc(now int64) {
 		n += win[i]
 	}
 	if n < concMinJobs {
-		return
+		return nil
 	}
 	k.seen = cur
 	sum := k.sum.Load()
@@ -159,13 +170,15 @@ func (p *Pacer) judgeConc(now int64) {
 		k.smooth = mean
 	}
 	k.smooth = (k.smooth + mean) / 2
-	if now-k.baseAt >= concBaseEvery {
+	if now-k.baseAt >= concBaseEvery && k.baseN >= concBaseJudged {
 		k.base[1], k.base[0] = k.base[0], math.Inf(1)
-		k.baseAt = now
+		k.baseAt, k.baseN = now, 0
 	}
+	k.baseN++
 	k.base[0] = min(k.base[0], k.smooth)
 	base := min(k.base[0], k.base[1])
 	peak := p.slots.takePeak()
+	k.reached = float64(peak) >= math.Floor(k.limit)
 
 	slow := k.target > 0 && p90 > float64(k.target)
 	switch {
@@ -186,7 +199,7 @@ func (p *Pacer) judgeConc(now int64) {
 				k.base = [2]float64{mean, mean}
 				k.smooth = mean
 				k.cutsInRow = 0
-				return
+				return nil
 			}
 		}
 		if mean <= concCliff*base {
@@ -194,6 +207,7 @@ func (p *Pacer) judgeConc(now int64) {
 		} else {
 			k.knee = max(next/concDrain, k.knee/2) // a cliff, or a stall: keep half of what was known
 		}
+		rec = p.concRecord(now, next, mean, base, p90)
 		k.cutsInRow++
 		k.meanCut = mean
 		// The next judgement, of jobs sent after the cut only, starts
@@ -203,7 +217,7 @@ func (p *Pacer) judgeConc(now int64) {
 		k.limit = next
 		k.cuts++
 		k.at.Store(now)
-	case float64(peak) >= math.Floor(k.limit):
+	case k.reached:
 		// The limit was reached, and the downstream did not queue:
 		// more may go in.
 		k.cutsInRow = 0
@@ -227,6 +241,30 @@ func (p *Pacer) judgeConc(now int64) {
 		k.cutsInRow = 0
 	}
 	p.slots.setMax(int(math.Round(k.limit)))
+	return rec
+}
+
+// concRecord returns the INFO record of a cut of the limit to next, or
+// nil within a second of the last one (the cut is counted in the next).
+// It requires mu held.
+func (p *Pacer) concRecord(now int64, next, mean, base, p90 float64) *slog.Record {
+	k := &p.conc
+	if now-k.logAt < logEvery {
+		k.unlogged++
+		return nil
+	}
+	k.logAt = now
+	attrs := []slog.Attr{
+		slog.Int("from", int(math.Round(k.limit))), slog.Int("to", int(math.Round(next))),
+		slog.Duration("mean_latency", time.Duration(mean).Round(10*time.Microsecond)),
+		slog.Duration("no_load", time.Duration(base).Round(10*time.Microsecond)),
+		slog.Duration("p90", time.Duration(p90).Round(10*time.Microsecond)),
+	}
+	if k.unlogged > 0 {
+		attrs = append(attrs, slog.Int("more_cuts", k.unlogged))
+		k.unlogged = 0
+	}
+	return p.record(now, slog.LevelInfo, "pacer: concurrency limit lowered", attrs...)
 }
 
 // quantile returns the q-quantile of the n latencies in h, ns: the
@@ -248,12 +286,13 @@ func quantile(h *[latBuckets]uint64, n uint64, q float64) float64 {
 }
 
 // concLimit returns the learned limit and whether it holds the jobs in
-// flight now. It requires mu held.
+// flight: it is under MaxInFlight and was reached since the judgement
+// before the last (or is full now). It requires mu held.
 func (p *Pacer) concLimit() (limit int, binding bool) {
 	k := &p.conc
 	if !k.on {
 		return 0, false
 	}
 	limit = int(math.Round(k.limit))
-	return limit, float64(limit) < k.max && p.slots.full()
+	return limit, float64(limit) < k.max && (k.reached || p.slots.full())
 }

@@ -193,3 +193,41 @@ func TestConcurrencyAndPushbackTogether(t *testing.T) {
 		})
 	}
 }
+
+// MaxInFlight stays the hard bound with and without a learned limit:
+// TryAcquire and Acquire refuse n above it, and the learned limit never
+// lets more in.
+func TestMaxInFlightIsAHardBound(t *testing.T) {
+	t.Parallel()
+	for _, target := range []time.Duration{0, pacer.LatencyAuto} {
+		p, _ := newPacer(t, pacer.Config{Rate: 1000, Burst: 10, MaxInFlight: 2, LatencyTarget: target})
+		if pm, ok := p.TryAcquire(5); ok {
+			pm.Cancel()
+			t.Errorf("latency target %v: TryAcquire(5) with MaxInFlight 2 = ok, want refused", target)
+		}
+		if _, err := p.Acquire(t.Context(), 5); err == nil {
+			t.Errorf("latency target %v: Acquire(5) with MaxInFlight 2 = nil error, want one naming max_in_flight", target)
+		}
+	}
+}
+
+// Permit.Start moves where a job's latency is measured from: a permit
+// held 100ms before its job starts, then 8ms of work, is judged 8ms, not
+// 108ms, so the no-load latency is the downstream's.
+func TestPermitStartMeasuresFromTheJob(t *testing.T) {
+	t.Parallel()
+	p, clk := newPacer(t, pacer.Config{Rate: 1000, Burst: 100, LatencyTarget: pacer.LatencyAuto})
+	for i := 0; i < 200; i++ {
+		pm, ok := p.TryAcquire(1)
+		if !ok {
+			t.Fatalf("job %d: TryAcquire(1) refused with nothing in flight", i)
+		}
+		clk.Advance(100 * time.Millisecond) // held, waiting for a job
+		pm.Start()
+		clk.Advance(8 * time.Millisecond)
+		pm.Done(nil)
+	}
+	if st := p.Stats(); st.LatencyNoLoad < 7*time.Millisecond || st.LatencyNoLoad > 9*time.Millisecond {
+		t.Errorf("no-load latency %v, want about the 8ms from Start to Done", st.LatencyNoLoad)
+	}
+}

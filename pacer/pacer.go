@@ -107,19 +107,21 @@ type Config struct {
 	// The default value is DefaultStormShare (0.5).
 	StormShare float64 `toml:"storm_share"`
 	// LatencyTarget, if set, turns on a learned concurrency limit: the
-	// pacer measures the latency of every successful job (dispatch to
-	// Done) and holds the jobs in flight (at most MaxInFlight) to what
-	// the downstream serves without queueing: the limit grows while the
-	// median latency stays near the no-load latency (the least median of
-	// the last 5-10 s) and is cut to throughput × no-load latency
-	// (Little's law) when it rises past 1.25 × that, or when the 90th
-	// percentile passes LatencyTarget. LatencyAuto sets no target: the
-	// no-load latency alone is the reference. See docs/capacity.md. The
-	// default value, 0, means no concurrency limit but MaxInFlight.
+	// pacer measures the latency of every successful job (dispatch, or
+	// Permit.Start, to Done) and holds the jobs in flight (at most
+	// MaxInFlight) to what the downstream serves without queueing: the
+	// limit grows while the mean latency stays near the no-load latency
+	// (the least smoothed mean of the last 5-10 s) and is cut to limit ×
+	// no-load ÷ mean latency (Little's law; at most by half) when the mean
+	// rises past 1.2 × the no-load latency, or when the 90th percentile
+	// passes LatencyTarget. LatencyAuto sets no target: the no-load
+	// latency alone is the reference. See docs/capacity.md. The default
+	// value, 0, means no concurrency limit but MaxInFlight.
 	LatencyTarget time.Duration `toml:"latency_target"`
-	// Logger, if set, gets one INFO line per pace cut by pushback or
-	// latency (at most one a second; the cuts in between are counted in
-	// the next) and one per pause. The default value, nil, logs nothing.
+	// Logger, if set, gets one INFO line per pace cut by pushback and one
+	// per cut of the concurrency limit by latency (each at most one a
+	// second; the cuts in between are counted in the next), and one per
+	// pause. The default value, nil, logs nothing.
 	Logger *slog.Logger `toml:"-"`
 	// Clock is the time source. The default value (nil) is the system
 	// clock.
@@ -325,6 +327,24 @@ type Permit struct {
 	n    int32        // jobs admitted; set before the permit is handed out, then read only
 	at   int64        // base ticks at dispatch; likewise
 	p    *Pacer       // likewise
+	// start is the base ticks its jobs started (Start), or 0: their
+	// latency runs from dispatch.
+	start atomic.Int64
+}
+
+// Start records that the permit's jobs begin now: with a learned
+// concurrency limit (Config.LatencyTarget) their latency is measured from
+// here to Done, not from dispatch. An adapter that takes its permits
+// before it has the jobs (natspacer takes them before its Fetch, and an
+// idle stream keeps one in a long poll) calls it as the handler starts,
+// so that waiting for a job is not taken for a slow downstream. It reads
+// the clock only when the limit is on, and never blocks. It does nothing
+// on a nil permit.
+func (pm *Permit) Start() {
+	if pm == nil || pm.p == nil || !pm.p.conc.on {
+		return
+	}
+	pm.start.Store(pm.p.base.s.now())
 }
 
 // N returns the number of jobs the permit admits now: n at Acquire, less
@@ -348,7 +368,7 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 		return nil, ErrClosed
 	}
 	if p.slots != nil {
-		if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight {
+		if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight || p.conc.on && n > InFlightLimit {
 			return nil, invalid("n", n, fmt.Sprintf("≤ max_in_flight (%d)", p.cfg.MaxInFlight))
 		}
 		if err := p.slots.acquire(ctx, n, p.base.s.closed); err != nil {
@@ -379,6 +399,9 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 	if n < 1 || n > math.MaxInt32 || p.cfg.Limiter != nil || p.base.s.isClosed() {
 		return nil, false
+	}
+	if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight || p.conc.on && n > InFlightLimit {
+		return nil, false // more than the in-flight cap ever holds
 	}
 	if p.slots != nil && !p.slots.tryAcquire(n) {
 		return nil, false
@@ -498,7 +521,11 @@ func (pm *Permit) Done(outcome error) {
 		p.succeeded.Add(uint64(n)) // observe's common case, inlined
 		return
 	}
-	p.observe(pm.at, int(n), outcome)
+	from := pm.at
+	if st := pm.start.Load(); st != 0 {
+		from = st
+	}
+	p.observe(pm.at, from, int(n), outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,

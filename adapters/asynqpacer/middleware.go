@@ -178,7 +178,13 @@ func (c *config) paced(ctx context.Context, next asynq.Handler, t *asynq.Task) e
 	wctx := ctx
 	deadline, hasDeadline := ctx.Deadline()
 	if hasDeadline {
-		latest := deadline.Add(-c.handlerTime - returnMargin)
+		margin := returnMargin
+		if c.requeue != nil && budgetSpent(ctx) {
+			// Leave the requeue its time: a second, or a quarter of what
+			// is left for a task with a short timeout.
+			margin = max(margin, min(requeueMargin, time.Until(deadline)/4))
+		}
+		latest := deadline.Add(-c.handlerTime - margin)
 		if est := p.EstimateWait(1); time.Now().Add(est).After(latest) {
 			return &RateLimitError{Type: t.Type(), RetryAfter: max(est, minRetryAfter)}
 		}

@@ -69,7 +69,12 @@ var ErrTerminate = errors.New("natspacer: terminate, do not redeliver")
 // moved from out to busy, so len(work) ≤ busy ≤ cap(work) and the send
 // never blocks. kickGather and kickFetch hold one wake-up each and are
 // sent to only without blocking (kick): a wake-up pending covers a new
-// one. stopCh and done are closed once.
+// one. stopCh, dropCh and done are closed once. A message held by a
+// worker for a throttled retry in place (MaxDeliver, see handle.go) stays
+// in busy while it waits without a permit; the permit it runs again with
+// is its worker's own Acquire, not a gatherer's, and goes back at its
+// end, so the count of permits held by the pool's roles never passes
+// capacity.
 //
 // Within capacity, the window (window.go) bounds the permits held and the
 // messages waiting in work; readers resize it after each Fetch, and
@@ -121,7 +126,8 @@ type Consumption struct {
 	kickGather, kickFetch chan struct{} // buffered 1
 	work                  chan *job     // capacity: see the invariant above
 	stopCh, done          chan struct{}
-	stopOnce              sync.Once
+	dropCh                chan struct{} // closed by Stop: ends the holds of retryInPlace
+	stopOnce, dropOnce    sync.Once
 	loops, readers        sync.WaitGroup
 	workers               sync.WaitGroup
 
@@ -214,7 +220,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, p *pacer.Pacer, h Han
 		pendingEst: int64(info.NumPending),
 		kickGather: make(chan struct{}, 1), kickFetch: make(chan struct{}, 1),
 		work:   make(chan *job, lim.capacity),
-		stopCh: make(chan struct{}), done: make(chan struct{}),
+		stopCh: make(chan struct{}), done: make(chan struct{}), dropCh: make(chan struct{}),
 	}
 	if md := c.maxDeliver; md > 0 && md <= smallMaxDeliver {
 		c.log.Warn("natspacer: the consumer's MaxDeliver is small: a throttled job on its last two deliveries is held by its handler slot until its retry-after ends, not nakked; a job that fails, or is stopped, on its last delivery is not delivered again",
@@ -303,6 +309,7 @@ func (c *Consumption) Drain() { c.stop(nil) }
 // idempotent, and may follow Drain to cut it short.
 func (c *Consumption) Stop() {
 	c.dropping.Store(true)
+	c.dropOnce.Do(func() { close(c.dropCh) })
 	c.stop(nil)
 }
 

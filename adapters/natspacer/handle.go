@@ -1,6 +1,7 @@
 package natspacer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -35,6 +36,7 @@ func (c *Consumption) handle(j *job) {
 	} else if c.dropping.Load() {
 		err, started = errStopped, false
 	} else {
+		j.pm.Start() // its latency runs from here, not from before the Fetch
 		err = c.run(j.msg)
 		for started && c.lastDeliveries(j, err) {
 			// A nak would spend a delivery the consumer's MaxDeliver
@@ -54,23 +56,21 @@ func (c *Consumption) handle(j *job) {
 		aerr = j.msg.Ack()
 		c.acked.Add(1)
 	} else if !started {
-		if pmDone && c.spent(j) {
-			c.exhausted.Add(1)
-			c.log.Warn("natspacer: a job held for a throttled retry at its last delivery (MaxDeliver) was stopped: the server will not deliver it again",
-				"subject", j.msg.Subject(), "max_deliver", c.maxDeliver)
-		}
+		c.lastNak(j, "stopped")
 		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
 		c.canceled.Add(1)
 	} else if retry, throttled := pacer.IsThrottled(err); throttled {
 		if retry <= 0 {
 			retry = c.cfg.retryAfter
 		}
+		c.lastNak(j, "throttled while stopping")
 		aerr = j.msg.NakWithDelay(retry)
 		c.throttled.Add(1)
 	} else if errors.Is(err, ErrTerminate) {
 		aerr = j.msg.Term()
 		c.terminated.Add(1)
 	} else if c.ctx.Err() != nil && errors.Is(err, c.ctx.Err()) {
+		c.lastNak(j, "stopped")
 		aerr = j.msg.Nak() // redeliver at once, to whoever consumes next
 		c.canceled.Add(1)
 	} else {
@@ -78,13 +78,9 @@ func (c *Consumption) handle(j *job) {
 		if md, merr := j.msg.Metadata(); merr == nil {
 			delivered = md.NumDelivered
 		}
+		c.lastNak(j, "failed")
 		aerr = j.msg.NakWithDelay(c.cfg.backoff(delivered))
 		c.nakked.Add(1)
-		if c.maxDeliver > 0 && delivered >= uint64(c.maxDeliver) {
-			c.exhausted.Add(1)
-			c.log.Warn("natspacer: a job failed on its last delivery (MaxDeliver): the server will not deliver it again",
-				"subject", j.msg.Subject(), "max_deliver", c.maxDeliver, "err", err)
-		}
 	}
 	j.mu.Unlock()
 	if aerr != nil && !errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
@@ -137,20 +133,27 @@ func (c *Consumption) lastDeliveries(j *job, err error) bool {
 	return merr == nil && md.NumDelivered+1 >= uint64(c.maxDeliver)
 }
 
-// spent reports whether j's message is at its last delivery: a nak or an
-// expired AckWait ends it.
-func (c *Consumption) spent(j *job) bool {
-	md, err := j.msg.Metadata()
-	return c.maxDeliver > 0 && err == nil && md.NumDelivered >= uint64(c.maxDeliver)
+// lastNak counts and logs a nak of j's message on its last delivery
+// (MaxDeliver): the server will not deliver it again. Every nak path
+// calls it: a failure, a throttle or a stop there ends the job.
+func (c *Consumption) lastNak(j *job, why string) {
+	if c.maxDeliver <= 0 {
+		return
+	}
+	if md, err := j.msg.Metadata(); err == nil && md.NumDelivered >= uint64(c.maxDeliver) {
+		c.exhausted.Add(1)
+		c.log.Warn("natspacer: a job nakked on its last delivery (MaxDeliver): the server will not deliver it again",
+			"why", why, "subject", j.msg.Subject(), "max_deliver", c.maxDeliver)
+	}
 }
 
 // retryInPlace reports the throttled outcome err to j's permit, holds the
 // message for its retry-after (the supervisor's InProgress keeps it from
 // the server's AckWait meanwhile), then takes a new permit and runs the
 // handler again, returning true and its outcome. It returns false, with
-// the cause, if the hold or the
-// permit's wait ended first: ctx ended, Stop was called, or the pacer was
-// closed. A Drain does not end the hold: a message held is being handled.
+// the cause, if the hold or the permit's wait ended first: ctx ended, Stop
+// was called (also after a Drain), or the pacer was closed. A Drain alone
+// does not end the hold: a message held is being handled.
 func (c *Consumption) retryInPlace(j *job, err error) (ran bool, _ error) {
 	retry, _ := pacer.IsThrottled(err)
 	if retry <= 0 {
@@ -160,25 +163,35 @@ func (c *Consumption) retryInPlace(j *job, err error) (ran bool, _ error) {
 	c.heldInPlace.Add(1)
 	t := c.clock.NewTimer(retry)
 	defer t.Stop()
-	for stop := c.stopCh; ; {
-		select {
-		case <-t.C():
-		case <-c.ctx.Done():
-			return false, c.ctx.Err()
-		case <-stop:
-			if c.dropping.Load() {
-				return false, errStopped
-			}
-			stop = nil // Drain: handled to the end
-			continue
-		}
-		break
+	select {
+	case <-t.C():
+	case <-c.ctx.Done():
+		return false, c.ctx.Err()
+	case <-c.dropCh: // Stop; a Drain handles a held message to the end
+		return false, errStopped
 	}
-	pm, aerr := c.p.Acquire(c.ctx, 1)
+	actx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.dropCh:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	pm, aerr := c.p.Acquire(actx, 1)
 	if aerr != nil {
+		if c.dropping.Load() {
+			return false, errStopped
+		}
 		return false, aerr
 	}
+	if c.dropping.Load() {
+		pm.Cancel()
+		return false, errStopped
+	}
 	j.pm = pm
+	pm.Start()
 	return true, c.run(j.msg)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -133,10 +134,12 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 	defer rq.Close()
 	h := asynqpacer.Middleware(env.Pacer, asynqpacer.Requeue(rq))(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(tctx)
+		n, _ := asynq.GetRetryCount(tctx)
 		if first := t.Headers()[asynqpacer.HeaderOriginalID]; first != "" {
 			id = first // a copy requeued after a rate limit: the same job
+			before, _ := strconv.Atoi(t.Headers()[asynqpacer.HeaderRetried])
+			n += before
 		}
-		n, _ := asynq.GetRetryCount(tctx)
 		out := env.Handle(sink.Job{ID: id, Type: t.Type(), Attempt: n + 1, Payload: t.Payload(), Worker: env.Worker})
 		if out != nil && ctx.Err() != nil && !errors.Is(out, sink.ErrPermanent) {
 			// Draining: a job that failed now (its command killed at the
