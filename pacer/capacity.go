@@ -131,7 +131,7 @@ func (p *Pacer) observe(at int64, n int, outcome error) {
 			if retry <= 0 {
 				retry = p.cfg.DefaultRetryAfter
 			}
-			p.pushback(p.base.s.now(), at, retry)
+			p.pushback(max(p.base.s.now(), at), at, retry)
 			return
 		}
 		p.failed.Add(uint64(n))
@@ -139,7 +139,9 @@ func (p *Pacer) observe(at int64, n int, outcome error) {
 		p.succeeded.Add(uint64(n))
 	}
 	if p.cfg.LatencyTarget > 0 {
-		now := p.base.s.now()
+		// Not before at, which may be the latest time the pace has seen
+		// rather than the clock's (see Pacer): a latency is never negative.
+		now := max(p.base.s.now(), at)
 		if at >= p.cutAt.Load() {
 			p.latN.Add(uint64(n))
 			p.latSum.Add(uint64(n) * uint64((now-at)>>tickShift))
