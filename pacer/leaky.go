@@ -267,7 +267,7 @@ func (b *LeakyBucket) TryAcquire(n int) bool { return b.tryAcquire(b.s.now(), n)
 // TryAcquireAt is TryAcquire at time now; a time before the latest one
 // seen is taken as the latest (see LeakyBucket).
 func (b *LeakyBucket) TryAcquireAt(now time.Time, n int) bool {
-	return b.tryAcquire(b.s.ticks(now), n)
+	return b.tryAcquire(b.s.see(b.s.ticks(now)), n)
 }
 
 func (b *LeakyBucket) tryAcquire(now int64, n int) bool {

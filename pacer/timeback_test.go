@@ -202,6 +202,28 @@ func TestPacerJumpBackwards(t *testing.T) {
 	}
 }
 
+// On the system clock too, a time read just before the bucket was made
+// finds it full, and the explicit times after it are seen.
+func TestSystemClockTimeBeforeMade(t *testing.T) {
+	t.Parallel()
+	before := time.Now()
+	b, err := pacer.NewTokenBucket(10, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTakeSteps(t, timeFrom{b, before}, jumpBack)
+}
+
+// timeFrom gives a bucket times counted from start instead of t0.
+type timeFrom struct {
+	b     taker
+	start time.Time
+}
+
+func (f timeFrom) TryAcquireAt(now time.Time, n int) bool {
+	return f.b.TryAcquireAt(f.start.Add(now.Sub(t0)), n)
+}
+
 // Reading or changing a bucket at a time before the latest one seen reads
 // or settles it at the latest: the balance is not rewritten.
 func TestBackwardsTimeKeepsTheBalance(t *testing.T) {

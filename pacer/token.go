@@ -28,8 +28,12 @@ import (
 // methods are safe for concurrent use.
 //
 // Time that runs backwards never takes tokens away, as in x/time/rate: a
-// time (given to an …At method, or read from the clock) before the latest
-// one a take or a setter has seen is taken as that latest time. It gives
+// time before the latest one seen is taken as that latest time. Seen are
+// the times given to the …At methods and every reading of a Clock other
+// than the system clock (a fake clock, or one that may be stepped back).
+// The system clock's readings are monotonic and are not recorded, which
+// keeps TryAcquire at one atomic write: an explicit time is compared with
+// the other times seen, not with them. A time taken as a later one gives
 // no tokens either: a clock stepped back by d refills nothing until it has
 // caught up the d (x/time/rate moves its last time back instead, so that
 // the time between counts twice). A new bucket is full at whatever time it
@@ -88,7 +92,7 @@ func (b *TokenBucket) tryAcquire(now int64, n int) bool {
 // before the latest one seen is taken as the latest (see TokenBucket): it
 // finds the tokens that were there then.
 func (b *TokenBucket) TryAcquireAt(now time.Time, n int) bool {
-	return b.tryAcquire(b.s.ticks(now), n)
+	return b.tryAcquire(b.s.see(b.s.ticks(now)), n)
 }
 
 // Acquire takes n tokens, waiting until they are there. Waiters are served
