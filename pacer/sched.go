@@ -34,8 +34,8 @@ import (
 // so a time read just before the bucket was made finds it full. Reads
 // (tokens, dueFrom) take a time before last as last but record nothing.
 //
-// The fast path (take) is one atomic load each of zero, cfg and credit and
-// one CAS on zero. Setters swap zero to a sentinel while they install a new
+// The fast path (take) is one atomic load each of zero, last (on zero's
+// cache line), cfg and credit and one CAS on zero. Setters swap zero to a sentinel while they install a new
 // cfg, so a taker never combines a zero with a cfg it does not belong to.
 type sched struct {
 	// Read on every take, written rarely: kept off zero's cache line so
@@ -51,8 +51,8 @@ type sched struct {
 	busy   atomic.Int64 // ticks at which the queue last became non-empty
 	held   atomic.Int64 // ticks until which hold paused the schedule
 	_      [64]byte
-	zero   atomic.Int64 // ticks; never after last unless held, or locked
-	last   atomic.Int64 // ticks: the latest time seen (see above); moved before zero is
+	zero   atomic.Int64 // ticks, or locked
+	last   atomic.Int64 // ticks: the latest time seen (see above); recorded before the take it times
 	_      [48]byte
 
 	clock  Clock
