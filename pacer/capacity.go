@@ -124,7 +124,7 @@ func (p *Pacer) observe(at, from int64, n int, outcome error) {
 			if retry <= 0 {
 				retry = p.cfg.DefaultRetryAfter
 			}
-			p.pushback(p.base.s.now(), at, retry)
+			p.pushback(max(p.base.s.now(), at), at, retry)
 			return
 		}
 		p.failed.Add(uint64(n))
@@ -132,7 +132,9 @@ func (p *Pacer) observe(at, from int64, n int, outcome error) {
 		p.succeeded.Add(uint64(n))
 	}
 	if p.conc.on {
-		now := p.base.s.now()
+		// Not before from, which may be the latest time the pace has seen
+		// rather than the clock's (see Pacer): a latency is never negative.
+		now := max(p.base.s.now(), from)
 		if outcome == nil {
 			p.observeLatency(at, from, now)
 		}

@@ -129,10 +129,10 @@ func checkFill(rate, capacity float64) error {
 	return nil
 }
 
-// checkAmount checks a number of tokens asked for.
+// checkAmount checks a number of tokens asked for: 0, nothing, is granted.
 func checkAmount(n int) error {
-	if n < 1 {
-		return invalid("n", n, "an integer ≥ 1")
+	if n < 0 {
+		return invalid("n", n, "an integer ≥ 0")
 	}
 	return nil
 }

@@ -69,12 +69,25 @@ func FuzzTokenBucket(f *testing.F) {
 			t.Fatal(err)
 		}
 		// The bucket reads its epoch from the system clock; work in
-		// explicit times after it.
+		// explicit times after it. Kind 7 steps the caller's clock back
+		// by dt instead: the bucket takes a time before the latest one a
+		// take or a setter has seen as that one, so releases are timed at
+		// seen.
 		now := time.Now()
 		start := now
+		var seen time.Time
+		see := func() {
+			if seen.IsZero() || now.After(seen) {
+				seen = now
+			}
+		}
 		var rel []release
 		for _, o := range ops {
-			now = now.Add(o.dt)
+			if o.kind == 7 {
+				now = now.Add(-o.dt)
+			} else {
+				now = now.Add(o.dt)
+			}
 			switch o.kind {
 			case 5:
 				rate = o.v * 100
@@ -82,6 +95,7 @@ func FuzzTokenBucket(f *testing.F) {
 					t.Fatal(err)
 				}
 				maxRate = max(maxRate, rate)
+				see()
 			case 6:
 				err := b.SetCapacityAt(now, o.v)
 				if o.v < pacer.MinCapacity {
@@ -96,6 +110,7 @@ func FuzzTokenBucket(f *testing.F) {
 				}
 				capacity = o.v
 				maxCap = max(maxCap, capacity)
+				see()
 			default:
 				before := b.TokensAt(now)
 				ok := b.TryAcquireAt(now, o.n)
@@ -104,8 +119,11 @@ func FuzzTokenBucket(f *testing.F) {
 				if ok && before < n-tick || !ok && before >= n+tick && n <= capacity {
 					t.Fatalf("TryAcquireAt(%v) = %v with %v tokens", o.n, ok, before)
 				}
+				if n <= capacity { // a take above it is refused unseen
+					see()
+				}
 				if ok {
-					rel = append(rel, release{now.Sub(start), n})
+					rel = append(rel, release{seen.Sub(start), n})
 				}
 			}
 			tok := b.TokensAt(now)

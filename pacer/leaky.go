@@ -144,6 +144,15 @@ type LeakyConfig struct {
 //
 // Like TokenBucket it runs on a schedule of due times, so Acquire is exact
 // at any rate. TryAcquire never blocks; Acquire waits. All methods are safe for concurrent use.
+//
+// Time that runs backwards never adds to the level, as in TokenBucket: a
+// time (given to an …At method, or read from the clock) before the latest
+// one seen is taken as that latest time, and a clock stepped back by d
+// leaks nothing until it has caught up the d. A new bucket is empty at
+// whatever time it is first asked at. An acquire of n = 0 is granted, as
+// in TokenBucket: TryAcquire(0) is true (but false after Close, as every
+// TryAcquire is) and Acquire(ctx, 0) returns 0 and nil at once, or
+// ErrClosed, or ctx.Err().
 type LeakyBucket struct {
 	s sched
 
@@ -251,18 +260,20 @@ func (b *LeakyBucket) adapt(now int64) int64 {
 
 // TryAcquire adds n to the level if it fits under the capacity now, and
 // reports whether it did. It never blocks, and fails while callers wait in
-// Acquire (they are served first) and for n < 1.
+// Acquire (they are served first) and for n < 0. n = 0 is granted, even
+// while others wait.
 func (b *LeakyBucket) TryAcquire(n int) bool { return b.tryAcquire(b.s.now(), n) }
 
-// TryAcquireAt is TryAcquire at time now.
+// TryAcquireAt is TryAcquire at time now; a time before the latest one
+// seen is taken as the latest (see LeakyBucket).
 func (b *LeakyBucket) TryAcquireAt(now time.Time, n int) bool {
-	return b.tryAcquire(b.s.ticks(now), n)
+	return b.tryAcquire(b.s.see(b.s.ticks(now)), n)
 }
 
 func (b *LeakyBucket) tryAcquire(now int64, n int) bool {
 	f := float64(n)
 	if n < 1 || f > b.s.cfg.Load().capacity || b.s.isClosed() {
-		return false
+		return n == 0 && !b.s.isClosed()
 	}
 	if !b.manual {
 		b.s.mu.Lock()
@@ -278,9 +289,9 @@ func (b *LeakyBucket) tryAcquire(now int64, n int) bool {
 
 // Acquire adds n to the level, waiting in order behind earlier callers
 // until it fits, and returns how long it really waited. n larger than the
-// capacity can never fit and is an error at once, as is n < 1. If ctx ends
-// first, Acquire adds nothing and returns ctx.Err(); after Close it
-// returns ErrClosed.
+// capacity can never fit and is an error at once, as is n < 0; n = 0
+// returns at once. If ctx ends first, Acquire adds nothing and returns
+// ctx.Err(); after Close it returns ErrClosed.
 func (b *LeakyBucket) Acquire(ctx context.Context, n int) (time.Duration, error) {
 	if err := checkAmount(n); err != nil {
 		return 0, err
@@ -291,15 +302,19 @@ func (b *LeakyBucket) Acquire(ctx context.Context, n int) (time.Duration, error)
 	if b.s.isClosed() {
 		return 0, ErrClosed
 	}
+	if n == 0 {
+		return 0, ctx.Err()
+	}
 	start := b.s.clock.Now()
 	_, err := b.s.wait(ctx, float64(n))
-	return b.s.clock.Now().Sub(start), err
+	return max(b.s.clock.Now().Sub(start), 0), err // 0 if the clock was stepped back meanwhile
 }
 
 // Level returns the bucket's level now, in tokens.
 func (b *LeakyBucket) Level() float64 { return b.LevelAt(b.s.clock.Now()) }
 
-// LevelAt returns the level at time now.
+// LevelAt returns the level at time now, or at the latest time seen if now
+// is before it.
 func (b *LeakyBucket) LevelAt(now time.Time) float64 {
 	t := b.s.ticks(now)
 	b.s.mu.Lock()

@@ -259,6 +259,14 @@ const maxPause = 24 * time.Hour
 // see TokenBucket). A second bucket at the same rate would only lose
 // permits to goroutine jitter: callers reach it out of order and late.
 //
+// Time that runs backwards, a Clock stepped back, never takes permits
+// away: a time before the latest one the pace has seen is taken as that
+// latest time, as in TokenBucket, and a permit is stamped with the time
+// its jobs were admitted at. Acquire and TryAcquire of n = 0 are granted
+// at once (after Close, Acquire returns ErrClosed and TryAcquire fails, as
+// for any n): the permit admits no jobs, holds no slot and no pace, and
+// its methods do nothing.
+//
 // A Pacer is safe for concurrent use. Make one with New.
 type Pacer struct {
 	cfg   Config // set by New; SetBase changes BacklogHigh under mu
@@ -359,13 +367,20 @@ func (pm *Permit) N() int {
 // Acquire waits until n jobs may start: a free in-flight slot, then the
 // pace (and the Limiter, if any), each first come first served. It
 // returns ctx.Err() if ctx ends first, taking nothing, and ErrClosed after
-// Close. It is safe for concurrent use.
+// Close. n = 0 is granted at once (see Pacer); n < 0 is an error wrapping
+// ErrInvalid. It is safe for concurrent use.
 func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
-	if n < 1 || n > math.MaxInt32 {
-		return nil, invalid("n", n, "an integer in [1, 2³¹-1]")
+	if n < 0 || n > math.MaxInt32 {
+		return nil, invalid("n", n, "an integer in [0, 2³¹-1]")
 	}
 	if p.base.s.isClosed() {
 		return nil, ErrClosed
+	}
+	if n == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return noJobs, nil
 	}
 	if p.slots != nil {
 		if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight || p.conc.on && n > InFlightLimit {
@@ -395,9 +410,13 @@ func (p *Pacer) Acquire(ctx context.Context, n int) (*Permit, error) {
 // TryAcquire is Acquire without waiting: it returns a permit for n jobs
 // and true if they may start now, or nil and false and takes nothing. It
 // never blocks. It fails while callers wait in Acquire, and always with a
-// Config.Limiter, which can only wait.
+// Config.Limiter, which can only wait; n = 0 is granted all the same (see
+// Pacer).
 func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 	if n < 1 || n > math.MaxInt32 || p.cfg.Limiter != nil || p.base.s.isClosed() {
+		if n == 0 && !p.base.s.isClosed() {
+			return noJobs, true
+		}
 		return nil, false
 	}
 	if p.cfg.MaxInFlight > 0 && n > p.cfg.MaxInFlight || p.conc.on && n > InFlightLimit {
@@ -411,12 +430,17 @@ func (p *Pacer) TryAcquire(n int) (*Permit, bool) {
 		p.releaseSlots(n)
 		return nil, false
 	}
-	if _, ok := p.base.s.take(now, float64(n)); !ok {
+	at, ok := p.base.s.take(now, float64(n))
+	if !ok {
 		p.releaseSlots(n)
 		return nil, false
 	}
-	return p.grant(n, now), true
+	return p.grant(n, at), true
 }
+
+// noJobs is the permit for n = 0: no pacer, no jobs, methods that do
+// nothing. It is never written, so one serves every caller.
+var noJobs = new(Permit)
 
 // grant counts n jobs dispatched at now and returns their permit.
 func (p *Pacer) grant(n int, now int64) *Permit {

@@ -324,8 +324,8 @@ func TestPacerValidation(t *testing.T) {
 	p, _ := newPacer(t, pacer.Config{Rate: 10, Base: 5})
 	checkInvalid(t, p.SetRate(4), "rate")
 	checkInvalid(t, p.SetBase(11), "base")
-	if _, err := p.Acquire(context.Background(), 0); !errors.Is(err, pacer.ErrInvalid) {
-		t.Fatalf("Acquire(0) = %v, want ErrInvalid", err)
+	if _, err := p.Acquire(context.Background(), -1); !errors.Is(err, pacer.ErrInvalid) {
+		t.Fatalf("Acquire(-1) = %v, want ErrInvalid", err)
 	}
 }
 

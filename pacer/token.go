@@ -26,6 +26,25 @@ import (
 // path, it never blocks, allocates nothing, and fails while callers are
 // queued in Acquire so that they are served in order; Acquire waits. All
 // methods are safe for concurrent use.
+//
+// Time that runs backwards never takes tokens away, as in x/time/rate: a
+// time before the latest one seen is taken as that latest time. Seen are
+// the times given to the …At methods and every reading of a Clock other
+// than the system clock (a fake clock, or one that may be stepped back).
+// The system clock's readings are monotonic and are not recorded, which
+// keeps TryAcquire at one atomic write: an explicit time is compared with
+// the other times seen, not with them. A time taken as a later one gives
+// no tokens either: a clock stepped back by d refills nothing until it has
+// caught up the d (x/time/rate moves its last time back instead, so that
+// the time between counts twice). A new bucket is full at whatever time it
+// is first asked at, even one read just before it was made.
+//
+// A take of n = 0 is granted: TryAcquire(0) is true and Acquire(ctx, 0)
+// returns at once with nil, or ErrClosed after Close, or ctx.Err() if ctx
+// has ended, as any Acquire does. Nothing was asked, so nothing is
+// refused, taken or queued (a false would read as "throttled" to a caller
+// whose batch came out empty). A negative n is a caller's bug: TryAcquire
+// fails and Acquire returns an error wrapping ErrInvalid.
 type TokenBucket struct {
 	s sched
 }
@@ -51,28 +70,29 @@ func NewTokenBucket(rate, capacity float64, clock Clock) (*TokenBucket, error) {
 
 // TryAcquire takes n tokens if they are there now and reports whether it
 // did. It fails, taking nothing, while other callers wait in Acquire, and
-// for any n larger than the capacity or below 1. It never blocks.
+// for any n larger than the capacity or below 0. n = 0 is granted, even
+// while others wait. It never blocks.
 func (b *TokenBucket) TryAcquire(n int) bool {
 	return b.tryAcquire(b.s.now(), n)
 }
 
 // tryAcquire is the fast path: nothing while others wait, nothing above
-// the capacity, and nothing for n < 1.
+// the capacity, and nothing for n < 1 but n = 0, which is granted.
 func (b *TokenBucket) tryAcquire(now int64, n int) bool {
 	f := float64(n)
 	if b.s.waiters.Load() != 0 || n < 1 || f > b.s.cfg.Load().capacity {
-		return false
+		return n == 0
 	}
 	_, ok := b.s.take(now, f)
 	return ok
 }
 
 // TryAcquireAt is TryAcquire at time now, for callers that keep their own
-// time (tests, simulations). Times count from the bucket's clock at
-// creation, when it was full. now must not go backwards across calls; a
-// time before the last take finds no tokens.
+// time (tests, simulations): times are on the bucket's clock. A time
+// before the latest one seen is taken as the latest (see TokenBucket): it
+// finds the tokens that were there then.
 func (b *TokenBucket) TryAcquireAt(now time.Time, n int) bool {
-	return b.tryAcquire(b.s.ticks(now), n)
+	return b.tryAcquire(b.s.see(b.s.ticks(now)), n)
 }
 
 // Acquire takes n tokens, waiting until they are there. Waiters are served
@@ -81,13 +101,16 @@ func (b *TokenBucket) TryAcquireAt(now time.Time, n int) bool {
 // capacity is allowed: Acquire waits until the bucket has refilled n
 // tokens in all and leaves it empty (as asyncutils.buckets (Python)'s
 // consume does). Acquire returns ErrClosed after Close, and an error
-// wrapping ErrInvalid for n < 1.
+// wrapping ErrInvalid for n < 0; n = 0 returns at once.
 func (b *TokenBucket) Acquire(ctx context.Context, n int) error {
 	if err := checkAmount(n); err != nil {
 		return err
 	}
 	if b.s.isClosed() {
 		return ErrClosed
+	}
+	if n == 0 {
+		return ctx.Err()
 	}
 	_, err := b.s.wait(ctx, float64(n))
 	return err
@@ -96,7 +119,8 @@ func (b *TokenBucket) Acquire(ctx context.Context, n int) error {
 // Tokens returns the tokens in the bucket now.
 func (b *TokenBucket) Tokens() float64 { return b.s.tokens(b.s.now()) }
 
-// TokensAt returns the tokens in the bucket at time now.
+// TokensAt returns the tokens in the bucket at time now, or at the latest
+// time seen if now is before it.
 func (b *TokenBucket) TokensAt(now time.Time) float64 { return b.s.tokens(b.s.ticks(now)) }
 
 // Rate returns the refill rate in tokens per second.
@@ -106,7 +130,8 @@ func (b *TokenBucket) Rate() float64 { return b.s.cfg.Load().rate }
 func (b *TokenBucket) Capacity() float64 { return b.s.cfg.Load().capacity }
 
 // SetRate changes the refill rate. The balance is settled at the old rate
-// first; waiters recompute their due times at once.
+// first (at the latest time seen, if the clock reads earlier); waiters
+// recompute their due times at once.
 func (b *TokenBucket) SetRate(rate float64) error { return b.SetRateAt(b.s.clock.Now(), rate) }
 
 // SetRateAt is SetRate at time now.

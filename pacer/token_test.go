@@ -24,7 +24,12 @@ type takeStep struct {
 	ok bool
 }
 
-func runTakeSteps(t *testing.T, b *pacer.TokenBucket, steps []takeStep) {
+// taker is what runTakeSteps drives: TokenBucket and LeakyBucket.
+type taker interface {
+	TryAcquireAt(now time.Time, n int) bool
+}
+
+func runTakeSteps(t *testing.T, b taker, steps []takeStep) {
 	t.Helper()
 	for i, s := range steps {
 		if got := b.TryAcquireAt(t0.Add(s.at), s.n); got != s.ok {
@@ -62,10 +67,11 @@ func TestTokenBucketRefillAndBurst(t *testing.T) {
 	})
 }
 
-func TestTokenBucketTryAcquireRejectsNonPositive(t *testing.T) {
+// A negative n is refused; n = 0 is granted (TestZeroIsGranted).
+func TestTokenBucketTryAcquireRejectsNegative(t *testing.T) {
 	t.Parallel()
 	b, _ := newClockBucket(t, 10, 3)
-	for _, n := range []int{0, -1, math.MinInt} {
+	for _, n := range []int{-1, math.MinInt} {
 		if b.TryAcquireAt(t0, n) {
 			t.Errorf("TryAcquireAt(t0, %v) = true, want false", n)
 		}
@@ -314,7 +320,7 @@ func TestTokenBucketValidation(t *testing.T) {
 	b, _ := newClockBucket(t, 1, 1)
 	checkInvalid(t, b.SetRate(math.NaN()), "rate")
 	checkInvalid(t, b.SetCapacity(-1), "capacity")
-	checkInvalid(t, b.Acquire(context.Background(), 0), "n")
+	checkInvalid(t, b.Acquire(context.Background(), -1), "n")
 	if b.Rate() != 1 || b.Capacity() != 1 {
 		t.Fatalf("a refused setter changed the bucket: rate %v capacity %v", b.Rate(), b.Capacity())
 	}
