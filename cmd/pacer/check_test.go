@@ -101,3 +101,40 @@ func TestSimulateWritesSVG(t *testing.T) {
 		t.Errorf("pace.csv: %v %.100s", err, c)
 	}
 }
+
+// Issue 24 item 9: --help says what each scenario does; the SVG marks the
+// storm, its pauses and plots the 429s; the CSV's times are round; a
+// worker without latency_target runs queueing with "auto", and says so.
+func TestSimulateHelpMarksAndRoundTimes(t *testing.T) {
+	t.Parallel()
+	out, code := pacer(t, "help", "simulate")
+	if code != 0 {
+		t.Fatalf("pacer help simulate: exit %d: %s", code, out)
+	}
+	for _, want := range []string{"steady: arrivals", "burst: arrivals", "throttle-storm: arrivals", "moving-capacity: arrivals", "queueing: arrivals", "servers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pacer help simulate lacks %q:\n%s", want, out)
+		}
+	}
+	dir := t.TempDir()
+	svg := filepath.Join(dir, "storm.svg")
+	if out, code := pacer(t, "simulate", "-c", "../../config.toml", "--scenario", "throttle-storm", "--out", svg); code != 0 {
+		t.Fatalf("pacer simulate: exit %d: %s", code, out)
+	}
+	b, _ := os.ReadFile(svg)
+	for _, want := range []string{"storm: 3 in 4 jobs 429", "429s (1 s window)", "paused (pace 0)"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("storm.svg lacks %q", want)
+		}
+	}
+	c, _ := os.ReadFile(filepath.Join(dir, "storm.csv"))
+	for i, line := range strings.Split(strings.TrimSpace(string(c)), "\n")[1:] {
+		if ts, _, _ := strings.Cut(line, ","); len(ts) > 6 {
+			t.Fatalf("storm.csv row %d: t_s %q, want a round time", i+1, ts)
+		}
+	}
+	out, code = pacer(t, "simulate", "-c", "../../config.toml", "--scenario", "queueing", "--out", filepath.Join(dir, "q.svg"))
+	if code != 0 || !strings.Contains(out, `this run uses latency_target = "auto"`) {
+		t.Errorf("pacer simulate --scenario queueing: exit %d, %q; want 0 and a note that it runs with latency_target = \"auto\"", code, out)
+	}
+}

@@ -12,12 +12,15 @@ import (
 // simulate draws. Run `go generate ./cmd/pacer` to redraw them.
 func TestDocsPicturesFresh(t *testing.T) {
 	t.Parallel()
-	for _, sc := range []string{"burst", "throttle-storm", "moving-capacity"} {
+	for _, tc := range []struct{ sc, duration string }{
+		{"burst", "2m"}, {"throttle-storm", "2m"}, {"moving-capacity", "2m"}, {"queueing", "6m"},
+	} {
+		sc := tc.sc
 		t.Run(sc, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			out := filepath.Join(dir, "simulate-"+sc+".svg")
-			if o, code := pacer(t, "simulate", "-c", "../../config.toml", "--scenario", sc, "--out", out); code != 0 {
+			if o, code := pacer(t, "simulate", "-c", "../../config.toml", "--scenario", sc, "--duration", tc.duration, "--out", out); code != 0 {
 				t.Fatalf("pacer simulate: exit %d: %s", code, o)
 			}
 			for _, ext := range []string{".svg", ".csv"} {

@@ -9,6 +9,7 @@ package main
 //go:generate go run . simulate -c ../../config.toml --scenario burst --out ../../docs/simulate-burst.svg
 //go:generate go run . simulate -c ../../config.toml --scenario throttle-storm --out ../../docs/simulate-throttle-storm.svg
 //go:generate go run . simulate -c ../../config.toml --scenario moving-capacity --out ../../docs/simulate-moving-capacity.svg
+//go:generate go run . simulate -c ../../config.toml --scenario queueing --duration 6m --out ../../docs/simulate-queueing.svg
 
 import (
 	"os"

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strings"
+	"time"
 )
 
 type series struct {
@@ -20,11 +22,17 @@ type panel struct {
 	series []series
 }
 
-// SVG draws samples as three stacked charts sharing the time axis: jobs
-// per second (arrivals, pace, done, ceiling; and, for a scenario with a
-// downstream capacity, that capacity and the pacer's estimate of it), the
-// factor, and the backlog.
-func SVG(title string, samples []Sample) string {
+// SVG draws samples as stacked charts sharing the time axis: jobs per
+// second (arrivals, pace, done, ceiling; the jobs answered 429 when there
+// are any; and, for a scenario with a downstream capacity, that capacity
+// and the pacer's estimate of it), the factor, and the backlog; for a
+// run with a learned concurrency limit or servers, also the concurrency
+// (the limit, the jobs in flight, the servers) and the latency (the p90
+// of the jobs done, and the pacer's p90, mean and no-load latency). Each
+// mark is a labelled span across the charts, shaded (every other one, for
+// marks side by side), and each pause (the pace 0) is shaded grey.
+func SVG(title string, samples []Sample, marks ...Mark) string {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	panels := []panel{
 		{"throughput", "jobs/s", []series{
 			{"ceiling (rate)", "#d62728", "6,4", func(s Sample) float64 { return s.Ceiling }},
@@ -39,13 +47,44 @@ func SVG(title string, samples []Sample) string {
 			{"backlog", "#ff7f0e", "", func(s Sample) float64 { return float64(s.Backlog) }},
 		}},
 	}
-	for _, sm := range samples {
-		if sm.Capacity > 0 {
-			panels[0].series = append(panels[0].series,
-				series{"downstream capacity", "#17becf", "8,3", func(s Sample) float64 { return s.Capacity }},
-				series{"estimated capacity", "#e377c2", "2,2", func(s Sample) float64 { return s.Estimate }})
-			break
+	if slices.ContainsFunc(samples, func(s Sample) bool { return s.ThrottledRate > 0 }) {
+		panels[0].series = append(panels[0].series,
+			series{"429s (1 s window)", "#8c564b", "", func(s Sample) float64 { return s.ThrottledRate }})
+	}
+	if slices.ContainsFunc(samples, func(s Sample) bool { return s.Capacity > 0 }) {
+		panels[0].series = append(panels[0].series,
+			series{"downstream capacity", "#17becf", "8,3", func(s Sample) float64 { return s.Capacity }})
+	}
+	if slices.ContainsFunc(samples, func(s Sample) bool { return s.Estimate > 0 }) {
+		panels[0].series = append(panels[0].series,
+			series{"estimated capacity", "#e377c2", "2,2", func(s Sample) float64 { return s.Estimate }})
+	}
+	if slices.ContainsFunc(samples, func(s Sample) bool { return s.ConcurrencyLimit > 0 || s.Servers > 0 }) {
+		panels = append(panels,
+			panel{"concurrency", "jobs", []series{
+				{"servers", "#17becf", "8,3", func(s Sample) float64 { return float64(s.Servers) }},
+				{"concurrency limit", "#d62728", "", func(s Sample) float64 { return float64(s.ConcurrencyLimit) }},
+				{"in flight", "#1f77b4", "2,2", func(s Sample) float64 { return float64(s.InFlight) }},
+			}},
+			panel{"latency", "ms", []series{
+				{"p90 latency (done, 1 s)", "#2ca02c", "", func(s Sample) float64 { return ms(s.DoneP90) }},
+				{"pacer's p90", "#1f77b4", "2,2", func(s Sample) float64 { return ms(s.LatencyP90) }},
+				{"pacer's mean", "#9467bd", "2,3", func(s Sample) float64 { return ms(s.LatencyMean) }},
+				{"no-load latency", "#7f7f7f", "6,4", func(s Sample) float64 { return ms(s.LatencyNoLoad) }},
+			}})
+	}
+	// The pauses: each run of samples with the pace 0 is a mark.
+	var spans []Mark
+	for i := 0; i < len(samples); i++ {
+		if samples[i].Pace != 0 {
+			continue
 		}
+		j := i
+		for j+1 < len(samples) && samples[j+1].Pace == 0 {
+			j++
+		}
+		spans = append(spans, Mark{samples[i].T, samples[min(j+1, len(samples)-1)].T, "paused"})
+		i = j
 	}
 	const (
 		W, left, right, top = 960, 80, 190, 50
@@ -59,6 +98,31 @@ func SVG(title string, samples []Sample) string {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
 	xs := func(t float64) float64 { return left + t/tmax*float64(pw) }
+	// The marks and the pauses, under everything else, across every chart.
+	bottom := top + (len(panels)-1)*(ph+gap) + ph
+	band := func(m Mark, fill string) (x0 float64) {
+		x0, x1 := xs(max(m.From.Seconds(), 0)), xs(min(m.To.Seconds(), tmax))
+		for i := range panels {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, top+i*(ph+gap), max(x1-x0, 1), ph, fill)
+		}
+		return x0
+	}
+	for i, m := range marks {
+		fill := "#fdf3d8"
+		if i%2 == 1 {
+			fill = "none" // marks side by side (phases): every other one shaded
+		}
+		x0 := band(m, fill)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#c9a227" stroke-dasharray="3,3"/>`, x0, top-8, x0, bottom)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#7a5d00" font-size="11">%s</text>`+"\n", x0+3, top-2, html.EscapeString(m.Label))
+	}
+	for _, m := range spans {
+		band(m, "#e8e8e8")
+	}
+	if len(spans) > 0 {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="24" height="10" fill="#e8e8e8"/><text x="%d" y="%d">paused (pace 0)</text>`+"\n",
+			left+pw+14, bottom-10, left+pw+44, bottom-1)
+	}
 	for i, p := range panels {
 		y0 := top + i*(ph+gap)
 		ymax := 0.0
