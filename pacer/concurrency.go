@@ -15,8 +15,13 @@ const LatencyAuto time.Duration = -1
 
 // The concurrency controller's constants; docs/capacity.md explains each.
 const (
-	// concMinJobs is the fewest latencies a judgement is made on.
-	concMinJobs = 40
+	// concMinJobs is the fewest latencies a judgement is made on; at a
+	// low rate, where they would take long to come, a judgement is made
+	// after concSlowEvery on two rounds of the limit (at least
+	// concSlowJobs), so that a limit of a few slow jobs still learns.
+	concMinJobs   = 40
+	concSlowJobs  = 4
+	concSlowEvery = int64(time.Second) << tickShift
 	// concQueued is how far the mean latency may rise over the no-load
 	// latency (two judgements running) before the downstream is taken to
 	// queue: 1.2 is a queue of a fifth of its servers.
@@ -97,6 +102,7 @@ type concState struct {
 	base            [2]float64 // least smoothed mean latency of the current and last baseline bucket, ns
 	baseAt          int64      // base ticks the current bucket began
 	baseN           int        // judgements in the current bucket
+	judgedAt        int64      // base ticks of the last judgement
 	reached         bool       // the last judgement saw the limit reached
 	cutsInRow       int        // cuts since the latency last came back under concQueued
 	smooth, meanCut float64    // the mean latency, smoothed over judgements; and at the last cut
@@ -151,9 +157,11 @@ func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 		win[i] = cur[i] - k.seen[i]
 		n += win[i]
 	}
-	if n < concMinJobs {
+	slowEnough := now-k.judgedAt >= concSlowEvery && n >= uint64(max(concSlowJobs, 2*math.Ceil(k.limit)))
+	if n < concMinJobs && !slowEnough {
 		return nil
 	}
+	k.judgedAt = now
 	k.seen = cur
 	sum := k.sum.Load()
 	mean := float64(sum-k.seenSum) / float64(n)
@@ -236,7 +244,9 @@ func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 		// servers, one job more is a long queue, and the limit stays
 		// at what they serve for several judgements before it tries it.
 		k.limit = min(k.max, next)
-		k.knee = max(k.knee, k.limit)
+		if k.knee > 0 {
+			k.knee = max(k.knee, k.limit) // past the knee with no queue: it moved
+		}
 	default:
 		k.cutsInRow = 0
 	}
