@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -278,7 +279,9 @@ func (l serverLog) Noticef(string, ...any) {}
 func (l serverLog) Debugf(string, ...any)  {}
 func (l serverLog) Tracef(string, ...any)  {}
 func (l serverLog) Warnf(format string, v ...any) {
-	fmt.Fprintf(l.w, "[WRN] "+format+"\n", v...)
+	if msg := fmt.Sprintf(format, v...); !strings.Contains(msg, keepFile) { // not a stream: no metafile
+		fmt.Fprintf(l.w, "[WRN] %s\n", msg)
+	}
 }
 func (l serverLog) Errorf(format string, v ...any) {
 	fmt.Fprintf(l.w, "[ERR] "+format+"\n", v...)
