@@ -21,8 +21,9 @@ var errTooManyRequests = errors.New("429 Too Many Requests")
 func sendEmail(ctx context.Context, t *asynq.Task) error {
 	var err error // ... call the email API with t.Payload() ...
 	if errors.Is(err, errTooManyRequests) {
-		// One pause for the whole queue, a cut factor, and Asynq retries
-		// this task after 2s without counting a failure.
+		// The pace drops (a 2s retry-after, under PauseAfter, pauses
+		// nothing), and Asynq retries this task after 2s without counting
+		// a failure.
 		return pacer.Throttle(2*time.Second, err)
 	}
 	return err

@@ -24,8 +24,9 @@ var errTooManyRequests = errors.New("429 Too Many Requests")
 func charge(ctx context.Context, order []byte) error { return nil }
 
 // A billing service consumes the ORDERS stream at 50 orders/s, rising up to
-// 200/s while the backlog is deep; a 429 from the payment API pauses the
-// whole consumer once and the order comes back after the retry-after.
+// 200/s while the backlog is deep; a 429 from the payment API lowers the pace
+// (its 2 s retry-after, under PauseAfter, pauses nothing) and the order
+// comes back after the retry-after.
 func Example() {
 	url, shutdown := embeddedNATS() // in production: your server's URL, e.g. nats.DefaultURL
 	defer shutdown()

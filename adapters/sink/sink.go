@@ -11,7 +11,7 @@ import (
 
 // Job is one job a source hands a sink.
 type Job struct {
-	ID      string // the source's id: Asynq task id, JetStream sequence, NATS reply or a counter
+	ID      string // the source's id: Asynq task id, JetStream Nats-Msg-Id or stream:created:sequence, NATS reply or a counter
 	Type    string // the Asynq task type or the NATS subject
 	Attempt int    // 1 on the first delivery
 	Payload []byte

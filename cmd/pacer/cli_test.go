@@ -186,8 +186,8 @@ func (s *idemSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return s.n }
 // Point 2: pacer enqueue and pacer publish, run beside the config of a
 // running pacer run on embedded brokers, reach that run's brokers and the
 // queue and subject of its workers, with no flag. The http sink gets each
-// job's id as its Idempotency-Key: the Asynq task id, the JetStream stream
-// sequence.
+// job's id as its Idempotency-Key: the Asynq task id, the JetStream
+// stream's name, creation time and sequence.
 func TestLoadGeneratorsReachTheRunningDemo(t *testing.T) {
 	t.Parallel()
 	srv, got := newIdemSink(t)
@@ -249,9 +249,17 @@ url = %q
 			seqs = append(seqs, k)
 		}
 	}
-	sort.Slice(seqs, func(i, j int) bool { a, _ := strconv.Atoi(seqs[i]); b, _ := strconv.Atoi(seqs[j]); return a < b })
-	if nUUID != 5 || strings.Join(seqs, ",") != "1,2,3,4,5" {
-		t.Errorf("Idempotency-Keys: %d Asynq task ids and stream sequences %v, want 5 and 1..5", nUUID, seqs)
+	// HOOKS:<the stream's creation, Unix ns>:<sequence>
+	jsID := regexp.MustCompile(`^HOOKS:[0-9]+:([0-9]+)$`)
+	var nums []string
+	for _, k := range seqs {
+		if m := jsID.FindStringSubmatch(k); m != nil {
+			nums = append(nums, m[1])
+		}
+	}
+	sort.Slice(nums, func(i, j int) bool { a, _ := strconv.Atoi(nums[i]); b, _ := strconv.Atoi(nums[j]); return a < b })
+	if nUUID != 5 || len(seqs) != 5 || strings.Join(nums, ",") != "1,2,3,4,5" {
+		t.Errorf("Idempotency-Keys: %d Asynq task ids and JetStream ids %v, want 5 and HOOKS:<created>:1..5", nUUID, seqs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jobpacer/pacer/internal/config"
 )
@@ -80,7 +81,13 @@ func structural(a, b *config.File) []string {
 		px, py := x.Pacer(), y.Pacer()
 		px.Rate, px.Base, py.Rate, py.Base = 0, 0, 0, 0
 		if !reflect.DeepEqual(px, py) {
-			d = append(d, fmt.Sprintf("worker %q: a pace setting other than rate and base changed", x.Name))
+			if keys := changedKeys(x, y); len(keys) > 0 {
+				for _, k := range keys {
+					d = append(d, fmt.Sprintf("worker %q: %s (only rate and base reload in place)", x.Name, k))
+				}
+			} else {
+				d = append(d, fmt.Sprintf("worker %q: a pace setting other than rate and base changed", x.Name))
+			}
 		}
 		if x.Fleet != y.Fleet {
 			d = append(d, fmt.Sprintf("worker %q: its fleet changed (%q → %q)", x.Name, x.Fleet, y.Fleet))
@@ -99,4 +106,33 @@ func structural(a, b *config.File) []string {
 		}
 	}
 	return d
+}
+
+// changedKeys names the [[worker]] keys, other than name, fleet, rate,
+// base, source and sink, whose value differs between x and y, each as
+// "key changed (old → new)".
+func changedKeys(x, y config.Worker) []string {
+	var d []string
+	vx, vy := reflect.ValueOf(x), reflect.ValueOf(y)
+	for i := range vx.NumField() {
+		f := vx.Type().Field(i)
+		key := f.Tag.Get("toml")
+		switch key {
+		case "", "-", "name", "fleet", "rate", "base", "source", "sink":
+			continue
+		}
+		a, b := vx.Field(i).Interface(), vy.Field(i).Interface()
+		if !reflect.DeepEqual(a, b) {
+			d = append(d, fmt.Sprintf("%s changed (%v → %v)", key, show(a), show(b)))
+		}
+	}
+	return d
+}
+
+// show is how changedKeys prints a value: durations as durations.
+func show(v any) any {
+	if d, ok := v.(config.Duration); ok {
+		return time.Duration(d)
+	}
+	return v
 }

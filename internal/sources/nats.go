@@ -202,7 +202,8 @@ type jetStreamSource struct {
 	js      jetstream.JetStream
 	cons    jetstream.Consumer
 	probe   *natspacer.Probe
-	resume  resume // where the consumer got, to recreate it there
+	resume  resume    // where the consumer got, to recreate it there
+	created time.Time // the stream's creation time, read by Connect: part of each job's id
 }
 
 func (s *jetStreamSource) UseBrokers(b *brokers.Brokers) { s.brokers, s.logger = b, b.Log() }
@@ -240,7 +241,8 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
 	}
-	s.resume.streamIs(st.CachedInfo().Created)
+	s.created = st.CachedInfo().Created
+	s.resume.streamIs(s.created)
 	if s.cons != nil { // a reconnect: the last ack floor the old consumer showed
 		s.resume.observe(s.cons.CachedInfo())
 	}
@@ -253,6 +255,14 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	}
 	s.probe = natspacer.NewProbe(s.cons)
 	return s.probe, nil
+}
+
+// jobIDPrefix is what a JetStream job's id has before its stream
+// sequence: the stream's name and creation time (Unix nanoseconds), so
+// that a stream deleted and made again, whose sequences start again at 1,
+// gives its jobs ids (and Idempotency-Keys) its old jobs never had.
+func jobIDPrefix(stream string, created time.Time) string {
+	return stream + ":" + strconv.FormatInt(created.UnixNano(), 10) + ":"
 }
 
 // streamConfig is the config of the stream pacer creates when it does
@@ -310,6 +320,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 		env.Log.Info("consumer recreated after the jobs already done", "worker", env.Worker,
 			"stream", s.cfg.Stream, "consumer", s.cfg.Durable, "start_seq", start, "done_above", above)
 	}
+	idPrefix := jobIDPrefix(s.cfg.Stream, s.created)
 	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := natspacer.Consume(hard, s.cons, env.Pacer, natspacer.HandlerFunc(func(_ context.Context, msg jetstream.Msg) error {
@@ -317,8 +328,11 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 		var seq uint64
 		if md, err := msg.Metadata(); err == nil {
 			seq = md.Sequence.Stream
-			j.ID = strconv.FormatUint(seq, 10)
+			j.ID = idPrefix + strconv.FormatUint(seq, 10)
 			j.Attempt = int(md.NumDelivered)
+		}
+		if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+			j.ID = id // the publisher's own id, which JetStream de-duplicates on too
 		}
 		if seq != 0 && s.resume.seen(seq) {
 			// Settled already, on a consumer since recreated (or its ack

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,8 @@ type NATSServer struct {
 
 	mu  sync.Mutex     // guards srv and opts.Port
 	srv *server.Server // nil while stopped
+
+	log SyncBuffer // the embedded server's warnings and errors
 }
 
 // NATS returns a NATS server with JetStream for t: the server at NATS_URL
@@ -81,11 +85,51 @@ func NATSEmbeddedWith(t testing.TB, configure func(*server.Options)) *NATSServer
 	if configure != nil {
 		configure(&s.opts)
 	}
+	if err := keepStreamDirs(&s.opts); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		// The server's own account of a failure (a stream it could not
+		// create says only "error creating store for stream" to the client).
+		if t.Failed() {
+			if l := s.log.String(); l != "" {
+				t.Logf("testenv: embedded nats-server's warnings and errors:\n%s", l)
+			}
+		}
+	})
 	if err := s.start(); err != nil {
 		t.Fatalf("testenv: starting embedded nats-server: %v", err)
 	}
 	return s
+}
+
+// keepFile is the file keepStreamDirs leaves in each account's streams
+// directory.
+const keepFile = "testenv-keep"
+
+// keepStreamDirs puts a file in the streams directory of each account the
+// server can have (the global one and opts.Accounts), so that it is never
+// empty. Deleting an account's last stream makes nats-server remove that
+// directory, if empty, in a goroutine of its own: a stream created next can
+// lose the race (MkdirAll sees its parent go) and fail with "error creating
+// store for stream" (10049). Tests that delete a stream and create another
+// on the same server did that one run in a few on a loaded machine.
+func keepStreamDirs(opts *server.Options) error {
+	accounts := []string{server.DEFAULT_GLOBAL_ACCOUNT}
+	for _, a := range opts.Accounts {
+		accounts = append(accounts, a.Name)
+	}
+	for _, a := range accounts {
+		dir := filepath.Join(opts.StoreDir, server.JetStreamStoreDir, a, "streams")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("keeping the streams directory of account %q: %w", a, err)
+		}
+		if err := writeFile(filepath.Join(dir, keepFile), "testenv: keeps this directory from being removed under a new stream\n"); err != nil {
+			return fmt.Errorf("keeping the streams directory of account %q: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // URL returns the URL clients connect to, nats://host:port. It stays the
@@ -170,6 +214,7 @@ func (s *NATSServer) start() error {
 		if err != nil {
 			return err
 		}
+		srv.SetLogger(serverLog{&s.log}, false, false)
 		srv.Start()
 		if !srv.ReadyForConnections(3 * time.Second) {
 			srv.Shutdown()
@@ -225,4 +270,22 @@ func JetStream(t testing.TB, url string) jetstream.JetStream {
 		t.Fatalf("jetstream.New: %v", err)
 	}
 	return js
+}
+
+// serverLog is a nats-server logger that keeps warnings and errors in w.
+type serverLog struct{ w *SyncBuffer }
+
+func (l serverLog) Noticef(string, ...any) {}
+func (l serverLog) Debugf(string, ...any)  {}
+func (l serverLog) Tracef(string, ...any)  {}
+func (l serverLog) Warnf(format string, v ...any) {
+	if msg := fmt.Sprintf(format, v...); !strings.Contains(msg, keepFile) { // not a stream: no metafile
+		fmt.Fprintf(l.w, "[WRN] %s\n", msg)
+	}
+}
+func (l serverLog) Errorf(format string, v ...any) {
+	fmt.Fprintf(l.w, "[ERR] "+format+"\n", v...)
+}
+func (l serverLog) Fatalf(format string, v ...any) {
+	fmt.Fprintf(l.w, "[FTL] "+format+"\n", v...)
 }

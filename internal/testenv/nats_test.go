@@ -1,6 +1,7 @@
 package testenv_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,26 @@ func TestNATSUnreachableURL(t *testing.T) {
 	t.Setenv("CI", "true")
 	if r := run(t, func(tb testing.TB) { testenv.NATS(tb) }); !r.failed {
 		t.Fatalf("NATS with an unreachable NATS_URL under CI=true did not fail")
+	}
+}
+
+// Deleting a server's last stream and creating another at once is what a
+// test's cleanup and the next test do: nats-server removes the emptied
+// streams directory in a goroutine of its own, and the new stream must not
+// lose that race ("error creating store for stream", one full run in a
+// few, before the embedded server kept the directory).
+func TestNATSEmbeddedStreamAfterTheLastOneIsDeleted(t *testing.T) {
+	t.Parallel()
+	s := testenv.NATSEmbedded(t)
+	js := testenv.JetStream(t, s.URL())
+	ctx := t.Context()
+	for i := range 200 {
+		name := fmt.Sprintf("AGAIN_%d", i)
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{strings.ToLower(name)}}); err != nil {
+			t.Fatalf("CreateStream #%d, right after the last stream was deleted: %v", i, err)
+		}
+		if err := js.DeleteStream(ctx, name); err != nil {
+			t.Fatalf("DeleteStream #%d: %v", i, err)
+		}
 	}
 }

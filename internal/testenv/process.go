@@ -76,7 +76,7 @@ func startProcess(t testing.TB, name string, port int, ready, bin string, args .
 	t.Helper()
 	path, err := exec.LookPath(bin)
 	if err != nil {
-		noServer(t, bin+" is not on PATH")
+		noProgram(t, bin)
 	}
 	p := &Process{Name: name, Port: port, log: &SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)

@@ -16,24 +16,26 @@ import (
 	"time"
 )
 
-// DefaultRedisAddr is the shared Redis service that Redis uses when
-// REDIS_ADDR is not set. Tests that stop or restart Redis never use it; they
-// start their own with RedisProcess.
+// DefaultRedisAddr is the standard Redis address, the one a user's own
+// Redis (and its monitoring) usually listens on. Redis never uses it unless
+// REDIS_ADDR names it: tests write queues and keys, and must not leave them
+// in a Redis that is not theirs.
 const DefaultRedisAddr = "127.0.0.1:6379"
 
 // howToGetRedis is the hint in a skip or failure message.
-const howToGetRedis = "set REDIS_ADDR=host:port, run a Redis on " + DefaultRedisAddr +
-	", or install redis-server on PATH (apt-get install redis-server; brew install redis)"
+const howToGetRedis = "install redis-server on PATH (apt-get install redis-server; brew install redis), " +
+	"or set REDIS_ADDR=host:port to a Redis the tests may write to"
 
 // Redis returns the address of a Redis server for t: REDIS_ADDR if it is
-// set, else DefaultRedisAddr if a server answers PING there, else a
-// redis-server started on a free port and stopped when t's cleanup runs.
-// When none can be had it skips t with a message saying how to get one, or
-// fails t when the environment variable CI is "true".
+// set, else a redis-server of t's own started on a free port and stopped
+// (its data gone) when t's cleanup runs, so that nothing a test writes is
+// left in the user's Redis on DefaultRedisAddr. When none can be had it
+// skips t with a message saying how to get one, or fails t when the
+// environment variable CI is "true".
 //
-// The server may be shared with other tests: use unique key and queue
-// names, and never flush, stop or restart it (RedisProcess gives a server of
-// your own for that).
+// A REDIS_ADDR server may be shared with other tests: use unique key and
+// queue names, and never flush, stop or restart it (RedisProcess gives a
+// server of your own for that).
 func Redis(t testing.TB) string {
 	t.Helper()
 	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
@@ -41,9 +43,6 @@ func Redis(t testing.TB) string {
 			noServer(t, fmt.Sprintf("REDIS_ADDR=%s does not answer PING: %v", addr, err))
 		}
 		return addr
-	}
-	if PingRedis(DefaultRedisAddr, 500*time.Millisecond) == nil {
-		return DefaultRedisAddr
 	}
 	return RedisProcess(t).Addr()
 }
@@ -290,4 +289,32 @@ func noServer(t testing.TB, why string) {
 		t.Fatalf("testenv: no Redis server: %s (CI=true, so this fails instead of skipping); %s", why, howToGetRedis)
 	}
 	t.Skipf("testenv: no Redis server: %s; %s", why, howToGetRedis)
+}
+
+// noProgram skips t, or fails it under CI=true, for want of the program
+// bin on PATH (redis-sentinel, redis-server, nats-server).
+func noProgram(t testing.TB, bin string) {
+	t.Helper()
+	why := fmt.Sprintf("testenv: %s is not on PATH; install it (apt-get install %s; brew install %s)",
+		bin, debianPackage(bin), brewPackage(bin))
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true, so this fails instead of skipping)", why)
+	}
+	t.Skipf("%s", why)
+}
+
+// debianPackage is the Debian package that installs bin.
+func debianPackage(bin string) string {
+	if bin == "redis-cli" {
+		return "redis-tools"
+	}
+	return bin
+}
+
+// brewPackage is the Homebrew formula that installs bin.
+func brewPackage(bin string) string {
+	if strings.HasPrefix(bin, "redis-") {
+		return "redis"
+	}
+	return bin
 }

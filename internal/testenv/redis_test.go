@@ -22,6 +22,15 @@ func TestRedisAnswersPing(t *testing.T) {
 	}
 }
 
+// What tests write never lands in the user's Redis: without REDIS_ADDR,
+// Redis is a server of the test's own, not the one on DefaultRedisAddr.
+func TestRedisIsNotTheUsersRedis(t *testing.T) {
+	t.Setenv("REDIS_ADDR", "")
+	if addr := testenv.Redis(t); addr == testenv.DefaultRedisAddr {
+		t.Fatalf("Redis() = %s, the user's Redis; want a redis-server of the test's own", addr)
+	}
+}
+
 func TestRedisProcessStopStartKeepsPortAndData(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs after the server's cleanup
 	s := testenv.RedisProcess(t)
@@ -122,6 +131,15 @@ func TestNoServer(t *testing.T) {
 			}
 		})
 	}
+	t.Run("without redis-sentinel on PATH, the skip names it, not a missing server", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("CI", "")
+		r := run(t, func(tb testing.TB) { testenv.RedisSentinel(tb, "m", "127.0.0.1:1") })
+		if !r.skipped || !strings.Contains(r.msg, "redis-sentinel is not on PATH") ||
+			!strings.Contains(r.msg, "apt-get install redis-sentinel") || strings.Contains(r.msg, "no Redis server") {
+			t.Fatalf("skipped %v, message %q; want a skip that names redis-sentinel and how to install it", r.skipped, r.msg)
+		}
+	})
 	t.Run("with REDIS_ADDR refusing connections, Redis skips", func(t *testing.T) {
 		t.Setenv("REDIS_ADDR", "127.0.0.1:1")
 		t.Setenv("CI", "")
