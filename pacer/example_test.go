@@ -70,3 +70,80 @@ func ExampleLeakyBucket() {
 	// true false
 	// factor 0.73, level 9.50
 }
+
+// A downstream that slows down instead of refusing: with LatencyAuto the
+// pacer learns how many jobs it takes at once from their latency. Here
+// every job takes 8ms on 4 servers behind a queue; the pacer starts at
+// one job in flight and settles on about the 4 servers.
+func ExampleConfig_latencyAuto() {
+	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	p, err := pacer.New(pacer.Config{Rate: 2000, Burst: 20, LatencyTarget: pacer.LatencyAuto, Clock: clk})
+	if err != nil {
+		panic(err)
+	}
+	type job struct {
+		pm   *pacer.Permit
+		done time.Duration
+	}
+	var (
+		busy []job
+		free [4]time.Duration // when each server is next free
+		now  time.Duration
+	)
+	for now < 5*time.Second {
+		clk.Advance(time.Millisecond)
+		now += time.Millisecond
+		keep := busy[:0]
+		for _, j := range busy {
+			if j.done <= now {
+				j.pm.Done(nil)
+			} else {
+				keep = append(keep, j)
+			}
+		}
+		busy = keep
+		for len(busy) < 100 { // 100 workers with an endless backlog
+			pm, ok := p.TryAcquire(1)
+			if !ok {
+				break
+			}
+			i := 0 // the server free soonest, FIFO
+			for k := range free {
+				if free[k] < free[i] {
+					i = k
+				}
+			}
+			free[i] = max(free[i], now) + 8*time.Millisecond
+			busy = append(busy, job{pm, free[i]})
+		}
+	}
+	st := p.Stats()
+	fmt.Println("about the 4 servers:", st.ConcurrencyLimit >= 4 && st.ConcurrencyLimit <= 6)
+	fmt.Println("no-load latency:", st.LatencyNoLoad.Round(time.Millisecond))
+	// Output:
+	// about the 4 servers: true
+	// no-load latency: 8ms
+}
+
+// Advise obeys what the downstream advertises (RateLimit or
+// X-RateLimit-Remaining and -Reset): with 10 calls left until a reset 1s
+// away, the pace spreads them over the second and dispatch stops once
+// they are used.
+func ExamplePacer_Advise() {
+	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	p, err := pacer.New(pacer.Config{Rate: 1000, Burst: 1, Clock: clk})
+	if err != nil {
+		panic(err)
+	}
+	p.Advise(10, time.Second)
+	n := 0
+	for range 1000 { // one second
+		clk.Advance(time.Millisecond)
+		if pm, ok := p.TryAcquire(1); ok {
+			n++
+			pm.Done(nil)
+		}
+	}
+	fmt.Println(n, "dispatched in the second")
+	// Output: 10 dispatched in the second
+}

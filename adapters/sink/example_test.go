@@ -3,6 +3,8 @@ package sink_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/pacer"
@@ -17,4 +19,15 @@ func ExampleExec() {
 	_, throttled := pacer.IsThrottled(err)
 	fmt.Println("throttled:", throttled)
 	// Output: throttled: true
+}
+
+// RateLimitAdvice reads what an answer says is left; the http sink hands
+// it to the context's Advisor (pacer run: the worker's Pacer.Advise).
+func ExampleRateLimitAdvice() {
+	h := http.Header{}
+	h.Set("X-RateLimit-Remaining", "42")
+	h.Set("X-RateLimit-Reset", "3")
+	remaining, reset, ok := sink.RateLimitAdvice(h, time.Now())
+	fmt.Println(remaining, reset, ok)
+	// Output: 42 3s true
 }
