@@ -72,7 +72,7 @@ func (v *vegas) update(rtt time.Duration, inflight int, drop bool) {
 	}
 	queue := math.Ceil(v.limit * (1 - float64(v.noLoad)/float64(rtt)))
 	l := int(v.limit)
-	next := v.limit
+	var next float64
 	switch {
 	case drop:
 		next = v.limit - log10(l)
