@@ -191,7 +191,7 @@ func (p *Pacer) pushback(now, at int64, retry time.Duration) {
 }
 
 // cut lowers the pace to depth × the rate the downstream took, for
-// pushback or latency of a job dispatched at ticks at, once per event: an
+// pushback of a job dispatched at ticks at, once per event: an
 // outcome of a job dispatched before the last cut reports what that cut
 // already answered. It returns the log record to emit, if any. It
 // requires mu held.
