@@ -333,16 +333,16 @@ func New(c Config) (*Pacer, error) {
 type Permit struct {
 	used atomic.Int32 // jobs reported by Done or given back; n once finished
 	n    int32        // jobs admitted; set before the permit is handed out, then read only
-	at   int64        // base ticks at dispatch; likewise
 	p    *Pacer       // likewise
-	// start is the base ticks its jobs started (Start), or 0: their
-	// latency runs from dispatch.
-	start atomic.Int64
+	// at is the base ticks at dispatch, or at Start once it is called:
+	// outcomes and latency are judged from it.
+	at atomic.Int64
 }
 
 // Start records that the permit's jobs begin now: with a learned
 // concurrency limit (Config.LatencyTarget) their latency is measured from
-// here to Done, not from dispatch. An adapter that takes its permits
+// here to Done, not from dispatch, and their outcome counts as that of a
+// job sent now (a cut since dispatch does not make it stale). An adapter that takes its permits
 // before it has the jobs (natspacer takes them before its Fetch, and an
 // idle stream keeps one in a long poll) calls it as the handler starts,
 // so that waiting for a job is not taken for a slow downstream. It reads
@@ -352,7 +352,7 @@ func (pm *Permit) Start() {
 	if pm == nil || pm.p == nil || !pm.p.conc.on {
 		return
 	}
-	pm.start.Store(pm.p.base.s.now())
+	pm.at.Store(max(pm.p.base.s.now(), pm.at.Load()))
 }
 
 // N returns the number of jobs the permit admits now: n at Acquire, less
@@ -454,7 +454,8 @@ func (p *Pacer) grant(n int, now int64) *Permit {
 		p.spendAdvice(now, n)
 	}
 	pm := p.newPermit()
-	pm.p, pm.at, pm.n = p, now, int32(n)
+	pm.p, pm.n = p, int32(n)
+	pm.at.Store(now)
 	return pm
 }
 
@@ -545,11 +546,8 @@ func (pm *Permit) Done(outcome error) {
 		p.succeeded.Add(uint64(n)) // observe's common case, inlined
 		return
 	}
-	from := pm.at
-	if st := pm.start.Load(); st != 0 {
-		from = st
-	}
-	p.observe(pm.at, from, int(n), outcome)
+	at := pm.at.Load()
+	p.observe(at, at, int(n), outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
