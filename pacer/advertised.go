@@ -89,6 +89,17 @@ func (pm *Permit) Advise(remaining int, reset time.Duration) {
 	pm.p.Advise(remaining, reset)
 }
 
+// RetryAfter returns the retry-after a Throttled outcome asking for d
+// stands for: d, or Config.DefaultRetryAfter when d ≤ 0. Adapters use it
+// to hand a throttled job back to its queue with the worker's own
+// default, as the pacer's pushback uses it. It is safe for concurrent use.
+func (p *Pacer) RetryAfter(d time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return p.cfg.DefaultRetryAfter
+}
+
 // inFlight returns the jobs dispatched and not finished.
 func (p *Pacer) inFlight() int64 {
 	done := p.succeeded.Load() + p.failed.Load() + p.throttled.Load()

@@ -109,10 +109,12 @@ func NewMiddleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error)
 // lowers its pace, and pauses on a long retry-after or a storm), anything
 // else is a failure. It returns the handler's error unchanged, but for one
 // that says the downstream is down or drowning (pacer.Unavailable: a
-// refused connection, a timeout) while the task's context is still live:
-// that is pushback too, and comes back wrapped in a *pacer.Throttled
-// without a retry-after, so that IsFailure and RetryDelay retry the task
-// after DefaultRetryAfter without counting a failure.
+// refused connection, a timeout) while the task's context is still live,
+// which is pushback too, and a *pacer.Throttled without a retry-after:
+// both come back wrapped in a *pacer.Throttled carrying the pacer's
+// Config.DefaultRetryAfter (Pacer.RetryAfter), so that IsFailure and
+// RetryDelay retry the task after the delay the pacer itself waits,
+// without counting a failure.
 //
 // The wait ends early, without running the handler, when
 //   - it cannot end before the task's deadline (less the HandlerTime
@@ -196,7 +198,7 @@ func (c *config) paced(ctx context.Context, next asynq.Handler, t *asynq.Task) e
 	if err != nil {
 		switch {
 		case errors.Is(err, pacer.ErrClosed):
-			return &RateLimitError{Type: t.Type(), RetryAfter: DefaultRetryAfter, Err: err}
+			return &RateLimitError{Type: t.Type(), RetryAfter: p.RetryAfter(0), Err: err}
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case hasDeadline && wctx.Err() != nil:
@@ -219,8 +221,12 @@ func (c *config) paced(ctx context.Context, next asynq.Handler, t *asynq.Task) e
 	}()
 	err = next.ProcessTask(ctx, t)
 	finished = true
-	if _, throttled := pacer.IsThrottled(err); !throttled && ctx.Err() == nil && pacer.Unavailable(err) {
-		err = pacer.Throttle(0, err)
+	if d, throttled := pacer.IsThrottled(err); throttled && d <= 0 {
+		// No retry-after: the pacer's own default, so that RetryDelay
+		// retries the task after what the pacer waits.
+		err = pacer.Throttle(p.RetryAfter(0), err)
+	} else if !throttled && ctx.Err() == nil && pacer.Unavailable(err) {
+		err = pacer.Throttle(p.RetryAfter(0), err)
 	}
 	pm.Done(err)
 	return err

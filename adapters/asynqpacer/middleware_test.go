@@ -239,3 +239,29 @@ func TestIsFailureAndRetryDelay(t *testing.T) {
 		})
 	}
 }
+
+// A throttled outcome with no retry-after, and a refused connection, are
+// retried after the pacer's own Config.DefaultRetryAfter (default_retry_after
+// in config.toml), not asynqpacer's 1s: RetryDelay gives what the error
+// carries. A retry-after the downstream named is kept.
+func TestRetryDelayIsThePacersDefault(t *testing.T) {
+	refused := fmt.Errorf("send: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	for _, tt := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"a Throttled with no retry-after", pacer.Throttle(0, errors.New("503")), 7 * time.Second},
+		{"a refused connection", refused, 7 * time.Second},
+		{"a Throttled with a retry-after", pacer.Throttle(2*time.Second, errors.New("429")), 2 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testenv.NewPacer(t, pacer.Config{Rate: 1e6, DefaultRetryAfter: 7 * time.Second})
+			task := asynq.NewTask("t", nil)
+			got := asynqpacer.Middleware(p)(&counting{err: tt.err}).ProcessTask(context.Background(), task)
+			if d := asynqpacer.RetryDelay(0, got, task); d != tt.want || asynqpacer.IsFailure(got) || !errors.Is(got, tt.err) {
+				t.Errorf("RetryDelay = %v, IsFailure %v, wraps the handler's error %v; want %v, false, true", d, asynqpacer.IsFailure(got), errors.Is(got, tt.err), tt.want)
+			}
+		})
+	}
+}

@@ -946,3 +946,31 @@ func TestQueueingDownstreamLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A throttled outcome that names no retry-after is nakked with the
+// pacer's own Config.DefaultRetryAfter (default_retry_after in
+// config.toml), not natspacer's 1s: the message comes back no sooner.
+func TestNakDelayIsThePacersDefault(t *testing.T) {
+	const retry = 3 * time.Second
+	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{})
+	f.publish(t, 1)
+	p := testenv.NewPacer(t, pacer.Config{Rate: 1000, DefaultRetryAfter: retry})
+	var mu sync.Mutex
+	var at []time.Time
+	rec := newRecorder(func(_ context.Context, _ jetstream.Msg, md *jetstream.MsgMetadata) error {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		if md.NumDelivered == 1 {
+			return pacer.Throttle(0, fmt.Errorf("503"))
+		}
+		return nil
+	})
+	consume(t, t.Context(), f.cons, p, rec)
+	testenv.WaitFor(t, 20*time.Second, "the message acked", func() bool { return rec.distinct() == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := at[1].Sub(at[0]); gap < retry-50*time.Millisecond {
+		t.Errorf("redelivered %v after a throttle with no retry-after, want ≥ the pacer's DefaultRetryAfter %v", gap, retry)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,7 +62,7 @@ func (c *Consumption) handle(j *job) {
 		c.canceled.Add(1)
 	} else if retry, throttled := pacer.IsThrottled(err); throttled {
 		if retry <= 0 {
-			retry = c.cfg.retryAfter
+			retry = c.retryAfter()
 		}
 		c.lastNak(j, "throttled while stopping")
 		aerr = j.msg.NakWithDelay(retry)
@@ -157,7 +158,7 @@ func (c *Consumption) lastNak(j *job, why string) {
 func (c *Consumption) retryInPlace(j *job, err error) (ran bool, _ error) {
 	retry, _ := pacer.IsThrottled(err)
 	if retry <= 0 {
-		retry = c.cfg.retryAfter
+		retry = c.retryAfter()
 	}
 	j.pm.Done(err)
 	c.heldInPlace.Add(1)
@@ -193,6 +194,15 @@ func (c *Consumption) retryInPlace(j *job, err error) (ran bool, _ error) {
 	j.pm = pm
 	pm.Start()
 	return true, c.run(j.msg)
+}
+
+// retryAfter is the delay of a throttled outcome that names none: the
+// RetryAfter option's, else the pacer's Config.DefaultRetryAfter.
+func (c *Consumption) retryAfter() time.Duration {
+	if c.cfg.retryAfter > 0 {
+		return c.cfg.retryAfter
+	}
+	return c.p.RetryAfter(0)
 }
 
 // errStopped is the outcome of a message that Stop kept from starting.

@@ -31,7 +31,7 @@ const (
 	DefaultMaxBatch    = 256                   // MaxBatch
 	DefaultBatchLinger = 2 * time.Millisecond  // BatchLinger
 	DefaultPollWait    = time.Second           // PollWait
-	DefaultRetryAfter  = time.Second           // RetryAfter: the pacer's own default
+	DefaultRetryAfter  = time.Second           // pacer.DefaultRetryAfter: RetryAfter's default is the pacer's Config.DefaultRetryAfter
 	DefaultBuffer      = 1024                  // Buffer
 	serverAckWait      = 30 * time.Second      // a consumer's AckWait when its config says 0
 	serverMaxAckPend   = 1000                  // a consumer's MaxAckPending when its config says 0
@@ -91,7 +91,7 @@ type consumeConfig struct {
 
 func defaultConsume() consumeConfig {
 	return consumeConfig{common: defaultCommon(), maxInFlight: DefaultMaxInFlight, maxBatch: DefaultMaxBatch,
-		linger: DefaultBatchLinger, pollWait: DefaultPollWait, retryAfter: DefaultRetryAfter, backoff: DefaultBackoff}
+		linger: DefaultBatchLinger, pollWait: DefaultPollWait, backoff: DefaultBackoff}
 }
 
 // subscribeConfig holds Subscribe's settings.
@@ -235,8 +235,10 @@ func ProgressEvery(d time.Duration) ConsumeOption {
 }
 
 // RetryAfter is the NakWithDelay delay for a throttled outcome that names
-// no retry-after. The default value is DefaultRetryAfter (1s), the
-// pacer's own default.
+// no retry-after. The default is the pacer's Config.DefaultRetryAfter
+// (Pacer.RetryAfter; DefaultRetryAfter, 1s, unless the pacer sets
+// another), so that the delay the pacer's pushback waits and the one the
+// message is nakked with are the same.
 func RetryAfter(d time.Duration) ConsumeOption {
 	return consumeOption(func(c *consumeConfig) error {
 		if d <= 0 {
