@@ -27,6 +27,16 @@
 //	go p.Run(ctx) // the controller
 //	err := srv.Run(mux)
 //
+// Asynq archives a task whose retries are spent on its first error of any
+// kind, a rate limit included (it checks the retry count before
+// IsFailure). The Requeue option, with a Requeuer on the same Redis, puts
+// such a task back into its queue as a copy instead, so that waiting or
+// throttling never archives a job:
+//
+//	rq := asynqpacer.NewRequeuer(redisOpt)
+//	defer rq.Close()
+//	mux.Use(asynqpacer.Middleware(p, asynqpacer.Requeue(rq)))
+//
 // A task waiting for its permit holds one of Asynq's Concurrency slots;
 // Concurrency sizes them for a rate (Asynq's own default, the CPU count,
 // is too few for a pace of more than a few hundred tasks a second).

@@ -10,7 +10,13 @@
 // acks, naks with the retry-after delay (a throttled or unavailable
 // downstream lowers the pace) or naks with backoff; InProgress keeps long work
 // from being redelivered; Drain ends it without losing anything, and Stop
-// ends it at once, nakking what has not started for redelivery.
+// ends it at once, nakking what has not started for redelivery. A nak is a
+// delivery the consumer's MaxDeliver counts: a throttled message on its
+// last two deliveries is held and retried in place instead, so throttling
+// alone never uses up a job's deliveries (ConsumeStats.HeldInPlace). The
+// handler's start marks each permit (pacer.Permit.Start), so that a pacer
+// with a learned concurrency limit measures the downstream's latency, not
+// the wait for a message.
 //
 // # The window
 //
