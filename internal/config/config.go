@@ -976,6 +976,18 @@ func (f *File) decodeError(err error, path string) error {
 	return f.errAt(path, path, msg)
 }
 
+// Where says where the file sets the top-level key path (such as
+// "redis.addr"), for an error that the key's value caused at run time:
+// "config.toml:4 redis.addr"; or, if the file does not set it,
+// "redis.addr not set in config.toml: the default".
+func (f *File) Where(key string) string {
+	name := filepath.Base(f.Path)
+	if l, ok := f.pos.at[key]; ok {
+		return fmt.Sprintf("%s:%d %s", name, l, key)
+	}
+	return fmt.Sprintf("%s not set in %s: the default", key, name)
+}
+
 // Line returns the line of the indexed key path (such as
 // "worker[0].rate"), of its nearest enclosing table if the key is not in
 // the file, or 0.

@@ -70,7 +70,7 @@ func New(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
 		log = slog.Default()
 	}
 	r := &Runner{log: log, opts: opts, cfg: f, started: time.Now(), ready: make(chan struct{})}
-	r.brokers = brokers.New(f.Redis, f.NATS, log)
+	r.brokers = brokers.New(f.Redis, f.NATS, log).InFile(f)
 	return r
 }
 

@@ -91,12 +91,12 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	err = rdb.Ping(ctx).Err()
 	rdb.Close()
 	if err != nil {
-		return nil, fmt.Errorf("worker: asynq source: %s: %w", b.RedisTarget(), err)
+		return nil, fmt.Errorf("asynq source: %s: %w", b.RedisAt(), err)
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
 	if s.probe, err = asynqpacer.NewProbe(opt, s.cfg.Queue); err != nil {
-		return nil, fmt.Errorf("worker: asynq source: %w", err)
+		return nil, fmt.Errorf("asynq source: %w", err)
 	}
 	s.client = asynq.NewClient(opt)
 	return s.probe, nil
@@ -155,7 +155,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		return out
 	}))
 	if err := srv.Start(h); err != nil {
-		return fmt.Errorf("worker: asynq source: %w", err)
+		return fmt.Errorf("asynq source: %w", err)
 	}
 	<-ctx.Done()
 	srv.Shutdown() // waits up to DrainTimeout; unfinished tasks go back to the queue
