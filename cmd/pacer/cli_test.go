@@ -457,6 +457,12 @@ url = %q
 		return lines, sum
 	}
 	cutLines, cuts := count(`msg="pacer: pace lowered" worker=hooks [^\n]*?(?:more_cuts=(\d+))?\n`)
+	// Cuts within a minute of the first INFO line are summed up (at the
+	// latest when the run stops).
+	for _, m := range regexp.MustCompile(`msg="pacer: pace lowered \(summary\)" worker=hooks cuts=(\d+)`).FindAllStringSubmatch(log, -1) {
+		k, _ := strconv.Atoi(m[1])
+		cutLines, cuts = cutLines+1, cuts+k
+	}
 	pauseLines, _ := count(`msg="pacer: paused by pushback" worker=hooks`)
 	if cuts != int(st.Cuts) || pauseLines != int(st.Pauses) {
 		t.Errorf("log: %d cut lines for %d cuts, %d pause lines; /status: %d cuts, %d pauses; want one line per event\n%s", cutLines, cuts, pauseLines, st.Cuts, st.Pauses, log)
