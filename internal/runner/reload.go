@@ -162,44 +162,34 @@ func structural(a, b *config.File) []string {
 // (old → new)"; a table as "[redis] changed" (its values may hold
 // passwords).
 func topLevel(a, b config.File) []string {
-	var d []string
-	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
-	for i := range va.NumField() {
-		f := va.Type().Field(i)
-		key := f.Tag.Get("toml")
-		switch key {
-		case "", "-", "worker", "fleet":
-			continue
-		}
-		x, y := va.Field(i).Interface(), vb.Field(i).Interface()
-		if reflect.DeepEqual(x, y) {
-			continue
-		}
-		if f.Type.Kind() == reflect.Struct {
-			d = append(d, fmt.Sprintf("[%s] changed", key))
-		} else {
-			d = append(d, fmt.Sprintf("%s changed (%v → %v)", key, show(x), show(y)))
-		}
-	}
-	return d
+	return changedFields(reflect.ValueOf(a), reflect.ValueOf(b), "worker", "fleet")
 }
 
 // changedKeys names the [[worker]] keys, other than name, fleet, rate,
 // base, source and sink, whose value differs between x and y, each as
 // "key changed (old → new)".
 func changedKeys(x, y config.Worker) []string {
+	return changedFields(reflect.ValueOf(x), reflect.ValueOf(y), "name", "fleet", "rate", "base", "source", "sink")
+}
+
+// changedFields names the toml keys of structs a and b (of one type),
+// other than skip, whose values differ: "key changed (old → new)", or
+// "[key] changed" for a table.
+func changedFields(a, b reflect.Value, skip ...string) []string {
 	var d []string
-	vx, vy := reflect.ValueOf(x), reflect.ValueOf(y)
-	for i := range vx.NumField() {
-		f := vx.Type().Field(i)
+	for i := range a.NumField() {
+		f := a.Type().Field(i)
 		key := f.Tag.Get("toml")
-		switch key {
-		case "", "-", "name", "fleet", "rate", "base", "source", "sink":
+		if key == "" || key == "-" || slices.Contains(skip, key) {
 			continue
 		}
-		a, b := vx.Field(i).Interface(), vy.Field(i).Interface()
-		if !reflect.DeepEqual(a, b) {
-			d = append(d, fmt.Sprintf("%s changed (%v → %v)", key, show(a), show(b)))
+		x, y := a.Field(i).Interface(), b.Field(i).Interface()
+		switch {
+		case reflect.DeepEqual(x, y):
+		case f.Type.Kind() == reflect.Struct:
+			d = append(d, fmt.Sprintf("[%s] changed", key))
+		default:
+			d = append(d, fmt.Sprintf("%s changed (%v → %v)", key, show(x), show(y)))
 		}
 	}
 	return d
