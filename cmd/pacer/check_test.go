@@ -30,7 +30,7 @@ func TestCheckBrokenConfigs(t *testing.T) {
 		want   []string // substrings of the one message
 	}{
 		{"unknown key", goodWorker + "\n[[worker]]\nname = \"b\"\nrate = 5\nmax_inflight = 3\n[worker.source]\nkind = \"nats\"\nsubject = \"y\"\n[worker.sink]\nkind = \"log\"\n",
-			16, []string{"worker.max_inflight", "unknown key"}},
+			16, []string{"worker.max_inflight", "unknown key: did you mean max_in_flight?"}},
 		{"negative rate", strings.Replace(goodWorker, "rate = 10", "rate = -5", 1),
 			4, []string{`worker "a" rate`, "-5", "per second"}},
 		{"min > max factor", strings.Replace(goodWorker, "rate = 10", "rate = 10\nmin_factor = 2\nmax_factor = 1.5", 1),

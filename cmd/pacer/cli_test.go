@@ -299,8 +299,7 @@ kind = "log"
 	t.Log(out)
 	for _, w := range []string{
 		"redis: ok: redis " + redis,
-		"nats: FAILED: ",
-		dead,
+		fmt.Sprintf("nats: FAILED: nats nats://%s (config.toml:5 nats.url): nats: no servers available", dead),
 		`worker "a" http sink: FAILED: http://` + dead + "/jobs",
 		"pacer check --connect: 2 addresses did not answer",
 	} {
@@ -349,6 +348,44 @@ func TestBusyAdminPort(t *testing.T) {
 	}
 	if strings.Contains(out, "nats-server") || strings.Contains(out, "worker started") || strings.Contains(out, "embedded") {
 		t.Errorf("pacer run started something before it failed on the admin port:\n%s", out)
+	}
+}
+
+// Issue 24 item 6: pacer run against a broker nothing listens on fails
+// with the config line of the address, and one "worker" prefix.
+func TestRunUnreachableBrokerNamesTheLine(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, broker, source, want string
+	}{
+		{"redis", "[redis]\naddr = %q\n", "kind = \"asynq\"\nqueue = \"emails\"",
+			`pacer: worker "emails": asynq source: redis %s (config.toml:4 redis.addr): dial tcp %[1]s: connect: connection refused`},
+		{"nats", "[nats]\nurl = \"nats://%s\"\n", "kind = \"jetstream\"\nstream = \"EMAILS\"",
+			`pacer: worker "emails": nats nats://%s (config.toml:4 nats.url): nats: no servers available for connection`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dead := freeAddr(t)
+			dir := t.TempDir()
+			writeFile(t, dir, "config.toml", "admin = \"\"\n\n"+fmt.Sprintf(tt.broker, dead)+`
+[[worker]]
+name = "emails"
+rate = 5
+[worker.source]
+`+tt.source+`
+[worker.sink]
+kind = "log"
+`)
+			out, code := pacerIn(t, dir, nil, "run")
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			last := lines[len(lines)-1]
+			if want := fmt.Sprintf(tt.want, dead); code != 1 || last != want {
+				t.Errorf("pacer run: exit %d, last line\n%s\nwant exit 1 and\n%s\n(all: %s)", code, last, want, out)
+			}
+			if strings.Contains(out, "worker: ") {
+				t.Errorf("pacer run says \"worker: \" (a doubled prefix):\n%s", out)
+			}
+		})
 	}
 }
 
@@ -420,6 +457,12 @@ url = %q
 		return lines, sum
 	}
 	cutLines, cuts := count(`msg="pacer: pace lowered" worker=hooks [^\n]*?(?:more_cuts=(\d+))?\n`)
+	// Cuts within a minute of the first INFO line are summed up (at the
+	// latest when the run stops).
+	for _, m := range regexp.MustCompile(`msg="pacer: pace lowered \(summary\)" worker=hooks cuts=(\d+)`).FindAllStringSubmatch(log, -1) {
+		k, _ := strconv.Atoi(m[1])
+		cutLines, cuts = cutLines+1, cuts+k
+	}
 	pauseLines, _ := count(`msg="pacer: paused by pushback" worker=hooks`)
 	if cuts != int(st.Cuts) || pauseLines != int(st.Pauses) {
 		t.Errorf("log: %d cut lines for %d cuts, %d pause lines; /status: %d cuts, %d pauses; want one line per event\n%s", cutLines, cuts, pauseLines, st.Cuts, st.Pauses, log)

@@ -4,6 +4,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -414,6 +415,62 @@ func runAction(ctx context.Context, t *testing.T, what string, a chromedp.Action
 	defer cancel()
 	if _, err := chromedp.Run(actx, a); err != nil {
 		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Issue 24 item 12: the page comes with the last samples, so the DOM
+// right after load (a screenshot, a slow link, a printed page) shows every
+// worker's panel with its points, not "Waiting for the first samples…",
+// and before any request to /samples.
+func TestDashboardShowsDataAtLoad(t *testing.T) {
+	browser := chromium(t)
+	t.Parallel()
+	cfg, err := os.ReadFile("../../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startRun(t, t.TempDir(), string(cfg))
+	testenv.WaitFor(t, 20*time.Second, "3 samples of each worker", func() bool {
+		resp, err := http.Get("http://" + p.admin + "/samples")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s status.Samples
+		if json.NewDecoder(resp.Body).Decode(&s) != nil || len(s.Workers) != 2 {
+			return false
+		}
+		for _, w := range s.Workers {
+			if len(w.T) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, _ := openBrowser(t, browser)
+	runAction(ctx, t, "open the dashboard", chromedp.Navigate("http://"+p.admin+"/"))
+	// At once: no wait for a poll.
+	got := evaluate[struct {
+		Waiting bool
+		Fetched bool
+		Panels  []pagePanel
+		Conn    string
+	}](ctx, t, `({ waiting: !!document.querySelector('#workers .empty'),
+  fetched: performance.getEntriesByType('resource').some((e) => new URL(e.name).pathname === '/samples'),
+  panels: `+readPanels+`, conn: document.querySelector('#conn').className })`)
+	if got.Waiting || got.Fetched || len(got.Panels) != 2 || !strings.Contains(got.Conn, "live") {
+		t.Fatalf("right after load: waiting %v, /samples fetched %v, %d panels, conn %q; want no waiting line, no fetch yet, 2 panels, live",
+			got.Waiting, got.Fetched, len(got.Panels), got.Conn)
+	}
+	for _, pp := range got.Panels {
+		if pp.Values["pace"] == "" || pp.Values["pace"] == "–" {
+			t.Errorf("worker %q: pace tile %q right after load, want a number", pp.Worker, pp.Values["pace"])
+		}
+		for _, c := range pp.Charts {
+			if c.Points < 3 || c.Ink < 50 {
+				t.Errorf("worker %q, chart %q right after load: %d points, %d coloured pixels; want ≥ 3 and ≥ 50", pp.Worker, c.Title, c.Points, c.Ink)
+			}
+		}
 	}
 }
 

@@ -298,13 +298,15 @@ url = %q
 	times, _ := got.snapshot()
 	within(t, "jobs in the 2 s before SIGHUP at rate 10", in(times, before.Add(-2*time.Second), 2*time.Second), 20, 0.15)
 
-	// A structural change (the sink's url) is refused: nothing changes.
-	bad := strings.Replace(fmt.Sprintf(config, nats.URL(), 40, stream, subj, srv.URL), srv.URL, srv.URL+"/other", 1)
+	// A structural change (the sink's url) is refused, and says nothing
+	// was applied (a rate changed with it would be applied: see
+	// internal/runner's TestReloadAppliesRateAndRefusesMaxInFlight).
+	bad := strings.Replace(fmt.Sprintf(config, nats.URL(), 10, stream, subj, srv.URL), srv.URL, srv.URL+"/other", 1)
 	if err := os.WriteFile(p.cfg, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGHUP)
-	testenv.WaitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.log.String(), "reload refused") })
+	testenv.WaitFor(t, 5*time.Second, "the refusal in the log", func() bool { return strings.Contains(p.log.String(), "reload refused: nothing applied") })
 	if c := p.status().Workers[0].Ceiling; c != 10 {
 		t.Fatalf("after a refused reload the ceiling is %g, want 10", c)
 	}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jobpacer/pacer/internal/status"
@@ -38,9 +40,14 @@ func routeDashboard(mux *http.ServeMux, samples func(since time.Time) status.Sam
 		panic(err) // the embedded tree is fixed at build time
 	}
 	files := http.StripPrefix("/dashboard/", http.FileServerFS(assets))
+	page, err := fs.ReadFile(assets, "index.html")
+	if err != nil || !bytes.Contains(page, []byte(firstSamples)) {
+		panic("admin: dashboard/index.html has no " + firstSamples) // fixed at build time
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		setHeaders(w)
-		http.ServeFileFS(w, r, assets, "index.html")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(withSamples(page, samples(time.Time{})))
 	})
 	mux.HandleFunc("GET /dashboard/{file}", func(w http.ResponseWriter, r *http.Request) {
 		setHeaders(w)
@@ -60,6 +67,23 @@ func routeDashboard(mux *http.ServeMux, samples func(since time.Time) status.Sam
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(samples(since))
 	})
+}
+
+// firstSamples is the empty data block of index.html that the page is
+// served with the last samples in (what /samples answers), so that its
+// first paint, a screenshot or a printed page shows them, not "Waiting
+// for the first samples". app.js draws them before it polls.
+const firstSamples = `<script type="application/json" id="first-samples"></script>`
+
+// withSamples returns page with s in its firstSamples block. JSON escapes
+// <, > and &: the data cannot end the block.
+func withSamples(page []byte, s status.Samples) []byte {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return page // app.js polls /samples
+	}
+	block := append([]byte(strings.TrimSuffix(firstSamples, "</script>")), data...)
+	return bytes.Replace(page, []byte(firstSamples), append(block, "</script>"...), 1)
 }
 
 func setHeaders(w http.ResponseWriter) {

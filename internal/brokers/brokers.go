@@ -64,6 +64,7 @@ type Brokers struct {
 	redis config.Redis
 	nats  config.NATS
 	log   *slog.Logger
+	where func(key string) string // where the config sets a key; nil: not known
 
 	redisOnce sync.Once // makes rconn and rerr
 	rconn     redisConn
@@ -94,6 +95,48 @@ func New(r config.Redis, n config.NATS, log *slog.Logger) *Brokers {
 	return &Brokers{redis: r, nats: n, log: log, started: map[string]string{}}
 }
 
+// InFile makes the connection errors of b say where f sets the address
+// that failed ("redis 127.0.0.1:6390 (config.toml:4 redis.addr): dial
+// tcp …"), and returns b. f is the config whose [redis] and [nats] b was
+// made with.
+func (b *Brokers) InFile(f *config.File) *Brokers {
+	b.where = f.Where
+	return b
+}
+
+// RedisAt is RedisTarget with where the config sets the address, for an
+// error about connecting to it.
+func (b *Brokers) RedisAt() string {
+	r := b.redis
+	key := "redis.addr"
+	switch {
+	case r.URL != "":
+		key = "redis.url"
+	case len(r.ClusterAddrs) > 0:
+		key = "redis.cluster_addrs"
+	case r.Sentinel.Master != "":
+		key = "redis.sentinel.addrs"
+	}
+	return b.at(b.RedisTarget(), key, r.Addr == Embedded)
+}
+
+// NATSAt is NATSTarget with where the config sets the servers, for an
+// error about connecting to them.
+func (b *Brokers) NATSAt() string {
+	key := "nats.url"
+	if len(b.nats.URLs) > 0 {
+		key = "nats.urls"
+	}
+	return b.at(b.NATSTarget(), key, b.nats.URL == Embedded)
+}
+
+func (b *Brokers) at(target, key string, embedded bool) string {
+	if b.where == nil || embedded {
+		return target
+	}
+	return target + " (" + b.where(key) + ")"
+}
+
 // embedded returns the address of the embedded broker of kind, starting
 // it the first time. It requires b.mu held.
 func (b *Brokers) embedded(kind, dir string) (string, error) {
@@ -102,11 +145,11 @@ func (b *Brokers) embedded(kind, dir string) (string, error) {
 	}
 	start := starter(kind)
 	if start == nil {
-		return "", fmt.Errorf("worker: %s address %q: this program has no embedded %s (the pacer command has); set an address", kind, Embedded, kind)
+		return "", fmt.Errorf("%s address %q: this program has no embedded %s (the pacer command has); set an address", kind, Embedded, kind)
 	}
 	addr, stop, err := start(b.log, dir)
 	if err != nil {
-		return "", fmt.Errorf("worker: embedded %s: %w", kind, err)
+		return "", fmt.Errorf("embedded %s: %w", kind, err)
 	}
 	b.stops = append(b.stops, stop)
 	b.started[kind] = addr
@@ -256,13 +299,13 @@ func resolveRedis(r config.Redis) (redisConn, error) {
 	}
 	t, err := TLSConfig(r.TLS)
 	if err != nil {
-		return c, fmt.Errorf("worker: redis.tls: %w", err)
+		return c, fmt.Errorf("redis.tls: %w", err)
 	}
 	c.tls = t
 	if r.URL != "" {
 		o, err := redis.ParseURL(r.URL)
 		if err != nil {
-			return c, fmt.Errorf("worker: redis.url: not a redis:// or rediss:// URL")
+			return c, fmt.Errorf("redis.url: not a redis:// or rediss:// URL")
 		}
 		c.addr = o.Addr
 		c.username = cmp.Or(c.username, o.Username)
@@ -377,18 +420,18 @@ func (b *Brokers) NATSOptions(name string) ([]nats.Option, error) {
 		kp, err := nkeys.FromSeed([]byte(n.NKey))
 		if err != nil {
 			// nkeys's messages name the problem, never the seed.
-			return nil, fmt.Errorf("worker: nats.nkey (seed): %w", err)
+			return nil, fmt.Errorf("nats.nkey (seed): %w", err)
 		}
 		pub, err := kp.PublicKey()
 		if err != nil {
-			return nil, fmt.Errorf("worker: nats.nkey (seed): %w", err)
+			return nil, fmt.Errorf("nats.nkey (seed): %w", err)
 		}
 		opts = append(opts, nats.Nkey(pub, kp.Sign))
 	case n.NKey != "":
 		o, err := nats.NkeyOptionFromSeed(n.NKey)
 		if err != nil {
 			// nats.go's message names the file and the problem, not the seed.
-			return nil, fmt.Errorf("worker: nats.nkey %q: %w", n.NKey, err)
+			return nil, fmt.Errorf("nats.nkey %q: %w", n.NKey, err)
 		}
 		opts = append(opts, o)
 	case n.User != "":
@@ -398,7 +441,7 @@ func (b *Brokers) NATSOptions(name string) ([]nats.Option, error) {
 	}
 	t, err := TLSConfig(n.TLS)
 	if err != nil {
-		return nil, fmt.Errorf("worker: nats.tls: %w", err)
+		return nil, fmt.Errorf("nats.tls: %w", err)
 	}
 	if t != nil {
 		opts = append(opts, nats.Secure(t))
@@ -421,7 +464,7 @@ func (b *Brokers) ConnectNATS(name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
 		// nats.go returns url.Parse's error as it is: it quotes the URL.
-		return nil, fmt.Errorf("worker: %s: %w", b.NATSTarget(), redact.Wrap(err))
+		return nil, fmt.Errorf("%s: %w", b.NATSAt(), redact.Wrap(err))
 	}
 	return nc, nil
 }

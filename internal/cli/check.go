@@ -56,14 +56,14 @@ func checkConnect(w io.Writer, f *config.File) error {
 	}
 	discard := slog.New(slog.DiscardHandler)
 	redis.SetLogger(redisLog{discard}) // its retries and sentinel switches are not the answer
-	b := brokers.New(f.Redis, f.NATS, discard)
+	b := brokers.New(f.Redis, f.NATS, discard).InFile(f)
 	failed := 0
 	if needRedis {
 		if f.Redis.Addr == config.Embedded {
 			fmt.Fprintln(w, "redis: embedded: pacer run starts it; nothing to connect to")
 		} else if what, err := connectRedis(b); err != nil {
 			failed++
-			fmt.Fprintf(w, "redis: FAILED: %s: %s\n", b.RedisTarget(), b.Secrets().Error(err))
+			fmt.Fprintf(w, "redis: FAILED: %s: %s\n", b.RedisAt(), b.Secrets().Error(err))
 		} else {
 			fmt.Fprintf(w, "redis: ok: %s: %s\n", b.RedisTarget(), what)
 		}

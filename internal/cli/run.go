@@ -3,11 +3,13 @@ package cli
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -83,10 +85,18 @@ func runCmd(c *cli.Context) error {
 				if err == nil {
 					err = r.Reload(nf)
 				}
-				if err != nil {
-					log.Error("reload failed; the running settings stay", "err", redact.Error(err))
-				} else {
+				var refused *runner.ReloadError
+				switch {
+				case err == nil:
 					log.Info("reload done", "config", path)
+				case errors.As(err, &refused) && len(refused.Applied) > 0:
+					log.Warn("reload partly applied: the refused changes keep their running values until a restart", "config", path,
+						"applied", strings.Join(refused.Applied, "; "), "refused", strings.Join(refused.Refused, "; "))
+				case errors.As(err, &refused):
+					log.Error("reload refused: nothing applied; the running settings stay until a restart", "config", path,
+						"refused", strings.Join(refused.Refused, "; "))
+				default:
+					log.Error("reload failed: nothing applied; the running settings stay", "err", redact.Error(err))
 				}
 			case !stopping:
 				stopping = true

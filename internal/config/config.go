@@ -306,8 +306,9 @@ type Plugin struct {
 	prim    toml.Primitive
 	f       *File
 	// Built is what the build function passed to Load made of the table.
-	Built  any
-	failed bool // the build function returned an error
+	Built   any
+	failed  bool           // the build function returned an error
+	decoded []reflect.Type // what Decode decoded the table into: its known keys
 }
 
 // Kind returns the table's kind key.
@@ -323,6 +324,7 @@ func (p *Plugin) Decode(v any) error {
 	// into a map would mark every key as read and hide the unknown ones.
 	if raw, ok := p.f.rawAt(p.path).(map[string]any); ok {
 		if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
+			p.decoded = append(p.decoded, t.Elem())
 			if errs := p.f.typeErrors(raw, t.Elem(), p.path, p.label("")); len(errs) > 0 {
 				return errs
 			}
@@ -561,6 +563,9 @@ func Parse(path, data string, build BuildFunc) (*File, error) {
 			lines = []int{0}
 		}
 		msg := "unknown key: check its spelling (see docs/config.md)"
+		if s := f.suggestion(key); s != "" {
+			msg = "unknown key: " + s + " (see docs/config.md)"
+		}
 		if k, ok := misplaced(key); ok {
 			msg = fmt.Sprintf("unknown key: %s is a key of the [[worker]] itself; put it before the worker's [worker.source] and [worker.sink] tables, which take every key below them", k)
 		}
@@ -974,6 +979,18 @@ func (f *File) decodeError(err error, path string) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "toml: ")
 	return f.errAt(path, path, msg)
+}
+
+// Where says where the file sets the top-level key path (such as
+// "redis.addr"), for an error that the key's value caused at run time:
+// "config.toml:4 redis.addr"; or, if the file does not set it,
+// "redis.addr not set in config.toml: the default".
+func (f *File) Where(key string) string {
+	name := filepath.Base(f.Path)
+	if l, ok := f.pos.at[key]; ok {
+		return fmt.Sprintf("%s:%d %s", name, l, key)
+	}
+	return fmt.Sprintf("%s not set in %s: the default", key, name)
 }
 
 // Line returns the line of the indexed key path (such as

@@ -76,7 +76,7 @@ func (s *Set) join(f *config.File, fc config.Fleet, b *brokers.Brokers) (*member
 	bk, err := redisbucket.New(rdb, bc)
 	if err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("fleet %q on %s: %w", fc.Name, target, err)
+		return nil, fmt.Errorf("fleet %q on %s: %w", fc.Name, b.RedisAt(), err)
 	}
 	st := bk.Stats()
 	s.log.Info("fleet joined", "fleet", fc.Name, "rate", fc.Rate, "mode", st.Mode.String(), "processes", st.Workers, "redis", target)

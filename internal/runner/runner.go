@@ -60,6 +60,7 @@ type runWorker struct {
 	snk    sink.Sink
 	hist   history // a sample a second, for /samples and the measured pace
 
+	cuts    *cutSummary  // the pacer's log: its cuts summed up
 	running atomic.Int64 // jobs in the sink now: the one "in flight"
 	fails   failLog
 }
@@ -70,7 +71,7 @@ func New(f *config.File, log *slog.Logger, opts RunOptions) *Runner {
 		log = slog.Default()
 	}
 	r := &Runner{log: log, opts: opts, cfg: f, started: time.Now(), ready: make(chan struct{})}
-	r.brokers = brokers.New(f.Redis, f.NATS, log)
+	r.brokers = brokers.New(f.Redis, f.NATS, log).InFile(f)
 	return r
 }
 
@@ -139,7 +140,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			w.probe.set(probe)
 			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
 		}
-		pc.Logger = r.log.With("worker", wc.Name) // one INFO line per pace cut or pause
+		// One INFO line per pause, and per pace cut after a quiet minute;
+		// cuts that go on are summed up once a minute (cutSummary).
+		w.cuts = newCutSummary(r.log.With("worker", wc.Name).Handler())
+		pc.Logger = slog.New(w.cuts)
 		if wc.Fleet != "" {
 			w.fleet = fleets.Bucket(wc.Fleet)
 			pc.Limiter = w.fleet
@@ -227,6 +231,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	for _, w := range r.workers {
 		w.p.Close()
+		w.cuts.flush(time.Now())
 	}
 	// The same counters as the status line, /status and /metrics.
 	for _, ws := range r.Status().Workers {

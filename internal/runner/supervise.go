@@ -60,7 +60,7 @@ func (p *probe) set(pr pacer.Probe) { p.p.Store(&pr) }
 func (p *probe) Backlog(ctx context.Context) (pacer.Backlog, error) {
 	cur := p.p.Load()
 	if cur == nil || *cur == nil {
-		return pacer.Backlog{}, errors.New("worker: no backlog probe: the source is reconnecting")
+		return pacer.Backlog{}, errors.New("no backlog probe: the source is reconnecting")
 	}
 	return (*cur).Backlog(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -91,15 +92,43 @@ func (s *asynqSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	err = rdb.Ping(ctx).Err()
 	rdb.Close()
 	if err != nil {
-		return nil, fmt.Errorf("worker: asynq source: %s: %w", b.RedisTarget(), err)
+		return nil, fmt.Errorf("asynq source: %s: %w", b.RedisAt(), err)
 	}
 	// The probe reads the pending list and the oldest task's age: a light
 	// read, where Inspector.GetQueueInfo also runs MEMORY USAGE.
 	if s.probe, err = asynqpacer.NewProbe(opt, s.cfg.Queue); err != nil {
-		return nil, fmt.Errorf("worker: asynq source: %w", err)
+		return nil, fmt.Errorf("asynq source: %w", err)
 	}
 	s.client = asynq.NewClient(opt)
-	return s.probe, nil
+	return &notYetQueue{probe: s.probe, log: b.Log(), queue: s.cfg.Queue}, nil
+}
+
+// notYetQueue is the backlog probe of an Asynq source: a queue that is not
+// in asynq:queues yet (Asynq adds it at the first task enqueued to it) is
+// an empty queue, not a failed read: the backlog is 0, said once in a
+// debug line, and again if the queue is deleted later.
+type notYetQueue struct {
+	probe *asynqpacer.Probe
+	log   *slog.Logger
+	queue string
+
+	mu     sync.Mutex // guards absent
+	absent bool       // the last read found no queue
+}
+
+func (q *notYetQueue) Backlog(ctx context.Context) (pacer.Backlog, error) {
+	b, err := q.probe.Backlog(ctx)
+	missing := errors.Is(err, asynqpacer.ErrQueueNotFound)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if missing && !q.absent {
+		q.log.Debug("asynq queue not created yet (no task was ever enqueued to it): backlog 0", "queue", q.queue, "err", err.Error())
+	}
+	q.absent = missing
+	if missing {
+		return pacer.Backlog{}, nil
+	}
+	return b, err
 }
 
 func (s *asynqSource) Produce(ctx context.Context, payload []byte) error {
@@ -155,7 +184,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		return out
 	}))
 	if err := srv.Start(h); err != nil {
-		return fmt.Errorf("worker: asynq source: %w", err)
+		return fmt.Errorf("asynq source: %w", err)
 	}
 	<-ctx.Done()
 	srv.Shutdown() // waits up to DrainTimeout; unfinished tasks go back to the queue

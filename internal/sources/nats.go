@@ -218,7 +218,7 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 	// meanwhile, and b.NATS is the same connection.
 	if s.js == nil {
 		if s.js, err = jetstream.New(nc); err != nil {
-			return nil, fmt.Errorf("worker: jetstream source: %w", err)
+			return nil, fmt.Errorf("jetstream source: %w", err)
 		}
 	}
 	js := s.js
@@ -227,7 +227,7 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		sc := s.streamConfig()
 		_, err = js.CreateStream(ctx, sc)
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, fmt.Errorf("worker: jetstream source: create stream %s: %w", s.cfg.Stream, err)
+			return nil, fmt.Errorf("jetstream source: create stream %s: %w", s.cfg.Stream, err)
 		}
 		if err == nil {
 			s.log().Info("stream created", "stream", sc.Name, "subjects", sc.Subjects, "retention", s.cfg.Retention, "max_age", sc.MaxAge)
@@ -239,7 +239,7 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 			"retention", retentionName(ci.Retention), "max_age", ci.MaxAge)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("worker: jetstream source: stream %s: %w", s.cfg.Stream, err)
+		return nil, fmt.Errorf("jetstream source: stream %s: %w", s.cfg.Stream, err)
 	}
 	s.created = st.CachedInfo().Created
 	s.resume.streamIs(s.created)
@@ -251,7 +251,7 @@ func (s *jetStreamSource) Connect(ctx context.Context) (pacer.Probe, error) {
 		FilterSubject: s.cfg.FilterSubject, MaxDeliver: s.cfg.MaxDeliver,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("worker: jetstream source: consumer %s: %w", s.cfg.Durable, err)
+		return nil, fmt.Errorf("jetstream source: consumer %s: %w", s.cfg.Durable, err)
 	}
 	s.probe = natspacer.NewProbe(s.cons)
 	return s.probe, nil
@@ -352,7 +352,7 @@ func (s *jetStreamSource) Run(ctx context.Context, env plugin.Env) error {
 		return out
 	}), opts...)
 	if err != nil {
-		return fmt.Errorf("worker: jetstream source: %w", err)
+		return fmt.Errorf("jetstream source: %w", err)
 	}
 	tick := time.NewTicker(refreshEvery)
 	defer tick.Stop()
@@ -438,7 +438,7 @@ func (s *natsSource) Run(ctx context.Context, env plugin.Env) error {
 	}
 	sub, err := natspacer.Subscribe(context.WithoutCancel(ctx), s.nc, s.cfg.Subject, s.cfg.Queue, env.Pacer, h, opts...)
 	if err != nil {
-		return fmt.Errorf("worker: nats source: %w", err)
+		return fmt.Errorf("nats source: %w", err)
 	}
 	s.sub.Store(sub)
 	select {

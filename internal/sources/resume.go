@@ -191,7 +191,7 @@ func (r *resume) refresh(ctx context.Context, cons jetstream.Consumer) error {
 	defer cancel()
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("worker: jetstream source: reading the ack floor: %w", err)
+		return fmt.Errorf("jetstream source: reading the ack floor: %w", err)
 	}
 	r.observe(info)
 	return nil

@@ -1,5 +1,6 @@
-// pacer's dashboard: polls /samples once a second and draws each worker's
-// last 5 minutes with uPlot. It only reads; when the process goes away it
+// pacer's dashboard: draws the samples the page came with, then polls
+// /samples once a second and draws each worker's last 5 minutes with
+// uPlot. It only reads; when the process goes away it
 // keeps the charts, says so, and starts over when a new process answers.
 'use strict';
 (() => {
@@ -296,5 +297,15 @@
   new ResizeObserver(() => {
     for (const p of panels.values()) for (const u of p.charts) u.setSize({ width: Math.max(u.root.parentElement.clientWidth, 200), height: u.height });
   }).observe(main);
-  poll();
+  // The page comes with the last samples (the server fills #first-samples
+  // with what /samples answers): draw them as the page loads (so a
+  // screenshot, a slow link or a printed page shows data); then poll.
+  let first = null;
+  try { first = JSON.parse($('#first-samples')?.textContent || 'null'); } catch (e) { first = null; }
+  try {
+    if (first && first.process) { apply(first); lastOK = Date.now(); } else first = null;
+  } catch (e) {
+    first = null;
+  }
+  if (first) setTimeout(poll, POLL_MS); else poll();
 })();
