@@ -56,9 +56,9 @@ func (r *Runner) Reload(f *config.File) error {
 // apply in place.
 func structural(a, b *config.File) []string {
 	var d []string
-	if a.Admin != b.Admin || !reflect.DeepEqual(a.Redis, b.Redis) || !reflect.DeepEqual(a.NATS, b.NATS) || a.Demo != b.Demo ||
+	if a.Admin != b.Admin || a.AdminPprof != b.AdminPprof || !reflect.DeepEqual(a.Redis, b.Redis) || !reflect.DeepEqual(a.NATS, b.NATS) || a.Demo != b.Demo ||
 		a.LogFormat != b.LogFormat || a.LogLevel != b.LogLevel || a.DrainTimeout != b.DrainTimeout || a.StatusEvery != b.StatusEvery || a.RecoverTimeout != b.RecoverTimeout {
-		d = append(d, "a top-level setting ([redis], [nats], [demo], admin, log_*, drain_timeout, recover_timeout, status_every) changed")
+		d = append(d, "a top-level setting ([redis], [nats], [demo], admin, admin_pprof, log_*, drain_timeout, recover_timeout, status_every) changed")
 	}
 	names := func(f *config.File) []string {
 		var n []string
