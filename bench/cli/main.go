@@ -17,7 +17,7 @@
 // programs are modes of this binary (it runs itself with -mode). Each run
 // is a child process: jobs/s is from the first request the server gets to
 // the Nth; CPU µs/job is the child's rusage (user + sys) over N; max RSS
-// is the child's. It prints the medians (min–max) and pacer/plain.
+// is the child's peak resident set (VmHWM), read before it is stopped. It prints the medians (min–max) and pacer/plain.
 //
 // Every run has a queue or stream of its own, deleted after it. Run it
 // with
@@ -344,6 +344,24 @@ func stats(rs []result, f func(result) float64) (med, lo, hi float64) {
 	return v[len(v)/2], v[0], v[len(v)-1]
 }
 
+// vmHWM returns the peak resident set of process pid in MB (VmHWM of
+// /proc/pid/status), 0 if unknown.
+func vmHWM(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
+
 func loadavg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -433,6 +451,9 @@ func (b *bench) run(broker, who string, conc int, lim float64) result {
 		_ = cmd.Wait()
 		log.Fatalf("%s %s: %d of %d jobs in %v", who, broker, got, n, *flagTimeout)
 	}
+	// The child's own high-water RSS, read before it stops: the rusage's
+	// ru_maxrss of a child also counts this process's RSS when it forked.
+	hwm := vmHWM(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
@@ -440,7 +461,7 @@ func (b *bench) run(broker, who string, conc int, lim float64) result {
 	b.ep.mu.Lock()
 	el := b.ep.last.Sub(b.ep.first)
 	b.ep.mu.Unlock()
-	r := result{rate: float64(n-1) / el.Seconds(), cpuPerJob: float64(cpu.Microseconds()) / float64(n), rssMB: float64(ru.Maxrss) / 1024}
+	r := result{rate: float64(n-1) / el.Seconds(), cpuPerJob: float64(cpu.Microseconds()) / float64(n), rssMB: hwm}
 	what := "unlimited"
 	if lim > 0 {
 		what = fmt.Sprintf("rate %g", lim)
