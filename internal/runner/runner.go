@@ -149,6 +149,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
 		}
 		pc := wc.Pacer()
+		if _, ok := plugin.As[plugin.HandlerPool](w.src); ok && pc.LatencyTarget == 0 {
+			// max_in_flight is the source's pool of handlers: in the
+			// pacer it would count the jobs still being fetched too,
+			// and fewer than max_in_flight would run.
+			pc.MaxInFlight = 0
+		}
 		if probe != nil {
 			w.probe.set(probe)
 			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
