@@ -63,6 +63,7 @@ var (
 	flagBrokers = flag.String("brokers", "jetstream,asynq", "brokers to run")
 	flagPacer   = flag.String("pacer", "", "a built pacer binary; empty builds ./cmd/pacer into a temp dir")
 	flagTimeout = flag.Duration("timeout", 3*time.Minute, "longest run")
+	flagWorker  = flag.String("worker", "", "more keys of pacer run's [[worker]] table, TOML lines (such as 'burst = 100')")
 
 	// The child's flags (-mode plain-asynq or plain-jetstream).
 	flagMode  = flag.String("mode", "", "internal: run as a plain program (plain-asynq, plain-jetstream)")
@@ -426,8 +427,8 @@ func (b *bench) run(broker, who string, conc int, lim float64) result {
 			src = fmt.Sprintf("kind = \"jetstream\"\nstream = %q\nsubjects = [\"%s.>\"]\n", name, name)
 		}
 		toml := fmt.Sprintf("admin = \"\"\nlog_level = \"warn\"\nstatus_every = \"0s\"\n[redis]\naddr = %q\n[nats]\nurl = %q\n"+
-			"[[worker]]\nname = \"bench\"\nrate = %g\nmax_in_flight = %d\n[worker.source]\n%s[worker.sink]\nkind = \"http\"\nurl = %q\n",
-			*flagRedis, *flagNATS, r, conc, src, b.url)
+			"[[worker]]\nname = \"bench\"\nrate = %g\nmax_in_flight = %d\n%s\n[worker.source]\n%s[worker.sink]\nkind = \"http\"\nurl = %q\n",
+			*flagRedis, *flagNATS, r, conc, *flagWorker, src, b.url)
 		if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 			log.Fatal(err)
 		}
