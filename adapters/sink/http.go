@@ -217,13 +217,17 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 	if rem, reset, ok := RateLimitAdvice(resp.Header, time.Now()); ok {
 		Advise(outer, rem, reset) // what the downstream says is left
 	}
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		// The body of a success is never shown: drain it, through
+		// io.Discard's pooled buffer, without a copy of its start.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
+		resp.Body.Close()
+		return nil
+	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
 	resp.Body.Close()
-	code := resp.StatusCode
-	if code >= 200 && code < 300 {
-		return nil
-	}
 	if slices.Contains(h.cfg.ThrottleStatus, code) {
 		v := resp.Header.Get("Retry-After")
 		d, note := capRetryAfter(RetryAfter(v, time.Now()), h.cfg.MaxRetryAfter, v)

@@ -57,8 +57,12 @@ const (
 
 // File is a loaded and checked config file.
 type File struct {
-	Path         string   `toml:"-"`
-	Admin        string   `toml:"admin"`         // host:port of /metrics and /status; "" turns it off
+	Path  string `toml:"-"`
+	Admin string `toml:"admin"` // host:port of /metrics and /status; "" turns it off
+	// AdminPprof serves net/http/pprof at /debug/pprof/ on the admin
+	// address, to loopback clients only; the admin address must then be
+	// a loopback one (LoopbackAddr).
+	AdminPprof   bool     `toml:"admin_pprof"`
 	LogFormat    string   `toml:"log_format"`    // text or json
 	LogLevel     string   `toml:"log_level"`     // debug, info, warn, error
 	StatusEvery  Duration `toml:"status_every"`  // period of the status log line; "0s" turns it off
@@ -677,6 +681,10 @@ func (f *File) checkTop() error {
 			add("admin", fmt.Sprintf("%q: %v (such as %q); \"\" turns the admin server off", f.Admin, err, DefaultAdmin))
 		}
 	}
+	if f.AdminPprof && f.Admin != "" && !LoopbackAddr(f.Admin) {
+		add("admin_pprof", fmt.Sprintf("true with admin = %q: /debug/pprof/ is served on a loopback address only (such as %q); "+
+			"bind admin to 127.0.0.1, [::1] or localhost, or leave admin_pprof out", f.Admin, DefaultAdmin))
+	}
 	if f.LogFormat != "text" && f.LogFormat != "json" {
 		add("log_format", fmt.Sprintf("%q: want \"text\" or \"json\"", f.LogFormat))
 	}
@@ -721,6 +729,21 @@ func (f *File) checkTop() error {
 }
 
 // checkHostPort checks a host:port address the way a dial would take it.
+// LoopbackAddr reports whether addr, a host:port, binds only a loopback
+// interface: its host is localhost or a loopback IP. An empty host,
+// 0.0.0.0, [::] and any other name are not.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func checkHostPort(addr string) error {
 	if strings.Contains(addr, "://") {
 		return errors.New("want host:port without a scheme")

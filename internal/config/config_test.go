@@ -46,6 +46,9 @@ func TestParseErrors(t *testing.T) {
 			"[[worker]]\nname = \"a\"\nrate = 1\nbase = 2\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n",
 			"c.toml:4: worker \"a\" base: 2: want ≤ rate (1)"},
 		{"no worker", "admin = \"\"\n", "c.toml: no [[worker]]"},
+		{"admin_pprof on a non-loopback admin address",
+			"admin = \"0.0.0.0:9464\"\nadmin_pprof = true\n[[worker]]\nname = \"a\"\nrate = 1\n[worker.source]\nkind = \"x\"\n[worker.sink]\nkind = \"y\"\n",
+			`c.toml:2: admin_pprof: true with admin = "0.0.0.0:9464": /debug/pprof/ is served on a loopback address only`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

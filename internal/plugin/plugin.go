@@ -43,6 +43,16 @@ type Producer interface {
 	Produce(ctx context.Context, payload []byte) error
 }
 
+// HandlerPool is a Source whose Run itself runs at most Env.MaxInFlight
+// handlers at once (a pool of that many), and takes pacer permits ahead
+// of them for the jobs it is still fetching. For such a source the runner
+// leaves max_in_flight out of the worker's pacer, unless latency_target
+// is set: the cap then counts jobs running (handlers started, not done),
+// and the fetching ahead is bounded by the source's own rules instead.
+type HandlerPool interface {
+	PoolsHandlers()
+}
+
 // Dropper is a Source that can lose jobs; Dropped returns how many so
 // far.
 type Dropper interface {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -100,6 +101,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	// The admin port first: a second pacer run on the same config fails
 	// here, before it starts any broker or joins any fleet.
 	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
+		if cfg.AdminPprof && !config.LoopbackAddr(addr) {
+			return fmt.Errorf("admin address %s: admin_pprof = true serves /debug/pprof/ on a loopback address only (such as %s): bind the admin server to 127.0.0.1, [::1] or localhost, or leave admin_pprof out", addr, config.DefaultAdmin)
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			if errors.Is(err, syscall.EADDRINUSE) {
@@ -108,13 +112,23 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("admin address %s: %w", addr, err)
 		}
 		bound := ln.Addr().String()
-		srv := admin.Serve(ln, admin.Handler(r.Status, r.Samples), r.Readiness)
+		h := admin.Handler(r.Status, r.Samples)
+		if cfg.AdminPprof {
+			mux := http.NewServeMux()
+			mux.Handle("/", h)
+			mux.Handle("/debug/pprof/", admin.Pprof())
+			h = mux
+		}
+		srv := admin.Serve(ln, h, r.Readiness)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
 		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
+		if cfg.AdminPprof {
+			r.log.Info("admin pprof", "pprof", "http://"+bound+"/debug/pprof/")
+		}
 	}
 
 	fleets, err := fleet.Open(cfg, r.brokers, r.log)
@@ -136,6 +150,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
 		}
 		pc := wc.Pacer()
+		if _, ok := plugin.As[plugin.HandlerPool](w.src); ok && pc.LatencyTarget == 0 {
+			// max_in_flight is the source's pool of handlers: in the
+			// pacer it would count the jobs still being fetched too,
+			// and fewer than max_in_flight would run.
+			pc.MaxInFlight = 0
+		}
 		if probe != nil {
 			w.probe.set(probe)
 			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}

@@ -307,6 +307,12 @@ func (s *jetStreamSource) Produce(ctx context.Context, payload []byte) error {
 	return err
 }
 
+// PoolsHandlers says that Run runs at most max_in_flight handlers
+// (natspacer.Concurrency) and fetches ahead of them within natspacer's
+// window: the runner leaves max_in_flight out of the pacer
+// (plugin.HandlerPool).
+func (*jetStreamSource) PoolsHandlers() {}
+
 // Run consumes with natspacer.Consume, which fetches only as many
 // messages as the pacer has admitted. On stop it fetches no more and
 // handles what it holds, for up to the drain timeout; then what is left
