@@ -12,62 +12,24 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// realDS is the "servers" scenario's downstream: n real servers, a FIFO
-// queue in front of them, and a real sleep of the service time per job.
-// Nothing is computed: timer lateness, the scheduler and the machine's
-// load are in its figures, as they are in a user's.
-type realDS struct {
-	mu   sync.Mutex
-	n    int
-	busy int
-	q    []chan struct{}
-}
-
-func (d *realDS) setServers(n int) {
-	d.mu.Lock()
-	d.n = n
-	d.grant()
-	d.mu.Unlock()
-}
-
-// grant starts the queued jobs that have a server. It requires mu held.
-func (d *realDS) grant() {
-	for len(d.q) > 0 && d.busy < d.n {
-		d.busy++
-		close(d.q[0])
-		d.q = d.q[1:]
-	}
-}
-
-func (d *realDS) serve(service time.Duration) {
-	d.mu.Lock()
-	if len(d.q) == 0 && d.busy < d.n {
-		d.busy++
-		d.mu.Unlock()
-	} else {
-		ch := make(chan struct{})
-		d.q = append(d.q, ch)
-		d.mu.Unlock()
-		<-ch
-	}
-	time.Sleep(service)
-	d.mu.Lock()
-	d.busy--
-	d.grant()
-	d.mu.Unlock()
-}
+// The "servers" scenario's downstream is testenv.QueueingDownstream: n
+// real servers, a FIFO queue in front of them, and a real sleep of the
+// service time per job. Nothing is computed: timer lateness, the
+// scheduler and the machine's load are in its figures, as they are in a
+// user's.
 
 // noLoadLatency measures a job's latency on an idle downstream: the
 // median of 50 jobs one at a time.
 func noLoadLatency(service time.Duration) time.Duration {
-	d := &realDS{n: 1}
+	d := &testenv.QueueingDownstream{Servers: 1, Service: service}
 	l := make([]time.Duration, 50)
 	for i := range l {
 		start := time.Now()
-		d.serve(service)
+		_ = d.Call()
 		l[i] = time.Since(start)
 	}
 	sortDur(l)
@@ -120,11 +82,11 @@ func serversScenario() {
 	go func() { <-ctx.Done(); vg.stop() }()
 
 	ss := make([]*series, len(ls))
-	dss := make([]*realDS, len(ls))
+	dss := make([]*testenv.QueueingDownstream, len(ls))
 	var wg sync.WaitGroup
 	for i, l := range ls {
 		ss[i] = newSeries(start, total)
-		dss[i] = &realDS{n: steps[0]}
+		dss[i] = &testenv.QueueingDownstream{Servers: steps[0], Service: *service}
 		for range *lworkers {
 			wg.Add(1)
 			go func() {
@@ -135,7 +97,7 @@ func serversScenario() {
 						return
 					}
 					sent := time.Now()
-					dss[i].serve(*service)
+					_ = dss[i].Call()
 					done(nil)
 					ss[i].record(true, time.Since(sent))
 				}
@@ -161,7 +123,7 @@ func serversScenario() {
 		case <-ctx.Done():
 		case <-time.After(time.Until(start.Add(time.Duration(k) * *phase))):
 			for _, d := range dss {
-				d.setServers(steps[k])
+				d.SetServers(steps[k])
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -28,27 +29,7 @@ func TestRecreatedStreamLosesNothing(t *testing.T) {
 			ns := testenv.NATSEmbedded(t)
 			c := newCounter(t, nil)
 			stream, subject := streamName(t)
-			cfg := writeConfig(t, `
-admin = ""
-status_every = "0s"
-drain_timeout = %q
-[nats]
-url = %q
-[[worker]]
-name = "w"
-rate = 150
-max_in_flight = 16
-[worker.source]
-kind = "jetstream"
-stream = %q
-ack_wait = "2s"
-retention = %q
-max_age = "1h"
-[worker.sink]
-kind = "http"
-url = %q
-timeout = "1s"
-`, drain.String(), ns.URL(), stream, retention, c.url())
+			cfg := jetStreamConfigWith(t, "", ns.URL(), stream, c.url(), fmt.Sprintf("retention = %q\nmax_age = \"1h\"", retention))
 			p := startPacer(t, nil, cfg, "run")
 			p.waitLog(30*time.Second, "stream created")
 			js := testenv.JetStream(t, ns.URL())
@@ -112,26 +93,7 @@ func TestThrottlingKeepsMaxDeliver(t *testing.T) {
 		return http.StatusOK
 	})
 	stream, subject := streamName(t)
-	cfg := writeConfig(t, `
-admin = ""
-status_every = "0s"
-drain_timeout = %q
-[nats]
-url = %q
-[[worker]]
-name = "w"
-rate = 150
-max_in_flight = 16
-[worker.source]
-kind = "jetstream"
-stream = %q
-ack_wait = "2s"
-max_deliver = 3
-[worker.sink]
-kind = "http"
-url = %q
-timeout = "1s"
-`, drain.String(), ns.URL(), stream, c.url())
+	cfg := jetStreamConfigWith(t, "", ns.URL(), stream, c.url(), "max_deliver = 3")
 	p := startPacer(t, nil, cfg, "run")
 	p.waitLog(30*time.Second, "stream created")
 	sent := jobs(t, 10)

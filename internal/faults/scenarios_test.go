@@ -51,6 +51,12 @@ timeout = "1s"
 // jetStreamConfig is a config with one worker: JetStream stream on nats
 // → http to url.
 func jetStreamConfig(t *testing.T, admin, natsURL, stream, url string) string {
+	return jetStreamConfigWith(t, admin, natsURL, stream, url, "")
+}
+
+// jetStreamConfigWith is jetStreamConfig with more keys of the source's
+// table (TOML lines).
+func jetStreamConfigWith(t *testing.T, admin, natsURL, stream, url, source string) string {
 	return writeConfig(t, `
 admin = %q
 status_every = "0s"
@@ -65,11 +71,12 @@ max_in_flight = 16
 kind = "jetstream"
 stream = %q
 ack_wait = "2s"
+%s
 [worker.sink]
 kind = "http"
 url = %q
 timeout = "1s"
-`, admin, drain.String(), natsURL, stream, url)
+`, admin, drain.String(), natsURL, stream, source, url)
 }
 
 // streamName returns a stream name of t's own, and its subject.

@@ -39,14 +39,33 @@ func (d *LimitedDownstream) Call() error {
 
 // QueueingDownstream is a downstream that slows down instead of refusing:
 // Servers servers behind a FIFO queue, each call a real sleep of Service
-// once a server is free. It never fails. It is safe for concurrent use.
+// once a server is free. It never fails. It is safe for concurrent use;
+// change Servers with SetServers once calls are made.
 type QueueingDownstream struct {
 	Servers int
 	Service time.Duration
 
-	mu   sync.Mutex // guards busy and q
+	mu   sync.Mutex // guards Servers (after the first call), busy and q
 	busy int
 	q    []chan struct{}
+}
+
+// SetServers changes the number of servers; jobs queued start as servers
+// become free.
+func (d *QueueingDownstream) SetServers(n int) {
+	d.mu.Lock()
+	d.Servers = n
+	d.grant()
+	d.mu.Unlock()
+}
+
+// grant starts the queued calls that have a server. It requires mu held.
+func (d *QueueingDownstream) grant() {
+	for len(d.q) > 0 && d.busy < d.Servers {
+		d.busy++
+		close(d.q[0])
+		d.q = d.q[1:]
+	}
 }
 
 // Call is one request: it waits for a server, sleeps Service, and
@@ -65,11 +84,7 @@ func (d *QueueingDownstream) Call() error {
 	time.Sleep(d.Service)
 	d.mu.Lock()
 	d.busy--
-	for len(d.q) > 0 && d.busy < d.Servers {
-		d.busy++
-		close(d.q[0])
-		d.q = d.q[1:]
-	}
+	d.grant()
 	d.mu.Unlock()
 	return nil
 }
