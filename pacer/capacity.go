@@ -112,12 +112,11 @@ func (p *Pacer) maxPace() float64 { return min(p.rate, p.base.Leak()*p.cfg.MaxFa
 // doneCount returns the jobs done (succeeded or failed) so far.
 func (p *Pacer) doneCount() uint64 { return p.succeeded.Load() + p.failed.Load() }
 
-// observe records the outcome of a permit of n jobs dispatched at ticks at
-// and started at from (at, unless Permit.Start moved it). A success or
-// failure reads the clock only for the concurrency limit: the window is
-// sampled at dispatch (see trySample), so the common Done is a few atomic
-// adds.
-func (p *Pacer) observe(at, from int64, n int, outcome error) {
+// observe records the outcome of a permit of n jobs dispatched (or, after
+// Permit.Start, started) at ticks at. A success or failure reads the clock
+// only for the concurrency limit: the window is sampled at dispatch (see
+// trySample), so the common Done is a few atomic adds.
+func (p *Pacer) observe(at int64, n int, outcome error) {
 	if outcome != nil {
 		if retry, ok := IsThrottled(outcome); ok {
 			p.throttled.Add(uint64(n))
@@ -132,11 +131,11 @@ func (p *Pacer) observe(at, from int64, n int, outcome error) {
 		p.succeeded.Add(uint64(n))
 	}
 	if p.conc.on {
-		// Not before from, which may be the latest time the pace has seen
+		// Not before at, which may be the latest time the pace has seen
 		// rather than the clock's (see Pacer): a latency is never negative.
-		now := max(p.base.s.now(), from)
+		now := max(p.base.s.now(), at)
 		if outcome == nil {
-			p.observeLatency(at, from, now)
+			p.observeLatency(at, now)
 		}
 		p.trySample(now)
 	}

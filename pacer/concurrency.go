@@ -135,11 +135,11 @@ func (p *Pacer) initConc(c Config, now int64) {
 	p.slots = &slots{max: int(k.limit)}
 }
 
-// observeLatency records the latency of a successful job dispatched at
-// ticks at and started at from, Done at now. It never blocks.
-func (p *Pacer) observeLatency(at, from, now int64) {
+// observeLatency records the latency of a successful job dispatched (or
+// started) at ticks at, Done at now. It never blocks.
+func (p *Pacer) observeLatency(at, now int64) {
 	if at >= p.conc.at.Load() {
-		d := (now - from) >> tickShift
+		d := (now - at) >> tickShift
 		p.conc.hist[latBucket(d)].Add(1)
 		p.conc.sum.Add(uint64(max(d, 0)))
 	}

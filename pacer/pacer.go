@@ -546,8 +546,7 @@ func (pm *Permit) Done(outcome error) {
 		p.succeeded.Add(uint64(n)) // observe's common case, inlined
 		return
 	}
-	at := pm.at.Load()
-	p.observe(at, at, int(n), outcome)
+	p.observe(pm.at.Load(), int(n), outcome)
 }
 
 // Cancel gives back a permit whose jobs never ran (the job was abandoned,
