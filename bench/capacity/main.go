@@ -388,22 +388,7 @@ func latencyScenario() {
 	for i, l := range ls {
 		ss[i] = newSeries(start, *latFor)
 		ds := &queueDS{free: make([]time.Time, *servers)}
-		for range *lworkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil {
-					done, err := l.acquire(ctx)
-					if err != nil {
-						return
-					}
-					sent := time.Now()
-					time.Sleep(time.Until(ds.serve()))
-					done(nil)
-					ss[i].record(true, time.Since(sent))
-				}
-			}()
-		}
+		drive(ctx, &wg, l, ss[i], func() { time.Sleep(time.Until(ds.serve())) })
 	}
 	wg.Wait()
 	fmt.Printf("latency: %d servers × %v (capacity %g/s), a FIFO queue, no 429; %d workers each, ceiling %g/s; pacer's LatencyTarget %v; %v, the first %v left out\n\n",
@@ -420,6 +405,28 @@ func latencyScenario() {
 		verdict = "NOT met"
 	}
 	fmt.Printf("\npacer: p90 %v under the target %v and goodput ≥ 0.9 of capacity: %s\n", p90.Round(time.Millisecond), *target, verdict)
+}
+
+// drive starts -latency-workers workers for l, each taking a job (the
+// backlog is endless) as soon as l admits one, calling the downstream
+// with call, and recording its latency in s, until ctx ends.
+func drive(ctx context.Context, wg *sync.WaitGroup, l limiter, s *series, call func()) {
+	for range *lworkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				done, err := l.acquire(ctx)
+				if err != nil {
+					return
+				}
+				sent := time.Now()
+				call()
+				done(nil)
+				s.record(true, time.Since(sent))
+			}
+		}()
+	}
 }
 
 // loadavg returns the machine's load averages (1, 5, 15 min), or "?": a

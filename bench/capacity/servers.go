@@ -86,23 +86,9 @@ func serversScenario() {
 	var wg sync.WaitGroup
 	for i, l := range ls {
 		ss[i] = newSeries(start, total)
-		dss[i] = &testenv.QueueingDownstream{Servers: steps[0], Service: *service}
-		for range *lworkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil {
-					done, err := l.acquire(ctx)
-					if err != nil {
-						return
-					}
-					sent := time.Now()
-					_ = dss[i].Call()
-					done(nil)
-					ss[i].record(true, time.Since(sent))
-				}
-			}()
-		}
+		ds := &testenv.QueueingDownstream{Servers: steps[0], Service: *service}
+		dss[i] = ds
+		drive(ctx, &wg, l, ss[i], func() { _ = ds.Call() })
 	}
 	if *trace {
 		go func() {
