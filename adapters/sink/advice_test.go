@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -79,7 +80,9 @@ func (s *windowServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	reset := s.window - el%s.window
 	s.mu.Unlock()
 	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(left))
-	w.Header().Set("X-RateLimit-Reset", fmt.Sprintf("%.3f", reset.Seconds()))
+	// Rounded up to the millisecond, as a downstream's reset must be: one
+	// rounded down would let a client start the next window early.
+	w.Header().Set("X-RateLimit-Reset", fmt.Sprintf("%.3f", math.Ceil(float64(reset)/1e6)/1e3))
 	if !admit {
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
