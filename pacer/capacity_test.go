@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // downstream is a simulated rate-limited downstream on the fake clock: a
@@ -453,7 +453,7 @@ func TestNoCatchUpBurstUnderAPushbackLimit(t *testing.T) {
 					t.Fatalf("after a 429: reason %q, want pushback", st.Reason)
 				}
 			}
-			clk := w.clk.(*pacertest.Clock)
+			clk := w.clk.(*testutil.Clock)
 			ctx, cancel := context.WithCancel(context.Background())
 			var granted atomic.Int64
 			var wg sync.WaitGroup

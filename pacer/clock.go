@@ -4,7 +4,7 @@ import "time"
 
 // Clock tells time and makes timers. The buckets and the Pacer read time
 // from a Clock so that tests can drive them with a fake one (see package
-// pacertest); nil everywhere means the system clock. Implementations must be
+// testutil); nil everywhere means the system clock. Implementations must be
 // safe for concurrent use.
 type Clock interface {
 	// Now returns the current time.

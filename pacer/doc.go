@@ -26,7 +26,7 @@
 // an At suffix (TryAcquireAt, TokensAt, SetRateAt) takes the time as an
 // argument. Counts of jobs and tokens are ints.
 //
-// Time comes from a Clock; nil means the system clock, and package pacertest
+// Time comes from a Clock; nil means the system clock, and package testutil
 // has a fake one for tests. Every method of every type here is safe for
 // concurrent use. The package imports the standard library only; adapters
 // for Asynq and NATS, and a Redis-held limit shared by a fleet, live in

@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // A worker asks the Pacer before each job and reports how the job went. A
 // 429 lowers the pace to just under the good rate measured, and the queue
 // goes on; a long retry-after pauses it.
 func Example() {
-	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
 	p, err := pacer.New(pacer.Config{Rate: 100, Burst: 5, Clock: clk})
 	if err != nil {
 		panic(err)
@@ -44,7 +44,7 @@ func Example() {
 // 100ms.
 func ExampleTokenBucket_TryAcquireAt() {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := pacer.NewTokenBucket(10, 3, pacertest.NewClock(start))
+	b, _ := pacer.NewTokenBucket(10, 3, testutil.NewClock(start))
 	for _, at := range []time.Duration{0, 0, 0, 0, 50 * time.Millisecond, 100 * time.Millisecond} {
 		fmt.Println(at, b.TryAcquireAt(start.Add(at), 1))
 	}
@@ -61,7 +61,7 @@ func ExampleTokenBucket_TryAcquireAt() {
 // asyncutils.buckets (Python) adapts the factor once per period by the fill
 // ratio.
 func ExampleLeakyBucket() {
-	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	b, _ := pacer.NewLeakyBucket(pacer.LeakyConfig{Capacity: 10, Leak: 5, Clock: clk})
 	fmt.Println(b.TryAcquire(10), b.TryAcquire(1)) // starts empty: 10 fit, then full
 	clk.Advance(100 * time.Millisecond)            // one period: full (ratio ≥ 0.7) → factor × 0.73
@@ -76,7 +76,7 @@ func ExampleLeakyBucket() {
 // every job takes 8ms on 4 servers behind a queue; the pacer starts at
 // one job in flight and settles on about the 4 servers.
 func ExampleConfig_latencyAuto() {
-	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
 	p, err := pacer.New(pacer.Config{Rate: 2000, Burst: 20, LatencyTarget: pacer.LatencyAuto, Clock: clk})
 	if err != nil {
 		panic(err)
@@ -130,7 +130,7 @@ func ExampleConfig_latencyAuto() {
 // away, the pace spreads them over the second and dispatch stops once
 // they are used.
 func ExamplePacer_Advise() {
-	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // nil in production
 	p, err := pacer.New(pacer.Config{Rate: 1000, Burst: 1, Clock: clk})
 	if err != nil {
 		panic(err)

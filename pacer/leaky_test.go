@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
-func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *pacertest.Clock) {
+func newLeaky(t *testing.T, c pacer.LeakyConfig) (*pacer.LeakyBucket, *testutil.Clock) {
 	t.Helper()
-	clk := pacertest.NewClock(t0)
+	clk := testutil.NewClock(t0)
 	c.Clock = clk
 	b, err := pacer.NewLeakyBucket(c)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // Settings that are valid in type but absurd are refused with their
@@ -83,7 +83,7 @@ func TestTinyRateHonoursContext(t *testing.T) {
 // time read while stall is set: stall runs there (as other goroutines
 // would), then the read goes on.
 type stallClock struct {
-	*pacertest.Clock
+	*testutil.Clock
 	stall func()
 }
 
@@ -104,7 +104,7 @@ func (c *stallClock) Now() time.Time {
 func TestSetBaseNeverPassesTheCeiling(t *testing.T) {
 	t.Parallel()
 	const rate, burst = 100, 5
-	clk := &stallClock{Clock: pacertest.NewClock(t0)}
+	clk := &stallClock{Clock: testutil.NewClock(t0)}
 	q := &queue{}
 	q.pending.Store(1 << 40)
 	p, err := pacer.New(pacer.Config{Rate: rate, Base: 10, Burst: burst, BacklogHigh: 1, Probe: q, Clock: clk})

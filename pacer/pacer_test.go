@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -26,9 +26,9 @@ func (q *queue) Backlog(context.Context) (pacer.Backlog, error) {
 	return pacer.Backlog{Pending: q.pending.Load()}, nil
 }
 
-func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *pacertest.Clock) {
+func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *testutil.Clock) {
 	t.Helper()
-	clk := pacertest.NewClock(t0)
+	clk := testutil.NewClock(t0)
 	c.Clock = clk
 	p, err := pacer.New(c)
 	if err != nil {
@@ -43,7 +43,7 @@ func newPacer(t *testing.T, c pacer.Config) (*pacer.Pacer, *pacertest.Clock) {
 // factor after each period.
 type sim struct {
 	p       *pacer.Pacer
-	clk     *pacertest.Clock
+	clk     *testutil.Clock
 	q       *queue
 	period  time.Duration
 	sent    []time.Duration // dispatch times since t0

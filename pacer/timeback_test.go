@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // x/time/rate's step tables (golang.org/x/time@v0.16.0/rate/rate_test.go),
@@ -26,7 +26,7 @@ var madeAfter = []time.Duration{0, 4 * time.Microsecond, time.Millisecond}
 // newBucketAt returns a bucket made at t0+made on the fake clock.
 func newBucketAt(t *testing.T, made time.Duration, rate, capacity float64) *pacer.TokenBucket {
 	t.Helper()
-	b, err := pacer.NewTokenBucket(rate, capacity, pacertest.NewClock(t0.Add(made)))
+	b, err := pacer.NewTokenBucket(rate, capacity, testutil.NewClock(t0.Add(made)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestLeakyJumpBackwards(t *testing.T) {
 		for _, made := range madeAfter {
 			b, err := pacer.NewLeakyBucket(pacer.LeakyConfig{
 				Capacity: 3, Leak: 10, Manual: manual, Period: time.Minute,
-				Clock: pacertest.NewClock(t0.Add(made)),
+				Clock: testutil.NewClock(t0.Add(made)),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -160,10 +160,10 @@ func TestLeakyJumpBackwards(t *testing.T) {
 	}
 }
 
-// backClock is a pacertest.Clock that can also be set back, as a wall
+// backClock is a testutil.Clock that can also be set back, as a wall
 // clock stepped back: Now reads the fake time less back.
 type backClock struct {
-	*pacertest.Clock
+	*testutil.Clock
 	back atomic.Int64 // nanoseconds
 }
 
@@ -183,7 +183,7 @@ func (c *backClock) setTo(t time.Time) {
 func TestPacerJumpBackwards(t *testing.T) {
 	t.Parallel()
 	for _, made := range madeAfter {
-		clk := &backClock{Clock: pacertest.NewClock(t0.Add(made))}
+		clk := &backClock{Clock: testutil.NewClock(t0.Add(made))}
 		p, err := pacer.New(pacer.Config{Rate: 10, Burst: 3, Clock: clk})
 		if err != nil {
 			t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -38,9 +38,9 @@ func runTakeSteps(t *testing.T, b taker, steps []takeStep) {
 	}
 }
 
-func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *pacertest.Clock) {
+func newClockBucket(t *testing.T, rate, capacity float64) (*pacer.TokenBucket, *testutil.Clock) {
 	t.Helper()
-	clk := pacertest.NewClock(t0)
+	clk := testutil.NewClock(t0)
 	b, err := pacer.NewTokenBucket(rate, capacity, clk)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +340,7 @@ func waitQueued(t *testing.T, b *pacer.TokenBucket, n int64) {
 // then checks that the clock's only timer is due at want: a waiter that
 // recomputes its due time stops its old timer and makes a new one in its
 // own goroutine.
-func waitNext(t *testing.T, clk *pacertest.Clock, want time.Time) {
+func waitNext(t *testing.T, clk *testutil.Clock, want time.Time) {
 	t.Helper()
 	synctest.Wait()
 	if next, ok := clk.Next(); !ok || !next.Equal(want) || clk.Timers() != 1 {

@@ -8,10 +8,10 @@ import (
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
 	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
-// suiteQueue is a pacertest.ProbeQueue over one Asynq queue of a subtest's
+// suiteQueue is a testutil.ProbeQueue over one Asynq queue of a subtest's
 // own, on real Redis.
 type suiteQueue struct {
 	addr  string
@@ -25,7 +25,7 @@ type suiteQueue struct {
 // reports a queue it does not know as ErrQueueNotFound (see
 // TestNewProbeReadsPendingAndOldestAge), so an empty queue here is one
 // that had a task, since deleted.
-func newSuiteQueue(t *testing.T) pacertest.ProbeQueue {
+func newSuiteQueue(t *testing.T) testutil.ProbeQueue {
 	addr := testenv.Redis(t)
 	q := &suiteQueue{addr: addr, name: uniqueQueue(t, addr), in: asynq.NewInspector(asynq.RedisClientOpt{Addr: addr})}
 	t.Cleanup(func() { q.in.Close() })
@@ -69,5 +69,5 @@ func (q *suiteQueue) Take(t *testing.T, n int) {
 func (q *suiteQueue) Probe() pacer.Probe { return q.probe }
 
 func TestNewProbePassesTheProbeSuite(t *testing.T) {
-	pacertest.TestProbe(t, newSuiteQueue, pacertest.ProbeFeatures{OldestAge: true})
+	testutil.TestProbe(t, newSuiteQueue, testutil.ProbeFeatures{OldestAge: true})
 }

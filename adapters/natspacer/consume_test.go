@@ -20,7 +20,7 @@ import (
 	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/internal/testenv"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // consume starts a consumption and stops it, waiting, at cleanup.
@@ -330,7 +330,7 @@ func TestProgressOnTheGivenClock(t *testing.T) {
 	f := newFixture(t, natsServer(t).URL(), jetstream.ConsumerConfig{AckWait: 30 * time.Second})
 	f.publish(t, 1)
 	p := testenv.NewPacer(t, pacer.Config{Rate: 100})
-	clock := pacertest.NewClock(time.Now())
+	clock := testutil.NewClock(time.Now())
 	started, release := make(chan struct{}), make(chan struct{})
 	h := natspacer.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		close(started)

@@ -8,10 +8,10 @@ import (
 
 	"github.com/jobpacer/pacer/adapters/natspacer"
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
-// suiteQueue is a pacertest.ProbeQueue over a stream and durable pull
+// suiteQueue is a testutil.ProbeQueue over a stream and durable pull
 // consumer of a subtest's own, and a natspacer.Probe of that consumer.
 type suiteQueue struct {
 	f     *fixture
@@ -58,10 +58,10 @@ func (q *suiteQueue) Probe() pacer.Probe { return q.probe }
 
 func TestProbePassesTheProbeSuite(t *testing.T) {
 	url := natsServer(t).URL()
-	pacertest.TestProbe(t, func(t *testing.T) pacertest.ProbeQueue {
+	testutil.TestProbe(t, func(t *testing.T) testutil.ProbeQueue {
 		f := newFixture(t, url, jetstream.ConsumerConfig{})
 		return &suiteQueue{f: f, probe: natspacer.NewProbe(f.cons)}
-	}, pacertest.ProbeFeatures{
+	}, testutil.ProbeFeatures{
 		// Probe reports an age only on the first read after a delivery
 		// (the age of the message delivered last); reads from
 		// Consumer.Info, which cannot tell the age, report zero. So the

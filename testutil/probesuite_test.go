@@ -1,4 +1,4 @@
-package pacertest_test
+package testutil_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // memQueue is an in-memory queue whose probe reports exactly what it
@@ -51,6 +51,6 @@ func (q *memQueue) Probe() pacer.Probe {
 }
 
 func TestProbeSuiteOnAnInMemoryQueue(t *testing.T) {
-	pacertest.TestProbe(t, func(t *testing.T) pacertest.ProbeQueue { return &memQueue{} },
-		pacertest.ProbeFeatures{OldestAge: true})
+	testutil.TestProbe(t, func(t *testing.T) testutil.ProbeQueue { return &memQueue{} },
+		testutil.ProbeFeatures{OldestAge: true})
 }

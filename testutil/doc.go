@@ -1,4 +1,4 @@
-// Package pacertest holds what a test of code built on package pacer
+// Package testutil holds what a test of code built on package pacer
 // needs, in the manner of net/http/httptest and testing/fstest:
 //
 //   - Clock, a fake pacer.Clock whose time moves only when the test moves
@@ -10,4 +10,4 @@
 //
 // It imports the standard library and package pacer only: no server, no
 // test framework.
-package pacertest
+package testutil

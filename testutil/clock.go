@@ -1,4 +1,4 @@
-package pacertest
+package testutil
 
 import (
 	"sort"

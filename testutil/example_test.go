@@ -1,17 +1,17 @@
-package pacertest_test
+package testutil_test
 
 import (
 	"fmt"
 	"time"
 
 	"github.com/jobpacer/pacer/pacer"
-	"github.com/jobpacer/pacer/pacertest"
+	"github.com/jobpacer/pacer/testutil"
 )
 
 // A Pacer on a fake clock: time moves only when the test advances it, so
 // what the pacer admits is exact.
 func ExampleClock() {
-	clk := pacertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	p, err := pacer.New(pacer.Config{Rate: 10, Clock: clk}) // burst 1, one job every 100ms
 	if err != nil {
 		fmt.Println(err)
