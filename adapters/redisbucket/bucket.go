@@ -48,6 +48,7 @@ func (m Mode) String() string {
 // Stats is a snapshot of a Bucket.
 type Stats struct {
 	Mode          Mode      // where tokens come from now
+	Waiting       int       // Wait calls blocked now, waiting for tokens
 	Rate          float64   // the fleet-wide rate, jobs per second
 	Workers       int       // workers seen sharing the key at the last Redis call (≥ 1)
 	Share         float64   // the local rate during an outage: Rate ÷ max(ExpectedWorkers, Workers, 1)
@@ -612,6 +613,7 @@ func (b *Bucket) Stats() Stats {
 	b.settleMode(b.now())
 	s := b.st
 	s.Mode, s.Rate, s.Workers, s.Share = b.mode, b.rate, b.workers, b.share()
+	s.Waiting = len(b.q)
 	if b.mode == ModeFallback {
 		s.FallbackSince = b.since
 	}

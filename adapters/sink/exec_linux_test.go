@@ -5,7 +5,6 @@ package sink_test
 import (
 	"context"
 	"errors"
-	"github.com/jobpacer/pacer/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,7 +66,7 @@ func alive(pid int) bool {
 func assertDies(t *testing.T, pid int) {
 	t.Helper()
 	// A grandchild gives no event on exit: poll its /proc entry.
-	if !testenv.Eventually(2*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(2*time.Second, func() bool { return !alive(pid) }) {
 		t.Fatalf("the command's child %d outlived Handle: the process group was not killed", pid)
 	}
 }
@@ -104,7 +103,7 @@ func TestExecCancelKillsProcessGroup(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Handle(ctx, job()) }()
-	if !testenv.Eventually(5*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil }) {
+	if !eventually(5*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil }) {
 		cancel()
 		<-done
 		t.Fatal("the command did not start its child within 5s")
@@ -190,4 +189,15 @@ func TestExecKillsWhatTheJobLeft(t *testing.T) {
 			assertDies(t, pid)
 		})
 	}
+}
+
+// eventually checks cond every 10ms until it holds or timeout passes, and
+// reports whether it held.
+func eventually(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }
