@@ -118,7 +118,7 @@ func TestNewProbeOnARedisThatRefusesConnections(t *testing.T) {
 // BenchmarkBacklogRead compares a backlog read by Inspector.GetQueueInfo
 // with Probe.Backlog on a queue of 10,000 pending tasks.
 //
-//	go test -run '^$' -bench BacklogRead ./adapters/asynqpacer/
+//	go test -run '^$' -bench BacklogRead ./internal/adaptertest/asynqpacer/
 func BenchmarkBacklogRead(b *testing.B) {
 	addr := testenv.Redis(b)
 	q := uniqueQueue(b, addr)
