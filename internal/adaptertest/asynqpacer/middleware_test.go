@@ -166,13 +166,15 @@ func TestMiddlewareGivesBackATaskThatCannotMakeItsDeadline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// A deadline far beyond the permit's 200ms, well within the
+		// minute's pause: a loaded machine may hold the goroutine up.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		res := make(chan error, 1)
 		h := &counting{}
 		go func() { res <- asynqpacer.Middleware(p)(h).ProcessTask(ctx, asynq.NewTask("t", nil)) }()
 		// With the task waiting, a new Acquire would wait for two permits.
-		testenv.Eventually(time.Second, func() bool { return p.EstimateWait(1) > 250*time.Millisecond })
+		testenv.WaitFor(t, 5*time.Second, "the task to wait for its permit", func() bool { return p.EstimateWait(1) > 250*time.Millisecond })
 		pm.Done(pacer.Throttle(time.Minute, nil)) // pushback: pause a minute
 		err = <-res
 		if !errors.Is(err, asynqpacer.ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
