@@ -71,27 +71,30 @@ func load(t *testing.T, src string) (plugin.Source, error) {
 }
 
 func TestRegisterSource(t *testing.T) {
-	t.Run("the runner finds Producer and Dropper on a registered source, and Run gets the same Env", func(t *testing.T) {
+	t.Run("the runner gets the registered source itself: its Producer and Dropper, and Run the runner's Env", func(t *testing.T) {
 		src, err := load(t, `kind = "test-full"`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, ok := plugin.As[plugin.Producer](src)
+		fs, ok := src.(*fullSource)
 		if !ok {
-			t.Fatal("As[Producer] = false, want true")
+			t.Fatalf("the built source is a %T, want the *fullSource registered (no wrapper)", src)
+		}
+		p, ok := src.(plugin.Producer)
+		if !ok {
+			t.Fatal("src.(plugin.Producer): false, want true")
 		}
 		if err := p.Produce(context.Background(), []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		d, ok := plugin.As[plugin.Dropper](src)
+		d, ok := src.(plugin.Dropper)
 		if !ok || d.Dropped() != 7 {
-			t.Fatalf("As[Dropper] = %v, %v; want the source, Dropped() 7", d, ok)
+			t.Fatalf("src.(plugin.Dropper) = %v, %v; want the source, Dropped() 7", d, ok)
 		}
 		env := plugin.Env{Worker: "w", MaxInFlight: 3, DrainTimeout: time.Second}
 		if err := src.Run(context.Background(), env); err == nil || err.Error() != "ran" {
 			t.Fatalf("Run() = %v, want the source's error", err)
 		}
-		fs := src.(interface{ Unwrap() any }).Unwrap().(*fullSource)
 		if fs.env.Worker != "w" || fs.env.MaxInFlight != 3 || fs.env.DrainTimeout != time.Second {
 			t.Errorf("Run got Env %+v, want worker w, max in flight 3, drain 1s", fs.env)
 		}
@@ -104,11 +107,11 @@ func TestRegisterSource(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := plugin.As[plugin.Producer](src); ok {
-			t.Error("As[Producer] = true, want false")
+		if _, ok := src.(plugin.Producer); ok {
+			t.Error("src.(plugin.Producer): true, want false")
 		}
-		if _, ok := plugin.As[plugin.Dropper](src); ok {
-			t.Error("As[Dropper] = true, want false")
+		if _, ok := src.(plugin.Dropper); ok {
+			t.Error("src.(plugin.Dropper): true, want false")
 		}
 	})
 	t.Run("a table error names the key and its line", func(t *testing.T) {

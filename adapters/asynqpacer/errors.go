@@ -10,10 +10,6 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// DefaultRetryAfter is the retry delay RetryDelay gives a rate-limited task
-// whose error carries no retry-after.
-const DefaultRetryAfter = time.Second
-
 // ErrRateLimited is matched (with errors.Is) by every *RateLimitError.
 var ErrRateLimited = errors.New("asynqpacer: rate limited")
 
@@ -77,7 +73,9 @@ func IsFailure(err error) bool {
 
 // RetryDelay is an asynq.RetryDelayFunc: for a rate-limited error (see
 // IsFailure) it returns the retry-after the error carries, or
-// DefaultRetryAfter if it carries none; for any other error it returns
+// pacer.DefaultRetryAfter if it carries none (Middleware gives every
+// rate-limited error it returns its pacer's Config.DefaultRetryAfter, so
+// that default is only for errors that did not pass through it); for any other error it returns
 // asynq.DefaultRetryDelayFunc(n, err, t). Use it as asynq.Config's
 // RetryDelayFunc. Asynq keeps retry times in whole Unix seconds and moves
 // due tasks back to pending every Config.DelayedTaskCheckInterval (5 s by
@@ -87,7 +85,7 @@ func IsFailure(err error) bool {
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if d, ok := rateLimited(err); ok {
 		if d <= 0 {
-			return DefaultRetryAfter
+			return pacer.DefaultRetryAfter
 		}
 		return d
 	}

@@ -166,9 +166,7 @@ func (c *config) process(ctx context.Context, next asynq.Handler, t *asynq.Task)
 	if !limited {
 		return err
 	}
-	if d <= 0 {
-		d = DefaultRetryAfter
-	}
+	d = c.pacerFor(t.Type()).RetryAfter(d)
 	if revoke := c.requeue.requeue(ctx, t, d, err); revoke != nil {
 		return revoke
 	}

@@ -31,7 +31,6 @@ const (
 	DefaultMaxBatch    = 256                   // MaxBatch
 	DefaultBatchLinger = 2 * time.Millisecond  // BatchLinger
 	DefaultPollWait    = time.Second           // PollWait
-	DefaultRetryAfter  = time.Second           // pacer.DefaultRetryAfter: RetryAfter's default is the pacer's Config.DefaultRetryAfter
 	DefaultBuffer      = 1024                  // Buffer
 	serverAckWait      = 30 * time.Second      // a consumer's AckWait when its config says 0
 	serverMaxAckPend   = 1000                  // a consumer's MaxAckPending when its config says 0
@@ -236,7 +235,7 @@ func ProgressEvery(d time.Duration) ConsumeOption {
 
 // RetryAfter is the NakWithDelay delay for a throttled outcome that names
 // no retry-after. The default is the pacer's Config.DefaultRetryAfter
-// (Pacer.RetryAfter; DefaultRetryAfter, 1s, unless the pacer sets
+// (Pacer.RetryAfter; pacer.DefaultRetryAfter, 1s, unless the pacer sets
 // another), so that the delay the pacer's pushback waits and the one the
 // message is nakked with are the same.
 func RetryAfter(d time.Duration) ConsumeOption {

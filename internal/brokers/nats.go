@@ -22,14 +22,7 @@ func (b *Brokers) NATSURLs() ([]string, error) {
 		u, err := b.embedded("nats", b.nats.StoreDir)
 		return []string{u}, err
 	}
-	if len(b.nats.URLs) > 0 {
-		return b.nats.URLs, nil
-	}
-	var urls []string
-	for u := range strings.SplitSeq(b.nats.URL, ",") {
-		urls = append(urls, strings.TrimSpace(u))
-	}
-	return urls, nil
+	return b.nats.Servers(), nil
 }
 
 // NATSTarget describes the NATS servers of [nats] for logs and errors:

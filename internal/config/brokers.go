@@ -85,6 +85,15 @@ func hideSecret(key, msg string) string {
 // checkBrokers checks the [redis] and [nats] tables. Its messages never
 // quote a password, a token or a URL that may hold one.
 func (f *File) checkBrokers() error {
+	errs := append(f.checkRedis(), f.checkNATS()...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
+// checkRedis checks the [redis] table.
+func (f *File) checkRedis() Errors {
 	var errs Errors
 	add := func(key, msg string) { errs = append(errs, f.errAt(key, key, msg)) }
 	r := f.Redis
@@ -141,17 +150,36 @@ func (f *File) checkBrokers() error {
 	if r.Addr == Embedded && (r.TLS.On() || r.Username != "" || r.Password != "") {
 		add("redis.addr", `"embedded" takes no tls, username or password: the embedded Redis is local and open`)
 	}
-	errs = append(errs, f.checkTLS("redis.tls", r.TLS)...)
+	return append(errs, f.checkTLS("redis.tls", r.TLS)...)
+}
 
+// Servers returns the servers of [nats]: urls, or url cut at its commas,
+// each trimmed; nil when url is "embedded" (the embedded server's URL is
+// known once it runs). The check of the file and the connection both
+// read the list from here.
+func (n NATS) Servers() []string {
+	if len(n.URLs) > 0 {
+		return n.URLs
+	}
+	if n.URL == Embedded {
+		return nil
+	}
+	var urls []string
+	for u := range strings.SplitSeq(n.URL, ",") {
+		urls = append(urls, strings.TrimSpace(u))
+	}
+	return urls
+}
+
+// checkNATS checks the [nats] table.
+func (f *File) checkNATS() Errors {
+	var errs Errors
+	add := func(key, msg string) { errs = append(errs, f.errAt(key, key, msg)) }
 	n := f.NATS
 	if f.md.IsDefined("nats", "url") && len(n.URLs) > 0 {
 		add("nats.urls", "url and urls are both set: list the servers in urls")
 	}
-	urls := n.URLs
-	if len(urls) == 0 && n.URL != Embedded {
-		urls = strings.Split(n.URL, ",")
-	}
-	for i, u := range urls {
+	for i, u := range n.Servers() {
 		u = strings.TrimSpace(u)
 		key := "nats.url"
 		if len(n.URLs) > 0 {
@@ -206,11 +234,7 @@ func (f *File) checkBrokers() error {
 	if n.URL == Embedded && (len(auth) > 0 || n.TLS.On()) {
 		add("nats.url", `"embedded" takes no creds, nkey, user, token or tls: the embedded server is local and open`)
 	}
-	errs = append(errs, f.checkTLS("nats.tls", n.TLS)...)
-	if len(errs) == 0 {
-		return nil
-	}
-	return errs
+	return append(errs, f.checkTLS("nats.tls", n.TLS)...)
 }
 
 // checkTLS checks a [redis.tls] or [nats.tls] table.

@@ -144,7 +144,7 @@ type Demo struct {
 // [redis], by every worker that names it with fleet = "NAME", in this
 // process and in every other pacer run on the same Redis (see package
 // redisbucket). Rate is required; the other keys have the defaults of
-// redisbucket.Config.
+// redisbucket.Config, whose fields they twin by toml key (twins.go).
 type Fleet struct {
 	Name            string   `toml:"-"`                // the table's name, the bucket's key in Redis
 	Rate            float64  `toml:"rate"`             // jobs per second for the whole fleet
@@ -163,13 +163,14 @@ type Fleet struct {
 // Bucket returns the redisbucket.Config of the fleet (without Logger and
 // Clock).
 func (fl *Fleet) Bucket() redisbucket.Config {
-	return redisbucket.Config{
-		Key: fl.Name, Rate: fl.Rate, Burst: fl.Burst, ExpectedWorkers: fl.ExpectedWorkers,
-		LeaseTime: fl.LeaseTime.D(), RetryInterval: fl.RetryInterval.D(), Timeout: fl.Timeout.D(), Prefix: fl.Prefix,
-	}
+	c := redisbucket.Config{Key: fl.Name}
+	copyByTag(&c, fl) // the fields of the same toml key (twins.go)
+	return c
 }
 
 // Worker is one [[worker]]: a source, a sink and the pace between them.
+// Its pace keys are twins of pacer.Config's fields, by toml key
+// (twins.go): Pacer maps them, and package pacer checks them.
 type Worker struct {
 	Name string `toml:"name"`
 	// Fleet names a [fleet.NAME] table whose shared limit the worker obeys
@@ -205,13 +206,10 @@ type Worker struct {
 // Pacer returns the pacer.Config of the worker (without Probe, Limiter and
 // Clock).
 func (w *Worker) Pacer() pacer.Config {
-	return pacer.Config{
-		Rate: w.Rate, Burst: w.Burst, Base: w.Base, BaseBurst: w.BaseBurst,
-		MinFactor: w.MinFactor, MaxFactor: w.MaxFactor, MaxInFlight: w.MaxInFlight,
-		BacklogHigh: w.BacklogHigh, BacklogTarget: w.BacklogTarget.D(), Period: w.Period.D(),
-		Cut: w.Cut, DefaultRetryAfter: w.DefaultRetryAfter.D(), AdjMap: slices.Clone(w.AdjMap),
-		PauseAfter: w.PauseAfter.D(), StormShare: w.StormShare, LatencyTarget: time.Duration(w.LatencyTarget),
-	}
+	var c pacer.Config
+	copyByTag(&c, w) // the fields of the same toml key (twins.go)
+	c.AdjMap = slices.Clone(c.AdjMap)
+	return c
 }
 
 // Load reads, decodes and checks the config file at path. It calls build

@@ -15,30 +15,49 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// Options is a plugin's table in config.toml; *config.Plugin implements
-// it. worker.Options has the same methods.
+// The plugin API is declared here once and exported by package worker
+// under the same names (type aliases: worker.Source is plugin.Source),
+// because package worker's Main imports the CLI, which imports this
+// registry. Package worker's docs are the contract; these repeat only
+// what the runner relies on.
+
+// Options is a plugin's table in config.toml ([worker.source] or
+// [worker.sink]); *config.Plugin implements it (worker.Options).
 type Options interface {
+	// Kind returns the table's kind key.
 	Kind() string
+	// WorkerName returns the name of the worker the table belongs to.
 	WorkerName() string
+	// Decode decodes the table into v, a pointer to a struct with toml
+	// tags (omit kind). Keys that v has no field for are reported as
+	// unknown keys by pacer check and pacer run; errors name the line.
 	Decode(v any) error
+	// Errorf returns an error about the table's key that names the file
+	// and line of the key.
 	Errorf(key, format string, args ...any) error
 }
 
-// SinkFunc makes a sink from its table. It must not start anything.
+// SinkFunc makes a sink from its table. It must not start anything
+// (worker.SinkFunc).
 type SinkFunc func(o Options) (sink.Sink, error)
 
-// SourceFunc makes a source from its table. It must not connect.
+// SourceFunc makes a source from its table. It must not connect
+// (worker.SourceFunc).
 type SourceFunc func(o Options) (Source, error)
 
-// Source takes jobs from a broker for one worker; worker.Source documents
-// the contract.
+// Source takes jobs from a queue for one worker (worker.Source documents
+// the contract).
 type Source interface {
+	// Connect connects to the queue and returns the backlog probe for
+	// the worker's pacer, or nil if the source cannot tell.
 	Connect(ctx context.Context) (pacer.Probe, error)
+	// Run takes jobs until ctx ends, then drains and returns nil; a
+	// return before ctx ends is a failure.
 	Run(ctx context.Context, env Env) error
 }
 
 // Producer is a Source that can also put jobs into its queue (the demo
-// producer).
+// producer; worker.Producer).
 type Producer interface {
 	Produce(ctx context.Context, payload []byte) error
 }
@@ -54,33 +73,13 @@ type HandlerPool interface {
 }
 
 // Dropper is a Source that can lose jobs; Dropped returns how many so
-// far.
+// far (worker.Dropper).
 type Dropper interface {
 	Dropped() uint64
 }
 
-// Wrapper is a Source that wraps another one, such as a source
-// registered through package worker: Producer and Dropper are looked for
-// on what Unwrap returns.
-type Wrapper interface {
-	Unwrap() any
-}
-
-// As returns src, or what it wraps, as a T.
-func As[T any](src Source) (T, bool) {
-	if t, ok := src.(T); ok {
-		return t, true
-	}
-	if w, ok := src.(Wrapper); ok {
-		t, ok := w.Unwrap().(T)
-		return t, ok
-	}
-	var zero T
-	return zero, false
-}
-
-// Env is what the runner gives a Source's Run. worker.Env has the same
-// fields, so that one converts to the other.
+// Env is what the runner gives a Source's Run (worker.Env documents each
+// field).
 type Env struct {
 	Worker       string
 	Pacer        *pacer.Pacer

@@ -150,7 +150,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %q: %w", wc.Name, err)
 		}
 		pc := wc.Pacer()
-		if _, ok := plugin.As[plugin.HandlerPool](w.src); ok && pc.LatencyTarget == 0 {
+		if _, ok := w.src.(plugin.HandlerPool); ok && pc.LatencyTarget == 0 {
 			// max_in_flight is the source's pool of handlers: in the
 			// pacer it would count the jobs still being fetched too,
 			// and fewer than max_in_flight would run.
@@ -204,7 +204,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	if demo := cmp.Or(r.opts.Demo, cfg.Demo.Rate); demo > 0 {
 		for _, w := range r.workers {
-			if p, ok := plugin.As[plugin.Producer](w.src); ok {
+			if p, ok := w.src.(plugin.Producer); ok {
 				srcWG.Add(1)
 				go func() { defer srcWG.Done(); r.demo(run, w.cfg.Name, p, demo, cfg.Demo.Payload) }()
 			}

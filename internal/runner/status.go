@@ -35,7 +35,7 @@ func (r *Runner) Status() status.Status {
 				ws.Error = r.brokers.Secrets().Error(err)
 			}
 		}
-		if d, ok := plugin.As[plugin.Dropper](w.src); ok {
+		if d, ok := w.src.(plugin.Dropper); ok {
 			ws.Dropped = d.Dropped()
 		}
 		if w.fleet != nil {

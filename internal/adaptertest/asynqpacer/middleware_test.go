@@ -220,7 +220,7 @@ func TestIsFailureAndRetryDelay(t *testing.T) {
 		{"nil", nil, false, -1},
 		{"a plain error", errors.New("boom"), true, -1},
 		{"a Throttled with retry-after", pacer.Throttle(3*time.Second, nil), false, 3 * time.Second},
-		{"a wrapped Throttled without retry-after", errors.Join(errors.New("x"), pacer.Throttle(0, nil)), false, asynqpacer.DefaultRetryAfter},
+		{"a wrapped Throttled without retry-after", errors.Join(errors.New("x"), pacer.Throttle(0, nil)), false, pacer.DefaultRetryAfter},
 		{"a RateLimitError", &asynqpacer.RateLimitError{Type: "t", RetryAfter: 7 * time.Second}, false, 7 * time.Second},
 	}
 	for _, tt := range tests {
