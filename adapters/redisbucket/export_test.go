@@ -1,12 +1,10 @@
 package redisbucket
 
+import "github.com/jobpacer/pacer/adapters/internal/lease"
+
 // Waiting returns how many Wait calls b holds: tests use it to know that
 // a Wait is blocked.
-func Waiting(b *Bucket) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.q)
-}
+func Waiting(b *Bucket) int { return b.b.Waiting() }
 
-// Dur is dur, the µs-to-Duration conversion of Wait's timers.
-var Dur = dur
+// Dur is the µs-to-Duration conversion of Wait's timers.
+var Dur = lease.Dur
