@@ -19,7 +19,7 @@ import (
 // shared by every worker of the run that names the fleet (a Bucket is one
 // member of the fleet in Redis, so a process has one per key).
 type member struct {
-	cfg   config.Fleet // guarded by Set.mu
+	cfg   config.Fleet          // guarded by Set.mu
 	rdb   redis.UniversalClient // nil for a fleet on NATS
 	limit Limit
 	users []string // names of the workers that use it, in config order

@@ -53,8 +53,8 @@ type Runner struct {
 type runWorker struct {
 	cfg    config.Worker
 	p      *pacer.Pacer
-	probe  probe               // what the pacer probes: the source's current probe
-	health health              // whether the source runs
+	probe  probe       // what the pacer probes: the source's current probe
+	health health      // whether the source runs
 	fleet  fleet.Limit // the fleet's limit; nil: no fleet
 	src    plugin.Source
 	snk    sink.Sink
