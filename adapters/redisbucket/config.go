@@ -2,11 +2,10 @@ package redisbucket
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
+	"github.com/jobpacer/pacer/adapters/internal/lease"
 	"github.com/jobpacer/pacer/pacer"
 )
 
@@ -75,19 +74,19 @@ type Config struct {
 // Default values and bounds of Config's optional fields.
 const (
 	// DefaultLeaseTime is Config.LeaseTime's default.
-	DefaultLeaseTime = 100 * time.Millisecond
+	DefaultLeaseTime = lease.DefaultLeaseTime
 	// MinLeaseTime and MaxLeaseTime bound Config.LeaseTime.
-	MinLeaseTime = time.Millisecond
-	MaxLeaseTime = 10 * time.Second
+	MinLeaseTime = lease.MinLeaseTime
+	MaxLeaseTime = lease.MaxLeaseTime
 	// DefaultRetryInterval is Config.RetryInterval's default.
-	DefaultRetryInterval = 500 * time.Millisecond
+	DefaultRetryInterval = lease.DefaultRetryInterval
 	// MinRetryInterval bounds Config.RetryInterval: a shorter one would
 	// call a Redis that is down in a loop.
-	MinRetryInterval = 10 * time.Millisecond
+	MinRetryInterval = lease.MinRetryInterval
 	// DefaultTimeout is Config.Timeout's default.
-	DefaultTimeout = 250 * time.Millisecond
+	DefaultTimeout = lease.DefaultTimeout
 	// MinTimeout bounds Config.Timeout.
-	MinTimeout = time.Millisecond
+	MinTimeout = lease.MinTimeout
 	// DefaultPrefix is Config.Prefix's default.
 	DefaultPrefix = "pacer:fleet:"
 )
@@ -105,13 +104,6 @@ func invalid(field string, v any, allowed string) error {
 	return &pacer.FieldError{Pkg: "redisbucket", Field: field, Value: v, Want: allowed}
 }
 
-func checkRate(field string, v float64) error {
-	if math.IsNaN(v) || math.IsInf(v, 0) || v < pacer.MinRate || v > pacer.MaxRate {
-		return invalid(field, v, fmt.Sprintf("a number in [%g, %g] (jobs per second)", pacer.MinRate, float64(pacer.MaxRate)))
-	}
-	return nil
-}
-
 // WithDefaults returns c with the default of every optional field
 // applied, as New applies them (Logger and Clock included), or a
 // *pacer.FieldError naming the first bad field. It does not connect.
@@ -122,7 +114,7 @@ func (c Config) WithDefaults() (Config, error) {
 
 // MaxExpectedWorkers bounds Config.ExpectedWorkers: beyond it a worker's
 // share of the fleet during an outage is too small to run on.
-const MaxExpectedWorkers = 10000
+const MaxExpectedWorkers = lease.MaxExpectedWorkers
 
 // Check reports whether New would accept c: nil, or a *pacer.FieldError
 // naming the first bad field, as New returns. It does not change c and
@@ -131,50 +123,25 @@ func (c Config) Check() error { return c.fill() }
 
 // fill checks c and applies the defaults.
 func (c *Config) fill() error {
-	if c.Key == "" {
-		return invalid("key", `""`, "a non-empty name shared by the workers of one fleet")
+	_, err := c.lease()
+	return err
+}
+
+// lease checks c, applies the defaults and returns the lease machinery's
+// settings.
+func (c *Config) lease() (lease.Config, error) {
+	lc := lease.Config{
+		Pkg: "redisbucket", Server: "Redis", Key: c.Key, Rate: c.Rate, Burst: c.Burst,
+		ExpectedWorkers: c.ExpectedWorkers, LeaseTime: c.LeaseTime, RetryInterval: c.RetryInterval,
+		Timeout: c.Timeout, Logger: c.Logger, Clock: c.Clock, ErrClosed: ErrClosed, Refused: refused,
 	}
-	if err := checkRate("rate", c.Rate); err != nil {
-		return err
-	}
-	if c.Burst == 0 {
-		c.Burst = pacer.DefaultBurst
-	}
-	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < pacer.MinCapacity {
-		return invalid("burst", c.Burst, "a finite number ≥ 1 (jobs)") // pacer.MinCapacity
-	}
-	if fill := c.Burst / c.Rate; fill > pacer.MaxFill {
-		return invalid("burst / rate", fmt.Sprintf("%g / %g = %gs", c.Burst, c.Rate, fill), fmt.Sprintf("at most %gs to fill the bucket", float64(pacer.MaxFill)))
-	}
-	if c.ExpectedWorkers < 0 || c.ExpectedWorkers > MaxExpectedWorkers {
-		return invalid("expected_workers", c.ExpectedWorkers, "in [0, 10000] (0: the count last seen in Redis)") // MaxExpectedWorkers
-	}
-	if c.LeaseTime == 0 {
-		c.LeaseTime = DefaultLeaseTime
-	}
-	if c.LeaseTime < MinLeaseTime || c.LeaseTime > MaxLeaseTime {
-		return invalid("lease_time", c.LeaseTime, fmt.Sprintf("in [%v, %v]", MinLeaseTime, MaxLeaseTime))
-	}
-	if c.RetryInterval == 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
-	if c.RetryInterval < MinRetryInterval {
-		return invalid("retry_interval", c.RetryInterval, "≥ 10ms") // MinRetryInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Timeout < MinTimeout {
-		return invalid("timeout", c.Timeout, "≥ 1ms") // MinTimeout
+	if err := lc.Fill(); err != nil {
+		return lc, err
 	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.Clock == nil {
-		c.Clock = pacer.SystemClock()
-	}
-	return nil
+	c.Burst, c.LeaseTime, c.RetryInterval, c.Timeout = lc.Burst, lc.LeaseTime, lc.RetryInterval, lc.Timeout
+	c.Logger, c.Clock = lc.Logger, lc.Clock
+	return lc, nil
 }

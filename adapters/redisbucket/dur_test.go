@@ -1,6 +1,7 @@
 package redisbucket
 
 import (
+	"github.com/jobpacer/pacer/adapters/internal/lease"
 	"math"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 // instead of wrapping negative.
 func TestDurSaturates(t *testing.T) {
 	for _, us := range []float64{1e12, 1e18, 1e300, math.Inf(1)} {
-		if d := dur(us); d <= 0 {
+		if d := lease.Dur(us); d <= 0 {
 			t.Errorf("dur(%g µs) = %v, want a positive wait", us, d)
 		}
 	}

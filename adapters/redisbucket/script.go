@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jobpacer/pacer/adapters/internal/lease"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,23 +84,47 @@ return redis.error_reply('redisbucket: unknown op ' .. tostring(op))
 
 var script = redis.NewScript(bucketScript)
 
-// reply is the script's answer, times in Redis microseconds.
-type reply struct {
-	k       int     // tokens granted (take) or 1 if the return was applied
-	z0      float64 // the granted slots are due at z0 + i×cost, i = 1..k
-	start   string  // z0 exactly as the script formatted it
-	zero    string  // zero after the call, exactly as stored
-	now     float64 // Redis's TIME
-	workers int     // workers seen within the active window
-	retry   float64 // take of 0: how long until a slot may be had
+// store is the lease machinery's Store on Redis: the script.
+type store struct {
+	rdb  redis.Scripter
+	keys []string
 }
 
-func parseReply(v any) (reply, error) {
+// fmtf formats x for the script: plain decimals, which every Lua reads.
+func fmtf(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+
+func (s *store) call(ctx context.Context, op string, a lease.Args, args ...any) (lease.Reply, error) {
+	argv := append([]any{op, fmtf(a.Rate), fmtf(a.Burst), a.Worker, fmtf(a.Window)}, args...)
+	for i, x := range argv {
+		if f, ok := x.(float64); ok {
+			argv[i] = fmtf(f)
+		}
+	}
+	v, err := script.Run(ctx, s.rdb, s.keys, argv...).Result()
+	if err != nil {
+		return lease.Reply{}, err
+	}
+	return parseReply(v)
+}
+
+func (s *store) Take(ctx context.Context, a lease.Args, want int, ahead float64) (lease.Reply, error) {
+	return s.call(ctx, "take", a, want, ahead)
+}
+
+func (s *store) Return(ctx context.Context, a lease.Args, end string, m int, leaving bool) (lease.Reply, error) {
+	leave := "0"
+	if leaving {
+		leave = "1"
+	}
+	return s.call(ctx, "return", a, end, m, leave)
+}
+
+func parseReply(v any) (lease.Reply, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) != 6 {
-		return reply{}, fmt.Errorf("redisbucket: unexpected script reply %#v", v)
+		return lease.Reply{}, fmt.Errorf("redisbucket: unexpected script reply %#v", v)
 	}
-	var r reply
+	var r lease.Reply
 	var err error
 	num := func(x any) float64 {
 		if err != nil {
@@ -119,13 +144,13 @@ func parseReply(v any) (reply, error) {
 		err = fmt.Errorf("redisbucket: unexpected value %#v in script reply", x)
 		return 0
 	}
-	r.k = int(num(a[0]))
-	r.z0 = num(a[1])
-	r.start, _ = a[1].(string)
-	r.zero, _ = a[2].(string)
-	r.now = num(a[3])
-	r.workers = int(num(a[4]))
-	r.retry = num(a[5])
+	r.K = int(num(a[0]))
+	r.Z0 = num(a[1])
+	r.Start, _ = a[1].(string)
+	r.Zero, _ = a[2].(string)
+	r.Now = num(a[3])
+	r.Workers = int(num(a[4]))
+	r.Retry = num(a[5])
 	return r, err
 }
 
@@ -149,13 +174,4 @@ func refused(err error) bool {
 	}
 	// A client-side "redis: client is closed" is not a server reply.
 	return !strings.HasPrefix(err.Error(), "redis: ")
-}
-
-// run calls the script; t0 and t1 are the local times around the call.
-func run(ctx context.Context, c redis.Scripter, keys []string, args ...any) (reply, error) {
-	v, err := script.Run(ctx, c, keys, args...).Result()
-	if err != nil {
-		return reply{}, err
-	}
-	return parseReply(v)
 }

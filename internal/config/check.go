@@ -315,6 +315,10 @@ func (f *File) checkFleets() error {
 			errs = append(errs, f.errAt(at, `fleet ""`, "an empty fleet name: name it [fleet.NAME]; NAME is the key of the shared limit in Redis"))
 			continue
 		}
+		if done, e := f.checkFleetStore(&fl, at, label); done {
+			errs = append(errs, e...)
+			continue
+		}
 		raw := fl.Bucket()
 		s, bad := checkEach(f, raw, redisbucket.Config.WithDefaults, at, label)
 		if len(bad) == 0 {

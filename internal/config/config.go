@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/jobpacer/pacer/adapters/natsbucket"
 	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/pacer"
 )
@@ -153,11 +154,16 @@ type Fleet struct {
 	LeaseTime       Duration `toml:"lease_time"`       // how long's worth of its share a process leases
 	RetryInterval   Duration `toml:"retry_interval"`   // retry period in fallback
 	Timeout         Duration `toml:"timeout"`          // bound of each Redis call
-	Prefix          string   `toml:"prefix"`           // of the Redis keys
+	Prefix          string   `toml:"prefix"`           // of the Redis keys (of the NATS key with store = "nats")
+	Store           string   `toml:"store"`            // where the fleet is held: "redis" (the default, [redis]) or "nats" ([nats]); see fleetstore.go
+	KVBucket        string   `toml:"kv_bucket"`        // store = "nats": the JetStream key-value bucket; default "pacer_fleet"
 
 	// Settings is the fleet's redisbucket.Config with redisbucket's
 	// defaults applied (without Logger and Clock), set by Load.
 	Settings redisbucket.Config `toml:"-"`
+	// NATSSettings is the fleet's natsbucket.Config with natsbucket's
+	// defaults applied when Store is "nats", set by Load.
+	NATSSettings natsbucket.Config `toml:"-"`
 }
 
 // Bucket returns the redisbucket.Config of the fleet (without Logger and

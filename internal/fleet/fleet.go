@@ -19,10 +19,10 @@ import (
 // shared by every worker of the run that names the fleet (a Bucket is one
 // member of the fleet in Redis, so a process has one per key).
 type member struct {
-	cfg    config.Fleet // guarded by Set.mu
-	rdb    redis.UniversalClient
-	bucket *redisbucket.Bucket
-	users  []string // names of the workers that use it, in config order
+	cfg   config.Fleet          // guarded by Set.mu
+	rdb   redis.UniversalClient // nil for a fleet on NATS
+	limit Limit
+	users []string // names of the workers that use it, in config order
 }
 
 // Set is the fleet limits of a run, by name. It is safe for concurrent
@@ -62,6 +62,17 @@ func Open(f *config.File, b *brokers.Brokers, log *slog.Logger) (*Set, error) {
 }
 
 func (s *Set) join(f *config.File, fc config.Fleet, b *brokers.Brokers) (*member, error) {
+	if fc.Store == config.StoreNATS {
+		c := fc.NATSBucket()
+		c.Logger = s.log.With("fleet", fc.Name)
+		lim, target, err := joinNATS(fc, b, c)
+		if err != nil {
+			return nil, fmt.Errorf("fleet %q on %s: %w", fc.Name, b.NATSAt(), err)
+		}
+		st := lim.Info()
+		s.log.Info("fleet joined", "fleet", fc.Name, "rate", fc.Rate, "mode", st.Mode, "processes", st.Workers, "nats", target)
+		return &member{cfg: fc, limit: lim}, nil
+	}
 	rdb, err := b.RedisClient(func(o *redis.UniversalOptions) { o.ContextTimeoutEnabled = true })
 	if err != nil {
 		return nil, fmt.Errorf("fleet %q: %w", fc.Name, err)
@@ -80,14 +91,14 @@ func (s *Set) join(f *config.File, fc config.Fleet, b *brokers.Brokers) (*member
 	}
 	st := bk.Stats()
 	s.log.Info("fleet joined", "fleet", fc.Name, "rate", fc.Rate, "mode", st.Mode.String(), "processes", st.Workers, "redis", target)
-	return &member{cfg: fc, rdb: rdb, bucket: bk}, nil
+	return &member{cfg: fc, rdb: rdb, limit: redisLimit{bk}}, nil
 }
 
 // Bucket returns the shared limit of the fleet name, the pacer.Limiter
 // of the workers that name it, or nil if no worker does.
-func (s *Set) Bucket(name string) *redisbucket.Bucket {
+func (s *Set) Bucket(name string) Limit {
 	if m := s.members[name]; m != nil {
-		return m.bucket
+		return m.limit
 	}
 	return nil
 }
@@ -106,7 +117,7 @@ func (s *Set) SetRates(f *config.File) error {
 		if nf.Rate == m.cfg.Rate {
 			continue
 		}
-		if err := m.bucket.SetRate(nf.Rate); err != nil {
+		if err := m.limit.SetRate(nf.Rate); err != nil {
 			return fmt.Errorf("fleet %q: %w", name, err)
 		}
 		s.log.Info("reloaded", "fleet", name, "rate", fmt.Sprintf("%g → %g", m.cfg.Rate, nf.Rate))
@@ -120,10 +131,12 @@ func (s *Set) SetRates(f *config.File) error {
 func (s *Set) Close() {
 	for _, name := range slices.Sorted(maps.Keys(s.members)) {
 		m := s.members[name]
-		m.bucket.Close()
-		_ = m.rdb.Close()
-		st := m.bucket.Stats()
-		s.log.Info("fleet left", "fleet", name, "dispatched", st.Dispatched, "redis_calls", st.Calls, "fallbacks", st.Fallbacks)
+		m.limit.Close()
+		if m.rdb != nil {
+			_ = m.rdb.Close()
+		}
+		st := m.limit.Info()
+		s.log.Info("fleet left", "fleet", name, "store", st.Store, "dispatched", st.Dispatched, "store_calls", st.Calls, "fallbacks", st.Fallbacks)
 	}
 }
 
@@ -132,9 +145,9 @@ func (s *Set) Status() []status.FleetStatus {
 	var out []status.FleetStatus
 	for _, name := range slices.Sorted(maps.Keys(s.members)) {
 		m := s.members[name]
-		st := m.bucket.Stats()
+		st := m.limit.Info()
 		fs := status.FleetStatus{
-			Name: name, Mode: st.Mode.String(), Rate: st.Rate, Processes: st.Workers, Share: st.Share,
+			Name: name, Store: st.Store, Mode: st.Mode, Rate: st.Rate, Processes: st.Workers, Share: st.Share,
 			Workers: slices.Clone(m.users), Dispatched: st.Dispatched, RedisCalls: st.Calls, RedisErrors: st.Errors,
 			Fallbacks: st.Fallbacks, LastError: st.LastError,
 		}

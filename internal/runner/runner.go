@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jobpacer/pacer/adapters/redisbucket"
 	"github.com/jobpacer/pacer/adapters/sink"
 	"github.com/jobpacer/pacer/internal/admin"
 	"github.com/jobpacer/pacer/internal/brokers"
@@ -54,9 +53,9 @@ type Runner struct {
 type runWorker struct {
 	cfg    config.Worker
 	p      *pacer.Pacer
-	probe  probe               // what the pacer probes: the source's current probe
-	health health              // whether the source runs
-	fleet  *redisbucket.Bucket // the fleet's limit; nil: no fleet
+	probe  probe       // what the pacer probes: the source's current probe
+	health health      // whether the source runs
+	fleet  fleet.Limit // the fleet's limit; nil: no fleet
 	src    plugin.Source
 	snk    sink.Sink
 	hist   history // a sample a second, for /samples and the measured pace

@@ -89,8 +89,8 @@ func (w *runWorker) take(now time.Time) sample {
 	s := sample{at: now, st: w.p.Stats()}
 	s.st.InFlight = w.running.Load() // in flight: jobs in the sink, as /status counts them
 	if w.fleet != nil {
-		fs := w.fleet.Stats()
-		s.fleetShare, s.fleetMode, s.fleetProcs = fs.Share, fs.Mode.String(), fs.Workers
+		fs := w.fleet.Info()
+		s.fleetShare, s.fleetMode, s.fleetProcs = fs.Share, fs.Mode, fs.Workers
 	}
 	return s
 }

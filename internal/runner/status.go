@@ -39,7 +39,7 @@ func (r *Runner) Status() status.Status {
 			ws.Dropped = d.Dropped()
 		}
 		if w.fleet != nil {
-			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.Stats().Mode.String()
+			ws.Fleet, ws.FleetMode = w.cfg.Fleet, w.fleet.Info().Mode
 		}
 		if !st.PausedUntil.IsZero() {
 			t := st.PausedUntil

@@ -65,7 +65,8 @@ type WorkerStatus struct {
 // FleetStatus is one fleet limit in a Status.
 type FleetStatus struct {
 	Name          string     `json:"name"`
-	Mode          string     `json:"mode"`                     // redis, fallback or rejoining (see redisbucket.Mode)
+	Store         string     `json:"store,omitempty"`          // where the fleet is held: redis or nats
+	Mode          string     `json:"mode"`                     // redis (nats), fallback or rejoining (see redisbucket.Mode, natsbucket.Mode)
 	Rate          float64    `json:"rate"`                     // jobs/s for the whole fleet
 	Processes     int        `json:"processes"`                // members (pacer processes) seen sharing it at the last Redis call
 	Share         float64    `json:"share"`                    // jobs/s this process keeps to during an outage
@@ -168,7 +169,7 @@ func WriteTable(w io.Writer, addr string, st Status) {
 	}
 	tw.Flush()
 	for _, f := range st.Fleets {
-		if f.Mode != "redis" && f.LastError != "" {
+		if f.Mode != "redis" && f.Mode != "nats" && f.LastError != "" {
 			fmt.Fprintf(w, "fleet %s: %s: %s\n", f.Name, f.Mode, f.LastError)
 		}
 	}

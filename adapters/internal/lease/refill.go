@@ -1,4 +1,4 @@
-package redisbucket
+package lease
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The refiller: one goroutine per Bucket that makes every Redis call, so
+// The refiller: one goroutine per Bucket that makes every store call, so
 // that Wait never blocks on the network.
 
 type action int
@@ -61,7 +61,7 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 	b.updateEst(now)
 	if b.mode == ModeFallback {
 		if now >= b.nextTry {
-			// A probe that leases nothing: once Redis answers,
+			// A probe that leases nothing: once the store answers,
 			// leases go through the rejoining limit.
 			return actFetch, 0, 0
 		}
@@ -94,7 +94,7 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 			want = b.size(now, short)
 			if b.mode == ModeRejoining {
 				// Lease no faster than the local share: take its
-				// tokens now (fetch gives back what Redis does not
+				// tokens now (fetch gives back what the store does not
 				// grant).
 				if want = b.gate.take(now, want); want == 0 {
 					return actSleep, 0, b.gate.next(now)
@@ -104,7 +104,7 @@ func (b *Bucket) plan(now float64) (act action, want int, until float64) {
 		}
 	}
 	active := len(b.q) > 0 || now-b.lastDemand < b.lead
-	if b.mode == ModeRedis && active && now < b.busyUntil {
+	if b.mode == ModeShared && active && now < b.busyUntil {
 		// Held by the schedule: lease the next stretch before this one
 		// runs out, so the slots keep coming on time.
 		if last-now < b.lead {
@@ -168,11 +168,11 @@ func (b *Bucket) size(now float64, short int) int {
 	return int(max(1, math.Ceil(min(max(want, float64(short)), limit))))
 }
 
-// fetch leases want tokens from Redis (or, want 0, only checks in).
+// fetch leases want tokens from the store (or, want 0, only checks in).
 func (b *Bucket) fetch(rate float64, want int) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	t0 := b.now()
-	r, err := b.call(ctx, rate, "take", want, b.ahead)
+	r, err := b.take(ctx, rate, want)
 	t1 := b.now()
 	cancel()
 	b.mu.Lock()
@@ -183,23 +183,23 @@ func (b *Bucket) fetch(rate float64, want int) {
 		return
 	}
 	b.observe(r, t0, t1)
-	if b.mode == ModeRejoining && r.k < want {
-		b.gate.refund(t1, want-r.k)
+	if b.mode == ModeRejoining && r.K < want {
+		b.gate.refund(t1, want-r.K)
 	}
 	if b.mode == ModeFallback {
 		b.mode = ModeRejoining
 		b.rejoinUntil = t1 + 2*float64(b.cfg.RetryInterval)/1e3
 		b.gate.setRate(t1, b.share(), b.gateBurst())
 		b.st.Rejoins++
-		b.log.Info("redisbucket: Redis is back; rejoining the fleet's shared limit",
+		b.log.Info(b.cfg.Pkg+": "+b.cfg.Server+" is back; rejoining the fleet's shared limit",
 			"key", b.cfg.Key, "after", b.clock.Now().Sub(b.since).Round(time.Millisecond), "workers", b.workers)
 		b.wakeHead()
 	}
-	if r.k > 0 {
+	if r.K > 0 {
 		cost := 1e6 / rate
 		off := b.offsets.best()
-		seg := segment{first: r.z0 + cost - off, cost: cost, n: r.k, start: r.start, end: r.zero}
-		if granted := r.now - off; seg.first < granted {
+		seg := segment{first: r.Z0 + cost - off, cost: cost, n: r.K, start: r.Start, end: r.Zero}
+		if granted := r.Now - off; seg.first < granted {
 			// The bucket's burst: slots that were due before the take.
 			// They are usable from the take on, and late only from then.
 			p := min(seg.n, int((granted-seg.first)/cost)+1)
@@ -215,8 +215,8 @@ func (b *Bucket) fetch(rate float64, want int) {
 			b.segs[len(b.segs)-1].end = seg.end
 		}
 		b.st.Leases++
-		b.st.Granted += uint64(r.k)
-		b.lastGrant, b.expiredOK = r.k, true
+		b.st.Granted += uint64(r.K)
+		b.lastGrant, b.expiredOK = r.K, true
 		b.wakeHead()
 	} else if want > 0 {
 		// The schedule is taken up to LeaseTime×2 ahead. Ask again when
@@ -224,16 +224,16 @@ func (b *Bucket) fetch(rate float64, want int) {
 		// within reach, not when the next slot has: a slot at a time,
 		// raced for by every worker held back, costs calls, not rate.
 		cost := 1e6 / rate
-		b.nextTry = t1 + max(r.retry+min(float64(want-1)*cost, b.lead), 50)
+		b.nextTry = t1 + max(r.Retry+min(float64(want-1)*cost, b.lead), 50)
 	}
 }
 
-// observe takes what every reply tells: Redis's time and the fleet's size.
+// observe takes what every reply tells: the store's time and the fleet's size.
 // It requires mu held.
-func (b *Bucket) observe(r reply, t0, t1 float64) {
-	b.offsets.add(r.now-(t0+t1)/2, t1-t0)
-	if r.workers > 0 {
-		b.workers = r.workers
+func (b *Bucket) observe(r Reply, t0, t1 float64) {
+	b.offsets.add(r.Now-(t0+t1)/2, t1-t0)
+	if r.Workers > 0 {
+		b.workers = r.Workers
 	}
 	b.lastErr = nil
 }
@@ -257,9 +257,9 @@ func (b *Bucket) fail(now float64, err error) {
 		b.segs = nil
 	}
 	b.given = nil
-	level, what := "unreachable", "redisbucket: Redis unreachable; falling back to this worker's share of the limit"
-	if refused(err) {
-		level, what = "refused", "redisbucket: Redis refuses the bucket script; falling back to this worker's share of the limit"
+	level, what := "unreachable", b.cfg.Pkg+": "+b.cfg.Server+" unreachable; falling back to this worker's share of the limit"
+	if b.refused(err) {
+		level, what = "refused", b.cfg.Pkg+": "+b.cfg.Server+" refuses the bucket; falling back to this worker's share of the limit"
 	}
 	args := []any{"key", b.cfg.Key, "share", b.share(), "workers", max(b.cfg.ExpectedWorkers, b.workers, 1), "retry", b.cfg.RetryInterval, "err", err}
 	if level == "refused" {
@@ -271,7 +271,7 @@ func (b *Bucket) fail(now float64, err error) {
 }
 
 // giveBack returns the unused slots at the end of this worker's leases to
-// Redis while they are still the tail of the schedule; leaving also takes
+// the store while they are still the tail of the schedule; leaving also takes
 // this worker out of the count of workers.
 func (b *Bucket) giveBack(rate float64, leaving bool) {
 	b.mu.Lock()
@@ -297,13 +297,9 @@ func (b *Bucket) giveBack(rate float64, leaving bool) {
 	if m == 0 && !leaving {
 		return
 	}
-	leave := "0"
-	if leaving {
-		leave = "1"
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	t0 := b.now()
-	r, err := b.call(ctx, rate, "return", end, m, leave)
+	r, err := b.store.Return(ctx, b.args(rate), end, m, leaving)
 	t1 := b.now()
 	cancel()
 	b.mu.Lock()
@@ -316,7 +312,7 @@ func (b *Bucket) giveBack(rate float64, leaving bool) {
 	default:
 		b.observe(r, t0, t1)
 	}
-	if err == nil && r.k == 1 {
+	if err == nil && r.K == 1 {
 		b.st.Returned += uint64(m)
 		return
 	}
