@@ -11,6 +11,11 @@
 //   - an in-flight cap (Config.MaxInFlight);
 //   - optionally a Limiter shared with other processes (Config.Limiter).
 //
+// Keyed paces many keys (tenants, destinations) under one worker
+// ceiling: each key its own pace, learned from its own pushback, and a
+// weighted max-min fair share of the ceiling among the keys with callers
+// waiting (docs/keys.md).
+//
 // TokenBucket is the plain token bucket, for callers who want one alone.
 // Both buckets pace by a schedule of due times, not by a balance, so a
 // caller that keeps asking gets exactly the rate it was promised, even at a

@@ -14,7 +14,8 @@ import "sync/atomic"
 type Permit struct {
 	used atomic.Int32 // jobs reported by Done or given back; n once finished
 	n    int32        // jobs admitted; set before the permit is handed out, then read only
-	p    *Pacer       // likewise
+	p    *Pacer       // likewise; nil for a Keyed permit
+	k    *keyState    // the key of a Keyed permit; nil for a Pacer's
 	// at is the base ticks at dispatch, or at Start once it is called:
 	// outcomes and latency are judged from it.
 	at atomic.Int64
@@ -30,6 +31,10 @@ type Permit struct {
 // the clock only when the limit is on, and never blocks. It does nothing
 // on a nil permit.
 func (pm *Permit) Start() {
+	if pm != nil && pm.k != nil {
+		pm.at.Store(max(pm.k.kp.global.now(), pm.at.Load()))
+		return
+	}
 	if pm == nil || pm.p == nil || !pm.p.conc.on {
 		return
 	}
@@ -71,21 +76,24 @@ func (p *Pacer) issued() uint64 {
 // one slab per permitSlabSize permits rather than one object per permit,
 // which keeps Acquire's cost and the garbage collector's work close to
 // what they were when Permit was a value.
-func (p *Pacer) newPermit() *Permit {
-	if s := p.slab.Load(); s != nil {
+func (p *Pacer) newPermit() *Permit { return nextPermit(&p.slab) }
+
+// nextPermit returns the next fresh permit of the slabs at sp.
+func nextPermit(sp *atomic.Pointer[permitSlab]) *Permit {
+	if s := sp.Load(); s != nil {
 		if i := s.next.Add(1) - 1; i < permitSlabSize {
 			return &s.ps[i]
 		}
 	}
-	return p.newSlab()
+	return newSlab(sp)
 }
 
-// newSlab is newPermit's slow path, once a slab: it installs a fresh
+// newSlab is nextPermit's slow path, once a slab: it installs a fresh
 // slab and returns its first permit, or a permit of the slab another
 // caller installed first.
-func (p *Pacer) newSlab() *Permit {
+func newSlab(sp *atomic.Pointer[permitSlab]) *Permit {
 	for {
-		s := p.slab.Load()
+		s := sp.Load()
 		if s != nil {
 			if i := s.next.Add(1) - 1; i < permitSlabSize {
 				return &s.ps[i]
@@ -96,7 +104,7 @@ func (p *Pacer) newSlab() *Permit {
 		if s != nil {
 			ns.base = s.base + permitSlabSize
 		}
-		if p.slab.CompareAndSwap(s, ns) {
+		if sp.CompareAndSwap(s, ns) {
 			return &ns.ps[0]
 		}
 	}
@@ -112,7 +120,14 @@ func (p *Pacer) newSlab() *Permit {
 // Only the first Done or Cancel counts: a later one does nothing but add
 // one to Stats.PermitMisuse. Done never blocks.
 func (pm *Permit) Done(outcome error) {
-	if pm == nil || pm.p == nil {
+	if pm == nil {
+		return
+	}
+	if pm.k != nil {
+		pm.k.done(pm, outcome)
+		return
+	}
+	if pm.p == nil {
 		return
 	}
 	p := pm.p
@@ -136,7 +151,14 @@ func (pm *Permit) Done(outcome error) {
 // Done or Cancel counts: a later one does nothing but add one to
 // Stats.PermitMisuse. Cancel never blocks.
 func (pm *Permit) Cancel() {
-	if pm == nil || pm.p == nil {
+	if pm == nil {
+		return
+	}
+	if pm.k != nil {
+		pm.k.cancel(pm, int(pm.finish()))
+		return
+	}
+	if pm.p == nil {
 		return
 	}
 	if n := pm.finish(); n > 0 {
@@ -153,17 +175,25 @@ func (pm *Permit) Cancel() {
 // safe to call concurrently with Done and Cancel: the jobs given back and
 // the jobs reported never add up to more than the permit held.
 func (pm *Permit) CancelN(k int) {
-	if pm == nil || pm.p == nil {
+	if pm == nil || pm.p == nil && pm.k == nil {
 		return
 	}
 	for {
 		used := pm.used.Load()
 		if k < 1 || k > int(pm.n-used) {
-			pm.p.misuse.Add(1)
+			if pm.k != nil {
+				pm.k.kp.misuse.Add(1)
+			} else {
+				pm.p.misuse.Add(1)
+			}
 			return
 		}
 		if pm.used.CompareAndSwap(used, used+int32(k)) {
-			pm.p.giveBack(k)
+			if pm.k != nil {
+				pm.k.cancel(pm, k)
+			} else {
+				pm.p.giveBack(k)
+			}
 			return
 		}
 	}
