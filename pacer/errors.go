@@ -12,7 +12,7 @@ var ErrClosed = errors.New("pacer: closed")
 
 // ErrInvalid is wrapped by every error about a bad argument or setting, so
 // callers can test for it with errors.Is. Those errors are *FieldError.
-var ErrInvalid = errors.New("invalid setting")
+var ErrInvalid = errors.New("pacer: invalid setting")
 
 // ErrFactorNotSettable is returned by LeakyBucket.SetFactor when the bucket
 // was made with FactorSettable false.

@@ -5,19 +5,19 @@ import (
 	"time"
 )
 
-// Bounds and slack of Concurrency.
+// Bounds and slack of ServerConcurrency.
 const (
-	// ConcurrencySlack is the time of work at the pace that Concurrency
+	// ConcurrencySlack is the time of work at the pace that ServerConcurrency
 	// keeps leased ahead: Asynq dequeues one task at a time, and a stall
 	// of that loop (Redis, the Go scheduler, a busy machine) longer than
 	// the tasks waiting for a permit can cover loses permits.
 	ConcurrencySlack = 50 * time.Millisecond
-	// MinConcurrency and MaxConcurrency bound what Concurrency returns.
+	// MinConcurrency and MaxConcurrency bound what ServerConcurrency returns.
 	MinConcurrency = 10
 	MaxConcurrency = 1000
 )
 
-// Concurrency returns the asynq.Config.Concurrency for a server gated by
+// ServerConcurrency returns the asynq.Config.Concurrency for a server gated by
 // Middleware at rate tasks per second whose handlers take about work each:
 // rate × (work + ConcurrencySlack), rounded up, within [MinConcurrency,
 // MaxConcurrency]; MaxConcurrency for a rate that is not a positive finite
@@ -26,8 +26,8 @@ const (
 // the pace below the rate: measured with go run ./bench/asynq on a busy
 // 2-core machine, 10 slots (the CLI's default before) kept 1,000/s at
 // 0.984–1.000 of the target, 50 at 1.000. The unlimited throughput is
-// Asynq's dequeue loop's either way. Concurrency is safe for concurrent use.
-func Concurrency(rate float64, work time.Duration) int {
+// Asynq's dequeue loop's either way. ServerConcurrency is safe for concurrent use.
+func ServerConcurrency(rate float64, work time.Duration) int {
 	if math.IsNaN(rate) || rate <= 0 || rate >= 1e9 {
 		return MaxConcurrency
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/jobpacer/pacer/adapters/asynqpacer"
 )
 
-func TestConcurrency(t *testing.T) {
+func TestServerConcurrency(t *testing.T) {
 	for _, tc := range []struct {
 		rate float64
 		work time.Duration
@@ -24,8 +24,8 @@ func TestConcurrency(t *testing.T) {
 		{math.NaN(), 0, 1000},
 		{1000, -time.Second, 50}, // a negative work time counts as 0
 	} {
-		if got := asynqpacer.Concurrency(tc.rate, tc.work); got != tc.want {
-			t.Errorf("Concurrency(%v, %v) = %d, want %d", tc.rate, tc.work, got, tc.want)
+		if got := asynqpacer.ServerConcurrency(tc.rate, tc.work); got != tc.want {
+			t.Errorf("ServerConcurrency(%v, %v) = %d, want %d", tc.rate, tc.work, got, tc.want)
 		}
 	}
 }

@@ -17,12 +17,16 @@
 // tasks are neither counted as failed nor retried early:
 //
 //	srv := asynq.NewServer(redisOpt, asynq.Config{
-//		Concurrency:    asynqpacer.Concurrency(200, 0), // tasks leased at once: 50ms of work at 200/s, at least 10
+//		Concurrency:    asynqpacer.ServerConcurrency(200, 0), // tasks leased at once: 50ms of work at 200/s, at least 10
 //		IsFailure:      asynqpacer.IsFailure,
 //		RetryDelayFunc: asynqpacer.RetryDelay,
 //	})
+//	paced, err := asynqpacer.Middleware(p) // err names a bad argument
+//	if err != nil {
+//		return err
+//	}
 //	mux := asynq.NewServeMux()
-//	mux.Use(asynqpacer.Middleware(p))
+//	mux.Use(paced)
 //	mux.HandleFunc("email:send", sendEmail)
 //	go p.Run(ctx) // the controller
 //	err := srv.Run(mux)
@@ -35,10 +39,10 @@
 //
 //	rq := asynqpacer.NewRequeuer(redisOpt)
 //	defer rq.Close()
-//	mux.Use(asynqpacer.Middleware(p, asynqpacer.Requeue(rq)))
+//	paced, err := asynqpacer.Middleware(p, asynqpacer.Requeue(rq))
 //
 // A task waiting for its permit holds one of Asynq's Concurrency slots;
-// Concurrency sizes them for a rate (Asynq's own default, the CPU count,
+// ServerConcurrency sizes them for a rate (Asynq's own default, the CPU count,
 // is too few for a pace of more than a few hundred tasks a second).
 //
 // NewProbe makes a pacer.Probe that reads the pending count and the age

@@ -57,7 +57,7 @@ func Example() {
 	// its queue as a copy, instead of being archived by Asynq.
 	requeuer := asynqpacer.NewRequeuer(redisOpt)
 	defer requeuer.Close()
-	paced, err := asynqpacer.NewMiddleware(emailPacer, asynqpacer.Route("sms:", smsPacer), asynqpacer.Requeue(requeuer))
+	paced, err := asynqpacer.Middleware(emailPacer, asynqpacer.Route("sms:", smsPacer), asynqpacer.Requeue(requeuer))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -77,30 +77,6 @@ func HandlerTime(d time.Duration) Option {
 	}
 }
 
-// NewMiddleware is Middleware that reports bad arguments: a nil p, or a bad
-// Option (Route with an empty pattern, a nil pacer or a pattern given
-// twice; a negative HandlerTime). Every error wraps pacer.ErrInvalid.
-func NewMiddleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error) {
-	if p == nil {
-		return nil, invalid("pacer", "nil", "a *pacer.Pacer made by pacer.New")
-	}
-	c := &config{p: p}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(c); err != nil {
-			return nil, err
-		}
-	}
-	sort.SliceStable(c.routes, func(i, j int) bool { return len(c.routes[i].pattern) > len(c.routes[j].pattern) })
-	return func(next asynq.Handler) asynq.Handler {
-		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			return c.process(ctx, next, t)
-		})
-	}, nil
-}
-
 // Middleware returns an asynq.MiddlewareFunc that paces the handler it
 // wraps with p (or, for task types matched by a Route option, with that
 // route's pacer). For each task it waits in Acquire, then runs the handler
@@ -125,18 +101,30 @@ func NewMiddleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error)
 //   - the task's context ends (Asynq cancels it, or shuts down and puts the
 //     task back to pending): ctx.Err().
 //
-// Middleware is safe for concurrent use, as Asynq's handlers run. It does
-// not panic on bad arguments: with a nil p or a bad option every task fails
-// (and is retried by Asynq) with the error that names the bad argument.
-// Call NewMiddleware to get that error at start-up instead.
-func Middleware(p *pacer.Pacer, opts ...Option) asynq.MiddlewareFunc {
-	mw, err := NewMiddleware(p, opts...)
-	if err != nil {
-		return func(asynq.Handler) asynq.Handler {
-			return asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return err })
+// The middleware is safe for concurrent use, as Asynq's handlers run.
+// Middleware returns an error for bad arguments, naming the argument: a
+// nil p, or a bad Option (Route with an empty pattern, a nil pacer or a
+// pattern given twice; a negative HandlerTime). Every such error wraps
+// pacer.ErrInvalid.
+func Middleware(p *pacer.Pacer, opts ...Option) (asynq.MiddlewareFunc, error) {
+	if p == nil {
+		return nil, invalid("pacer", "nil", "a *pacer.Pacer made by pacer.New")
+	}
+	c := &config{p: p}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(c); err != nil {
+			return nil, err
 		}
 	}
-	return mw
+	sort.SliceStable(c.routes, func(i, j int) bool { return len(c.routes[i].pattern) > len(c.routes[j].pattern) })
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			return c.process(ctx, next, t)
+		})
+	}, nil
 }
 
 // pacerFor returns the pacer for task type typ.

@@ -257,8 +257,8 @@ type limits struct {
 // the defaults and bounds to what the server accepts.
 func (cfg *consumeConfig) fit(info *jetstream.ConsumerInfo) (limits, error) {
 	if pol := info.Config.AckPolicy; pol != jetstream.AckExplicitPolicy {
-		return limits{}, fmt.Errorf("natspacer: %w: consumer %q on stream %q has AckPolicy = %v, want explicit: "+
-			"a paced consumer acknowledges each message when its handler is done", ErrInvalid, info.Name, info.Stream, pol)
+		return limits{}, invalid(fmt.Sprintf("consumer %q on stream %q: AckPolicy", info.Name, info.Stream), pol,
+			"explicit: a paced consumer acknowledges each message when its handler is done")
 	}
 	ackWait := info.Config.AckWait
 	if ackWait <= 0 {

@@ -8,20 +8,10 @@ import (
 	"github.com/jobpacer/pacer/pacer"
 )
 
-// ErrInvalid is wrapped by every error about a bad argument or option, so
-// callers can test for it with errors.Is. It wraps pacer.ErrInvalid in
-// turn: errors.Is(err, pacer.ErrInvalid) holds for these errors too.
-var ErrInvalid error = invalidError{}
-
-// invalidError is ErrInvalid: it says "invalid argument" and unwraps to
-// pacer.ErrInvalid.
-type invalidError struct{}
-
-func (invalidError) Error() string { return "invalid argument" }
-func (invalidError) Unwrap() error { return pacer.ErrInvalid }
-
+// invalid is the error for a bad argument or option: a *pacer.FieldError
+// that wraps pacer.ErrInvalid, as the other packages' errors do.
 func invalid(field string, v any, allowed string) error {
-	return &pacer.FieldError{Pkg: "natspacer", Field: field, Value: v, Want: allowed, Err: ErrInvalid}
+	return &pacer.FieldError{Pkg: "natspacer", Field: field, Value: v, Want: allowed}
 }
 
 // Defaults of the options, for Consume and Subscribe.

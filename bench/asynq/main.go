@@ -50,9 +50,9 @@ func main() {
 	addr := flag.String("redis", def, "Redis address (default $REDIS_ADDR or 127.0.0.1:6379)")
 	n := flag.Int("n", 20000, "tasks per throughput run")
 	rounds := flag.Int("rounds", 4, "throughput rounds; each runs raw and paced, alternating which goes first; the target is judged on the median round")
-	concurrency := flag.Int("concurrency", 20, "Asynq worker concurrency (0: asynqpacer.Concurrency of the rate, the CLI's default)")
+	concurrency := flag.Int("concurrency", 20, "Asynq worker concurrency (0: asynqpacer.ServerConcurrency of the rate, the CLI's default)")
 	window := flag.Duration("window", 3*time.Second, "precision window per rate")
-	pconc := flag.Int("pconcurrency", 50, "second worker concurrency for the precision runs, the one the ±1 % target is judged at (0: asynqpacer.Concurrency of the rate)")
+	pconc := flag.Int("pconcurrency", 50, "second worker concurrency for the precision runs, the one the ±1 % target is judged at (0: asynqpacer.ServerConcurrency of the rate)")
 	ratesFlag := flag.String("rates", "100,1000,5000", "precision rates in tasks/s, comma-separated")
 	reads := flag.Int("reads", 200, "backlog reads timed per method")
 	flag.Parse()
@@ -142,7 +142,7 @@ func main() {
 	}
 }
 
-// concName names a concurrency setting: 0 is asynqpacer.Concurrency's.
+// concName names a concurrency setting: 0 is asynqpacer.ServerConcurrency's.
 func concName(c int) string {
 	if c == 0 {
 		return "concurrency: of the rate"
@@ -323,11 +323,11 @@ func (b *bench) throughput(n int, withPacer, timeReads bool, reads int) (result,
 		}
 		defer p.Close()
 		go func() { _ = p.Run(ctx) }()
-		h = asynqpacer.Middleware(p)(rec)
+		h = mustMiddleware(p)(rec)
 	}
 	conc := b.concurrency
 	if conc == 0 {
-		conc = asynqpacer.Concurrency(1e9, 0) // unlimited
+		conc = asynqpacer.ServerConcurrency(1e9, 0) // unlimited
 	}
 	stop, err := b.server(q, conc, h)
 	if err != nil {
@@ -356,9 +356,9 @@ func (b *bench) precision(r float64, window time.Duration, concurrency int) (int
 	}
 	rec := newRecorder(-1)
 	if concurrency == 0 {
-		concurrency = asynqpacer.Concurrency(r, 0)
+		concurrency = asynqpacer.ServerConcurrency(r, 0)
 	}
-	stop, err := b.server(q, concurrency, asynqpacer.Middleware(p)(rec))
+	stop, err := b.server(q, concurrency, mustMiddleware(p)(rec))
 	if err != nil {
 		return 0, err
 	}
@@ -413,4 +413,14 @@ func (b *bench) timeReads(q string, reads int) error {
 	}
 	b.probeRead = time.Since(start) / time.Duration(reads)
 	return nil
+}
+
+// mustMiddleware is asynqpacer.Middleware for the bench's own, valid,
+// arguments.
+func mustMiddleware(p *pacer.Pacer, opts ...asynqpacer.Option) asynq.MiddlewareFunc {
+	mw, err := asynqpacer.Middleware(p, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return mw
 }

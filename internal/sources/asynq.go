@@ -25,7 +25,7 @@ type AsynqConfig struct {
 	Queue string `toml:"queue"`
 	// Concurrency is how many tasks the Asynq server holds at once
 	// (waiting for the pace or running). The default value is the
-	// worker's max_in_flight, or without one asynqpacer.Concurrency of the
+	// worker's max_in_flight, or without one asynqpacer.ServerConcurrency of the
 	// pacer's rate at start (50ms of work at the rate, 10 to 1000).
 	Concurrency int `toml:"concurrency"`
 	// TaskType is the type of the tasks that the demo producer and pacer
@@ -149,7 +149,7 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 		conc = env.MaxInFlight
 	}
 	if conc == 0 {
-		conc = asynqpacer.Concurrency(env.Pacer.Stats().Ceiling, 0)
+		conc = asynqpacer.ServerConcurrency(env.Pacer.Stats().Ceiling, 0)
 	}
 	srv := asynq.NewServer(s.opt, asynq.Config{
 		Concurrency: conc, Queues: map[string]int{s.cfg.Queue: 1},
@@ -161,7 +161,11 @@ func (s *asynqSource) Run(ctx context.Context, env plugin.Env) error {
 	// a copy: Asynq would archive it.
 	rq := asynqpacer.NewRequeuer(s.opt)
 	defer rq.Close()
-	h := asynqpacer.Middleware(env.Pacer, asynqpacer.Requeue(rq))(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
+	paced, err := asynqpacer.Middleware(env.Pacer, asynqpacer.Requeue(rq))
+	if err != nil {
+		return err
+	}
+	h := paced(asynq.HandlerFunc(func(tctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(tctx)
 		n, _ := asynq.GetRetryCount(tctx)
 		if first := t.Headers()[asynqpacer.HeaderOriginalID]; first != "" {

@@ -54,7 +54,7 @@ func workerMain() int {
 	}
 	rc := redis.NewClient(&redis.Options{Addr: addr})
 	defer rc.Close()
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		pipe := rc.TxPipeline()
 		pipe.SAdd(ctx, handledKey(q), id)
@@ -215,7 +215,7 @@ func TestWorkerRecoversWhenRedisRestarts(t *testing.T) {
 	var mu sync.Mutex
 	handled := map[string]int{}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		// The downstream here is Redis itself: keep trying while it is down.
 		for {

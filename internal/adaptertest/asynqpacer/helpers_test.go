@@ -193,3 +193,13 @@ func queueInfo(t testing.TB, addr, q string) *asynq.QueueInfo {
 	}
 	return info
 }
+
+// mustMiddleware is asynqpacer.Middleware for arguments a test knows are
+// valid (TestMiddlewareRejectsBadInput tests the others).
+func mustMiddleware(p *pacer.Pacer, opts ...asynqpacer.Option) asynq.MiddlewareFunc {
+	mw, err := asynqpacer.Middleware(p, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return mw
+}

@@ -26,7 +26,7 @@ func TestRateHoldsOnAFullQueue(t *testing.T) {
 
 	p := testenv.NewPacer(t, pacer.Config{Rate: rate})
 	var st starts
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		st.add(time.Now())
 		return nil
 	}))
@@ -112,7 +112,7 @@ func TestBacklogRaisesThePaceUpToTheCeiling(t *testing.T) {
 	defer stopSampler()
 
 	var st starts
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		st.add(time.Now())
 		return nil
 	}))
@@ -186,7 +186,7 @@ func TestPushbackPausesOnceAndLosesNothing(t *testing.T) {
 		afterPause []time.Time
 	)
 	barrier := make(chan struct{})
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		now := time.Now()
 		mu.Lock()
@@ -262,7 +262,7 @@ func TestTasksThatCannotMakeTheirDeadlineAreRetriedNotFailed(t *testing.T) {
 	var mu sync.Mutex
 	handled := map[string]int{}
 	var rateLimited atomic.Int64
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		mu.Lock()
 		handled[id]++
@@ -317,7 +317,7 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 
 	slow := testenv.NewPacer(t, pacer.Config{Rate: 5})
 	cfg := serverConfig(q, 10) // ShutdownTimeout 500ms
-	stop := startServer(t, addr, cfg, asynqpacer.Middleware(slow)(handler))
+	stop := startServer(t, addr, cfg, mustMiddleware(slow)(handler))
 	if !testenv.Eventually(5*time.Second, func() bool { return count() >= 3 }) {
 		t.Fatalf("handled %d tasks in 5s, want 3", count())
 	}
@@ -337,7 +337,7 @@ func TestShutdownPutsWaitingTasksBackToPending(t *testing.T) {
 	}
 
 	fast := testenv.NewPacer(t, pacer.Config{Rate: 1000})
-	startServer(t, addr, serverConfig(q, 10), asynqpacer.Middleware(fast)(handler))
+	startServer(t, addr, serverConfig(q, 10), mustMiddleware(fast)(handler))
 	if !testenv.Eventually(10*time.Second, func() bool { return count() == n }) {
 		t.Fatalf("the second server brought the total to %d of %d in 10s", count(), n)
 	}
@@ -373,7 +373,7 @@ func TestDownstreamAtItsLimitLosesNothing(t *testing.T) {
 	ds := &testenv.LimitedDownstream{Rate: 100}
 	var mu sync.Mutex
 	succeeded := map[string]int{}
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		time.Sleep(5 * time.Millisecond)
 		if err := ds.Call(); err != nil {
@@ -456,7 +456,7 @@ func TestRateLimitedTasksWithNoRetriesLeftAreRequeued(t *testing.T) {
 				}
 				var mu sync.Mutex
 				calls, succeeded := map[string]int{}, map[string]int{}
-				h := asynqpacer.Middleware(p, opts...)(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+				h := mustMiddleware(p, opts...)(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
 					mu.Lock()
 					calls[string(task.Payload())]++
 					k := calls[string(task.Payload())]
@@ -515,7 +515,7 @@ func TestQueueingDownstreamLosesNothing(t *testing.T) {
 	ds := &testenv.QueueingDownstream{Servers: 4, Service: 5 * time.Millisecond}
 	var mu sync.Mutex
 	handled := map[string]int{}
-	h := asynqpacer.Middleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	h := mustMiddleware(p)(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		err := ds.Call()
 		mu.Lock()
