@@ -159,7 +159,7 @@ func (c *Config) fill() error {
 		return invalid("max_in_flight", c.MaxInFlight, "in [0, 10000] (0: no cap)") // InFlightLimit
 	}
 	if c.BacklogTarget < 0 {
-		return invalid("backlog_target", c.BacklogTarget, "≥ 0 (0: DefaultBacklogTarget, 10s)")
+		return invalid("backlog_target", c.BacklogTarget, fmt.Sprintf("≥ 0 (0: DefaultBacklogTarget, %v)", DefaultBacklogTarget))
 	}
 	if c.BacklogTarget == 0 {
 		c.BacklogTarget = DefaultBacklogTarget
@@ -175,7 +175,7 @@ func (c *Config) fill() error {
 		c.Period = DefaultControllerPeriod
 	}
 	if c.Period < MinPeriod {
-		return invalid("period", c.Period, "≥ 10ms (0: DefaultControllerPeriod, 1s)") // MinPeriod
+		return invalid("period", c.Period, fmt.Sprintf("≥ %v (0: DefaultControllerPeriod, %v)", MinPeriod, DefaultControllerPeriod))
 	}
 	if c.Cut == 0 {
 		c.Cut = DefaultCut
@@ -187,13 +187,13 @@ func (c *Config) fill() error {
 		c.DefaultRetryAfter = DefaultRetryAfter
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
+		return invalid("default_retry_after", c.DefaultRetryAfter, fmt.Sprintf("≥ 0 (0: DefaultRetryAfter, %v)", DefaultRetryAfter))
 	}
 	if c.PauseAfter == 0 {
 		c.PauseAfter = DefaultPauseAfter
 	}
 	if c.PauseAfter < 0 {
-		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: DefaultPauseAfter, 5s)")
+		return invalid("pause_after", c.PauseAfter, fmt.Sprintf("≥ 0 (0: DefaultPauseAfter, %v)", DefaultPauseAfter))
 	}
 	if c.StormShare == 0 {
 		c.StormShare = DefaultStormShare

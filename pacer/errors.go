@@ -15,13 +15,13 @@ var ErrClosed = errors.New("pacer: closed")
 var ErrInvalid = errors.New("pacer: invalid setting")
 
 // ErrFactorNotSettable is returned by LeakyBucket.SetFactor when the bucket
-// was made with FactorSettable false.
+// was made with LeakyConfig.FactorLocked set.
 var ErrFactorNotSettable = errors.New("pacer: factor is not settable on this bucket")
 
 // FieldError is the error for a bad setting or argument: it names the
 // field, the value given and what is allowed, as in
 //
-//	pacer: rate: -1: want a number > 0 and ≤ 1e+09
+//	pacer: rate: -1: want a number ≥ 1e-08 and ≤ 1e+09 per second
 //
 // errors.Is(err, ErrInvalid) holds for every FieldError, and errors.As
 // finds it, so a config loader can point at the line that set Field. The
@@ -84,7 +84,7 @@ func wholeJobs(field string, v float64) error {
 // checkRate checks a rate in tokens per second.
 func checkRate(field string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < MinRate || v > MaxRate {
-		return invalid(field, v, "a number ≥ 1e-08 and ≤ 1e+09 per second") // MinRate, MaxRate
+		return invalid(field, v, fmt.Sprintf("a number ≥ %g and ≤ %g per second", MinRate, float64(MaxRate)))
 	}
 	return nil
 }
@@ -101,7 +101,7 @@ const MinCapacity = 1
 // checkCapacity checks a capacity (burst) in tokens.
 func checkCapacity(field string, v float64) error {
 	if math.IsNaN(v) || math.IsInf(v, 0) || v < MinCapacity {
-		return invalid(field, v, "a number ≥ 1 (tokens)") // MinCapacity
+		return invalid(field, v, fmt.Sprintf("a number ≥ %d (tokens)", MinCapacity))
 	}
 	return nil
 }

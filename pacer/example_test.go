@@ -147,3 +147,18 @@ func ExamplePacer_Advise() {
 	fmt.Println(n, "dispatched in the second")
 	// Output: 10 dispatched in the second
 }
+
+// Every bad setting is a *FieldError naming the field, the value and what
+// is allowed; errors.Is finds ErrInvalid in each, errors.As the field.
+func ExampleFieldError() {
+	_, err := pacer.New(pacer.Config{Rate: -1})
+	fmt.Println(err)
+	_, err = pacer.New(pacer.Config{Rate: 10, Base: 20})
+	fmt.Println(err)
+	var fe *pacer.FieldError
+	fmt.Println(errors.Is(err, pacer.ErrInvalid), errors.As(err, &fe) && fe.Field == "base")
+	// Output:
+	// pacer: rate: -1: want a number ≥ 1e-08 and ≤ 1e+09 per second
+	// pacer: base: 20: want ≤ rate (10): the ceiling caps the pace
+	// true true
+}

@@ -108,13 +108,13 @@ func (c *KeyedConfig) fill() error {
 		c.MaxKeys = DefaultMaxKeys
 	}
 	if c.MaxKeys < 1 {
-		return invalid("max_keys", c.MaxKeys, "≥ 1 (0: DefaultMaxKeys, 100000)")
+		return invalid("max_keys", c.MaxKeys, fmt.Sprintf("≥ 1 (0: DefaultMaxKeys, %d)", DefaultMaxKeys))
 	}
 	if c.IdleAfter == 0 {
 		c.IdleAfter = DefaultIdleAfter
 	}
 	if c.IdleAfter < time.Second {
-		return invalid("idle_after", c.IdleAfter, "≥ 1s (0: DefaultIdleAfter, 1m)")
+		return invalid("idle_after", c.IdleAfter, fmt.Sprintf("≥ 1s (0: DefaultIdleAfter, %v)", DefaultIdleAfter))
 	}
 	return c.fillPushback()
 }
@@ -130,13 +130,13 @@ func (c *KeyedConfig) fillPushback() error {
 		c.DefaultRetryAfter = DefaultRetryAfter
 	}
 	if c.DefaultRetryAfter < 0 {
-		return invalid("default_retry_after", c.DefaultRetryAfter, "≥ 0 (0: DefaultRetryAfter, 1s)")
+		return invalid("default_retry_after", c.DefaultRetryAfter, fmt.Sprintf("≥ 0 (0: DefaultRetryAfter, %v)", DefaultRetryAfter))
 	}
 	if c.PauseAfter == 0 {
 		c.PauseAfter = DefaultPauseAfter
 	}
 	if c.PauseAfter < 0 {
-		return invalid("pause_after", c.PauseAfter, "≥ 0 (0: DefaultPauseAfter, 5s)")
+		return invalid("pause_after", c.PauseAfter, fmt.Sprintf("≥ 0 (0: DefaultPauseAfter, %v)", DefaultPauseAfter))
 	}
 	if c.StormShare == 0 {
 		c.StormShare = DefaultStormShare

@@ -205,7 +205,7 @@ func NewLeakyBucket(c LeakyConfig) (*LeakyBucket, error) {
 		c.Period = DefaultAdaptPeriod
 	}
 	if c.Period < MinPeriod {
-		return nil, invalid("period", c.Period, "≥ 10ms (0: DefaultAdaptPeriod, 100ms)") // MinPeriod
+		return nil, invalid("period", c.Period, fmt.Sprintf("≥ %v (0: DefaultAdaptPeriod, %v)", MinPeriod, DefaultAdaptPeriod))
 	}
 	if err := checkFill(c.Leak*c.MinFactor, c.Capacity); err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package asynqpacer
 import (
 	"math"
 	"time"
+
+	"github.com/jobpacer/pacer/pacer"
 )
 
 // Bounds and slack of ServerConcurrency.
@@ -23,12 +25,10 @@ const (
 // MaxConcurrency]; MaxConcurrency for a rate that is not a positive finite
 // number below 1e9 (unlimited). A task waiting for its permit holds one of
 // these slots (its lease kept by Asynq's heartbeat), so too few slots cap
-// the pace below the rate: measured with go run ./bench/asynq on a busy
-// 2-core machine, 10 slots (the CLI's default before) kept 1,000/s at
-// 0.984–1.000 of the target, 50 at 1.000. The unlimited throughput is
-// Asynq's dequeue loop's either way. ServerConcurrency is safe for concurrent use.
+// the pace below the rate (docs/asynq.md has the figures).
+// ServerConcurrency is safe for concurrent use.
 func ServerConcurrency(rate float64, work time.Duration) int {
-	if math.IsNaN(rate) || rate <= 0 || rate >= 1e9 {
+	if math.IsNaN(rate) || rate <= 0 || rate >= pacer.MaxRate {
 		return MaxConcurrency
 	}
 	n := math.Ceil(rate * (max(work, 0) + ConcurrencySlack).Seconds())

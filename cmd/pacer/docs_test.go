@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	core "github.com/jobpacer/pacer/pacer"
 )
 
 // The pictures and tables in docs/ are made by the binary, by go generate
@@ -38,5 +41,23 @@ func TestDocsPicturesFresh(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// docs/core.md quotes the error of a bad setting; the quote is what the
+// core prints (the CLI's texts are kept by TestBrokenConfigTable, the fault
+// suite's by TestAbsurdSettingsRefused).
+func TestDocsQuoteCoreError(t *testing.T) {
+	t.Parallel()
+	_, err := core.New(core.Config{Rate: 10, Base: 20})
+	if err == nil {
+		t.Fatal("pacer.New(Rate: 10, Base: 20) = nil, want an error")
+	}
+	doc, rerr := os.ReadFile("../../docs/core.md")
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !strings.Contains(string(doc), "`"+err.Error()+"`") {
+		t.Errorf("docs/core.md does not quote what pacer.New(Rate: 10, Base: 20) returns: `%v`", err)
 	}
 }

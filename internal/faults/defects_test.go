@@ -399,10 +399,38 @@ func TestAbsurdSettingsRefused(t *testing.T) {
 					t.Errorf("pacer check printed\n%s\nwant it to say %q", tail(out.String(), 5), w)
 				}
 			}
-			t.Logf("faults: refused: %s: %s", tt.name, firstLine(out.String()))
+			got := firstLine(out.String())
+			t.Logf("faults: refused: %s: %s", tt.name, got)
+			if quoted, ok := reliabilityQuotes[tt.name]; ok && quoted != got {
+				t.Errorf("docs/reliability.md quotes pacer check for %s as\n%s\nbut it prints\n%s", tt.name, quoted, got)
+			}
 		})
 	}
 }
+
+// reliabilityQuotes holds what docs/reliability.md's table quotes of pacer
+// check's refusals ("| refused: NAME: LINE |"), by NAME, so that a refusal
+// whose text changes fails TestAbsurdSettingsRefused until the doc is
+// mended.
+var reliabilityQuotes = func() map[string]string {
+	b, err := os.ReadFile("../../docs/reliability.md")
+	if err != nil {
+		panic(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, row, ok := strings.Cut(line, "| refused: ")
+		if !ok {
+			continue
+		}
+		row = strings.TrimSuffix(strings.TrimSpace(row), " |")
+		for name := range strings.SplitSeq(row, ": ") {
+			m[name] = strings.TrimPrefix(row, name+": ")
+			break
+		}
+	}
+	return m
+}()
 
 func firstLine(s string) string { l, _, _ := strings.Cut(strings.TrimSpace(s), "\n"); return l }
 

@@ -114,13 +114,13 @@ func (c *Config) Fill() error {
 		c.Burst = pacer.DefaultBurst
 	}
 	if math.IsNaN(c.Burst) || math.IsInf(c.Burst, 0) || c.Burst < pacer.MinCapacity {
-		return c.invalid("burst", c.Burst, "a finite number ≥ 1 (jobs)") // pacer.MinCapacity
+		return c.invalid("burst", c.Burst, fmt.Sprintf("a finite number ≥ %d (jobs)", pacer.MinCapacity))
 	}
 	if fill := c.Burst / c.Rate; fill > pacer.MaxFill {
 		return c.invalid("burst / rate", fmt.Sprintf("%g / %g = %gs", c.Burst, c.Rate, fill), fmt.Sprintf("at most %gs to fill the bucket", float64(pacer.MaxFill)))
 	}
 	if c.ExpectedWorkers < 0 || c.ExpectedWorkers > MaxExpectedWorkers {
-		return c.invalid("expected_workers", c.ExpectedWorkers, "in [0, 10000] (0: the count last seen in "+c.Server+")") // MaxExpectedWorkers
+		return c.invalid("expected_workers", c.ExpectedWorkers, fmt.Sprintf("in [0, %d] (0: the count last seen in %s)", MaxExpectedWorkers, c.Server))
 	}
 	if c.LeaseTime == 0 {
 		c.LeaseTime = DefaultLeaseTime
@@ -132,13 +132,13 @@ func (c *Config) Fill() error {
 		c.RetryInterval = DefaultRetryInterval
 	}
 	if c.RetryInterval < MinRetryInterval {
-		return c.invalid("retry_interval", c.RetryInterval, "≥ 10ms") // MinRetryInterval
+		return c.invalid("retry_interval", c.RetryInterval, fmt.Sprintf("≥ %v", MinRetryInterval))
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.Timeout < MinTimeout {
-		return c.invalid("timeout", c.Timeout, "≥ 1ms") // MinTimeout
+		return c.invalid("timeout", c.Timeout, fmt.Sprintf("≥ %v", MinTimeout))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
