@@ -46,8 +46,9 @@ type SourceFunc = plugin.SourceFunc
 // the worker down (/readyz answers 503) and calls Connect and Run again,
 // with backoff, until recover_timeout.
 //
-// testutil.TestConsumer is the conformance suite a Source passes (see
-// worker's tests).
+// testutil.TestConsumer is the conformance suite a Source passes:
+// examples/rabbitsource's suite_test.go runs it against that example's
+// Source, as the runner drives it.
 type Source = plugin.Source
 
 // Producer is a Source that can also put jobs into its queue: with it,
