@@ -150,6 +150,34 @@ func (p *Pacer) observeLatency(at, now int64) {
 // cut, at most one a second. It requires mu held.
 func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 	k := &p.conc
+	mean, p90, ok := k.sample(now)
+	if !ok {
+		return nil
+	}
+	base := k.baseline(now, mean)
+	peak := p.slots.takePeak()
+	k.reached = float64(peak) >= math.Floor(k.limit)
+
+	slow := k.target > 0 && p90 > float64(k.target)
+	switch {
+	case min(mean, k.smooth) > concQueued*base || mean > concCliff*base || slow:
+		var rebased bool
+		if rec, rebased = p.cutConc(now, mean, base, p90, slow); rebased {
+			return nil
+		}
+	case k.reached:
+		k.grow(mean, base)
+	default:
+		k.cutsInRow = 0
+	}
+	p.slots.setMax(int(math.Round(k.limit)))
+	return rec
+}
+
+// sample reads the latency histogram's window since the last judgement:
+// its mean and 90th percentile, and whether it holds enough jobs (or has
+// waited long enough) to be judged. A window judged becomes the seen one.
+func (k *concState) sample(now int64) (mean, p90 float64, ok bool) {
 	var win, cur [latBuckets]uint64
 	var n uint64
 	for i := range win {
@@ -159,21 +187,27 @@ func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 	}
 	slowEnough := now-k.judgedAt >= concSlowEvery && n >= uint64(max(concSlowJobs, 2*math.Ceil(k.limit)))
 	if n < concMinJobs && !slowEnough {
-		return nil
+		return 0, 0, false
 	}
 	k.judgedAt = now
 	k.seen = cur
 	sum := k.sum.Load()
-	mean := float64(sum-k.seenSum) / float64(n)
+	mean = float64(sum-k.seenSum) / float64(n)
 	k.seenSum = sum
 	p50, p90 := quantile(&win, n, 0.5), quantile(&win, n, 0.9)
 	k.mean, k.p50, k.p90 = mean, p50, p90
-	// The mean latency, not a percentile, says how many jobs queue:
-	// by Little's law the jobs inside the downstream are its throughput
-	// times the mean latency, whatever the latencies' spread. The
-	// baseline is the least of the mean smoothed over two judgements:
-	// the least raw mean of many noisy windows would sit under the
-	// no-load latency, and every cut by it would be too deep.
+	return mean, p90, true
+}
+
+// baseline folds mean into the no-load latency's estimate and returns it.
+//
+// The mean latency, not a percentile, says how many jobs queue: by
+// Little's law the jobs inside the downstream are its throughput times
+// the mean latency, whatever the latencies' spread. The baseline is the
+// least of the mean smoothed over two judgements: the least raw mean of
+// many noisy windows would sit under the no-load latency, and every cut
+// by it would be too deep.
+func (k *concState) baseline(now int64, mean float64) float64 {
 	if k.smooth == 0 {
 		k.smooth = mean
 	}
@@ -184,74 +218,67 @@ func (p *Pacer) judgeConc(now int64) (rec *slog.Record) {
 	}
 	k.baseN++
 	k.base[0] = min(k.base[0], k.smooth)
-	base := min(k.base[0], k.base[1])
-	peak := p.slots.takePeak()
-	k.reached = float64(peak) >= math.Floor(k.limit)
+	return min(k.base[0], k.base[1])
+}
 
-	slow := k.target > 0 && p90 > float64(k.target)
-	switch {
-	case min(mean, k.smooth) > concQueued*base || mean > concCliff*base || slow:
-		// The downstream queues: set the limit to what it holds with
-		// no queue (the limit × no-load ÷ mean latency, by Little's
-		// law), a little under, so that its queue drains; with a
-		// target, to what keeps its 90th percentile under the target.
-		next := k.limit * base / mean
-		if slow {
-			next = min(next, k.limit*float64(k.target)/p90)
-		}
-		next = max(concDrain*next, k.limit/2, 1)
-		if k.cutsInRow > 0 && mean >= k.meanCut && !slow {
-			// Cut and cut again, and the latency did not come down:
-			// the downstream got slower, not busier.
-			if k.cutsInRow+1 >= concRebase {
-				k.base = [2]float64{mean, mean}
-				k.smooth = mean
-				k.cutsInRow = 0
-				return nil
-			}
-		}
-		if mean <= concCliff*base {
-			k.knee = next / concDrain
-		} else {
-			k.knee = max(next/concDrain, k.knee/2) // a cliff, or a stall: keep half of what was known
-		}
-		rec = p.concRecord(now, next, mean, base, p90)
-		k.cutsInRow++
-		k.meanCut = mean
-		// The next judgement, of jobs sent after the cut only, starts
-		// the smoothing afresh: blended with this one, it would keep the
-		// baseline from coming down to what the cut measures.
-		k.smooth = 0
-		k.limit = next
-		k.cuts++
-		k.at.Store(now)
-	case k.reached:
-		// The limit was reached, and the downstream did not queue:
-		// more may go in.
-		k.cutsInRow = 0
-		// Fast while far under the knee (or none is known) and the
-		// downstream does not queue at all; then slowly, close to
-		// where it queued last.
-		grow := concGrow
-		if mean <= concIdle*base && (k.knee == 0 || k.limit*concGrowFast <= k.knee) {
-			grow = concGrowFast
-		}
-		next := k.limit * grow
-		if grow == concGrowFast {
-			next = max(next, k.limit+1)
-		}
-		// Slow growth is by a share, not by a whole job: with few
-		// servers, one job more is a long queue, and the limit stays
-		// at what they serve for several judgements before it tries it.
-		k.limit = min(k.max, next)
-		if k.knee > 0 {
-			k.knee = max(k.knee, k.limit) // past the knee with no queue: it moved
-		}
-	default:
-		k.cutsInRow = 0
+// cutConc cuts the limit: the downstream queues. It sets the limit to
+// what the downstream holds with no queue (the limit × no-load ÷ mean
+// latency, by Little's law), a little under, so that its queue drains;
+// with a target, to what keeps its 90th percentile under the target. It
+// returns the cut's log record, or rebased true (and no cut) when cuts in
+// a row did not bring the latency down: the downstream got slower, not
+// busier, and the baseline moves to the latency now.
+func (p *Pacer) cutConc(now int64, mean, base, p90 float64, slow bool) (rec *slog.Record, rebased bool) {
+	k := &p.conc
+	next := k.limit * base / mean
+	if slow {
+		next = min(next, k.limit*float64(k.target)/p90)
 	}
-	p.slots.setMax(int(math.Round(k.limit)))
-	return rec
+	next = max(concDrain*next, k.limit/2, 1)
+	if k.cutsInRow > 0 && mean >= k.meanCut && !slow && k.cutsInRow+1 >= concRebase {
+		k.base = [2]float64{mean, mean}
+		k.smooth = mean
+		k.cutsInRow = 0
+		return nil, true
+	}
+	if mean <= concCliff*base {
+		k.knee = next / concDrain
+	} else {
+		k.knee = max(next/concDrain, k.knee/2) // a cliff, or a stall: keep half of what was known
+	}
+	rec = p.concRecord(now, next, mean, base, p90)
+	k.cutsInRow++
+	k.meanCut = mean
+	// The next judgement, of jobs sent after the cut only, starts the
+	// smoothing afresh: blended with this one, it would keep the baseline
+	// from coming down to what the cut measures.
+	k.smooth = 0
+	k.limit = next
+	k.cuts++
+	k.at.Store(now)
+	return rec, false
+}
+
+// grow raises the limit: it was reached, and the downstream did not
+// queue, so more may go in. Fast while far under the knee (or none is
+// known) and the downstream does not queue at all; then slowly, close to
+// where it queued last. Slow growth is by a share, not by a whole job:
+// with few servers, one job more is a long queue, and the limit stays at
+// what they serve for several judgements before it tries it.
+func (k *concState) grow(mean, base float64) {
+	k.cutsInRow = 0
+	grow := concGrow
+	if mean <= concIdle*base && (k.knee == 0 || k.limit*concGrowFast <= k.knee) {
+		grow = concGrowFast
+	}
+	next := k.limit * grow
+	if grow == concGrowFast {
+		next = max(next, k.limit+1)
+	}
+	k.limit = min(k.max, next)
+	if k.knee > 0 {
+		k.knee = max(k.knee, k.limit) // past the knee with no queue: it moved
+	}
 }
 
 // concRecord returns the INFO record of a cut of the limit to next, or

@@ -127,7 +127,18 @@ type Config struct {
 	highDerived bool // BacklogHigh came from BacklogTarget: SetBase rederives it
 }
 
+// fill applies the defaults of c's optional fields and checks every
+// field, returning a *FieldError naming the first bad one.
 func (c *Config) fill() error {
+	if err := c.fillPace(); err != nil {
+		return err
+	}
+	return c.fillController()
+}
+
+// fillPace fills and checks the ceiling, the base pace and the in-flight
+// cap.
+func (c *Config) fillPace() error {
 	if err := checkRate("rate", c.Rate); err != nil {
 		return err
 	}
@@ -156,8 +167,14 @@ func (c *Config) fill() error {
 		return invalid("base_burst", c.BaseBurst, fmt.Sprintf("≤ burst (%g): the ceiling caps bursts", c.Burst))
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlight > InFlightLimit {
-		return invalid("max_in_flight", c.MaxInFlight, "in [0, 10000] (0: no cap)") // InFlightLimit
+		return invalid("max_in_flight", c.MaxInFlight, fmt.Sprintf("in [0, %d] (0: no cap)", InFlightLimit))
 	}
+	return nil
+}
+
+// fillController fills and checks the controller's settings: backlog,
+// period, pushback and the concurrency limit.
+func (c *Config) fillController() error {
 	if c.BacklogTarget < 0 {
 		return invalid("backlog_target", c.BacklogTarget, fmt.Sprintf("≥ 0 (0: DefaultBacklogTarget, %v)", DefaultBacklogTarget))
 	}
@@ -199,7 +216,7 @@ func (c *Config) fill() error {
 		c.StormShare = DefaultStormShare
 	}
 	if math.IsNaN(c.StormShare) || c.StormShare < 0 || c.StormShare > 1 {
-		return invalid("storm_share", c.StormShare, "in (0, 1] (0: DefaultStormShare, 0.5)")
+		return invalid("storm_share", c.StormShare, fmt.Sprintf("in (0, 1] (0: DefaultStormShare, %g)", DefaultStormShare))
 	}
 	if c.LatencyTarget < 0 && c.LatencyTarget != LatencyAuto {
 		return invalid("latency_target", c.LatencyTarget, "≥ 0 (0: no learned concurrency limit), or LatencyAuto (\"auto\")")

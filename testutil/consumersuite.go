@@ -71,155 +71,169 @@ const stopGrace = 200 * time.Millisecond
 func TestConsumer(t *testing.T, newQueue func(t *testing.T) ConsumerQueue, f ConsumerFeatures) {
 	t.Helper()
 
-	t.Run("every job is handled once and its outcome fed back", func(t *testing.T) {
-		q := newQueue(t)
-		jobs := payloads("once", 20)
-		q.Enqueue(t, jobs...)
-		p := suitePacer(t, pacer.Config{Rate: 1000, Burst: 20})
-		h := newTally()
-		stop := q.Consume(t, p, h.handle(nil))
-		h.waitDistinct(t, len(jobs), "of 20 jobs")
-		stop()
-		h.checkOnce(t, jobs)
-		s := p.Stats()
-		if s.Succeeded != uint64(len(jobs)) || s.InFlight != 0 {
-			t.Errorf("after 20 jobs handled with nil: pacer Stats Succeeded %d, InFlight %d (Dispatched %d, Failed %d, Throttled %d); want Succeeded 20, InFlight 0: each job takes a permit and reports its outcome",
-				s.Succeeded, s.InFlight, s.Dispatched, s.Failed, s.Throttled)
-		}
-	})
+	t.Run("every job is handled once and its outcome fed back", func(t *testing.T) { consumerOnce(t, newQueue) })
 
-	t.Run("no more jobs run at once than the pacer's MaxInFlight", func(t *testing.T) {
-		const cap, n = 3, 12
-		q := newQueue(t)
-		jobs := payloads("cap", n)
-		q.Enqueue(t, jobs...)
-		p := suitePacer(t, pacer.Config{Rate: 1000, Burst: n, MaxInFlight: cap})
-		var running, most atomic.Int64
-		release := make(chan struct{})
-		started := make(chan struct{}, n)
-		h := newTally()
-		stop := q.Consume(t, p, h.handle(func(context.Context, string) error {
-			r := running.Add(1)
-			for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
-			}
-			started <- struct{}{}
-			<-release
-			running.Add(-1)
-			return nil
-		}))
-		// Wait until cap handlers run (or all that are left), then let one
-		// finish, and again: a consumer that starts a job past the cap
-		// does so while cap others are held, and most shows it.
-		deadline := time.After(consumerHangLimit)
-		for done := 0; done < n; done++ {
-			want := min(cap, n-done)
-			for int(running.Load()) < want {
-				select {
-				case <-started:
-				case <-deadline:
-					t.Fatalf("%d jobs handled, %d running; want %d running within %v: the consumer is stuck", done, running.Load(), want, consumerHangLimit)
-				}
-			}
-			release <- struct{}{}
-		}
-		h.waitDistinct(t, n, "of 12 jobs")
-		stop()
-		if got := most.Load(); got > cap {
-			t.Errorf("%d jobs ran at once; want at most the pacer's MaxInFlight, %d", got, cap)
-		}
-		if got := most.Load(); got < cap {
-			t.Errorf("at most %d jobs ran at once with 12 queued; want %d (MaxInFlight): the consumer runs fewer than the pacer allows", got, cap)
-		}
-		h.checkOnce(t, jobs)
-	})
+	t.Run("no more jobs run at once than the pacer's MaxInFlight", func(t *testing.T) { consumerCap(t, newQueue) })
 
 	if !f.Redelivers {
 		return
 	}
 
-	t.Run("a failed or throttled job is handled again, none lost", func(t *testing.T) {
-		q := newQueue(t)
-		jobs := payloads("again", 10)
-		q.Enqueue(t, jobs...)
-		p := suitePacer(t, pacer.Config{Rate: 1000, Burst: 10})
-		var mu sync.Mutex
-		seen := map[string]int{}
-		h := newTally()
-		stop := q.Consume(t, p, h.handle(func(_ context.Context, job string) error {
-			mu.Lock()
-			seen[job]++
-			first := seen[job] == 1
-			mu.Unlock()
-			switch {
-			case first && job == jobs[0]:
-				return pacer.Throttle(50*time.Millisecond, errors.New("429 from the suite"))
-			case first && job == jobs[1]:
-				return errors.New("a failure from the suite")
-			}
-			return nil
-		}))
-		h.waitOK(t, len(jobs), "of 10 jobs, 2 of them given back once")
-		stop()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, j := range jobs[:2] {
-			if seen[j] < 2 {
-				t.Errorf("job %q handled %d times; want ≥ 2 (given back on its first outcome, then handled again)", j, seen[j])
-			}
-		}
-		s := p.Stats()
-		if s.Throttled < 1 || s.Failed < 1 || s.Succeeded < uint64(len(jobs)) {
-			t.Errorf("pacer Stats Throttled %d, Failed %d, Succeeded %d; want ≥ 1, ≥ 1 and ≥ 10: the throttle and the failure are fed back as outcomes", s.Throttled, s.Failed, s.Succeeded)
-		}
-	})
+	t.Run("a failed or throttled job is handled again, none lost", func(t *testing.T) { consumerRedelivers(t, newQueue) })
 
-	t.Run("stop waits for the jobs in flight and leaves the rest queued", func(t *testing.T) {
-		const n = 8
-		q := newQueue(t)
-		jobs := payloads("stop", n)
-		q.Enqueue(t, jobs...)
-		p := suitePacer(t, pacer.Config{Rate: 1000, Burst: n, MaxInFlight: 1})
-		started := make(chan string, n)
-		release := make(chan struct{})
-		var finished atomic.Bool
-		first := newTally()
-		stop := q.Consume(t, p, first.handle(func(_ context.Context, job string) error {
-			if finished.Load() {
-				return pacer.Throttle(10*time.Millisecond, errors.New("a job after the first: given back"))
+	t.Run("stop waits for the jobs in flight and leaves the rest queued", func(t *testing.T) { consumerStop(t, newQueue) })
+}
+
+// consumerOnce: 20 jobs, each handled once; the pacer counts 20 successes.
+func consumerOnce(t *testing.T, newQueue func(t *testing.T) ConsumerQueue) {
+	q := newQueue(t)
+	jobs := payloads("once", 20)
+	q.Enqueue(t, jobs...)
+	p := suitePacer(t, pacer.Config{Rate: 1000, Burst: 20})
+	h := newTally()
+	stop := q.Consume(t, p, h.handle(nil))
+	h.waitDistinct(t, len(jobs), "of 20 jobs")
+	stop()
+	h.checkOnce(t, jobs)
+	s := p.Stats()
+	if s.Succeeded != uint64(len(jobs)) || s.InFlight != 0 {
+		t.Errorf("after 20 jobs handled with nil: pacer Stats Succeeded %d, InFlight %d (Dispatched %d, Failed %d, Throttled %d); want Succeeded 20, InFlight 0: each job takes a permit and reports its outcome",
+			s.Succeeded, s.InFlight, s.Dispatched, s.Failed, s.Throttled)
+	}
+}
+
+// consumerCap: with MaxInFlight 3 and handlers held, at most and at
+// least 3 run at once.
+func consumerCap(t *testing.T, newQueue func(t *testing.T) ConsumerQueue) {
+	const cap, n = 3, 12
+	q := newQueue(t)
+	jobs := payloads("cap", n)
+	q.Enqueue(t, jobs...)
+	p := suitePacer(t, pacer.Config{Rate: 1000, Burst: n, MaxInFlight: cap})
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	started := make(chan struct{}, n)
+	h := newTally()
+	stop := q.Consume(t, p, h.handle(func(context.Context, string) error {
+		r := running.Add(1)
+		for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
+		}
+		started <- struct{}{}
+		<-release
+		running.Add(-1)
+		return nil
+	}))
+	// Wait until cap handlers run (or all that are left), then let one
+	// finish, and again: a consumer that starts a job past the cap
+	// does so while cap others are held, and most shows it.
+	deadline := time.After(consumerHangLimit)
+	for done := 0; done < n; done++ {
+		want := min(cap, n-done)
+		for int(running.Load()) < want {
+			select {
+			case <-started:
+			case <-deadline:
+				t.Fatalf("%d jobs handled, %d running; want %d running within %v: the consumer is stuck", done, running.Load(), want, consumerHangLimit)
 			}
-			started <- job
-			<-release
-			finished.Store(true)
-			return nil
-		}))
-		var held string
-		select {
-		case held = <-started:
-		case <-time.After(consumerHangLimit):
-			t.Fatalf("no job started within %v", consumerHangLimit)
 		}
-		stopped := make(chan struct{})
-		go func() { stop(); close(stopped) }()
-		// stop must not return while the job is held. Give it stopGrace to
-		// do so wrongly: a wait that can only miss a fault (on a slow
-		// machine), never invent one.
-		select {
-		case <-stopped:
-			t.Fatalf("stop returned while the job %q was still running", held)
-		case <-time.After(stopGrace):
+		release <- struct{}{}
+	}
+	h.waitDistinct(t, n, "of 12 jobs")
+	stop()
+	if got := most.Load(); got > cap {
+		t.Errorf("%d jobs ran at once; want at most the pacer's MaxInFlight, %d", got, cap)
+	}
+	if got := most.Load(); got < cap {
+		t.Errorf("at most %d jobs ran at once with 12 queued; want %d (MaxInFlight): the consumer runs fewer than the pacer allows", got, cap)
+	}
+	h.checkOnce(t, jobs)
+}
+
+// consumerRedelivers: a throttled job and a failed one come again.
+func consumerRedelivers(t *testing.T, newQueue func(t *testing.T) ConsumerQueue) {
+	q := newQueue(t)
+	jobs := payloads("again", 10)
+	q.Enqueue(t, jobs...)
+	p := suitePacer(t, pacer.Config{Rate: 1000, Burst: 10})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := newTally()
+	stop := q.Consume(t, p, h.handle(func(_ context.Context, job string) error {
+		mu.Lock()
+		seen[job]++
+		first := seen[job] == 1
+		mu.Unlock()
+		switch {
+		case first && job == jobs[0]:
+			return pacer.Throttle(50*time.Millisecond, errors.New("429 from the suite"))
+		case first && job == jobs[1]:
+			return errors.New("a failure from the suite")
 		}
-		close(release)
-		<-stopped
-		if !finished.Load() {
-			t.Fatalf("stop returned before the job in flight (%q) finished", held)
+		return nil
+	}))
+	h.waitOK(t, len(jobs), "of 10 jobs, 2 of them given back once")
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, j := range jobs[:2] {
+		if seen[j] < 2 {
+			t.Errorf("job %q handled %d times; want ≥ 2 (given back on its first outcome, then handled again)", j, seen[j])
 		}
-		// A second consumer over the same queue handles the rest: what
-		// the first took and did not finish was given back.
-		second := newTally()
-		stop = q.Consume(t, suitePacer(t, pacer.Config{Rate: 1000, Burst: n}), second.handle(nil))
-		defer stop()
-		second.waitOKExcept(t, jobs, first.ok(), "left by the first consumer")
-	})
+	}
+	s := p.Stats()
+	if s.Throttled < 1 || s.Failed < 1 || s.Succeeded < uint64(len(jobs)) {
+		t.Errorf("pacer Stats Throttled %d, Failed %d, Succeeded %d; want ≥ 1, ≥ 1 and ≥ 10: the throttle and the failure are fed back as outcomes", s.Throttled, s.Failed, s.Succeeded)
+	}
+}
+
+// consumerStop: stop waits for the held job; a second consumer handles
+// the rest.
+func consumerStop(t *testing.T, newQueue func(t *testing.T) ConsumerQueue) {
+	const n = 8
+	q := newQueue(t)
+	jobs := payloads("stop", n)
+	q.Enqueue(t, jobs...)
+	p := suitePacer(t, pacer.Config{Rate: 1000, Burst: n, MaxInFlight: 1})
+	started := make(chan string, n)
+	release := make(chan struct{})
+	var finished atomic.Bool
+	first := newTally()
+	stop := q.Consume(t, p, first.handle(func(_ context.Context, job string) error {
+		if finished.Load() {
+			return pacer.Throttle(10*time.Millisecond, errors.New("a job after the first: given back"))
+		}
+		started <- job
+		<-release
+		finished.Store(true)
+		return nil
+	}))
+	var held string
+	select {
+	case held = <-started:
+	case <-time.After(consumerHangLimit):
+		t.Fatalf("no job started within %v", consumerHangLimit)
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	// stop must not return while the job is held. Give it stopGrace to
+	// do so wrongly: a wait that can only miss a fault (on a slow
+	// machine), never invent one.
+	select {
+	case <-stopped:
+		t.Fatalf("stop returned while the job %q was still running", held)
+	case <-time.After(stopGrace):
+	}
+	close(release)
+	<-stopped
+	if !finished.Load() {
+		t.Fatalf("stop returned before the job in flight (%q) finished", held)
+	}
+	// A second consumer over the same queue handles the rest: what
+	// the first took and did not finish was given back.
+	second := newTally()
+	stop = q.Consume(t, suitePacer(t, pacer.Config{Rate: 1000, Burst: n}), second.handle(nil))
+	defer stop()
+	second.waitOKExcept(t, jobs, first.ok(), "left by the first consumer")
 }
 
 // suitePacer returns a pacer closed at the end of t, with its controller

@@ -37,34 +37,7 @@ func (c *Consumption) gather() {
 	var got []*pacer.Permit
 	for {
 		c.mu.Lock()
-		held := false // by the window alone
-		for !c.stopping && (c.wanted() == 0 || c.gathering >= c.capacity) {
-			binds := c.windowBinds()
-			newly := binds && !held
-			if newly {
-				c.winWaiters.Add(1)
-			} else if !binds && held {
-				c.winWaiters.Add(-1)
-			}
-			held = binds
-			c.mu.Unlock()
-			if newly {
-				kick(c.kickFetch) // no more permits come: fetch what the pool holds
-			}
-			select {
-			case <-c.kickGather:
-			case <-c.stopCh:
-			}
-			c.mu.Lock()
-		}
-		if held {
-			c.winWaiters.Add(-1)
-			// Let go with a permit due and no message waiting for a
-			// handler: the pace and the handlers waited on the window.
-			if len(c.work) == 0 && !c.stopping && c.p.EstimateWait(1) <= 0 {
-				c.starved = true
-			}
-		}
+		c.waitWanted()
 		if c.stopping {
 			c.mu.Unlock()
 			kick(c.kickGather) // pass the stop on to the other gatherer
@@ -80,33 +53,8 @@ func (c *Consumption) gather() {
 		if others {
 			kick(c.kickGather) // the other gatherer may wait in Acquire too
 		}
-
 		var err error
-		reserved := n
-		got = got[:0]
-		for i := 0; i < n; i++ {
-			pm, ok := c.p.TryAcquire(1)
-			if !ok && len(got) > 0 {
-				// The rest will take a while: hand these over now, and
-				// go on only while the window still has room for them.
-				rest := n - i
-				kept := c.hand(got, len(got), rest)
-				reserved -= len(got) + rest - kept
-				got = got[:0]
-				if kept == 0 {
-					break
-				}
-				n = i + kept
-			}
-			if !ok {
-				if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
-					break
-				}
-			}
-			got = append(got, pm)
-		}
-		c.hand(got, reserved, 0)
-		if err != nil {
+		if got, err = c.acquireRun(got[:0], n); err != nil {
 			if c.ctx.Err() != nil {
 				c.stop(nil) // ctx ended: a stop, not a failure
 			} else {
@@ -115,6 +63,72 @@ func (c *Consumption) gather() {
 			return
 		}
 	}
+}
+
+// waitWanted waits, with c.mu held (released while it sleeps), until a
+// permit is wanted and the gatherers hold fewer than capacity, or the
+// consumption stops.
+func (c *Consumption) waitWanted() {
+	held := false // by the window alone
+	for !c.stopping && (c.wanted() == 0 || c.gathering >= c.capacity) {
+		binds := c.windowBinds()
+		newly := binds && !held
+		if newly {
+			c.winWaiters.Add(1)
+		} else if !binds && held {
+			c.winWaiters.Add(-1)
+		}
+		held = binds
+		c.mu.Unlock()
+		if newly {
+			kick(c.kickFetch) // no more permits come: fetch what the pool holds
+		}
+		select {
+		case <-c.kickGather:
+		case <-c.stopCh:
+		}
+		c.mu.Lock()
+	}
+	if held {
+		c.winWaiters.Add(-1)
+		// Let go with a permit due and no message waiting for a
+		// handler: the pace and the handlers waited on the window.
+		if len(c.work) == 0 && !c.stopping && c.p.EstimateWait(1) <= 0 {
+			c.starved = true
+		}
+	}
+}
+
+// acquireRun acquires the n permits reserved (in c.gathering), with
+// TryAcquire while they are there at once, handing over what it has got
+// before it waits in Acquire, and hands them all to the pool. got is a
+// buffer it reuses and returns.
+func (c *Consumption) acquireRun(got []*pacer.Permit, n int) ([]*pacer.Permit, error) {
+	var err error
+	reserved := n
+	for i := 0; i < n; i++ {
+		pm, ok := c.p.TryAcquire(1)
+		if !ok && len(got) > 0 {
+			// The rest will take a while: hand these over now, and
+			// go on only while the window still has room for them.
+			rest := n - i
+			kept := c.hand(got, len(got), rest)
+			reserved -= len(got) + rest - kept
+			got = got[:0]
+			if kept == 0 {
+				break
+			}
+			n = i + kept
+		}
+		if !ok {
+			if pm, err = c.p.Acquire(c.gctx, 1); err != nil {
+				break
+			}
+		}
+		got = append(got, pm)
+	}
+	c.hand(got, reserved, 0)
+	return got, err
 }
 
 // hand puts permits into the pool and ends the reservation of reserved

@@ -134,7 +134,14 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit, sent 
 		}
 	}
 	c.release(b)
-	err := mb.Error()
+	c.fetched(mb.Error(), pms, i, last, since-sent)
+}
+
+// fetched ends a Fetch that brought got messages of the len(pms) asked
+// for (the last one last, the last group rtt after the Fetch was sent):
+// it reads the newest NumPending, adjusts the window, gives back the
+// permits not used and, if the Fetch failed, backs off.
+func (c *Consumption) fetched(err error, pms []*pacer.Permit, got int, last jetstream.Msg, rtt time.Duration) {
 	var md *jetstream.MsgMetadata
 	if last != nil {
 		var merr error
@@ -144,10 +151,9 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit, sent 
 			c.cfg.probe.Observe(md)
 		}
 	}
-	full := i == len(pms) && err == nil
-	rtt := time.Duration(0)
-	if full {
-		rtt = since - sent
+	full := got == len(pms) && err == nil
+	if !full {
+		rtt = 0
 	}
 	end, pace := c.since(), c.p.Stats().Pace
 	c.mu.Lock()
@@ -161,10 +167,10 @@ func (c *Consumption) read(mb jetstream.MessageBatch, pms []*pacer.Permit, sent 
 		c.failStreak = 0
 	}
 	c.mu.Unlock()
-	if i < len(pms) {
+	if got < len(pms) {
 		// Dry only if no message came: a short Fetch's last message
 		// carries the newest NumPending, kept above.
-		c.giveBack(pms[i:], err == nil && last == nil)
+		c.giveBack(pms[got:], err == nil && last == nil)
 	} else {
 		kick(c.kickFetch)
 		kick(c.kickGather)

@@ -225,6 +225,16 @@ func (h *HTTP) Handle(ctx context.Context, j Job) error {
 		resp.Body.Close()
 		return nil
 	}
+	return h.failure(j, resp)
+}
+
+// failure returns the outcome of an answer other than a success, whose
+// body it reads (the start of it, for the error) and closes: a throttle
+// for a ThrottleStatus, with its Retry-After; a permanent error for a
+// redirect (unless RetryRedirects) or a 4xx; an error to retry for a 5xx
+// or a 408.
+func (h *HTTP) failure(j Job, resp *http.Response) error {
+	code := resp.StatusCode
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
 	resp.Body.Close()

@@ -58,35 +58,68 @@ var (
 	durationType    = reflect.TypeFor[time.Duration]()
 )
 
+// typeError returns the errors of v, a value decoded from TOML at path,
+// against t, the type of the field it goes into (want: what the field's
+// doc says it takes, or "" for the kind's own words); nil if v fits.
 func (f *File) typeError(v any, t reflect.Type, path, label, want string) Errors {
 	bad := func(msg string) Errors { return Errors{f.errAt(path, label, msg)} }
-	is := describe(v)
 	switch {
 	case t == primitiveType: // [worker.source], [worker.sink]
-		switch v.(type) {
-		case map[string]any:
-			return nil
-		case []map[string]any:
-			p := unindex(path)
-			return bad(fmt.Sprintf("[[%s]] is a list of tables: a worker has one %s; write [%s] with one bracket", p, last(p), p))
-		}
-		return bad(fmt.Sprintf("%s: want a [%s] table with a kind", is, unindex(path)))
+		return f.pluginTableError(v, path, bad)
 	case t == durationType || reflect.PointerTo(t).Implements(textUnmarshaler):
-		s, ok := v.(string)
+		return textError(v, t, want, bad)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
 		if !ok {
-			return bad(fmt.Sprintf("%s: want %s", is, or(want, `a duration in quotes with a unit, such as "10s" or "250ms"`)))
+			return bad(fmt.Sprintf("%s: want a [%s] table", describe(v), unindex(path)))
 		}
-		if t == durationType {
-			if _, err := time.ParseDuration(s); err != nil {
-				return bad(fmt.Sprintf("%q is not a duration: want a number with a unit, such as \"10s\" or \"250ms\"", s))
-			}
-			return nil
-		}
-		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			return bad(err.Error())
+		return f.typeErrors(m, t, path, label)
+	case reflect.Map:
+		return f.mapError(v, t, path, label, bad)
+	case reflect.Slice:
+		return f.sliceError(v, t, path, label, want, bad)
+	case reflect.Interface:
+		return nil
+	}
+	return scalarError(v, t, want, bad)
+}
+
+// pluginTableError checks a plugin's table ([worker.source], [worker.sink]).
+func (f *File) pluginTableError(v any, path string, bad func(string) Errors) Errors {
+	switch v.(type) {
+	case map[string]any:
+		return nil
+	case []map[string]any:
+		p := unindex(path)
+		return bad(fmt.Sprintf("[[%s]] is a list of tables: a worker has one %s; write [%s] with one bracket", p, last(p), p))
+	}
+	return bad(fmt.Sprintf("%s: want a [%s] table with a kind", describe(v), unindex(path)))
+}
+
+// textError checks a duration or a value of a type that decodes itself
+// from text.
+func textError(v any, t reflect.Type, want string, bad func(string) Errors) Errors {
+	s, ok := v.(string)
+	if !ok {
+		return bad(fmt.Sprintf("%s: want %s", describe(v), or(want, `a duration in quotes with a unit, such as "10s" or "250ms"`)))
+	}
+	if t == durationType {
+		if _, err := time.ParseDuration(s); err != nil {
+			return bad(fmt.Sprintf("%q is not a duration: want a number with a unit, such as \"10s\" or \"250ms\"", s))
 		}
 		return nil
 	}
+	if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+		return bad(err.Error())
+	}
+	return nil
+}
+
+// scalarError checks a number, a string or a bool.
+func scalarError(v any, t reflect.Type, want string, bad func(string) Errors) Errors {
+	is := describe(v)
 	switch t.Kind() {
 	case reflect.Float32, reflect.Float64:
 		switch v.(type) {
@@ -113,66 +146,64 @@ func (f *File) typeError(v any, t reflect.Type, path, label, want string) Errors
 			return nil
 		}
 		return bad(fmt.Sprintf("%s: want true or false", is))
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return bad(fmt.Sprintf("%s: want a [%s] table", is, unindex(path)))
-		}
-		return f.typeErrors(m, t, path, label)
-	case reflect.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return bad(fmt.Sprintf("%s: want a table", is))
-		}
-		var errs Errors
-		for _, k := range sortedKeys(m) {
-			kl := labelKey(label, k)
-			if t.Elem().Kind() == reflect.Struct {
-				kl = fmt.Sprintf("%s %q", label, k) // fleet "mailgun"
-			}
-			errs = append(errs, f.typeError(m[k], t.Elem(), join(path, k), kl, "")...)
-		}
-		return errs
-	case reflect.Slice:
-		var elems []any
-		switch x := v.(type) {
-		case []any:
-			elems = x
-		case []map[string]any:
-			for _, e := range x {
-				elems = append(elems, e)
-			}
-		case map[string]any:
-			if t.Elem().Kind() == reflect.Struct {
-				p := unindex(path)
-				return bad(fmt.Sprintf("[%s] is one table: write [[%s]] (two brackets) before each %s, then its own tables", p, p, last(p)))
-			}
-			return bad(fmt.Sprintf("%s: want a list", is))
-		default:
-			if t.Elem().Kind() == reflect.String {
-				return bad(fmt.Sprintf("%s: want %s", is, or(want, fmt.Sprintf("a list of strings, such as [%q]", fmt.Sprint(v)))))
-			}
-			return bad(fmt.Sprintf("%s: want %s", is, or(want, "a list, such as [1, 2]")))
-		}
-		var errs Errors
-		for i, e := range elems {
-			ip := fmt.Sprintf("%s[%d]", path, i)
-			il := label
-			if t.Elem().Kind() != reflect.Struct {
-				il = fmt.Sprintf("%s[%d]", label, i)
-			}
-			if t.Elem().Kind() == reflect.Struct {
-				if m, ok := e.(map[string]any); ok {
-					il = elemLabel(path, i, m)
-				}
-			}
-			errs = append(errs, f.typeError(e, t.Elem(), ip, il, "")...)
-		}
-		return errs
-	case reflect.Interface:
-		return nil
 	}
 	return nil
+}
+
+// mapError checks a table decoded into a map, key by key.
+func (f *File) mapError(v any, t reflect.Type, path, label string, bad func(string) Errors) Errors {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return bad(fmt.Sprintf("%s: want a table", describe(v)))
+	}
+	var errs Errors
+	for _, k := range sortedKeys(m) {
+		kl := labelKey(label, k)
+		if t.Elem().Kind() == reflect.Struct {
+			kl = fmt.Sprintf("%s %q", label, k) // fleet "mailgun"
+		}
+		errs = append(errs, f.typeError(m[k], t.Elem(), join(path, k), kl, "")...)
+	}
+	return errs
+}
+
+// sliceError checks a list or an array of tables, element by element.
+func (f *File) sliceError(v any, t reflect.Type, path, label, want string, bad func(string) Errors) Errors {
+	var elems []any
+	switch x := v.(type) {
+	case []any:
+		elems = x
+	case []map[string]any:
+		for _, e := range x {
+			elems = append(elems, e)
+		}
+	case map[string]any:
+		if t.Elem().Kind() == reflect.Struct {
+			p := unindex(path)
+			return bad(fmt.Sprintf("[%s] is one table: write [[%s]] (two brackets) before each %s, then its own tables", p, p, last(p)))
+		}
+		return bad(fmt.Sprintf("%s: want a list", describe(v)))
+	default:
+		if t.Elem().Kind() == reflect.String {
+			return bad(fmt.Sprintf("%s: want %s", describe(v), or(want, fmt.Sprintf("a list of strings, such as [%q]", fmt.Sprint(v)))))
+		}
+		return bad(fmt.Sprintf("%s: want %s", describe(v), or(want, "a list, such as [1, 2]")))
+	}
+	var errs Errors
+	for i, e := range elems {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		il := label
+		if t.Elem().Kind() != reflect.Struct {
+			il = fmt.Sprintf("%s[%d]", label, i)
+		}
+		if t.Elem().Kind() == reflect.Struct {
+			if m, ok := e.(map[string]any); ok {
+				il = elemLabel(path, i, m)
+			}
+		}
+		errs = append(errs, f.typeError(e, t.Elem(), ip, il, "")...)
+	}
+	return errs
 }
 
 // elemLabel names the i-th element of the array of tables at path the way
