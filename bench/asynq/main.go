@@ -19,6 +19,10 @@
 //
 // It uses queues named asynqpacer-bench-* and deletes them when done. It
 // exits with status 1 if a target is missed.
+//
+// Long on purpose: main. A bench's run reads top to bottom as the
+// script of what it measures (set up, load, measure, print), in the order
+// the output shows.
 package main
 
 import (

@@ -17,6 +17,10 @@
 // Config.LatencyTarget.
 //
 //	go run ./bench/capacity [-phase 20s] [-levels 100,500,50,250] [-svg docs/capacity.svg]
+//
+// Long on purpose: serversScenario. A bench's run reads top to bottom as the
+// script of what it measures (set up, load, measure, print), in the order
+// the output shows.
 package main
 
 //go:generate go run . -scenario moving -svg ../../docs/capacity.svg

@@ -23,6 +23,10 @@
 // with
 //
 //	go run ./bench/cli [-redis 127.0.0.1:6379] [-nats nats://127.0.0.1:4222] [-n 20000] [-rounds 3]
+//
+// Long on purpose: parent, bench.run. A bench's run reads top to bottom as the
+// script of what it measures (set up, load, measure, print), in the order
+// the output shows.
 package main
 
 import (

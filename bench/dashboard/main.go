@@ -26,6 +26,10 @@
 // with no page open also answers /samples?since= back to back for -hammer
 // on one connection: its CPU beyond its rate of the round, per request, is
 // the cost of one poll of an open page, which polls once a second.
+//
+// Long on purpose: phase. A bench's run reads top to bottom as the
+// script of what it measures (set up, load, measure, print), in the order
+// the output shows.
 package main
 
 import (

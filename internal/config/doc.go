@@ -28,4 +28,8 @@
 // A [fleet.NAME] table defines a limit shared through Redis (package
 // redisbucket) by every worker whose fleet key names it; Fleet.Bucket
 // gives its redisbucket.Config.
+//
+// Long on purpose: checkNesting, a scanner's one loop whose cases share
+// seven variables of state (brackets open, header, level, key, line);
+// split, each part would take and return them all.
 package config

@@ -2,8 +2,13 @@
 // too big to hold: non-test Go files over -file lines (default 450) and
 // functions or methods over -func lines (default 80), longest first, with
 // their counts. It reads the folders given (default "."), recursively,
-// skipping testdata and hidden folders; with -fail it exits 1 when it
-// lists anything.
+// skipping testdata and hidden folders.
+//
+// A package may keep a long file or function on purpose, saying why in its
+// package doc, in a paragraph that starts "Long on purpose:" and names it
+// ("Runner.Run", "main", "config.go"). Such items are listed with
+// "(reason in the package doc)" and do not count for -fail, which exits 1
+// when anything else is listed.
 //
 //	go run ./internal/tools/sizes            # from the repository's root
 //	go run ./internal/tools/sizes -func 60 pacer adapters
@@ -23,8 +28,9 @@ import (
 )
 
 type item struct {
-	where string
-	lines int
+	where     string
+	lines     int
+	explained bool // named in its package doc's "Long on purpose:" paragraph
 }
 
 func main() {
@@ -43,7 +49,7 @@ func main() {
 	}
 	report(os.Stdout, fmt.Sprintf("files over %d lines", *fileMax), files)
 	report(os.Stdout, fmt.Sprintf("functions over %d lines", *funcMax), funcs)
-	if *fail && len(files)+len(funcs) > 0 {
+	if *fail && len(unexplained(files))+len(unexplained(funcs)) > 0 {
 		os.Exit(1)
 	}
 }
@@ -71,8 +77,9 @@ func measure(roots []string, fileMax, funcMax int) (files, funcs []item, err err
 			if err != nil {
 				return err
 			}
+			purpose := onPurpose(filepath.Dir(path))
 			if n := fset.File(f.Pos()).LineCount(); n > fileMax {
-				files = append(files, item{path, n})
+				files = append(files, item{path, n, purpose[name]})
 			}
 			for _, decl := range f.Decls {
 				fn, ok := decl.(*ast.FuncDecl)
@@ -81,7 +88,8 @@ func measure(roots []string, fileMax, funcMax int) (files, funcs []item, err err
 				}
 				n := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line + 1
 				if n > funcMax {
-					funcs = append(funcs, item{fmt.Sprintf("%s:%d %s", path, fset.Position(fn.Pos()).Line, funcName(fn)), n})
+					fname := funcName(fn)
+					funcs = append(funcs, item{fmt.Sprintf("%s:%d %s", path, fset.Position(fn.Pos()).Line, fname), n, purpose[fname]})
 				}
 			}
 			return nil
@@ -115,8 +123,56 @@ func funcName(fn *ast.FuncDecl) string {
 }
 
 func report(w *os.File, title string, items []item) {
-	fmt.Fprintf(w, "%s: %d\n", title, len(items))
+	fmt.Fprintf(w, "%s: %d (%d without a reason)\n", title, len(items), len(unexplained(items)))
 	for _, it := range items {
-		fmt.Fprintf(w, "  %5d  %s\n", it.lines, it.where)
+		note := ""
+		if it.explained {
+			note = "  (reason in the package doc)"
+		}
+		fmt.Fprintf(w, "  %5d  %s%s\n", it.lines, it.where, note)
 	}
+}
+
+func unexplained(items []item) []item {
+	var out []item
+	for _, it := range items {
+		if !it.explained {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+var purposes = map[string]map[string]bool{}
+
+// onPurpose returns the names listed by the "Long on purpose:" paragraph
+// of the package doc of the package in dir (words separated by commas,
+// spaces or a final period, up to the paragraph's end).
+func onPurpose(dir string) map[string]bool {
+	if m, ok := purposes[dir]; ok {
+		return m
+	}
+	m := map[string]bool{}
+	purposes[dir] = m
+	entries, _ := os.ReadDir(dir)
+	fset := token.NewFileSet()
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil || f.Doc == nil {
+			continue
+		}
+		for _, para := range strings.Split(f.Doc.Text(), "\n\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(para), "Long on purpose:")
+			if !ok {
+				continue
+			}
+			for _, w := range strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == ';' }) {
+				m[strings.TrimSuffix(strings.TrimSuffix(w, "."), ":")] = true
+			}
+		}
+	}
+	return m
 }
