@@ -262,8 +262,12 @@ func TestDashboardInChromium(t *testing.T) {
 		for _, pp := range panels {
 			newest = max(newest, pp.T)
 			at := time.UnixMilli(int64(pp.T * 1000))
-			if age := time.Since(at); age > 3*time.Second || age < -time.Second {
-				t.Errorf("worker %q: the page shows the sample of %v, %v old; want at most 3 s (a sample a second, polled every second)", pp.Worker, at, age)
+			// A sample a second, polled every second: a live page is a
+			// second or two behind. The bound is wider (a CI run beside
+			// other builds saw 6.6 s: chromium starved of CPU), still far
+			// under the run's 20 s, so a page that stopped polling fails.
+			if age := time.Since(at); age > 10*time.Second || age < -time.Second {
+				t.Errorf("worker %q: the page shows the sample of %v, %v old; want at most 10 s (a sample a second, polled every second)", pp.Worker, at, age)
 				continue
 			}
 			statuses.past(t, at.Add(time.Second)) // /status recorded past the sample's second

@@ -92,83 +92,28 @@ func (r *Runner) Ready() <-chan struct{} { return r.ready }
 // returns an error if a worker or a fleet cannot start.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.brokers.Close()
-	cfg := r.cfg
 	bg, stopBG := context.WithCancel(context.Background())
 	var bgWG sync.WaitGroup
 	defer func() { stopBG(); bgWG.Wait() }()
 
 	// The admin port first: a second pacer run on the same config fails
 	// here, before it starts any broker or joins any fleet.
-	if addr := cmp.Or(r.opts.Admin, cfg.Admin); addr != "" {
-		if cfg.AdminPprof && !config.LoopbackAddr(addr) {
-			return fmt.Errorf("admin address %s: admin_pprof = true serves /debug/pprof/ on a loopback address only (such as %s): bind the admin server to 127.0.0.1, [::1] or localhost, or leave admin_pprof out", addr, config.DefaultAdmin)
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return fmt.Errorf("admin address %s is in use (another pacer run?): pick another with --admin HOST:PORT, PACER_ADMIN or admin = \"HOST:PORT\" in the config (port 0: any free port; \"\" turns the admin server off)", addr)
-			}
-			return fmt.Errorf("admin address %s: %w", addr, err)
-		}
-		bound := ln.Addr().String()
-		h := admin.Handler(r.Status, r.Samples)
-		if cfg.AdminPprof {
-			mux := http.NewServeMux()
-			mux.Handle("/", h)
-			mux.Handle("/debug/pprof/", admin.Pprof())
-			h = mux
-		}
-		srv := admin.Serve(ln, h, r.Readiness)
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
-		if cfg.AdminPprof {
-			r.log.Info("admin pprof", "pprof", "http://"+bound+"/debug/pprof/")
-		}
+	shutdownAdmin, err := r.serveAdmin()
+	if err != nil {
+		return err
 	}
+	defer shutdownAdmin()
 
-	fleets, err := fleet.Open(cfg, r.brokers, r.log)
+	fleets, err := fleet.Open(r.cfg, r.brokers, r.log)
 	if err != nil {
 		return err
 	}
 	r.fleets.Store(fleets)
 	defer fleets.Close() // before the brokers: the embedded Redis may hold them
-	for i := range cfg.Workers {
-		wc := cfg.Workers[i]
-		w := &runWorker{cfg: wc, src: wc.Source.Built.(plugin.Source), snk: wc.Sink.Built.(sink.Sink)}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if u, ok := w.src.(brokers.User); ok {
-			u.UseBrokers(r.brokers)
-		}
-		probe, err := w.src.Connect(cctx)
-		cancel()
+	for i := range r.cfg.Workers {
+		w, err := r.newWorker(ctx, r.cfg.Workers[i], fleets)
 		if err != nil {
-			return fmt.Errorf("worker %q: %w", wc.Name, err)
-		}
-		pc := wc.Pacer()
-		if _, ok := w.src.(plugin.HandlerPool); ok && pc.LatencyTarget == 0 {
-			// max_in_flight is the source's pool of handlers: in the
-			// pacer it would count the jobs still being fetched too,
-			// and fewer than max_in_flight would run.
-			pc.MaxInFlight = 0
-		}
-		if probe != nil {
-			w.probe.set(probe)
-			pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
-		}
-		// One INFO line per pause, and per pace cut after a quiet minute;
-		// cuts that go on are summed up once a minute (cutSummary).
-		w.cuts = newCutSummary(r.log.With("worker", wc.Name).Handler())
-		pc.Logger = slog.New(w.cuts)
-		if wc.Fleet != "" {
-			w.fleet = fleets.Bucket(wc.Fleet)
-			pc.Limiter = w.fleet
-		}
-		if w.p, err = pacer.New(pc); err != nil {
-			return fmt.Errorf("worker %q: %w", wc.Name, err)
+			return err
 		}
 		r.mu.Lock()
 		r.workers = append(r.workers, w)
@@ -185,6 +130,99 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer kill()
 	r.hard = hard
 	var srcWG sync.WaitGroup
+	r.launch(run, stop, bg, &bgWG, &srcWG)
+	close(r.ready)
+	<-run.Done()
+	failed := context.Cause(run)
+	if ctx.Err() != nil {
+		failed = nil
+	}
+	r.drain(&srcWG, kill)
+	return failed
+}
+
+// serveAdmin starts the admin server on the admin address, if there is
+// one, and returns the function that shuts it down.
+func (r *Runner) serveAdmin() (shutdown func(), err error) {
+	cfg := r.cfg
+	addr := cmp.Or(r.opts.Admin, cfg.Admin)
+	if addr == "" {
+		return func() {}, nil
+	}
+	if cfg.AdminPprof && !config.LoopbackAddr(addr) {
+		return nil, fmt.Errorf("admin address %s: admin_pprof = true serves /debug/pprof/ on a loopback address only (such as %s): bind the admin server to 127.0.0.1, [::1] or localhost, or leave admin_pprof out", addr, config.DefaultAdmin)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("admin address %s is in use (another pacer run?): pick another with --admin HOST:PORT, PACER_ADMIN or admin = \"HOST:PORT\" in the config (port 0: any free port; \"\" turns the admin server off)", addr)
+		}
+		return nil, fmt.Errorf("admin address %s: %w", addr, err)
+	}
+	bound := ln.Addr().String()
+	h := admin.Handler(r.Status, r.Samples)
+	if cfg.AdminPprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle("/debug/pprof/", admin.Pprof())
+		h = mux
+	}
+	srv := admin.Serve(ln, h, r.Readiness)
+	r.log.Info("admin listening", "addr", bound, "metrics", "http://"+bound+"/metrics", "status", "http://"+bound+"/status", "readyz", "http://"+bound+"/readyz", "dashboard", "http://"+bound+"/")
+	if cfg.AdminPprof {
+		r.log.Info("admin pprof", "pprof", "http://"+bound+"/debug/pprof/")
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
+}
+
+// newWorker connects the source of worker wc (30 s at most) and makes its
+// pacer: the source's probe, the cut summary as its logger, the fleet's
+// limit.
+func (r *Runner) newWorker(ctx context.Context, wc config.Worker, fleets *fleet.Set) (*runWorker, error) {
+	w := &runWorker{cfg: wc, src: wc.Source.Built.(plugin.Source), snk: wc.Sink.Built.(sink.Sink)}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if u, ok := w.src.(brokers.User); ok {
+		u.UseBrokers(r.brokers)
+	}
+	probe, err := w.src.Connect(cctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("worker %q: %w", wc.Name, err)
+	}
+	pc := wc.Pacer()
+	if _, ok := w.src.(plugin.HandlerPool); ok && pc.LatencyTarget == 0 {
+		// max_in_flight is the source's pool of handlers: in the
+		// pacer it would count the jobs still being fetched too,
+		// and fewer than max_in_flight would run.
+		pc.MaxInFlight = 0
+	}
+	if probe != nil {
+		w.probe.set(probe)
+		pc.Probe = &loggedProbe{probe: &w.probe, log: r.log, worker: wc.Name}
+	}
+	// One INFO line per pause, and per pace cut after a quiet minute;
+	// cuts that go on are summed up once a minute (cutSummary).
+	w.cuts = newCutSummary(r.log.With("worker", wc.Name).Handler())
+	pc.Logger = slog.New(w.cuts)
+	if wc.Fleet != "" {
+		w.fleet = fleets.Bucket(wc.Fleet)
+		pc.Limiter = w.fleet
+	}
+	if w.p, err = pacer.New(pc); err != nil {
+		return nil, fmt.Errorf("worker %q: %w", wc.Name, err)
+	}
+	return w, nil
+}
+
+// launch starts each worker's pacer, history and supervised source (the
+// sources under run, in srcWG; the rest under bg, in bgWG), the demo
+// producers and the status line.
+func (r *Runner) launch(run context.Context, stop context.CancelCauseFunc, bg context.Context, bgWG, srcWG *sync.WaitGroup) {
+	cfg := r.cfg
 	for _, w := range r.workers {
 		bgWG.Add(2)
 		go func() { defer bgWG.Done(); _ = w.p.Run(bg) }()
@@ -213,14 +251,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); r.statusLog(bg, every) }()
 	}
-	close(r.ready)
-	<-run.Done()
-	failed := context.Cause(run)
-	if ctx.Err() != nil {
-		failed = nil
-	}
+}
+
+// drain waits for the sources to stop (their jobs in flight included) up
+// to drain_timeout and killDelay, closing the pacers then so that a source
+// waiting for a permit gives up; ends the sinks' jobs (kill) and waits for
+// them and the sources at most stopMargin more; and logs each worker's
+// counts.
+func (r *Runner) drain(srcWG *sync.WaitGroup, kill context.CancelFunc) {
 	r.draining.Store(true)
-	drain := cfg.DrainTimeout.D()
+	drain := r.cfg.DrainTimeout.D()
 	r.log.Info("draining: taking no new jobs, waiting for jobs in flight", "timeout", drain)
 	srcDone := make(chan struct{})
 	go func() { srcWG.Wait(); close(srcDone) }()
@@ -257,7 +297,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("stopped", "worker", ws.Name, "dispatched", ws.Dispatched, "done", ws.Succeeded,
 			"failed", ws.Failed, "throttled", ws.Throttled, "dropped", ws.Dropped, "in_flight", ws.InFlight)
 	}
-	return failed
 }
 
 // The bounds of a drain: the sinks' jobs are ended when the sources have
